@@ -1,0 +1,154 @@
+// Blocked single-precision C = A * B^T (Goto-style packing, one micro-kernel per CPU family).
+#include "smic/gemm.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "gemm_kernels.hpp"
+#include "parallel.hpp"
+#include "smic/error.hpp"
+
+namespace smic {
+namespace detail {
+
+void micro_kernel_generic(std::size_t kc, const float* a, const float* b, float* c,
+                          std::size_t ldc, std::size_t mr, std::size_t nr, bool accumulate) {
+  float tile[kMR][kNR] = {};
+  for (std::size_t k = 0; k < kc; ++k, a += kMR, b += kNR)
+    for (std::size_t r = 0; r < kMR; ++r)
+      for (std::size_t j = 0; j < kNR; ++j) tile[r][j] += a[r] * b[j];
+  for (std::size_t r = 0; r < mr; ++r)
+    for (std::size_t j = 0; j < nr; ++j)
+      c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+}
+
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(SMIC_HAVE_AVX2_KERNEL) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+MicroKernel best_kernel() {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (cpu_has_avx2()) return micro_kernel_avx2;
+#endif
+  return micro_kernel_generic;
+}
+
+MicroKernel g_kernel = best_kernel();
+
+// Pack rows [0, m) x depth [p0, p0 + kc) of A into MR-row micro-panels, k-major, zero-padded.
+void pack_a(const float* a, std::size_t m, std::size_t lda, std::size_t p0, std::size_t kc,
+            float* out) {
+  for (std::size_t i0 = 0; i0 < m; i0 += kMR) {
+    const std::size_t mr = std::min(kMR, m - i0);
+    for (std::size_t r = 0; r < kMR; ++r) {
+      if (r < mr) {
+        const float* row = a + (i0 + r) * lda + p0;
+        for (std::size_t k = 0; k < kc; ++k) out[k * kMR + r] = row[k];
+      } else {
+        for (std::size_t k = 0; k < kc; ++k) out[k * kMR + r] = 0.0f;
+      }
+    }
+    out += kc * kMR;
+  }
+}
+
+}  // namespace
+}  // namespace detail
+
+using namespace detail;
+
+PackedB::PackedB(const float* b, std::size_t rows, std::size_t depth, std::size_t ldb)
+    : rows_(rows), depth_(depth), n_panels_((rows + kNR - 1) / kNR) {
+  data_.assign(n_panels_ * kNR * depth, 0.0f);
+  for (std::size_t p0 = 0; p0 < depth; p0 += kKC) {
+    const std::size_t kc = std::min(kKC, depth - p0);
+    for (std::size_t jp = 0; jp < n_panels_; ++jp) {
+      float* out = data_.data() + p0 * n_panels_ * kNR + jp * kc * kNR;
+      const std::size_t nr = std::min(kNR, rows - jp * kNR);
+      for (std::size_t j = 0; j < nr; ++j) {
+        const float* row = b + (jp * kNR + j) * ldb + p0;
+        for (std::size_t k = 0; k < kc; ++k) out[k * kNR + j] = row[k];
+      }
+    }
+  }
+}
+
+const float* PackedB::panel(std::size_t depth_block, std::size_t col_panel) const {
+  const std::size_t p0 = depth_block * kKC;
+  const std::size_t kc = std::min(kKC, depth_ - p0);
+  return data_.data() + p0 * n_panels_ * kNR + col_panel * kc * kNR;
+}
+
+void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const PackedB& b, float* c,
+                    std::size_t ldc) {
+  const std::size_t n = b.rows(), depth = b.depth();
+  if (m == 0 || n == 0) return;
+  if (depth == 0) {
+    for (std::size_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return;
+  }
+  const MicroKernel kernel = g_kernel;
+  const std::size_t n_panels = (n + kNR - 1) / kNR;
+  thread_local std::vector<float> a_packed;
+  a_packed.resize(kMC * kKC);
+  for (std::size_t i0 = 0; i0 < m; i0 += kMC) {
+    const std::size_t mc = std::min(kMC, m - i0);
+    for (std::size_t p0 = 0, pb = 0; p0 < depth; p0 += kKC, ++pb) {
+      const std::size_t kc = std::min(kKC, depth - p0);
+      pack_a(a + i0 * lda, mc, lda, p0, kc, a_packed.data());
+      for (std::size_t jp = 0; jp < n_panels; ++jp) {
+        const float* bp = b.panel(pb, jp);
+        const std::size_t nr = std::min(kNR, n - jp * kNR);
+        for (std::size_t ir = 0; ir < mc; ir += kMR) {
+          kernel(kc, a_packed.data() + ir * kc, bp, c + (i0 + ir) * ldc + jp * kNR, ldc,
+                 std::min(kMR, mc - ir), nr, p0 > 0);
+        }
+      }
+    }
+  }
+}
+
+void gemm_nt(const float* a, std::size_t m, std::size_t lda, const float* b, std::size_t n,
+             std::size_t ldb, std::size_t k, float* c, std::size_t ldc, int n_threads) {
+  const PackedB packed(b, n, k, ldb);
+  const std::size_t n_blocks = (m + kMC - 1) / kMC;
+  parallel_for(n_blocks, n_threads, [&](std::size_t blk) {
+    const std::size_t i0 = blk * kMC;
+    gemm_nt_packed(a + i0 * lda, std::min(kMC, m - i0), lda, packed, c + i0 * ldc, ldc);
+  });
+}
+
+const char* gemm_kernel_name() {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (g_kernel == micro_kernel_avx2) return "avx2";
+#endif
+  return "generic";
+}
+
+bool set_gemm_kernel(const char* name) {
+  const std::string want = name ? name : "auto";
+  if (want == "auto") {
+    g_kernel = best_kernel();
+    return true;
+  }
+  if (want == "generic") {
+    g_kernel = micro_kernel_generic;
+    return true;
+  }
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (want == "avx2" && cpu_has_avx2()) {
+    g_kernel = micro_kernel_avx2;
+    return true;
+  }
+#endif
+  return false;
+}
+
+}  // namespace smic

@@ -1,0 +1,179 @@
+#include "smic/omp.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "gemm_kernels.hpp"
+#include "parallel.hpp"
+#include "vector_kernels.hpp"
+#include "smic/error.hpp"
+
+namespace smic {
+namespace {
+
+// Scratch for one signal's pursuit; one per thread, sized once.
+struct PursuitScratch {
+  std::vector<float> alpha;     // correlations of the residual with every atom
+  std::vector<float> rows;      // Gram rows of the chosen atoms, s x K (read once each)
+  std::vector<float> gamma_f;   // coefficients on the support, float copy for the update
+  std::vector<double> chol;     // lower-triangular Cholesky factor of G_II, row-major s x s
+  std::vector<double> rhs;      // alpha0 restricted to the support
+  std::vector<double> gamma;    // coefficients on the support
+  std::vector<double> w;        // new row of the Cholesky factor
+
+  void resize(std::size_t n_atoms, std::size_t s) {
+    alpha.resize(n_atoms);
+    rows.resize(n_atoms * s);
+    gamma_f.resize(s);
+    chol.assign(s * s, 0.0);
+    rhs.resize(s);
+    gamma.resize(s);
+    w.resize(s);
+  }
+};
+
+// Solve L y = b in place (L lower triangular, row stride s).
+void forward_substitute(const double* chol, std::size_t s, std::size_t t, double* y) {
+  for (std::size_t i = 0; i < t; ++i) {
+    double acc = y[i];
+    for (std::size_t j = 0; j < i; ++j) acc -= chol[i * s + j] * y[j];
+    y[i] = acc / chol[i * s + i];
+  }
+}
+
+// Solve L^T y = b in place.
+void backward_substitute(const double* chol, std::size_t s, std::size_t t, double* y) {
+  for (std::size_t i = t; i-- > 0;) {
+    double acc = y[i];
+    for (std::size_t j = i + 1; j < t; ++j) acc -= chol[j * s + i] * y[j];
+    y[i] = acc / chol[i * s + i];
+  }
+}
+
+// Batch-OMP for one signal given alpha0 = D x and ||x||^2.
+void pursue(const float* alpha0, double norm_sq, const float* gram, std::size_t n_atoms,
+            std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
+            float* coefs) {
+  std::fill(indices, indices + n_nonzero, -1);
+  std::fill(coefs, coefs + n_nonzero, 0.0f);
+  if (tol >= 0.0 && norm_sq <= tol) return;
+  const float* alpha = alpha0;  // correlations of the current residual
+  double* chol = s.chol.data();
+  const double negligible = 1e-6 * std::sqrt(norm_sq);
+  std::size_t t = 0;
+  for (; t < n_nonzero; ++t) {
+    float best_abs = 0.0f;
+    const std::size_t best = detail::argmax_abs(alpha, n_atoms, &best_abs);
+    if (!(best_abs > negligible)) break;  // residual is (numerically) orthogonal to D
+    float* g_best = s.rows.data() + t * n_atoms;
+    std::copy(gram + best * n_atoms, gram + (best + 1) * n_atoms, g_best);
+    const double g_jj = g_best[best];
+    if (t == 0) {
+      chol[0] = std::sqrt(g_jj);
+    } else {
+      double* w = s.w.data();
+      for (std::size_t i = 0; i < t; ++i) w[i] = g_best[indices[i]];
+      forward_substitute(chol, n_nonzero, t, w);
+      double w_sq = 0.0;
+      for (std::size_t i = 0; i < t; ++i) w_sq += w[i] * w[i];
+      const double diag = g_jj - w_sq;
+      if (!(diag > 1e-7)) break;  // new atom is (numerically) in the span of the support
+      for (std::size_t i = 0; i < t; ++i) chol[t * n_nonzero + i] = w[i];
+      chol[t * n_nonzero + t] = std::sqrt(diag);
+    }
+    indices[t] = static_cast<std::int32_t>(best);
+    s.rhs[t] = alpha0[best];
+    // gamma = (L L^T)^-1 alpha0_I
+    std::copy(s.rhs.begin(), s.rhs.begin() + t + 1, s.gamma.begin());
+    forward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
+    backward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
+    if (t + 1 == n_nonzero) {
+      ++t;
+      break;
+    }
+    if (tol >= 0.0) {
+      // ||x - D_I gamma||^2 = ||x||^2 - gamma . alpha0_I, since G_II gamma = alpha0_I.
+      double explained = 0.0;
+      for (std::size_t i = 0; i <= t; ++i) explained += s.gamma[i] * s.rhs[i];
+      if (norm_sq - explained <= tol) {
+        ++t;
+        break;
+      }
+    }
+    // alpha = alpha0 - G_I gamma (G symmetric: the saved rows of the chosen atoms); the
+    // chosen atoms' own correlations are zero in exact arithmetic and are cleared.
+    for (std::size_t i = 0; i <= t; ++i) s.gamma_f[i] = static_cast<float>(s.gamma[i]);
+    detail::subtract_combination(alpha0, s.rows.data(), n_atoms, s.gamma_f.data(), t + 1,
+                                 n_atoms, s.alpha.data());
+    for (std::size_t i = 0; i <= t; ++i) s.alpha[indices[i]] = 0.0f;
+    alpha = s.alpha.data();
+  }
+  for (std::size_t i = 0; i < t; ++i) coefs[i] = static_cast<float>(s.gamma[i]);
+}
+
+}  // namespace
+
+void require_finite(const float* values, std::size_t n, const char* what) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i]))
+      throw InvalidArgument(std::string(what) + " contains NaN or infinity (first at flat index " +
+                            std::to_string(i) + ")");
+  }
+}
+
+OmpCoder::OmpCoder(const float* atoms, std::size_t n_atoms, std::size_t dim, int n_threads)
+    : n_atoms_(n_atoms), dim_(dim) {
+  require(n_atoms > 0, "D must have at least one atom (K = 0)");
+  require(dim > 0, "D must have at least one dimension (d = 0)");
+  require_finite(atoms, n_atoms * dim, "D");
+  for (std::size_t k = 0; k < n_atoms; ++k) {
+    double sq = 0.0;
+    for (std::size_t i = 0; i < dim; ++i) sq += double(atoms[k * dim + i]) * atoms[k * dim + i];
+    if (std::fabs(std::sqrt(sq) - 1.0) > 1e-3)
+      throw InvalidArgument("D must have rows of unit norm: row " + std::to_string(k) +
+                            " has norm " + std::to_string(std::sqrt(sq)));
+  }
+  packed_ = PackedB(atoms, n_atoms, dim, dim);
+  gram_.resize(n_atoms * n_atoms);
+  gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), n_atoms, n_threads);
+}
+
+void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero, double tol,
+                      std::int32_t* indices, float* coefs, int n_threads) const {
+  require(n_nonzero >= 1, "n_nonzero must be >= 1");
+  require(n_nonzero <= n_atoms_, "n_nonzero (" + std::to_string(n_nonzero) +
+                                     ") must be <= the number of atoms K (" +
+                                     std::to_string(n_atoms_) + ")");
+  require(n_nonzero <= dim_, "n_nonzero (" + std::to_string(n_nonzero) +
+                                 ") must be <= the dimension d (" + std::to_string(dim_) + ")");
+  require(std::isnan(tol) == false, "tol must not be NaN");
+  require_finite(signals, n * dim_, "X");
+  const std::size_t block = detail::kMC;
+  const std::size_t n_blocks = (n + block - 1) / block;
+  detail::parallel_for(n_blocks, n_threads, [&](std::size_t blk) {
+    thread_local std::vector<float> corr;
+    thread_local PursuitScratch scratch;
+    corr.resize(block * n_atoms_);
+    scratch.resize(n_atoms_, n_nonzero);
+    const std::size_t i0 = blk * block;
+    const std::size_t m = std::min(block, n - i0);
+    gemm_nt_packed(signals + i0 * dim_, m, dim_, packed_, corr.data(), n_atoms_);
+    for (std::size_t r = 0; r < m; ++r) {
+      const float* x = signals + (i0 + r) * dim_;
+      double norm_sq = 0.0;
+      for (std::size_t i = 0; i < dim_; ++i) norm_sq += double(x[i]) * x[i];
+      pursue(corr.data() + r * n_atoms_, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol,
+             scratch, indices + (i0 + r) * n_nonzero, coefs + (i0 + r) * n_nonzero);
+    }
+  });
+}
+
+void batch_omp(const float* signals, std::size_t n, const float* atoms, std::size_t n_atoms,
+               std::size_t dim, std::size_t n_nonzero, double tol, std::int32_t* indices,
+               float* coefs, int n_threads) {
+  const OmpCoder coder(atoms, n_atoms, dim, n_threads);
+  coder.encode(signals, n, n_nonzero, tol, indices, coefs, n_threads);
+}
+
+}  // namespace smic

@@ -1,0 +1,63 @@
+"""Dictionary learning by approximate K-SVD over batch OMP (C++ core)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from . import _core
+from ._validation import as_count, as_float32_matrix, as_threads
+
+__all__ = ["learn_dictionary"]
+
+ProgressCallback = Callable[[int, float], "bool | None"]
+
+
+def learn_dictionary(
+    X: np.ndarray, n_atoms: int, n_nonzero: int, n_iter: int = 10, seed: int = 0, *,
+    n_threads: int | None = None, max_coherence: float = 0.99,
+    progress: ProgressCallback | None = None, return_errors: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Learn a (n_atoms, d) dictionary for sparse coding of the rows of X with K-SVD.
+
+    Each iteration codes every row with batch OMP (``n_nonzero`` atoms) and refits each atom
+    with a rank-1 update on the rows that use it (approximate K-SVD, Rubinstein et al. 2008).
+    Atoms are initialised from distinct random rows of X; atoms that fall unused, or whose
+    correlation with another atom exceeds ``max_coherence``, are replaced by the rows that
+    are worst represented. The result depends only on the data and ``seed``, not on the
+    number of threads.
+
+    Args:
+        X: (N, d) training signals, N >= n_atoms. float64/non-contiguous input is converted.
+        n_atoms: dictionary size K.
+        n_nonzero: atoms per signal during learning (use the sparsity you will code with).
+        n_iter: K-SVD iterations (coding + atom update); 0 returns the initial dictionary.
+        seed: seed of the initial choice of rows.
+        n_threads: OpenMP threads; None uses all cores.
+        max_coherence: atoms more correlated than this with an earlier atom are replaced.
+        progress: called after each iteration as ``progress(iteration, mean_sq_error)``;
+            returning False stops early. Ctrl-C also stops it (KeyboardInterrupt is raised).
+        return_errors: also return the mean squared residual after each iteration.
+
+    Returns:
+        D, float32 with unit-norm rows; with ``return_errors``, ``(D, errors)``.
+    """
+    X = as_float32_matrix(X, "X")
+    n_atoms = as_count(n_atoms, "n_atoms", minimum=1)
+    n_nonzero = as_count(n_nonzero, "n_nonzero", minimum=1)
+    n_iter = as_count(n_iter, "n_iter", minimum=0)
+    seed = as_count(seed, "seed", minimum=0)
+    if n_atoms > X.shape[0]:
+        raise ValueError(f"n_atoms ({n_atoms}) must be <= the number of rows of X ({X.shape[0]})")
+    if n_nonzero > min(n_atoms, X.shape[1]):
+        raise ValueError(
+            f"n_nonzero ({n_nonzero}) must be <= min(n_atoms, d) = {min(n_atoms, X.shape[1])}"
+        )
+    if not 0.0 < max_coherence <= 1.0:
+        raise ValueError(f"max_coherence must be in (0, 1], got {max_coherence}")
+    D, errors, _replaced = _core.learn_dictionary(
+        X, n_atoms, n_nonzero, n_iter, seed, as_threads(n_threads), float(max_coherence), progress
+    )
+    if return_errors:
+        return D, np.asarray(errors, dtype=np.float64)
+    return D

@@ -1,0 +1,65 @@
+// Binding of K-SVD dictionary learning, with a progress callback that may stop it.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "smic/dictionary.hpp"
+#include "validate.hpp"
+
+namespace py = pybind11;
+
+void register_dictionary(py::module_& m) {
+  m.def(
+      "learn_dictionary",
+      [](const py::array& x, long long n_atoms, long long n_nonzero, long long n_iter,
+         unsigned long long seed, int n_threads, double max_coherence, py::object progress) {
+        smic_py::require_array<float>(x, 2, "X");
+        if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
+        if (n_nonzero < 1)
+          throw py::value_error("n_nonzero must be >= 1, got " + std::to_string(n_nonzero));
+        if (n_iter < 0) throw py::value_error("n_iter must be >= 0, got " + std::to_string(n_iter));
+        smic::KsvdOptions opt;
+        opt.n_atoms = static_cast<std::size_t>(n_atoms);
+        opt.n_nonzero = static_cast<std::size_t>(n_nonzero);
+        opt.n_iter = static_cast<std::size_t>(n_iter);
+        opt.seed = seed;
+        opt.n_threads = n_threads;
+        opt.max_coherence = max_coherence;
+        // The callback runs between iterations: take the GIL, call Python, and stop on
+        // KeyboardInterrupt or any exception (re-raised once the GIL-free work is over).
+        std::optional<py::error_already_set> pending_error;
+        smic::KsvdProgress callback;
+        if (!progress.is_none()) {
+          callback = [&](std::size_t iteration, double mse) {
+            py::gil_scoped_acquire acquire;
+            try {
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              py::object keep_going = progress(iteration, mse);
+              return keep_going.is_none() || keep_going.cast<bool>();
+            } catch (py::error_already_set& e) {
+              pending_error = e;
+              return false;
+            }
+          };
+        }
+        const float* xp = static_cast<const float*>(x.data());
+        const auto n = static_cast<std::size_t>(x.shape(0));
+        const auto dim = static_cast<std::size_t>(x.shape(1));
+        smic::KsvdResult result;
+        {
+          py::gil_scoped_release release;
+          result = smic::learn_dictionary(xp, n, dim, opt, callback);
+        }
+        if (pending_error) throw *pending_error;
+        py::array_t<float> atoms({opt.n_atoms, dim});
+        std::copy(result.atoms.begin(), result.atoms.end(), atoms.mutable_data());
+        return py::make_tuple(atoms, result.mean_sq_error, result.replaced_atoms);
+      },
+      py::arg("X"), py::arg("n_atoms"), py::arg("n_nonzero"), py::arg("n_iter"),
+      py::arg("seed") = 0, py::arg("n_threads") = 0, py::arg("max_coherence") = 0.99,
+      py::arg("progress") = py::none(),
+      "Approximate K-SVD; returns (D, mean squared error per iteration, replaced atoms).");
+}

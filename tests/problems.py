@@ -1,0 +1,22 @@
+"""Seeded random problems of the shape SMIC sees (unit-norm rows)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """n random unit-norm float32 rows of dimension d."""
+    x = rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def planted_collection(rng: np.random.Generator, n: int, n_atoms: int, dim: int, k: int,
+                       noise: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Signals that are sums of k atoms of a hidden dictionary, plus a little noise."""
+    atoms = unit_rows(rng, n_atoms, dim).astype(np.float64)
+    support = np.argsort(rng.random((n, n_atoms)), axis=1)[:, :k]
+    weights = rng.standard_normal((n, k)) + np.sign(rng.standard_normal((n, k)))
+    x = np.einsum("nk,nkd->nd", weights, atoms[support]) + noise * rng.standard_normal((n, dim))
+    return x.astype(np.float32), atoms.astype(np.float32)
+
+
