@@ -1,0 +1,58 @@
+"""Batch OMP against scikit-learn and SPAMS, with numpy's float32 GEMM as the floor.
+
+Every timing is the whole job from X and D to sparse codes (each method computes its own
+correlations and Gram matrix). Run with the machine's OpenBLAS tuning variables unset:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_omp.py
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import smic_fast
+from _common import best_time, machine, unit_rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000, help="signals")
+    parser.add_argument("--d", type=int, default=768, help="dimension")
+    parser.add_argument("--k", type=int, default=1024, help="atoms")
+    parser.add_argument("--sparsity", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--sklearn-n", type=int, default=2000,
+                        help="signals given to scikit-learn (its per-signal Python loop is slow; "
+                             "its time is scaled to --n)")
+    args = parser.parse_args(argv)
+    import spams
+    from sklearn.linear_model import orthogonal_mp_gram
+
+    rng = np.random.default_rng(0)
+    x, d = unit_rows(rng, args.n, args.d), unit_rows(rng, args.k, args.d)
+    x_f, d_f = np.asfortranarray(x.T), np.asfortranarray(d.T)  # SPAMS wants columns
+    x_sk = x[: args.sklearn_n]
+    print(f"# batch OMP, N={args.n} d={args.d} K={args.k}; {machine()}")
+    print("| n_nonzero | threads | GEMM D@X.T s | smic-fast s | SPAMS s | sklearn s (scaled) "
+          "| SPAMS / ours | sklearn / ours | ours / GEMM |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for threads in args.threads:
+        with threadpool_limits(limits=threads):
+            gemm = best_time(lambda: d @ x.T)
+            for s in args.sparsity:
+                ours = best_time(lambda: smic_fast.omp(x, d, s, n_threads=threads))
+                peer = best_time(lambda: spams.omp(x_f, d_f, L=s, numThreads=threads))
+
+                def sklearn_job():
+                    gram = d @ d.T
+                    orthogonal_mp_gram(gram, d @ x_sk.T, n_nonzero_coefs=s, copy_Gram=False)
+
+                sk = best_time(sklearn_job, repeat=1) * args.n / len(x_sk)
+                print(f"| {s} | {threads} | {gemm:.3f} | {ours:.3f} | {peer:.3f} | {sk:.2f} | "
+                      f"{peer / ours:.2f}x | {sk / ours:.1f}x | {ours / gemm:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
