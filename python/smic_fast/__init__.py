@@ -6,7 +6,7 @@ The C++ core exposed here: batch OMP (:func:`omp`), K-SVD dictionary learning
 """
 from __future__ import annotations
 
-from . import _core
+from . import _core, range_coder
 from ._core import DecodeError
 from .ksvd import learn_dictionary
 from .quantizer import dequantize, quantize
@@ -22,5 +22,6 @@ __all__ = [
     "learn_dictionary",
     "omp",
     "quantize",
+    "range_coder",
     "reconstruct",
 ]

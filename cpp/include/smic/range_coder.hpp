@@ -1,0 +1,326 @@
+// Byte-oriented range coder with carry propagation (LZMA's scheme widened to 64 bits), and the
+// integer-only probability models it codes with. Coders and models are separate (as in
+// constriction): a model turns a symbol into (start, freq, total) and back, a coder turns those
+// triples into bytes, so one stream can interleave several models.
+//
+// Format: the encoder keeps `low` (64 bits + a carry flag) and `range` (64 bits, >= 2^56 after
+// normalisation, initially 2^64 - 1). Coding (start, freq, total) with total <= 2^31 sets
+// r = range / total, low += r * start, range = r * freq, then shifts out bytes (most significant
+// first) while range < 2^56. finish() shifts out all 8 bytes of low, so a stream that coded N
+// normalisation shifts is exactly N + 8 bytes long and the decoder reads exactly those bytes.
+// Everything is integer arithmetic: a stream decodes bit-exactly on any machine.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "smic/error.hpp"
+
+namespace smic {
+
+/// Largest frequency total a coder accepts (every model's total must stay <= this).
+constexpr uint32_t kMaxFrequencyTotal = uint32_t{1} << 31;
+
+namespace detail {
+[[noreturn]] void throw_truncated();
+[[noreturn]] void throw_corrupt();
+}  // namespace detail
+
+/// Streaming range encoder; bytes accumulate in memory until finish().
+class RangeEncoder {
+ public:
+  RangeEncoder() = default;
+  RangeEncoder(const RangeEncoder&) = delete;  // ptr_ points into out_
+  RangeEncoder& operator=(const RangeEncoder&) = delete;
+  RangeEncoder(RangeEncoder&&) = default;      // a moved vector keeps its buffer
+  RangeEncoder& operator=(RangeEncoder&&) = default;
+
+  /// Code the interval [start, start + freq) of [0, total). Throws InvalidArgument unless
+  /// freq >= 1, start + freq <= total and total <= 2^31.
+  void encode(uint32_t start, uint32_t freq, uint32_t total) {
+    require(freq >= 1 && total <= kMaxFrequencyTotal && start <= total && freq <= total - start,
+            "RangeEncoder::encode: need freq >= 1, start + freq <= total <= 2^31");
+    encode_unchecked(start, freq, total);
+  }
+
+  /// encode() without the argument check, for models that guarantee its preconditions.
+  void encode_unchecked(uint32_t start, uint32_t freq, uint32_t total) {
+    const uint64_t r = range_ / total;
+    add_low(r * start);
+    range_ = r * freq;
+    normalise();
+  }
+
+  /// encode_unchecked() for total == 2^total_bits (a shift instead of a division; same bytes).
+  void encode_pow2_unchecked(uint32_t start, uint32_t freq, unsigned total_bits) {
+    const uint64_t r = range_ >> total_bits;
+    add_low(r * start);
+    range_ = r * freq;
+    normalise();
+  }
+
+  /// Flush the state and return the coded bytes. The encoder is reset afterwards.
+  std::vector<uint8_t> finish();
+
+  /// Bytes emitted so far (excluding those still held back for carry propagation).
+  std::size_t bytes_written() const {
+    return ptr_ == nullptr ? 0 : static_cast<std::size_t>(ptr_ - out_.data());
+  }
+
+  /// Size the output buffer for about `bytes` bytes up front.
+  void reserve(std::size_t bytes) {
+    if (bytes > static_cast<std::size_t>(end_ - ptr_)) grow(bytes);
+  }
+
+ private:
+  static constexpr uint64_t kTop = uint64_t{1} << 56;
+
+  void add_low(uint64_t x) {
+    low_ += x;
+    carry_ |= low_ < x;  // wrapped past 2^64: at most once between two shifts
+  }
+  void normalise() {
+    while (range_ < kTop) {  // at most 4 rounds, since range >= 2^56 / 2^31 before
+      shift_low();
+      range_ <<= 8;
+    }
+  }
+  // Move the top byte of low out. A byte can still change by a carry until a byte below it
+  // is known not to be 0xFF, so one byte (cache_) plus a run of 0xFF bytes is held back.
+  void shift_low() {
+    const uint8_t top = static_cast<uint8_t>(low_ >> 56);
+    if (top != 0xFF || carry_) {
+      if (held_ > static_cast<std::size_t>(end_ - ptr_)) grow(held_);
+      if (held_ != 0) {
+        const uint8_t c = carry_ ? 1 : 0;
+        *ptr_++ = static_cast<uint8_t>(cache_ + c);
+        for (; held_ > 1; --held_) *ptr_++ = static_cast<uint8_t>(0xFF + c);
+      }
+      cache_ = top;
+      held_ = 1;
+    } else {
+      ++held_;  // a 0xFF byte; when nothing was held yet, cache_ is 0xFF already
+    }
+    carry_ = false;
+    low_ <<= 8;
+  }
+  void grow(std::size_t need);  // make room for `need` more output bytes
+
+  uint64_t low_ = 0;
+  uint64_t range_ = ~uint64_t{0};
+  bool carry_ = false;
+  uint8_t cache_ = 0xFF;
+  std::size_t held_ = 0;  // bytes held back: cache_ and then (held_ - 1) bytes 0xFF
+  std::vector<uint8_t> out_;  // output buffer; bytes [out_.data(), ptr_) are written
+  uint8_t* ptr_ = nullptr;
+  uint8_t* end_ = nullptr;
+};
+
+/// Streaming range decoder over a caller-owned buffer (which must outlive it). Reads are
+/// bounds-checked: running past the end throws DecodeError("truncated").
+class RangeDecoder {
+ public:
+  /// Throws DecodeError if `size` < 8 (every stream holds at least the 8 flushed bytes).
+  RangeDecoder(const uint8_t* data, std::size_t size);
+
+  /// First half of decoding: the target value in [0, total) that the model maps to a symbol.
+  /// Throws InvalidArgument for a total outside [1, 2^31], DecodeError for corrupt data.
+  uint32_t decode_target(uint32_t total) {
+    require(total >= 1 && total <= kMaxFrequencyTotal,
+            "RangeDecoder::decode_target: total must be in [1, 2^31]");
+    return decode_target_unchecked(total);
+  }
+  /// Second half: consume the symbol's interval [start, start + freq), which must contain
+  /// the target just returned (else InvalidArgument).
+  void consume(uint32_t start, uint32_t freq) {
+    require(start <= target_ && target_ - start < freq,
+            "RangeDecoder::consume: [start, start + freq) must contain the decoded target");
+    consume_unchecked(start, freq);
+  }
+
+  /// Unchecked variants for models that guarantee the preconditions of the above.
+  uint32_t decode_target_unchecked(uint32_t total) {
+    r_ = range_ / total;
+    return check_target(code_ / r_, total);
+  }
+  uint32_t decode_target_pow2_unchecked(unsigned total_bits) {
+    r_ = range_ >> total_bits;
+    return check_target(code_ / r_, uint64_t{1} << total_bits);
+  }
+  void consume_unchecked(uint32_t start, uint32_t freq) {
+    code_ -= r_ * start;  // code < range stays true: target in [start, start + freq)
+    range_ = r_ * freq;
+    while (range_ < kTop) {
+      if (pos_ == size_) detail::throw_truncated();
+      code_ = (code_ << 8) | data_[pos_++];
+      range_ <<= 8;
+    }
+  }
+
+  /// Check that the stream ended exactly here: all bytes consumed and the final state is the
+  /// one the encoder flushed. Throws DecodeError otherwise.
+  void finish() const;
+
+  std::size_t position() const { return pos_; }
+
+ private:
+  static constexpr uint64_t kTop = uint64_t{1} << 56;
+
+  uint32_t check_target(uint64_t v, uint64_t total) {
+    if (v >= total) detail::throw_corrupt();
+    target_ = static_cast<uint32_t>(v);
+    return target_;
+  }
+
+  const uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+  uint64_t code_ = 0;  // value - low, always < range_
+  uint64_t range_ = ~uint64_t{0};
+  uint64_t r_ = 1;
+  uint32_t target_ = 0;
+};
+
+/// Static model: a fixed table of frequencies (each >= 1, sum <= 2^31). Decoding looks the
+/// target up in a bucket table over its top bits, then scans (or bisects) a short range.
+class StaticModel {
+ public:
+  /// Throws InvalidArgument for an empty table, a zero frequency or a sum above 2^31.
+  StaticModel(const uint32_t* freqs, std::size_t n);
+
+  std::size_t size() const { return n_; }
+  uint32_t total() const { return cum_[n_]; }
+  /// log2(total()) when the total is a power of two, else -1.
+  int pow2_bits() const { return pow2_bits_; }
+  /// size() + 1 cumulative frequencies: symbol s codes as [cum[s], cum[s + 1]).
+  const uint32_t* cumulative() const { return cum_.data(); }
+
+  /// Code `symbol` (< size(), else InvalidArgument).
+  void encode(RangeEncoder& enc, uint32_t symbol) const {
+    require(symbol < n_, "StaticModel::encode: symbol out of range");
+    encode_unchecked(enc, symbol);
+  }
+  void encode_unchecked(RangeEncoder& enc, uint32_t symbol) const {
+    const uint32_t start = cum_[symbol], freq = cum_[symbol + 1] - start;
+    if (pow2_bits_ >= 0)
+      enc.encode_pow2_unchecked(start, freq, static_cast<unsigned>(pow2_bits_));
+    else
+      enc.encode_unchecked(start, freq, cum_[n_]);
+  }
+
+  uint32_t decode(RangeDecoder& dec) const {
+    const uint32_t v = pow2_bits_ >= 0
+                           ? dec.decode_target_pow2_unchecked(static_cast<unsigned>(pow2_bits_))
+                           : dec.decode_target_unchecked(cum_[n_]);
+    const uint32_t s = lookup(v);
+    dec.consume_unchecked(cum_[s], cum_[s + 1] - cum_[s]);
+    return s;
+  }
+
+  /// The symbol whose interval contains v (v < total()).
+  uint32_t lookup(uint32_t v) const {
+    const uint32_t b = v >> shift_;
+    uint32_t lo = bucket_[b], hi = bucket_[b + 1];  // the answer lies in [lo, hi]
+    if (hi - lo <= 8) {
+      while (cum_[lo + 1] <= v) ++lo;
+      return lo;
+    }
+    while (lo < hi) {  // largest s in [lo, hi] with cum_[s] <= v
+      const uint32_t mid = lo + (hi - lo + 1) / 2;
+      if (cum_[mid] <= v)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    return lo;
+  }
+
+ private:
+  uint32_t n_;
+  int pow2_bits_ = -1;           // log2(total) when total is a power of two, else -1
+  unsigned shift_ = 0;           // bucket of v is v >> shift_
+  std::vector<uint32_t> cum_;    // n + 1 cumulative frequencies, cum_[0] = 0
+  std::vector<uint32_t> bucket_; // symbol containing (b << shift_); last entry n - 1
+};
+
+/// Adaptive model, integer-only so encoder and decoder stay in lockstep on any machine: every
+/// symbol starts at frequency 1; after coding a symbol its frequency grows by `increment`;
+/// when the total exceeds `limit` every frequency is halved, rounding up. Cumulative
+/// frequencies live in a Fenwick tree (query, update and decode by descent in O(log n)).
+class AdaptiveModel {
+ public:
+  /// Throws InvalidArgument unless 1 <= alphabet_size <= limit / 2, 1 <= increment <= limit / 4
+  /// and limit <= 2^31 (these bounds make one halving enough and keep rescales rare).
+  AdaptiveModel(uint32_t alphabet_size, uint32_t increment = 24, uint32_t limit = 1u << 16);
+
+  static void validate(uint64_t alphabet_size, uint64_t increment, uint64_t limit);
+
+  std::size_t size() const { return n_; }
+  uint32_t total() const { return total_; }
+
+  void encode(RangeEncoder& enc, uint32_t symbol) {
+    require(symbol < n_, "AdaptiveModel::encode: symbol out of range");
+    enc.encode_unchecked(prefix(symbol), freq_[symbol], total_);
+    update(symbol);
+  }
+
+  uint32_t decode(RangeDecoder& dec) {
+    const uint32_t v = dec.decode_target_unchecked(total_);
+    // Fenwick descent: the largest pos with prefix(pos) <= v is the symbol containing v.
+    uint32_t pos = 0, rem = v;
+    for (uint32_t step = top_step_; step != 0; step >>= 1) {
+      const uint32_t next = pos + step;
+      if (next <= n_ && tree_[next] <= rem) {
+        pos = next;
+        rem -= tree_[next];
+      }
+    }
+    dec.consume_unchecked(v - rem, freq_[pos]);
+    update(pos);
+    return pos;
+  }
+
+ private:
+  uint32_t prefix(uint32_t symbol) const {  // sum of freq_[0 .. symbol)
+    uint32_t s = 0;
+    for (uint32_t i = symbol; i != 0; i &= i - 1) s += tree_[i];
+    return s;
+  }
+  void update(uint32_t symbol) {
+    freq_[symbol] += inc_;
+    for (uint32_t i = symbol + 1; i <= n_; i += i & (0u - i)) tree_[i] += inc_;
+    total_ += inc_;
+    if (total_ > limit_) rescale();
+  }
+  void rescale();   // halve every frequency (rounding up) and rebuild the tree
+  void rebuild();
+
+  uint32_t n_, inc_, limit_, total_ = 0, top_step_ = 1;
+  std::vector<uint32_t> freq_;
+  std::vector<uint32_t> tree_;  // 1-based Fenwick tree over freq_
+};
+
+/// Code all of `symbols` with a static model. Throws InvalidArgument naming the first symbol
+/// outside [0, model.size()).
+std::vector<uint8_t> encode_static(const int32_t* symbols, std::size_t n, const StaticModel& model);
+/// Decode `count` symbols into `out`; throws DecodeError for truncated or corrupt data or for
+/// bytes left over after the last symbol.
+void decode_static(const uint8_t* data, std::size_t size, const StaticModel& model, int32_t* out,
+                   std::size_t count);
+
+/// Same with a fresh AdaptiveModel(alphabet_size, increment, limit).
+std::vector<uint8_t> encode_adaptive(const int32_t* symbols, std::size_t n, uint32_t alphabet_size,
+                                     uint32_t increment, uint32_t limit);
+void decode_adaptive(const uint8_t* data, std::size_t size, uint32_t alphabet_size,
+                     uint32_t increment, uint32_t limit, int32_t* out, std::size_t count);
+
+/// Frequency table from symbol counts. Zero counts become 1. If total_bits >= 0, or if the sum
+/// would exceed 2^31 (then total_bits = 31), the table is rescaled to sum exactly
+/// 2^total_bits with every entry >= 1, close to the least code-length loss: proportional
+/// floors, then greedy +1/-1 steps by marginal gain c / (q +- 1/2). Integer-only and
+/// deterministic. Throws InvalidArgument if n == 0, n > 2^total_bits, total_bits > 31 or the
+/// counts sum past 2^64.
+std::vector<uint32_t> frequencies_from_counts(const uint64_t* counts, std::size_t n,
+                                              int total_bits = -1);
+
+}  // namespace smic
