@@ -39,7 +39,7 @@ sanitize: $(PY)
 	.venv-asan/bin/pip install --quiet --upgrade pip
 	.venv-asan/bin/pip install --quiet --config-settings=cmake.define.SMIC_SANITIZE=ON \
 	    --config-settings=build-dir=build/asan ".[test]"
-	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    .venv-asan/bin/python -m pytest -q -p no:cacheprovider
 
