@@ -1,0 +1,99 @@
+"""The section container: layout, CRC and length checks, atomic writes and appends."""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import pytest
+
+from smic_fast.container import (
+    FORMAT_VERSION, Section, append_sections, parse_sections, read_sections, write_sections,
+)
+from smic_fast.errors import FormatError
+
+MAGIC = b"\x89TEST\r\n\x1a"
+
+
+def test_layout_is_preamble_then_tagged_sections_with_crc(tmp_path):
+    path = tmp_path / "f.bin"
+    size = write_sections(path, MAGIC, [Section(b"HEAD", b"hello"), Section(b"DATA", b"")])
+    data = path.read_bytes()
+    assert size == len(data) == 16 + (16 + 5) + 16
+    assert data[:8] == MAGIC and struct.unpack_from("<H", data, 8)[0] == FORMAT_VERSION
+    tag, length = struct.unpack_from("<4sQ", data, 16)
+    assert (tag, length) == (b"HEAD", 5) and data[28:33] == b"hello"
+    assert struct.unpack_from("<I", data, 33)[0] == zlib.crc32(b"hello", zlib.crc32(data[16:28]))
+    assert read_sections(path, MAGIC) == [Section(b"HEAD", b"hello"), Section(b"DATA", b"")]
+
+
+def test_append_keeps_old_bytes_and_adds_sections(tmp_path):
+    path = tmp_path / "f.bin"
+    write_sections(path, MAGIC, [Section(b"HEAD", b"x" * 100)])
+    before = path.read_bytes()
+    append_sections(path, MAGIC, [Section(b"MORE", b"y")])
+    after = path.read_bytes()
+    assert after.startswith(before)
+    assert [s.tag for s in read_sections(path, MAGIC)] == [b"HEAD", b"MORE"]
+
+
+def test_failed_write_leaves_target_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    write_sections(path, MAGIC, [Section(b"HEAD", b"original")])
+    original = path.read_bytes()
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_sections(path, MAGIC, [Section(b"HEAD", b"new")])
+    with pytest.raises(OSError, match="disk full"):
+        append_sections(path, MAGIC, [Section(b"MORE", b"new")])
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_interrupt_during_write_leaves_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "new.bin"
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        write_sections(path, MAGIC, [Section(b"HEAD", b"data")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_append_refuses_a_damaged_file(tmp_path):
+    path = tmp_path / "f.bin"
+    write_sections(path, MAGIC, [Section(b"HEAD", b"hello")])
+    data = bytearray(path.read_bytes())
+    data[30] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="CRC32"):
+        append_sections(path, MAGIC, [Section(b"MORE", b"y")])
+    assert path.read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda d: d[:10], "not a smic file"),
+        (lambda d: b"NOTMAGIC" + d[8:], "magic bytes"),
+        (lambda d: d[:8] + struct.pack("<H", FORMAT_VERSION + 1) + d[10:], "newer than this smic_fast reads"),
+        (lambda d: d[:8] + struct.pack("<H", 0) + d[10:], "invalid format version 0"),
+        (lambda d: d[:-1], "claims 5 bytes but the file ends first"),
+        (lambda d: d + b"\x00" * 5, "truncated section header"),
+        (lambda d: d[:29] + bytes([d[29] ^ 0x40]) + d[30:], "fails its CRC32 check"),
+        (lambda d: d[:20] + struct.pack("<Q", 2**63) + d[28:], "claims"),
+    ],
+)
+def test_damaged_files_raise_format_error(tmp_path, mutate, match):
+    path = tmp_path / "f.bin"
+    write_sections(path, MAGIC, [Section(b"HEAD", b"hello")])
+    with pytest.raises(FormatError, match=match):
+        parse_sections(mutate(path.read_bytes()), MAGIC, kind="smic file")
+
+
+def test_bad_tag_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="4 bytes"):
+        write_sections(tmp_path / "f.bin", MAGIC, [Section(b"TOOLONG", b"")])
+    assert list(tmp_path.iterdir()) == []
