@@ -97,3 +97,16 @@ def test_bad_tag_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="4 bytes"):
         write_sections(tmp_path / "f.bin", MAGIC, [Section(b"TOOLONG", b"")])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_new_files_get_ordinary_permissions_and_replacements_keep_theirs(tmp_path):
+    path = tmp_path / "f.bin"
+    umask = os.umask(0o022)
+    try:
+        write_sections(path, MAGIC, [Section(b"HEAD", b"x")])
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o600)
+        append_sections(path, MAGIC, [Section(b"MORE", b"y")])
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(umask)

@@ -1,5 +1,8 @@
 """smic-fast: semantic multi-item compression of image collections (SMIC).
 
+Collections: :func:`compress` embeddings into a .smic file, :func:`open` it again,
+:class:`Dictionary` for a dictionary shared by many collections.
+
 The C++ core exposed here: batch OMP (:func:`omp`), K-SVD dictionary learning
 (:func:`learn_dictionary`), a dead-zone scalar quantizer (:func:`quantize`,
 :func:`dequantize`) and a range coder with integer models (:mod:`smic_fast.range_coder`).
@@ -8,6 +11,9 @@ from __future__ import annotations
 
 from . import _core, range_coder
 from ._core import DecodeError
+from .collection import Collection, compress, open
+from .dictionary import Dictionary
+from .errors import DictionaryMismatchError, FormatError
 from .ksvd import learn_dictionary
 from .quantizer import dequantize, quantize
 from .sparse_coding import OmpCoder, omp, reconstruct
@@ -15,12 +21,18 @@ from .sparse_coding import OmpCoder, omp, reconstruct
 __version__: str = _core.__version__
 
 __all__ = [
+    "Collection",
     "DecodeError",
+    "Dictionary",
+    "DictionaryMismatchError",
+    "FormatError",
     "OmpCoder",
     "__version__",
     "dequantize",
+    "compress",
     "learn_dictionary",
     "omp",
+    "open",
     "quantize",
     "range_coder",
     "reconstruct",

@@ -54,6 +54,15 @@ def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
+        # mkstemp makes the file private; give it the mode a plain open() would (or keep the
+        # mode of the file it replaces).
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp_name, mode)
         with os.fdopen(fd, "wb") as tmp:
             write(tmp)
             tmp.flush()

@@ -1,0 +1,92 @@
+"""Damaged files, 10,000 times over: every mutation of a valid .smic / .smicd either decodes
+or raises a smic_fast exception (FormatError / DecodeError) — no crash, hang or other error.
+
+Half the mutations repair the section CRCs afterwards, so the parsers behind the CRC check
+(JSON headers, tables, chunk offsets, the range decoder) see the damage too."""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import smic_fast as smic
+from smic_fast.container import _PREAMBLE, _SECTION_HEAD
+
+from problems import planted_collection
+
+
+def _repair_crcs(data: bytearray) -> bytearray:
+    """Recompute every section CRC of a (possibly damaged) container, where lengths allow."""
+    pos = _PREAMBLE.size
+    while pos + _SECTION_HEAD.size <= len(data):
+        _tag, length = _SECTION_HEAD.unpack_from(data, pos)
+        end = pos + _SECTION_HEAD.size + length
+        if end + 4 > len(data):
+            break
+        crc = zlib.crc32(bytes(data[pos + _SECTION_HEAD.size : end]), zlib.crc32(bytes(data[pos : pos + _SECTION_HEAD.size])))
+        data[end : end + 4] = struct.pack("<I", crc)
+        pos = end + 4
+    return data
+
+
+def _mutate(rng: np.random.Generator, original: bytes) -> bytes:
+    data = bytearray(original)
+    kind = rng.integers(0, 5)
+    if kind == 0:  # flip a few bits
+        for _ in range(rng.integers(1, 4)):
+            i = rng.integers(0, len(data))
+            data[i] ^= 1 << rng.integers(0, 8)
+    elif kind == 1:  # overwrite a byte
+        data[rng.integers(0, len(data))] = rng.integers(0, 256)
+    elif kind == 2:  # truncate
+        data = data[: rng.integers(0, len(data))]
+    elif kind == 3:  # insert random bytes
+        i = rng.integers(0, len(data) + 1)
+        data[i:i] = rng.integers(0, 256, rng.integers(1, 9), dtype=np.uint8).tobytes()
+    else:  # delete a span
+        i = rng.integers(0, len(data))
+        del data[i : i + rng.integers(1, 9)]
+    if rng.random() < 0.5:
+        data = _repair_crcs(data)
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def valid_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    x, _ = planted_collection(np.random.default_rng(5), 60, 8, 12, 2)
+    smic.compress(x, folder / "c.smic", n_atoms=8, n_nonzero=3, n_iter=2, chunk_size=8,
+                  ids=[f"i{i}" for i in range(60)], pixels=[100] * 60)
+    smic.Dictionary.fit(x, n_atoms=8, n_iter=2, precision="int8").save(folder / "d.smicd")
+    return folder
+
+
+def test_ten_thousand_damaged_collections_decode_or_raise_format_error(valid_files, tmp_path):
+    original = (valid_files / "c.smic").read_bytes()
+    rng = np.random.default_rng(2024)
+    path = tmp_path / "m.smic"
+    outcomes = {"decoded": 0, "raised": 0}
+    for _ in range(10_000):
+        path.write_bytes(_mutate(rng, original))
+        try:
+            col = smic.open(path)
+            col.embeddings()
+            col.info()
+            outcomes["decoded"] += 1
+        except smic.FormatError:
+            outcomes["raised"] += 1
+    assert outcomes["raised"] > 5000 and sum(outcomes.values()) == 10_000
+
+
+def test_two_thousand_damaged_dictionaries_load_or_raise_format_error(valid_files, tmp_path):
+    original = (valid_files / "d.smicd").read_bytes()
+    rng = np.random.default_rng(7)
+    path = tmp_path / "m.smicd"
+    for _ in range(2_000):
+        path.write_bytes(_mutate(rng, original))
+        try:
+            smic.Dictionary.load(path).decode(b"\x00" * 8)
+        except smic.DecodeError:  # FormatError is a DecodeError; so is a bad item stream
+            pass
