@@ -42,3 +42,19 @@ def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"BLAS: {', '.join(blas) or 'none'}"
             + (f" — WARNING {tuned} set: unset them for fair peer timings" if tuned else ""))
+
+
+def clustered(rng: np.random.Generator, n: int, d: int = 768, n_concepts: int = 512,
+              noise: float = 0.15) -> np.ndarray:
+    """A clustered synthetic collection of unit 'CLIP-like' embeddings: each item mixes 1-4
+    concepts (popularity Zipf-like, as subjects in a photo archive) plus isotropic noise."""
+    concepts = unit_rows(rng, n_concepts, d).astype(np.float64)
+    popularity = 1.0 / np.arange(1, n_concepts + 1) ** 0.8
+    popularity /= popularity.sum()
+    counts = np.minimum(rng.geometric(0.5, n), 4)
+    x = np.zeros((n, d))
+    for i, k in enumerate(counts):
+        picked = rng.choice(n_concepts, size=k, replace=False, p=popularity)
+        x[i] = rng.uniform(0.3, 1.0, k) @ concepts[picked]
+    x += noise * rng.standard_normal((n, d)) / np.sqrt(d)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

@@ -10,6 +10,7 @@ void register_omp(py::module_& m);
 void register_dictionary(py::module_& m);
 void register_quantizer(py::module_& m);
 void register_range_coder(py::module_& m);
+void register_item_codec(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "smic_fast C++ core (batch OMP, K-SVD, quantizer, range coder)";
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   register_dictionary(m);
   register_quantizer(m);
   register_range_coder(m);
+  register_item_codec(m);
 }

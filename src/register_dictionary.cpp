@@ -15,7 +15,8 @@ void register_dictionary(py::module_& m) {
   m.def(
       "learn_dictionary",
       [](const py::array& x, long long n_atoms, long long n_nonzero, long long n_iter,
-         unsigned long long seed, int n_threads, double max_coherence, py::object progress) {
+         unsigned long long seed, int n_threads, double max_coherence, py::object progress,
+         long long power_iterations, double min_usage_fraction) {
         smic_py::require_array<float>(x, 2, "X");
         if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
         if (n_nonzero < 1)
@@ -28,6 +29,10 @@ void register_dictionary(py::module_& m) {
         opt.seed = seed;
         opt.n_threads = n_threads;
         opt.max_coherence = max_coherence;
+        if (power_iterations < 1)
+          throw py::value_error("power_iterations must be >= 1, got " + std::to_string(power_iterations));
+        opt.power_iterations = static_cast<std::size_t>(power_iterations);
+        opt.min_usage_fraction = min_usage_fraction;
         // The callback runs between iterations: take the GIL, call Python, and stop on
         // KeyboardInterrupt or any exception (re-raised once the GIL-free work is over).
         std::optional<py::error_already_set> pending_error;
@@ -60,6 +65,7 @@ void register_dictionary(py::module_& m) {
       },
       py::arg("X"), py::arg("n_atoms"), py::arg("n_nonzero"), py::arg("n_iter"),
       py::arg("seed") = 0, py::arg("n_threads") = 0, py::arg("max_coherence") = 0.99,
-      py::arg("progress") = py::none(),
+      py::arg("progress") = py::none(), py::arg("power_iterations") = 1,
+      py::arg("min_usage_fraction") = 0.25,
       "Approximate K-SVD; returns (D, mean squared error per iteration, replaced atoms).");
 }

@@ -106,6 +106,7 @@ def test_progress_is_reported_and_can_stop_or_raise(rng):
         ({"n_iter": -1}, "n_iter must be >= 0"),
         ({"max_coherence": 0.0}, r"max_coherence must be in \(0, 1\]"),
         ({"seed": -2}, "seed must be >= 0"),
+        ({"min_usage": 1.0}, r"min_usage must be in \[0, 1\)"),
     ],
 )
 def test_bad_arguments(rng, kwargs, match):

@@ -84,6 +84,9 @@ KsvdResult learn_dictionary(const float* signals, std::size_t n, std::size_t dim
                             ") must be <= the number of signals (" + std::to_string(n) + ")");
   require(s >= 1 && s <= n_atoms && s <= dim,
           "n_nonzero must be in [1, min(n_atoms, d)], got " + std::to_string(s));
+  require(opt.power_iterations >= 1, "power_iterations must be >= 1");
+  require(opt.min_usage_fraction >= 0.0 && opt.min_usage_fraction < 1.0,
+          "min_usage_fraction must be in [0, 1)");
   require(opt.max_coherence > 0.0 && opt.max_coherence <= 1.0, "max_coherence must be in (0, 1]");
   require_finite(signals, n * dim, "X");
 
@@ -105,6 +108,7 @@ KsvdResult learn_dictionary(const float* signals, std::size_t n, std::size_t dim
   std::vector<double> residual_sq(n);
   std::vector<double> new_atom(dim);
   std::vector<float> old_atom(dim), gram(n_atoms * n_atoms);
+  std::vector<double> g_old, g_cur;
   AtomUsage usage;
 
   for (std::size_t iter = 0; iter < opt.n_iter; ++iter) {
@@ -130,48 +134,68 @@ KsvdResult learn_dictionary(const float* signals, std::size_t n, std::size_t dim
     // new atom ∝ E_I g with E_I = R_I + g a^T, then g' = E_I^T atom', R_I = E_I - g' atom'^T.
     usage.build(indices, n_atoms);
     std::vector<std::size_t> unused;
+    const bool last_iteration = iter + 1 == opt.n_iter;
+    // Rarely used atoms are re-seeded, except after the last refit (their users would lose them).
+    const double min_usage = last_iteration ? 0.0 : opt.min_usage_fraction *
+                                                        double(usage.entries.size()) / double(n_atoms);
     for (std::size_t k = 0; k < n_atoms; ++k) {
       const std::size_t begin = usage.offsets[k], end = usage.offsets[k + 1];
       float* atom = atoms.data() + k * dim;
-      if (begin == end) {
+      if (begin == end || double(end - begin) < min_usage) {
         unused.push_back(k);
         continue;
       }
-      double g_sq = 0.0;
-      std::fill(new_atom.begin(), new_atom.end(), 0.0);
-      for (std::size_t e = begin; e < end; ++e) {
-        const std::size_t entry = usage.entries[e];
-        const double g = coefs[entry];
-        const float* r = residual.data() + (entry / s) * dim;
-        for (std::size_t j = 0; j < dim; ++j) new_atom[j] += g * r[j];
-        g_sq += g * g;
-      }
-      double norm_sq = 0.0;
-      for (std::size_t j = 0; j < dim; ++j) {
-        new_atom[j] += g_sq * atom[j];
-        norm_sq += new_atom[j] * new_atom[j];
-      }
-      if (!(norm_sq > 1e-24)) {
-        unused.push_back(k);
-        continue;
-      }
-      const double inv_norm = 1.0 / std::sqrt(norm_sq);
-      double old_dot_new = 0.0;
-      for (std::size_t j = 0; j < dim; ++j) {
-        new_atom[j] *= inv_norm;
-        old_dot_new += atom[j] * new_atom[j];
-      }
+      // Power iterations on E_I = R_I + g_old a_old^T (never formed): atom ∝ E_I g, g = E_I^T atom.
+      const std::size_t m = end - begin;
+      g_old.resize(m);
+      g_cur.resize(m);
+      for (std::size_t e = 0; e < m; ++e) g_old[e] = g_cur[e] = coefs[usage.entries[begin + e]];
       std::copy(atom, atom + dim, old_atom.begin());
-      for (std::size_t j = 0; j < dim; ++j) atom[j] = static_cast<float>(new_atom[j]);
-      for (std::size_t e = begin; e < end; ++e) {
-        const std::size_t entry = usage.entries[e];
+      bool degenerate = false;
+      double old_dot_new = 0.0;
+      for (std::size_t round = 0; round < opt.power_iterations && !degenerate; ++round) {
+        double g_dot = 0.0;
+        std::fill(new_atom.begin(), new_atom.end(), 0.0);
+        for (std::size_t e = 0; e < m; ++e) {
+          const double g = g_cur[e];
+          const float* r = residual.data() + (usage.entries[begin + e] / s) * dim;
+          for (std::size_t j = 0; j < dim; ++j) new_atom[j] += g * r[j];
+          g_dot += g * g_old[e];
+        }
+        double norm_sq = 0.0;
+        for (std::size_t j = 0; j < dim; ++j) {
+          new_atom[j] += g_dot * old_atom[j];
+          norm_sq += new_atom[j] * new_atom[j];
+        }
+        if (!(norm_sq > 1e-24)) {
+          degenerate = true;
+          break;
+        }
+        const double inv_norm = 1.0 / std::sqrt(norm_sq);
+        old_dot_new = 0.0;
+        for (std::size_t j = 0; j < dim; ++j) {
+          new_atom[j] *= inv_norm;
+          old_dot_new += old_atom[j] * new_atom[j];
+          atom[j] = static_cast<float>(new_atom[j]);
+        }
+        for (std::size_t e = 0; e < m; ++e) {
+          const float* r = residual.data() + (usage.entries[begin + e] / s) * dim;
+          double dot = 0.0;
+          for (std::size_t j = 0; j < dim; ++j) dot += double(r[j]) * atom[j];
+          g_cur[e] = dot + g_old[e] * old_dot_new;
+        }
+      }
+      if (degenerate) {
+        std::copy(old_atom.begin(), old_atom.end(), atom);
+        unused.push_back(k);
+        continue;
+      }
+      for (std::size_t e = 0; e < m; ++e) {
+        const std::size_t entry = usage.entries[begin + e];
         float* r = residual.data() + (entry / s) * dim;
-        const float g_old = coefs[entry];
-        double dot = 0.0;
-        for (std::size_t j = 0; j < dim; ++j) dot += double(r[j]) * atom[j];
-        const float g_new = static_cast<float>(dot + g_old * old_dot_new);
-        for (std::size_t j = 0; j < dim; ++j) r[j] += g_old * old_atom[j] - g_new * atom[j];
-        coefs[entry] = g_new;
+        const float g_o = static_cast<float>(g_old[e]), g_n = static_cast<float>(g_cur[e]);
+        for (std::size_t j = 0; j < dim; ++j) r[j] += g_o * old_atom[j] - g_n * atom[j];
+        coefs[entry] = g_n;
       }
     }
 
@@ -188,7 +212,6 @@ KsvdResult learn_dictionary(const float* signals, std::size_t n, std::size_t dim
             opt.n_threads);
     std::vector<char> is_unused(n_atoms, 0);
     for (std::size_t k : unused) is_unused[k] = 1;
-    const bool last_iteration = iter + 1 == opt.n_iter;
     for (std::size_t k = 0; k < n_atoms && !last_iteration; ++k) {
       if (is_unused[k]) continue;
       for (std::size_t k2 = 0; k2 < k; ++k2) {

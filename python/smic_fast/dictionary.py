@@ -165,26 +165,62 @@ class Dictionary:
                         progress=progress)[0]
 
     @classmethod
+    def from_atoms(
+        cls, atoms: np.ndarray, embeddings: np.ndarray, n_nonzero: int | None = None, *,
+        quality: str = "medium", step: float | None = None, rd_lambda: float | None = None,
+        layout: str = "smic", paper_bits: int = 8, precision: str = "float16",
+        n_threads: int | None = None,
+    ) -> Dictionary:
+        """A dictionary with given atoms (rows, normalised here), its coding tables fitted on
+        `embeddings`. Arguments as in :meth:`fit`."""
+        unit, _ = normalize_embeddings(embeddings)
+        return cls._with_tables(as_float32_matrix(atoms, "atoms", columns=unit.shape[1]), unit,
+                                n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda,
+                                layout=layout, paper_bits=paper_bits, precision=precision,
+                                n_threads=n_threads)[0]
+
+    @staticmethod
+    def _params(n_atoms: int, dim: int, n_nonzero, quality, step, rd_lambda, layout, paper_bits) -> CodingParams:
+        if quality not in QUALITY_PRESETS:
+            raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {quality!r}")
+        preset_s, preset_step, preset_lambda = QUALITY_PRESETS[quality]
+        if n_nonzero is None:
+            s_max = min(preset_s, n_atoms, dim)
+        else:
+            s_max = as_count(n_nonzero, "n_nonzero", minimum=1)
+            if s_max > min(n_atoms, dim):
+                raise ValueError(f"n_nonzero ({s_max}) must be <= min(n_atoms, d) = {min(n_atoms, dim)}")
+        return CodingParams(s_max=s_max, step=preset_step if step is None else float(step),
+                            rd_lambda=preset_lambda if rd_lambda is None else float(rd_lambda),
+                            layout=layout, paper_bits=paper_bits)
+
+    @classmethod
     def _fit(cls, embeddings, n_atoms, n_nonzero, *, quality, step, rd_lambda, layout, paper_bits,
              precision, n_iter, seed, n_threads, progress) -> tuple[Dictionary, ItemSymbols, np.ndarray]:
         """fit() that also returns the training items' symbols and unit embeddings."""
-        if quality not in QUALITY_PRESETS:
-            raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {quality!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         unit, _ = normalize_embeddings(embeddings)
-        n = unit.shape[0]
-        preset_s, preset_step, preset_lambda = QUALITY_PRESETS[quality]
-        k = default_n_atoms(n) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
-        s_max = preset_s if n_nonzero is None else as_count(n_nonzero, "n_nonzero", minimum=1)
-        s_max = min(s_max, k, unit.shape[1]) if n_nonzero is None else s_max
-        params = CodingParams(s_max=s_max, step=preset_step if step is None else float(step),
-                              rd_lambda=preset_lambda if rd_lambda is None else float(rd_lambda),
-                              layout=layout, paper_bits=paper_bits)
-        atoms = learn_dictionary(unit, k, s_max, n_iter=n_iter, seed=seed, n_threads=n_threads,
+        k = default_n_atoms(unit.shape[0]) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        params = cls._params(k, unit.shape[1], n_nonzero, quality, step, rd_lambda, layout, paper_bits)
+        atoms = learn_dictionary(unit, k, params.s_max, n_iter=n_iter, seed=seed, n_threads=n_threads,
                                  progress=progress)
+        return cls._with_tables(atoms, unit, params.s_max, quality=quality, step=params.step,
+                                rd_lambda=params.rd_lambda, layout=layout, paper_bits=paper_bits,
+                                precision=precision, n_threads=n_threads)
+
+    @classmethod
+    def _with_tables(cls, atoms, unit, n_nonzero, *, quality, step, rd_lambda, layout, paper_bits,
+                     precision, n_threads) -> tuple[Dictionary, ItemSymbols, np.ndarray]:
+        """Fit the coding tables of `atoms` on unit embeddings: code with flat tables, fit,
+        code again with the fitted tables (better rate decisions), fit again."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        k = atoms.shape[0]
+        params = cls._params(k, unit.shape[1], n_nonzero, quality, step, rd_lambda, layout, paper_bits)
         if layout == "paper":
-            _, coefs = OmpCoder(atoms).encode(unit, s_max, n_threads=n_threads)
+            _, coefs = OmpCoder(atoms / np.linalg.norm(atoms, axis=1, keepdims=True)).encode(
+                unit, params.s_max, n_threads=n_threads)
             peak = float(np.abs(coefs).max()) if coefs.size else 1.0
             params = CodingParams(**{**params.to_json(), "paper_range": max(peak, 1e-6)})
         draft = cls(atoms, params, _flat_counts(k, params), precision)

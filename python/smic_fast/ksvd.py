@@ -15,16 +15,17 @@ ProgressCallback = Callable[[int, float], "bool | None"]
 
 def learn_dictionary(
     X: np.ndarray, n_atoms: int, n_nonzero: int, n_iter: int = 10, seed: int = 0, *,
-    n_threads: int | None = None, max_coherence: float = 0.99,
+    n_threads: int | None = None, max_coherence: float = 0.99, min_usage: float = 0.25,
     progress: ProgressCallback | None = None, return_errors: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Learn a (n_atoms, d) dictionary for sparse coding of the rows of X with K-SVD.
 
     Each iteration codes every row with batch OMP (``n_nonzero`` atoms) and refits each atom
     with a rank-1 update on the rows that use it (approximate K-SVD, Rubinstein et al. 2008).
-    Atoms are initialised from distinct random rows of X; atoms that fall unused, or whose
-    correlation with another atom exceeds ``max_coherence``, are replaced by the rows that
-    are worst represented. The result depends only on the data and ``seed``, not on the
+    Atoms are initialised from distinct random rows of X; atoms that fall unused or rarely
+    used, or whose correlation with another atom exceeds ``max_coherence``, are replaced by
+    the rows that are worst represented (this re-seeding is what lets K-SVD escape the poor
+    local optima of a random start). The result depends only on the data and ``seed``, not on the
     number of threads.
 
     Args:
@@ -35,6 +36,8 @@ def learn_dictionary(
         seed: seed of the initial choice of rows.
         n_threads: OpenMP threads; None uses all cores.
         max_coherence: atoms more correlated than this with an earlier atom are replaced.
+        min_usage: atoms used by fewer rows than this fraction of the mean usage are
+            replaced between iterations (not after the last one); 0 replaces unused atoms only.
         progress: called after each iteration as ``progress(iteration, mean_sq_error)``;
             returning False stops early. Ctrl-C also stops it (KeyboardInterrupt is raised).
         return_errors: also return the mean squared residual after each iteration.
@@ -55,8 +58,11 @@ def learn_dictionary(
         )
     if not 0.0 < max_coherence <= 1.0:
         raise ValueError(f"max_coherence must be in (0, 1], got {max_coherence}")
+    if not 0.0 <= min_usage < 1.0:
+        raise ValueError(f"min_usage must be in [0, 1), got {min_usage}")
     D, errors, _replaced = _core.learn_dictionary(
-        X, n_atoms, n_nonzero, n_iter, seed, as_threads(n_threads), float(max_coherence), progress
+        X, n_atoms, n_nonzero, n_iter, seed, as_threads(n_threads), float(max_coherence), progress,
+        1, float(min_usage),
     )
     if return_errors:
         return D, np.asarray(errors, dtype=np.float64)

@@ -15,9 +15,14 @@ struct KsvdOptions {
   std::size_t n_iter = 10;
   std::uint64_t seed = 0;
   int n_threads = 0;  ///< 0: OpenMP's default
-  /// Atoms whose absolute correlation with an earlier atom exceeds this are replaced, as are
-  /// unused atoms (by the worst-represented signals).
+  /// Atoms whose absolute correlation with an earlier atom exceeds this are replaced by the
+  /// worst-represented signals, as are unused and rarely used atoms (min_usage_fraction).
   double max_coherence = 0.99;
+  /// Power iterations of each atom's rank-1 refit (1: approximate K-SVD; more approach the
+  /// exact SVD of K-SVD at one extra pass over the atom's signals each).
+  std::size_t power_iterations = 1;
+  /// Atoms used by fewer signals than this fraction of the mean usage are replaced too.
+  double min_usage_fraction = 0.25;
 };
 
 /// Called after each iteration with (iteration index, mean squared residual over signals);
