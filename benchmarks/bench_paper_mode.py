@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--d", type=int, default=768)
-    parser.add_argument("--k", type=int, default=256, help="atoms")
+    parser.add_argument("--k", type=int, default=512, help="atoms")
     parser.add_argument("--iter", type=int, default=10, help="K-SVD iterations")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)

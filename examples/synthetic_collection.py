@@ -1,99 +1,90 @@
-"""Demo: compress a synthetic collection of CLIP-like embeddings with the smic-fast core.
+"""Demo: compress a synthetic collection of CLIP-like embeddings into one .smic file.
 
-The pipeline of SMIC on embeddings (no images yet): learn a dictionary over the collection
-(K-SVD), code each embedding with a few atoms (batch OMP), quantize the coefficients, and
-range-code atom indices and levels with integer frequency tables. Everything is decoded back
-from the bytes and the reconstruction is scored by cosine similarity.
+SMIC on embeddings (images and CLIP come with later releases): learn a dictionary over the
+collection, code each embedding with a few atoms, range-code everything into one file, open
+it again and check the reconstruction. Then the same with a dictionary shared by several
+collections, which then pay no dictionary bits.
 
-    .venv/bin/python examples/synthetic_collection.py [--items 10000] [--atoms 256] [--sparsity 3]
+    .venv/bin/python examples/synthetic_collection.py [--items 10000] [--dim 768] [--out demo_out]
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import smic_fast
-from smic_fast import range_coder
+import smic_fast as smic
 
 
 def synthetic_embeddings(n: int, dim: int, n_concepts: int, seed: int) -> np.ndarray:
-    """Unit vectors that are each a weighted sum of 2-3 'concepts' plus noise, like CLIP
-    embeddings of photos that share subjects."""
+    """Unit vectors that each mix 1-4 'concepts' (Zipf-popular, like the subjects of a photo
+    archive) plus noise."""
     rng = np.random.default_rng(seed)
     concepts = rng.standard_normal((n_concepts, dim))
     concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    popularity = 1.0 / np.arange(1, n_concepts + 1) ** 0.8
+    popularity /= popularity.sum()
     x = np.zeros((n, dim))
-    for i in range(n):
-        picked = rng.choice(n_concepts, size=rng.integers(2, 4), replace=False)
-        x[i] = rng.uniform(0.3, 1.0, len(picked)) @ concepts[picked]
+    for i, k in enumerate(np.minimum(rng.geometric(0.5, n), 4)):
+        picked = rng.choice(n_concepts, size=k, replace=False, p=popularity)
+        x[i] = rng.uniform(0.3, 1.0, k) @ concepts[picked]
     x += 0.15 * rng.standard_normal((n, dim)) / np.sqrt(dim)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def show(title: str, info: dict, seconds: float) -> None:
+    print(f"\n{title}")
+    print(f"  items               {info['items']}  (K = {info['n_atoms']} atoms, "
+          f"{'shared' if info['shared_dictionary'] else 'own'} dictionary)")
+    print(f"  file                {info['file_bytes']:,} bytes")
+    print(f"  bits per item       {info['bits_per_item']:.1f} total, "
+          f"{info['marginal_bits_per_item']:.2f} marginal (items only); dictionary share "
+          f"{info['dictionary_share']:.0%}")
+    if "bits_per_pixel" in info:
+        print(f"  bits per pixel      {info['bits_per_pixel']:.2e} (512x512 images)")
+    print(f"  cosine similarity   mean {info['cosine_mean']:.4f}, 5th percentile {info['cosine_p5']:.4f}")
+    print(f"  time                {seconds:.1f} s ({info['items'] / seconds:,.0f} items/s)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10000, help="embeddings in the collection")
     parser.add_argument("--dim", type=int, default=768, help="embedding dimension (ViT-L-14: 768)")
-    parser.add_argument("--atoms", type=int, default=256, help="dictionary size K")
-    parser.add_argument("--sparsity", type=int, default=3, help="atoms per item")
-    parser.add_argument("--step", type=float, default=0.05, help="coefficient quantizer step")
-    parser.add_argument("--iterations", type=int, default=15, help="K-SVD iterations")
+    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the files")
     args = parser.parse_args(argv)
-
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    e = synthetic_embeddings(args.items, args.dim, 96, seed=0)
-    timings["make data"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    d = smic_fast.learn_dictionary(
-        e, args.atoms, args.sparsity, n_iter=args.iterations,
-        progress=lambda i, err: print(f"  K-SVD iteration {i + 1}/{args.iterations}: "
-                                      f"mean squared residual {err:.4f}", file=sys.stderr),
-    )
-    timings["learn dictionary"] = time.perf_counter() - start
+    args.out.mkdir(exist_ok=True)
+    e = synthetic_embeddings(args.items, args.dim, 256, seed=0)
+    print(f"smic-fast {smic.__version__}: {args.items} synthetic embeddings of dimension {args.dim} "
+          f"(raw float32: {32 * args.dim} bits per item)")
 
     start = time.perf_counter()
-    indices, coefs = smic_fast.omp(e, d, args.sparsity)
-    timings["sparse coding"] = time.perf_counter() - start
+    info = smic.compress(
+        e, args.out / "collection.smic", pixels=[512 * 512] * args.items,
+        progress=lambda i, err: print(f"  K-SVD iteration {i + 1}: mean squared residual {err:.4f}",
+                                      file=sys.stderr))
+    show("Own dictionary (learned on the collection):", info, time.perf_counter() - start)
+
+    col = smic.open(args.out / "collection.smic")
+    decoded = col.embeddings()
+    cosine = np.sum(decoded * e, axis=1)
+    assert np.isclose(cosine.mean(), info["cosine_mean"], atol=1e-5), "decoded file disagrees"
+    print(f"  reopened: {len(col)} items decode to the reported mean cosine {cosine.mean():.4f}")
 
     start = time.perf_counter()
-    levels = smic_fast.quantize(coefs, args.step, rounding=0.4)
-    offset = -int(levels.min())
-    level_symbols = (levels + offset).ravel()
-    index_symbols = np.where(indices >= 0, indices, args.atoms).ravel()  # K marks an empty slot
-    index_freqs = range_coder.frequencies_of(index_symbols, args.atoms + 1)
-    level_freqs = range_coder.frequencies_of(level_symbols, int(level_symbols.max()) + 1)
-    index_bytes = range_coder.encode(index_symbols, index_freqs)
-    level_bytes = range_coder.encode(level_symbols, level_freqs)
-    timings["quantize + range code"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    got_index = range_coder.decode(index_bytes, index_freqs, len(index_symbols)).reshape(indices.shape)
-    got_levels = range_coder.decode(level_bytes, level_freqs, len(level_symbols)).reshape(levels.shape)
-    got_index = np.where(got_index == args.atoms, -1, got_index)
-    got_coefs = smic_fast.dequantize(got_levels - offset, args.step)
-    reconstructed = smic_fast.reconstruct(got_index, got_coefs, d)
-    timings["decode"] = time.perf_counter() - start
-    assert np.array_equal(got_index, indices), "index stream did not round-trip"
-
-    cosine = np.sum(reconstructed * e, axis=1) / np.maximum(np.linalg.norm(reconstructed, axis=1), 1e-12)
-    item_bits = 8 * (len(index_bytes) + len(level_bytes))
-    table_bits = 32 * (len(index_freqs) + len(level_freqs))  # stored as uint32
-    dictionary_bits = 16 * d.size  # stored as float16
-    n = args.items
-    print(f"\nsmic-fast {smic_fast.__version__}: {n} embeddings of dimension {args.dim}, "
-          f"K={args.atoms} atoms, {args.sparsity} per item, step {args.step}")
-    print(f"  items stream       {item_bits / n:8.2f} bits per item (marginal)")
-    print(f"  + frequency tables {(item_bits + table_bits) / n:8.2f} bits per item")
-    print(f"  + dictionary (f16) {(item_bits + table_bits + dictionary_bits) / n:8.2f} bits per item (total)")
-    print(f"  raw float32        {32 * args.dim:8d} bits per item")
-    print(f"  cosine similarity  mean {cosine.mean():.4f}, 5th percentile {np.percentile(cosine, 5):.4f}")
-    for stage, secs in timings.items():
-        print(f"  {stage:22s} {secs:7.3f} s")
+    train, rest = e[: args.items // 2], e[args.items // 2 :]
+    shared = smic.Dictionary.fit(train, n_atoms=512)
+    shared.save(args.out / "shared.smicd")
+    day = np.array_split(rest, 5)
+    for i, part in enumerate(day):
+        info = smic.compress(part, args.out / f"day{i}.smic", dictionary=shared)
+    show(f"Shared dictionary (learned once on {len(train)} items), last of {len(day)} small "
+         f"collections:", info, time.perf_counter() - start)
+    one = shared.encode(rest[0])
+    print(f"\nOne new item coded alone: {len(one)} bytes "
+          f"(cosine {float(shared.decode(one) @ rest[0]):.4f}; a lone stream carries 8 bytes of flush)")
     return 0
 
 
