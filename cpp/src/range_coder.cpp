@@ -153,19 +153,11 @@ namespace {
 template <bool kPow2>
 void encode_static_loop(const int32_t* symbols, std::size_t n, const StaticModel& model,
                         RangeEncoder& enc) {
-  const uint32_t* cum = model.cumulative();
-  const std::size_t alphabet = model.size();
-  const uint32_t total = model.total();
   const unsigned bits = kPow2 ? static_cast<unsigned>(model.pow2_bits()) : 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const uint32_t s = static_cast<uint32_t>(symbols[i]);  // negatives become huge
-    if (s >= alphabet) throw_bad_symbol(i, symbols[i], alphabet);
-    const uint32_t start = cum[s], freq = cum[s + 1] - start;
-    if (kPow2)
-      enc.encode_pow2_unchecked(start, freq, bits);
-    else
-      enc.encode_unchecked(start, freq, total);
-  }
+  enc.encode_static_run<kPow2>(symbols, n, model.cumulative(), static_cast<uint32_t>(model.size()),
+                               model.total(), bits, [&](std::size_t i) {
+                                 throw_bad_symbol(i, symbols[i], model.size());
+                               });
 }
 }  // namespace
 

@@ -59,6 +59,68 @@ class RangeEncoder {
     normalise();
   }
 
+  /// Code symbols[0..n) with a static table (cumulative frequencies `cum`, `alphabet` symbols,
+  /// total `total`, or 2^bits when kPow2) — the same bytes as encode_unchecked per symbol, but
+  /// with the coder state in locals: output-byte stores may alias anything, so state kept in
+  /// members would be reloaded after every byte. Calls bad_symbol(i) (which must throw) for a
+  /// symbol outside [0, alphabet).
+  template <bool kPow2, class BadSymbol>
+  void encode_static_run(const int32_t* symbols, std::size_t n, const uint32_t* cum,
+                         uint32_t alphabet, uint32_t total, unsigned bits, BadSymbol&& bad_symbol) {
+    uint64_t low = low_, range = range_;
+    bool carry = carry_;
+    uint8_t cache = cache_;
+    std::size_t held = held_;
+    uint8_t* ptr = ptr_;
+    uint8_t* end = end_;
+    const auto store = [&] {
+      low_ = low;
+      range_ = range;
+      carry_ = carry;
+      cache_ = cache;
+      held_ = held;
+      ptr_ = ptr;
+      end_ = end;
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+      const uint32_t s = static_cast<uint32_t>(symbols[i]);  // negatives become huge
+      if (s >= alphabet) {
+        store();
+        bad_symbol(i);
+      }
+      const uint32_t start = cum[s], freq = cum[s + 1] - start;
+      const uint64_t r = kPow2 ? range >> bits : range / total;
+      const uint64_t x = r * start;
+      low += x;
+      carry |= low < x;
+      range = r * freq;
+      while (range < kTop) {  // shift_low(), on the locals
+        const uint8_t top = static_cast<uint8_t>(low >> 56);
+        if (top != 0xFF || carry) {
+          if (held > static_cast<std::size_t>(end - ptr)) {
+            store();
+            grow(held);
+            ptr = ptr_;
+            end = end_;
+          }
+          if (held != 0) {
+            const uint8_t c = carry ? 1 : 0;
+            *ptr++ = static_cast<uint8_t>(cache + c);
+            for (; held > 1; --held) *ptr++ = static_cast<uint8_t>(0xFF + c);
+          }
+          cache = top;
+          held = 1;
+        } else {
+          ++held;
+        }
+        carry = false;
+        low <<= 8;
+        range <<= 8;
+      }
+    }
+    store();
+  }
+
   /// Flush the state and return the coded bytes. The encoder is reset afterwards.
   std::vector<uint8_t> finish();
 
