@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         e = pool[:n]
-        for label, kwargs in (("own", {"quality": args.quality}), ("shared", {"dictionary": shared})):
+        for label, kwargs in (("own, float16", {"quality": args.quality}),
+                              ("own, int8", {"quality": args.quality, "precision": "int8"}),
+                              ("shared", {"dictionary": shared})):
             start = time.perf_counter()
-            info = smic.compress(e, folder / f"{label}_{n}.smic", **kwargs)
+            info = smic.compress(e, folder / "x.smic", **kwargs)
             secs = time.perf_counter() - start
             print(f"| {n} | {label} | {info['n_atoms']} | {info['bits_per_item']:.1f} | "
                   f"{info['marginal_bits_per_item']:.2f} | {info['dictionary_share']:.1%} | "

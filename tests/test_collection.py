@@ -189,3 +189,11 @@ def test_wrong_kinds_of_file(tmp_path, embeddings):
         smic.Dictionary.load(tmp_path / "c.smic")
     with pytest.raises(FileNotFoundError):
         smic.open(tmp_path / "missing.smic")
+
+
+def test_default_dictionary_size_grows_with_the_collection():
+    from smic_fast.dictionary import default_n_atoms
+
+    assert [default_n_atoms(n) for n in (5, 10, 1000, 10_000, 100_000, 10**7)] == [5, 8, 128, 256, 1024, 1024]
+    with pytest.raises(ValueError, match="at least one item"):
+        default_n_atoms(0)
