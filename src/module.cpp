@@ -11,6 +11,7 @@ void register_dictionary(py::module_& m);
 void register_quantizer(py::module_& m);
 void register_range_coder(py::module_& m);
 void register_item_codec(py::module_& m);
+void register_item_choice(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "smic_fast C++ core (batch OMP, K-SVD, quantizer, range coder)";
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
   register_quantizer(m);
   register_range_coder(m);
   register_item_codec(m);
+  register_item_choice(m);
 }

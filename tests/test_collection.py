@@ -122,7 +122,7 @@ def test_single_item_encode_matches_collection_coding(embeddings):
     assert isinstance(data, bytes) and len(data) < 24
     e = d.decode(data)
     assert _cosines(e[None], embeddings[7:8])[0] > 0.9
-    with pytest.raises(ValueError, match="embedding must have 64 columns"):
+    with pytest.raises(ValueError, match="embedding must have 64 values"):
         d.encode(np.ones(3, np.float32))
 
 
@@ -197,3 +197,14 @@ def test_default_dictionary_size_grows_with_the_collection():
     assert [default_n_atoms(n) for n in (5, 10, 1000, 10_000, 100_000, 10**7)] == [5, 8, 128, 256, 1024, 1024]
     with pytest.raises(ValueError, match="at least one item"):
         default_n_atoms(0)
+
+
+def test_single_item_encode_validates_its_input(embeddings):
+    d = smic.Dictionary.fit(embeddings, n_atoms=16, n_iter=1)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        d.encode(np.full(64, np.nan, np.float32))
+    with pytest.raises(ValueError, match="must be a float array"):
+        d.encode(np.ones(64, np.int64))
+    # float64 and a (1, d) row are accepted; a zero vector still codes (to atom 0)
+    assert d.encode(embeddings[3].astype(np.float64)) == d.encode(embeddings[3][None])
+    assert len(d.decode(d.encode(np.zeros(64, np.float32)))) == 64

@@ -25,6 +25,45 @@ void micro_kernel_generic(std::size_t kc, const float* a, const float* b, float*
 
 namespace {
 
+// R rows of A against each 16-atom panel: the micro-kernel's loop for those rows, unpadded.
+template <std::size_t R>
+void row_kernel_generic_rows(std::size_t kc, const float* a, std::size_t lda,
+                             const float* panels, std::size_t n_panels, std::size_t n, float* c,
+                             std::size_t ldc, bool accumulate) {
+  for (std::size_t jp = 0; jp < n_panels; ++jp) {
+    const float* b = panels + jp * kc * kNR;
+    float tile[R][kNR] = {};
+    for (std::size_t k = 0; k < kc; ++k, b += kNR)
+      for (std::size_t r = 0; r < R; ++r) {
+        const float ar = a[r * lda + k];
+        for (std::size_t j = 0; j < kNR; ++j) tile[r][j] += ar * b[j];
+      }
+    const std::size_t nr = std::min(kNR, n - jp * kNR);
+    for (std::size_t r = 0; r < R; ++r) {
+      float* crow = c + r * ldc + jp * kNR;
+      for (std::size_t j = 0; j < nr; ++j)
+        crow[j] = accumulate ? crow[j] + tile[r][j] : tile[r][j];
+    }
+  }
+}
+
+}  // namespace
+
+void row_kernel_generic(std::size_t kc, const float* a, std::size_t m, std::size_t lda,
+                        const float* panels, std::size_t n_panels, std::size_t n, float* c,
+                        std::size_t ldc, bool accumulate) {
+  switch (m) {
+    case 1: return row_kernel_generic_rows<1>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    case 2: return row_kernel_generic_rows<2>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    case 3: return row_kernel_generic_rows<3>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    case 4: return row_kernel_generic_rows<4>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    default: return row_kernel_generic_rows<5>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+  }
+}
+static_assert(kSmallRows == 5, "row_kernel_generic dispatches 1 to 5 rows");
+
+namespace {
+
 bool cpu_has_avx2() {
 #if defined(SMIC_HAVE_AVX2_KERNEL) && (defined(__GNUC__) || defined(__clang__))
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -33,14 +72,23 @@ bool cpu_has_avx2() {
 #endif
 }
 
-MicroKernel best_kernel() {
+struct Kernels {
+  MicroKernel micro;
+  RowKernel row;
+};
+constexpr Kernels kGeneric{micro_kernel_generic, row_kernel_generic};
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-  if (cpu_has_avx2()) return micro_kernel_avx2;
+constexpr Kernels kAvx2{micro_kernel_avx2, row_kernel_avx2};
 #endif
-  return micro_kernel_generic;
+
+Kernels best_kernels() {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (cpu_has_avx2()) return kAvx2;
+#endif
+  return kGeneric;
 }
 
-MicroKernel g_kernel = best_kernel();
+Kernels g_kernels = best_kernels();
 
 // Pack rows [0, m) x depth [p0, p0 + kc) of A into MR-row micro-panels, k-major, zero-padded.
 void pack_a(const float* a, std::size_t m, std::size_t lda, std::size_t p0, std::size_t kc,
@@ -94,8 +142,14 @@ void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const Packed
     for (std::size_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
     return;
   }
-  const MicroKernel kernel = g_kernel;
   const std::size_t n_panels = (n + kNR - 1) / kNR;
+  if (m <= kSmallRows) {  // one pass over B, rows unpadded (memory-bound GEMV for m == 1)
+    const RowKernel row = g_kernels.row;
+    for (std::size_t p0 = 0, pb = 0; p0 < depth; p0 += kKC, ++pb)
+      row(std::min(kKC, depth - p0), a + p0, m, lda, b.panel(pb, 0), n_panels, n, c, ldc, p0 > 0);
+    return;
+  }
+  const MicroKernel kernel = g_kernels.micro;
   thread_local std::vector<float> a_packed;
   a_packed.resize(kMC * kKC);
   for (std::size_t i0 = 0; i0 < m; i0 += kMC) {
@@ -127,7 +181,7 @@ void gemm_nt(const float* a, std::size_t m, std::size_t lda, const float* b, std
 
 const char* gemm_kernel_name() {
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-  if (g_kernel == micro_kernel_avx2) return "avx2";
+  if (g_kernels.micro == micro_kernel_avx2) return "avx2";
 #endif
   return "generic";
 }
@@ -135,16 +189,16 @@ const char* gemm_kernel_name() {
 bool set_gemm_kernel(const char* name) {
   const std::string want = name ? name : "auto";
   if (want == "auto") {
-    g_kernel = best_kernel();
+    g_kernels = best_kernels();
     return true;
   }
   if (want == "generic") {
-    g_kernel = micro_kernel_generic;
+    g_kernels = kGeneric;
     return true;
   }
 #if defined(SMIC_HAVE_AVX2_KERNEL)
   if (want == "avx2" && cpu_has_avx2()) {
-    g_kernel = micro_kernel_avx2;
+    g_kernels = kAvx2;
     return true;
   }
 #endif

@@ -1,5 +1,6 @@
-// AVX2 + FMA micro-kernel (6 x 16 tile, 12 accumulator registers). This file alone is built
-// with -mavx2 -mfma; gemm.cpp calls it only after the CPU reports both features.
+// AVX2 + FMA kernels: the micro-kernel (6 x 16 tile, 12 accumulator registers) and the row
+// kernel for products of few rows. This file alone is built with -mavx2 -mfma; gemm.cpp calls
+// them only after the CPU reports both features.
 #include "gemm_kernels.hpp"
 
 #if defined(SMIC_HAVE_AVX2_KERNEL)
@@ -56,6 +57,120 @@ void micro_kernel_avx2(std::size_t kc, const float* a, const float* b, float* c,
     for (std::size_t j = 0; j < nr; ++j)
       c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
 }
+
+namespace {
+
+// Write or add acc (kNR lanes) into the first nr entries of crow, as the micro-kernel does.
+inline void store_row(__m256 lo, __m256 hi, float* crow, std::size_t nr, bool accumulate) {
+  if (nr == kNR) {
+    if (accumulate) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(crow));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(crow + 8));
+    }
+    _mm256_storeu_ps(crow, lo);
+    _mm256_storeu_ps(crow + 8, hi);
+    return;
+  }
+  alignas(32) float tile[kNR];
+  _mm256_store_ps(tile, lo);
+  _mm256_store_ps(tile + 8, hi);
+  for (std::size_t j = 0; j < nr; ++j) crow[j] = accumulate ? crow[j] + tile[j] : tile[j];
+}
+
+// R rows against P consecutive panels starting at panel jp0 (R * P <= 5: R = 1..5 with P = 1,
+// or 1 x 4, or 2 x 2). Each accumulator pair is one row's FMA chain over k from zero, exactly
+// as in micro_kernel_avx2; several independent chains hide the FMA latency. The accumulators
+// are named variables, not an array: GCC keeps an array of __m256 in memory and stores it on
+// every iteration, which halves the speed.
+template <std::size_t R, std::size_t P>
+inline void row_panels(std::size_t kc, const float* a, std::size_t lda, const float* panels,
+                       std::size_t jp0, std::size_t n, float* c, std::size_t ldc,
+                       bool accumulate) {
+  static_assert((P == 1 && R >= 1 && R <= 5) || (R == 1 && P == 4) || (R == 2 && P == 2),
+                "unsupported row kernel shape");
+  __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0,
+         h3 = l0, l4 = l0, h4 = l0;
+  const std::size_t ps = kc * kNR;  // panel stride
+  const float* b = panels + jp0 * ps;
+  const float* a0 = a;
+  const float* a1 = a + (R > 1 ? lda : 0);
+  const float* a2 = a + (R > 2 ? 2 * lda : 0);
+  const float* a3 = a + (R > 3 ? 3 * lda : 0);
+  const float* a4 = a + (R > 4 ? 4 * lda : 0);
+  for (std::size_t k = 0; k < kc; ++k, b += kNR) {
+    if constexpr (P == 1) {  // slot r: row r
+      const __m256 bl = _mm256_loadu_ps(b), bh = _mm256_loadu_ps(b + 8);
+      __m256 av = _mm256_broadcast_ss(a0 + k);
+      l0 = _mm256_fmadd_ps(av, bl, l0); h0 = _mm256_fmadd_ps(av, bh, h0);
+      if constexpr (R > 1) {
+        av = _mm256_broadcast_ss(a1 + k);
+        l1 = _mm256_fmadd_ps(av, bl, l1); h1 = _mm256_fmadd_ps(av, bh, h1);
+      }
+      if constexpr (R > 2) {
+        av = _mm256_broadcast_ss(a2 + k);
+        l2 = _mm256_fmadd_ps(av, bl, l2); h2 = _mm256_fmadd_ps(av, bh, h2);
+      }
+      if constexpr (R > 3) {
+        av = _mm256_broadcast_ss(a3 + k);
+        l3 = _mm256_fmadd_ps(av, bl, l3); h3 = _mm256_fmadd_ps(av, bh, h3);
+      }
+      if constexpr (R > 4) {
+        av = _mm256_broadcast_ss(a4 + k);
+        l4 = _mm256_fmadd_ps(av, bl, l4); h4 = _mm256_fmadd_ps(av, bh, h4);
+      }
+    } else if constexpr (R == 1) {  // slot p: panel jp0 + p
+      const __m256 av = _mm256_broadcast_ss(a0 + k);
+      l0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b), l0);
+      h0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 8), h0);
+      l1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + ps), l1);
+      h1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + ps + 8), h1);
+      l2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 2 * ps), l2);
+      h2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 2 * ps + 8), h2);
+      l3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 3 * ps), l3);
+      h3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 3 * ps + 8), h3);
+    } else {  // 2 x 2, slot 2 * r + p
+      const __m256 bl0 = _mm256_loadu_ps(b), bh0 = _mm256_loadu_ps(b + 8);
+      const __m256 bl1 = _mm256_loadu_ps(b + ps), bh1 = _mm256_loadu_ps(b + ps + 8);
+      __m256 av = _mm256_broadcast_ss(a0 + k);
+      l0 = _mm256_fmadd_ps(av, bl0, l0); h0 = _mm256_fmadd_ps(av, bh0, h0);
+      l1 = _mm256_fmadd_ps(av, bl1, l1); h1 = _mm256_fmadd_ps(av, bh1, h1);
+      av = _mm256_broadcast_ss(a1 + k);
+      l2 = _mm256_fmadd_ps(av, bl0, l2); h2 = _mm256_fmadd_ps(av, bh0, h2);
+      l3 = _mm256_fmadd_ps(av, bl1, l3); h3 = _mm256_fmadd_ps(av, bh1, h3);
+    }
+  }
+  const __m256 lo[5] = {l0, l1, l2, l3, l4}, hi[5] = {h0, h1, h2, h3, h4};
+  for (std::size_t slot = 0; slot < R * P; ++slot) {
+    const std::size_t r = slot / P, col = (jp0 + slot % P) * kNR;
+    store_row(lo[slot], hi[slot], c + r * ldc + col, n - col < kNR ? n - col : kNR, accumulate);
+  }
+}
+
+template <std::size_t R, std::size_t P>
+void row_kernel_rows(std::size_t kc, const float* a, std::size_t lda, const float* panels,
+                     std::size_t n_panels, std::size_t n, float* c, std::size_t ldc,
+                     bool accumulate) {
+  std::size_t jp = 0;
+  for (; jp + P <= n_panels; jp += P)
+    row_panels<R, P>(kc, a, lda, panels, jp, n, c, ldc, accumulate);
+  for (; jp < n_panels; ++jp) row_panels<R, 1>(kc, a, lda, panels, jp, n, c, ldc, accumulate);
+}
+
+}  // namespace
+
+void row_kernel_avx2(std::size_t kc, const float* a, std::size_t m, std::size_t lda,
+                     const float* panels, std::size_t n_panels, std::size_t n, float* c,
+                     std::size_t ldc, bool accumulate) {
+  // Panels per pass chosen so the accumulators (2 * R * P) and B loads fit 16 registers.
+  switch (m) {
+    case 1: return row_kernel_rows<1, 4>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    case 2: return row_kernel_rows<2, 2>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    case 3: return row_kernel_rows<3, 1>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    case 4: return row_kernel_rows<4, 1>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+    default: return row_kernel_rows<5, 1>(kc, a, lda, panels, n_panels, n, c, ldc, accumulate);
+  }
+}
+static_assert(kSmallRows == 5, "row_kernel_avx2 dispatches 1 to 5 rows");
 
 }  // namespace smic::detail
 #endif

@@ -51,13 +51,15 @@ void backward_substitute(const double* chol, std::size_t s, std::size_t t, doubl
   }
 }
 
-// Batch-OMP for one signal given alpha0 = D x and ||x||^2.
-void pursue(const float* alpha0, double norm_sq, const float* gram, std::size_t n_atoms,
-            std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
-            float* coefs) {
+// Batch-OMP for one signal given alpha0 = D x and ||x||^2; returns the number of atoms found.
+// With path_gamma (n_nonzero x n_nonzero), row t receives gamma after step t + 1 (the
+// least-squares coefficients on the first t + 1 atoms); s.rhs then holds alpha0 on them.
+std::size_t pursue(const float* alpha0, double norm_sq, const float* gram, std::size_t n_atoms,
+                   std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
+                   float* coefs, double* path_gamma = nullptr) {
   std::fill(indices, indices + n_nonzero, -1);
   std::fill(coefs, coefs + n_nonzero, 0.0f);
-  if (tol >= 0.0 && norm_sq <= tol) return;
+  if (tol >= 0.0 && norm_sq <= tol) return 0;
   const float* alpha = alpha0;  // correlations of the current residual
   double* chol = s.chol.data();
   const double negligible = 1e-6 * std::sqrt(norm_sq);
@@ -88,6 +90,8 @@ void pursue(const float* alpha0, double norm_sq, const float* gram, std::size_t 
     std::copy(s.rhs.begin(), s.rhs.begin() + t + 1, s.gamma.begin());
     forward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
     backward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
+    if (path_gamma != nullptr)
+      std::copy(s.gamma.begin(), s.gamma.begin() + t + 1, path_gamma + t * n_nonzero);
     if (t + 1 == n_nonzero) {
       ++t;
       break;
@@ -110,6 +114,33 @@ void pursue(const float* alpha0, double norm_sq, const float* gram, std::size_t 
     alpha = s.alpha.data();
   }
   for (std::size_t i = 0; i < t; ++i) coefs[i] = static_cast<float>(s.gamma[i]);
+  return t;
+}
+
+// Correlations of blocks of kMC signals (one blocked product each, or the row kernel for a
+// block of few signals), then per_signal(i, alpha0 of signal i, ||x_i||^2, scratch) for each
+// signal of the block. Blocks run in parallel; the result of a signal depends on nothing else.
+template <class PerSignal>
+void for_each_signal(const PackedB& packed, const float* signals, std::size_t n, std::size_t dim,
+                     std::size_t n_atoms, std::size_t n_nonzero, int n_threads,
+                     PerSignal&& per_signal) {
+  const std::size_t block = detail::kMC;
+  const std::size_t n_blocks = (n + block - 1) / block;
+  detail::parallel_for(n_blocks, n_threads, [&](std::size_t blk) {
+    thread_local std::vector<float> corr;
+    thread_local PursuitScratch scratch;
+    const std::size_t i0 = blk * block;
+    const std::size_t m = std::min(block, n - i0);
+    if (corr.size() < m * n_atoms) corr.resize(m * n_atoms);
+    scratch.resize(n_atoms, n_nonzero);
+    gemm_nt_packed(signals + i0 * dim, m, dim, packed, corr.data(), n_atoms);
+    for (std::size_t r = 0; r < m; ++r) {
+      const float* x = signals + (i0 + r) * dim;
+      double norm_sq = 0.0;
+      for (std::size_t i = 0; i < dim; ++i) norm_sq += double(x[i]) * x[i];
+      per_signal(i0 + r, corr.data() + r * n_atoms, norm_sq, scratch);
+    }
+  });
 }
 
 }  // namespace
@@ -139,34 +170,50 @@ OmpCoder::OmpCoder(const float* atoms, std::size_t n_atoms, std::size_t dim, int
   gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), n_atoms, n_threads);
 }
 
+// Messages are built only on failure: this runs on every call, single items included.
+void OmpCoder::check_encode_args(const float* signals, std::size_t n, std::size_t n_nonzero,
+                                 double tol) const {
+  if (n_nonzero < 1) throw InvalidArgument("n_nonzero must be >= 1");
+  if (n_nonzero > n_atoms_)
+    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
+                          ") must be <= the number of atoms K (" + std::to_string(n_atoms_) + ")");
+  if (n_nonzero > dim_)
+    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
+                          ") must be <= the dimension d (" + std::to_string(dim_) + ")");
+  if (std::isnan(tol)) throw InvalidArgument("tol must not be NaN");
+  require_finite(signals, n * dim_, "X");
+}
+
 void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero, double tol,
                       std::int32_t* indices, float* coefs, int n_threads) const {
-  require(n_nonzero >= 1, "n_nonzero must be >= 1");
-  require(n_nonzero <= n_atoms_, "n_nonzero (" + std::to_string(n_nonzero) +
-                                     ") must be <= the number of atoms K (" +
-                                     std::to_string(n_atoms_) + ")");
-  require(n_nonzero <= dim_, "n_nonzero (" + std::to_string(n_nonzero) +
-                                 ") must be <= the dimension d (" + std::to_string(dim_) + ")");
-  require(std::isnan(tol) == false, "tol must not be NaN");
-  require_finite(signals, n * dim_, "X");
-  const std::size_t block = detail::kMC;
-  const std::size_t n_blocks = (n + block - 1) / block;
-  detail::parallel_for(n_blocks, n_threads, [&](std::size_t blk) {
-    thread_local std::vector<float> corr;
-    thread_local PursuitScratch scratch;
-    corr.resize(block * n_atoms_);
-    scratch.resize(n_atoms_, n_nonzero);
-    const std::size_t i0 = blk * block;
-    const std::size_t m = std::min(block, n - i0);
-    gemm_nt_packed(signals + i0 * dim_, m, dim_, packed_, corr.data(), n_atoms_);
-    for (std::size_t r = 0; r < m; ++r) {
-      const float* x = signals + (i0 + r) * dim_;
-      double norm_sq = 0.0;
-      for (std::size_t i = 0; i < dim_; ++i) norm_sq += double(x[i]) * x[i];
-      pursue(corr.data() + r * n_atoms_, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol,
-             scratch, indices + (i0 + r) * n_nonzero, coefs + (i0 + r) * n_nonzero);
-    }
-  });
+  check_encode_args(signals, n, n_nonzero, tol);
+  for_each_signal(packed_, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+                  [&](std::size_t i, const float* alpha0, double norm_sq, PursuitScratch& s) {
+                    pursue(alpha0, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol, s,
+                           indices + i * n_nonzero, coefs + i * n_nonzero);
+                  });
+}
+
+void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_nonzero,
+                            const OmpPathVisitor& visit, int n_threads) const {
+  check_encode_args(signals, n, n_nonzero, -1.0);
+  for_each_signal(packed_, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+                  [&](std::size_t i, const float* alpha0, double norm_sq, PursuitScratch& s) {
+                    thread_local std::vector<std::int32_t> atoms;
+                    thread_local std::vector<float> coefs;
+                    thread_local std::vector<double> gamma;
+                    atoms.resize(n_nonzero);
+                    coefs.resize(n_nonzero);
+                    gamma.resize(n_nonzero * n_nonzero);
+                    OmpPath path;
+                    path.n_found = pursue(alpha0, norm_sq, gram_.data(), n_atoms_, n_nonzero,
+                                          -1.0, s, atoms.data(), coefs.data(), gamma.data());
+                    path.stride = n_nonzero;
+                    path.atoms = atoms.data();
+                    path.alpha0 = s.rhs.data();
+                    path.gamma = gamma.data();
+                    visit(i, path);
+                  });
 }
 
 void batch_omp(const float* signals, std::size_t n, const float* atoms, std::size_t n_atoms,

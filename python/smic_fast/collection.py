@@ -72,7 +72,7 @@ def _batch_sections(dictionary: Dictionary, unit: np.ndarray, ids: list[str], pi
     if symbols is None:
         symbols = dictionary.items_symbols(unit, n_threads=n_threads)
     data, offsets = dictionary.encode_items(symbols, chunk_size)
-    decoded = dictionary.reconstruct(symbols)
+    decoded = dictionary.reconstruct(symbols)  # what a reader will get, measured as such
     cosine = np.sum(decoded.astype(np.float64) * unit, axis=1)
     item_payload = (_ITEM_HEAD.pack(len(unit), chunk_size, len(offsets) - 1)
                     + np.asarray(offsets, dtype="<u8").tobytes() + data)

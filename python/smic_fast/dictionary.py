@@ -248,11 +248,19 @@ class Dictionary:
 
     def items_symbols(self, unit: np.ndarray, n_threads: int | None = None) -> ItemSymbols:
         """Symbols of unit-norm embeddings under this dictionary (rate priced by its tables)."""
-        coder, gram = self._prepare()
+        return self._choose(unit, n_threads)[0]
+
+    def _choose(self, unit: np.ndarray, n_threads: int | None = None) -> tuple[ItemSymbols, np.ndarray | None]:
+        """(symbols, cosine of each reconstruction or None) — the rate-distortion choice runs
+        in the C++ core (codec.choose_items is its numpy reference)."""
+        coder, _ = self._prepare()
         if self.params.layout == "paper":
-            return paper_items(unit, coder, self.params, n_threads=n_threads)
+            return paper_items(unit, coder, self.params, n_threads=n_threads), None
+        p = self.params
         models = None if self._flat else self._models
-        return choose_items(unit, self.atoms, coder, gram, self.params, models, n_threads=n_threads)[0]
+        counts, first, rest_index, rest_level, cosine = _core.choose_items(
+            coder._coder, unit, p.s_max, p.step, p.rounding, p.rd_lambda, models, as_threads(n_threads))
+        return ItemSymbols(counts, first, rest_index, rest_level), cosine
 
     def reconstruct(self, symbols: ItemSymbols) -> np.ndarray:
         """Unit-norm embeddings from item symbols."""
@@ -279,9 +287,22 @@ class Dictionary:
 
     def encode(self, embedding: np.ndarray) -> bytes:
         """Code one embedding (d,) to bytes: OMP, quantization and range coding with everything
-        precomputed. Decode with :meth:`decode`."""
-        unit, _ = normalize_embeddings(np.asarray(embedding).reshape(1, -1), "embedding", self.dim)
-        data, _offsets = self.encode_items(self.items_symbols(unit, n_threads=1), 1)
+        precomputed (low latency: no thread start-up, no Python loop). Decode with :meth:`decode`."""
+        x = np.asarray(embedding)
+        if x.dtype != np.float32:
+            if x.dtype.kind != "f":
+                raise ValueError(f"embedding must be a float array, got dtype {x.dtype}")
+            x = x.astype(np.float32)
+        if x.size != self.dim:
+            raise ValueError(f"embedding must have {self.dim} values, got shape {x.shape}")
+        x = x.reshape(1, self.dim)
+        norm = float(np.sqrt(np.dot(x[0], x[0])))
+        if not np.isfinite(norm):
+            raise ValueError("embedding contains NaN or infinity")
+        if norm > 0:
+            x = x / np.float32(norm)
+        symbols, _ = self._choose(np.ascontiguousarray(x), n_threads=1)
+        data, _offsets = self.encode_items(symbols, 1)
         return data
 
     def decode(self, data: bytes) -> np.ndarray:

@@ -28,6 +28,10 @@ class PackedB {
 
 /// C (m x B.rows(), row stride ldc) = A (m x B.depth(), row stride lda) * B^T.
 /// Single-threaded; call it from several threads on disjoint row blocks of A and C.
+/// m <= 5 takes a row kernel (GEMV for one row) that reads B once without padding A to the
+/// micro-tile; it sums in the micro-kernel's order, so a row's result is bit-identical
+/// whatever m, blocking or thread count (for a given kernel: "avx2" and "generic" differ by
+/// float rounding, the former fusing multiply-adds).
 void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const PackedB& b, float* c,
                     std::size_t ldc);
 

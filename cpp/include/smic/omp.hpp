@@ -1,10 +1,12 @@
 // Batch orthogonal matching pursuit (Rubinstein, Zibulevsky & Elad 2008): the Gram matrix
 // G = D D^T is computed once, each signal's correlations D x come from one blocked product
-// per block of signals, and the support grows with a progressive Cholesky factorisation of
-// G restricted to it, so no residual vector is ever formed.
+// per block of signals (a row kernel, GEMV-like, for a block of at most 5), and the support
+// grows with a progressive Cholesky factorisation of G restricted to it, so no residual vector
+// is ever formed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "smic/gemm.hpp"
@@ -13,6 +15,20 @@ namespace smic {
 
 /// Throw InvalidArgument naming `what` unless all `n` values are finite.
 void require_finite(const float* values, std::size_t n, const char* what);
+
+/// One signal's pursuit as recorded by OmpCoder::pursue_paths. With progressive Cholesky, the
+/// coefficients computed after step t are the least-squares fit of the signal on the first t
+/// atoms, so the path holds the OMP solution of every sparsity up to n_found.
+struct OmpPath {
+  std::size_t n_found = 0;             // atoms selected (<= n_nonzero; fewer on an early stop)
+  std::size_t stride = 0;              // row stride of `gamma` (= n_nonzero)
+  const std::int32_t* atoms = nullptr; // n_found atom indices, in order of selection
+  const double* alpha0 = nullptr;      // <atom, x> of each selected atom (the float products)
+  const double* gamma = nullptr;       // row t < n_found: coefficients on atoms[0..t], t + 1 values
+};
+
+/// Called with (signal index, its path); the path's buffers are valid until it returns.
+using OmpPathVisitor = std::function<void(std::size_t, const OmpPath&)>;
 
 /// A dictionary prepared for sparse coding: atoms packed for the product kernel, Gram matrix
 /// precomputed. Build once, code many batches (in any number of threads).
@@ -33,7 +49,17 @@ class OmpCoder {
   void encode(const float* signals, std::size_t n, std::size_t n_nonzero, double tol,
               std::int32_t* indices, float* coefs, int n_threads = 0) const;
 
+  /// Run the pursuit of `encode` (no tol) on n signals and hand each signal's recorded path
+  /// to visit(i, path) instead of writing coefficients. Signals are coded on n_threads threads
+  /// in blocks, so `visit` may run on several threads at once (for distinct i); an exception
+  /// it throws is rethrown here after the loop. Same checks and exceptions as encode.
+  void pursue_paths(const float* signals, std::size_t n, std::size_t n_nonzero,
+                    const OmpPathVisitor& visit, int n_threads = 0) const;
+
  private:
+  void check_encode_args(const float* signals, std::size_t n, std::size_t n_nonzero,
+                         double tol) const;
+
   std::size_t n_atoms_, dim_;
   PackedB packed_;
   std::vector<float> gram_;
