@@ -110,6 +110,7 @@ class Dictionary:
         # Code with exactly the atoms a decoder will see.
         self.atoms: np.ndarray = _load_atoms(self._atom_payload, atoms.shape[0], atoms.shape[1], precision)
         self.table_counts = {name: np.asarray(table_counts[name], dtype=np.uint64) for name in _TABLES}
+        self._flat = not any(int(c.sum()) for c in self.table_counts.values())  # no fitted tables yet
         self._coder: OmpCoder | None = None
         self._gram: np.ndarray | None = None
         self._models = self._build_models()
@@ -242,9 +243,6 @@ class Dictionary:
             self._gram = _core.gemm_nt(self.atoms, self.atoms).astype(np.float64)
         return self._coder, self._gram
 
-    @property
-    def _flat(self) -> bool:
-        return not any(int(c.sum()) for c in self.table_counts.values())
 
     def items_symbols(self, unit: np.ndarray, n_threads: int | None = None) -> ItemSymbols:
         """Symbols of unit-norm embeddings under this dictionary (rate priced by its tables)."""
@@ -258,8 +256,9 @@ class Dictionary:
             return paper_items(unit, coder, self.params, n_threads=n_threads), None
         p = self.params
         models = None if self._flat else self._models
+        threads = 0 if n_threads is None else as_threads(n_threads)
         counts, first, rest_index, rest_level, cosine = _core.choose_items(
-            coder._coder, unit, p.s_max, p.step, p.rounding, p.rd_lambda, models, as_threads(n_threads))
+            coder._coder, unit, p.s_max, p.step, p.rounding, p.rd_lambda, models, threads)
         return ItemSymbols(counts, first, rest_index, rest_level), cosine
 
     def reconstruct(self, symbols: ItemSymbols) -> np.ndarray:
