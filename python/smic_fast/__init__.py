@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from . import _core, range_coder
 from ._core import DecodeError
+from .clip_models import ModelNotFoundError
+from .clip_onnx import ClipEncoder, EncodeResult
 from .collection import Collection, compress, open
 from .dictionary import Dictionary
 from .errors import DictionaryMismatchError, FormatError
@@ -21,11 +23,14 @@ from .sparse_coding import OmpCoder, omp, reconstruct
 __version__: str = _core.__version__
 
 __all__ = [
+    "ClipEncoder",
     "Collection",
     "DecodeError",
     "Dictionary",
     "DictionaryMismatchError",
+    "EncodeResult",
     "FormatError",
+    "ModelNotFoundError",
     "OmpCoder",
     "__version__",
     "dequantize",
