@@ -94,27 +94,13 @@ class RangeEncoder {
       low += x;
       carry |= low < x;
       range = r * freq;
-      while (range < kTop) {  // shift_low(), on the locals
-        const uint8_t top = static_cast<uint8_t>(low >> 56);
-        if (top != 0xFF || carry) {
-          if (held > static_cast<std::size_t>(end - ptr)) {
-            store();
-            grow(held);
-            ptr = ptr_;
-            end = end_;
-          }
-          if (held != 0) {
-            const uint8_t c = carry ? 1 : 0;
-            *ptr++ = static_cast<uint8_t>(cache + c);
-            for (; held > 1; --held) *ptr++ = static_cast<uint8_t>(0xFF + c);
-          }
-          cache = top;
-          held = 1;
-        } else {
-          ++held;
-        }
-        carry = false;
-        low <<= 8;
+      while (range < kTop) {
+        shift_out(low, carry, cache, held, ptr, end, [&](std::size_t need) {
+          store();
+          grow(need);
+          ptr = ptr_;
+          end = end_;
+        });
         range <<= 8;
       }
     }
@@ -150,21 +136,28 @@ class RangeEncoder {
   // Move the top byte of low out. A byte can still change by a carry until a byte below it
   // is known not to be 0xFF, so one byte (cache_) plus a run of 0xFF bytes is held back.
   void shift_low() {
-    const uint8_t top = static_cast<uint8_t>(low_ >> 56);
-    if (top != 0xFF || carry_) {
-      if (held_ > static_cast<std::size_t>(end_ - ptr_)) grow(held_);
-      if (held_ != 0) {
-        const uint8_t c = carry_ ? 1 : 0;
-        *ptr_++ = static_cast<uint8_t>(cache_ + c);
-        for (; held_ > 1; --held_) *ptr_++ = static_cast<uint8_t>(0xFF + c);
+    shift_out(low_, carry_, cache_, held_, ptr_, end_, [this](std::size_t need) { grow(need); });
+  }
+  // The byte step on any copy of the state (members, or locals in encode_static_run). make_room
+  // must leave room for `need` more bytes at ptr (updating ptr and end).
+  template <class MakeRoom>
+  static void shift_out(uint64_t& low, bool& carry, uint8_t& cache, std::size_t& held,
+                        uint8_t*& ptr, uint8_t*& end, MakeRoom&& make_room) {
+    const uint8_t top = static_cast<uint8_t>(low >> 56);
+    if (top != 0xFF || carry) {
+      if (held > static_cast<std::size_t>(end - ptr)) make_room(held);
+      if (held != 0) {
+        const uint8_t c = carry ? 1 : 0;
+        *ptr++ = static_cast<uint8_t>(cache + c);
+        for (; held > 1; --held) *ptr++ = static_cast<uint8_t>(0xFF + c);
       }
-      cache_ = top;
-      held_ = 1;
+      cache = top;
+      held = 1;
     } else {
-      ++held_;  // a 0xFF byte; when nothing was held yet, cache_ is 0xFF already
+      ++held;  // a 0xFF byte; when nothing was held yet, cache is 0xFF already
     }
-    carry_ = false;
-    low_ <<= 8;
+    carry = false;
+    low <<= 8;
   }
   void grow(std::size_t need);  // make room for `need` more output bytes
 
