@@ -21,7 +21,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	touch $@
 
 demo: $(VENV)/.installed-test
-	$(PY) examples/synthetic_collection.py
+	$(PY) examples/demo_photos.py
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

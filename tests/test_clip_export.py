@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 ort = pytest.importorskip("onnxruntime")
 
-from smic_fast.cli import EXIT_MISSING, EXIT_OK, EXIT_USAGE, main  # noqa: E402
+from smic_fast.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main  # noqa: E402
 from smic_fast.clip_export import (  # noqa: E402
     export_clip, load_open_clip_model, read_export_metadata, sample_photos)
 from smic_fast.clip_models import ModelNotFoundError, PAIRINGS, export_dir, register_model_config  # noqa: E402
@@ -183,7 +183,7 @@ def test_cli_missing_weights_exit_code(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SMIC_OFFLINE", "1")
     code = main(["export-clip", "--model", "fast", "--cache-dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == EXIT_MISSING
+    assert code == EXIT_FAILURE
     assert "ViT-B-32" in err and "--checkpoint PATH" in err
 
 

@@ -105,6 +105,27 @@ def test_append_codes_new_items_and_keeps_old_bytes(tmp_path, embeddings):
     assert len(smic.open(path)) == 600
 
 
+def test_append_replace_keeps_every_other_item_exactly(tmp_path, embeddings):
+    path = tmp_path / "c.smic"
+    smic.compress(embeddings[:300], path, chunk_size=64, n_iter=5)  # implied ids "0".."299"
+    col = smic.open(path)
+    col.append(embeddings[300:400], ids=[f"b{i}" for i in range(100)], pixels=[1000] * 100)
+    before = dict(zip(col.ids, col.embeddings()))
+    replaced = ["5", "b7"]  # one in each batch: positions after them move
+    info = col.append(embeddings[400:402], ids=replaced, replace=True)
+    after = smic.open(path)
+    assert info["items"] == 400 == len(after)
+    assert after.ids[-2:] == replaced and "5" not in after.ids[:-2] and after.ids[5] == "6"
+    for item_id, embedding in before.items():
+        if item_id in replaced:
+            assert float(after[item_id] @ embedding) < 0.99
+        else:
+            np.testing.assert_array_equal(after[item_id], embedding)
+    np.testing.assert_allclose(_cosines(after.embeddings()[-2:], embeddings[400:402]), 1, atol=0.1)
+    with pytest.raises(ValueError, match="duplicate item id"):
+        after.append(embeddings[:1], ids=["b8"])  # replace is opt-in
+
+
 def test_failed_append_leaves_the_file_as_it_was(tmp_path, embeddings, monkeypatch):
     path = tmp_path / "c.smic"
     smic.compress(embeddings[:300], path, n_iter=3)

@@ -66,20 +66,26 @@ def _check_pixels(pixels: Sequence[int] | None, n: int) -> list[int] | None:
     return [int(v) for v in values]
 
 
+def _coded_sections(dictionary: Dictionary, symbols, ids: list[str], pixels, chunk_size: int,
+                    start: int) -> list[Section]:
+    """IDS_ and ITEM sections of one batch of item symbols whose first item is at `start`."""
+    data, offsets = dictionary.encode_items(symbols, chunk_size)
+    item_payload = (_ITEM_HEAD.pack(len(symbols), chunk_size, len(offsets) - 1)
+                    + np.asarray(offsets, dtype="<u8").tobytes() + data)
+    # Default ids ("0", "1", ... by position) are implied, not stored: they would cost bits.
+    implied = ids == [str(start + i) for i in range(len(ids))]
+    ids_payload = zlib.compress(json.dumps({"ids": None if implied else ids, "pixels": pixels}).encode(), 9)
+    return [Section(b"IDS_", ids_payload), Section(b"ITEM", item_payload)]
+
+
 def _batch_sections(dictionary: Dictionary, unit: np.ndarray, ids: list[str], pixels, chunk_size: int,
                     start: int, symbols=None, n_threads=None) -> tuple[list[Section], np.ndarray]:
     """IDS_ and ITEM sections for one batch; also the cosine of each reconstructed item."""
     if symbols is None:
         symbols = dictionary.items_symbols(unit, n_threads=n_threads)
-    data, offsets = dictionary.encode_items(symbols, chunk_size)
     decoded = dictionary.reconstruct(symbols)  # what a reader will get, measured as such
     cosine = np.sum(decoded.astype(np.float64) * unit, axis=1)
-    item_payload = (_ITEM_HEAD.pack(len(unit), chunk_size, len(offsets) - 1)
-                    + np.asarray(offsets, dtype="<u8").tobytes() + data)
-    # Default ids ("0", "1", ... by position) are implied, not stored: they would cost bits.
-    implied = ids == [str(start + i) for i in range(len(ids))]
-    ids_payload = zlib.compress(json.dumps({"ids": None if implied else ids, "pixels": pixels}).encode(), 9)
-    return [Section(b"IDS_", ids_payload), Section(b"ITEM", item_payload)], cosine
+    return _coded_sections(dictionary, symbols, ids, pixels, chunk_size, start), cosine
 
 
 def _summary(cosine: np.ndarray) -> dict:
@@ -300,24 +306,63 @@ class Collection:
 
     # ---------------------------------------------------------------- writing
     def append(self, E: np.ndarray, ids: Sequence[str] | None = None, pixels: Sequence[int] | None = None,
-               *, chunk_size: int | None = None, n_threads: int | None = None) -> dict:
+               *, replace: bool = False, chunk_size: int | None = None, n_threads: int | None = None) -> dict:
         """Code new embeddings with the stored dictionary and append them as new sections.
 
         Earlier items are untouched (their bytes are copied unchanged); the write is atomic.
+        An id already in the collection is an error, unless `replace`: its old item is then
+        dropped (the other items of its batch are re-packed from their decoded symbols, so
+        they decode exactly as before) and the new one appended.
         Returns the new :meth:`info` with the cosine summary of the appended items.
         """
         unit, _ = normalize_embeddings(E, dim=self.dim)
-        ids_list = _check_ids(ids, len(unit), len(self), set(self._ids))
+        replaced = set(self._ids) & set(ids or ()) if replace else set()
+        ids_list = _check_ids(ids, len(unit), len(self) - len(replaced), set(self._ids) - replaced)
         pixels_list = _check_pixels(pixels, len(unit))
         chunk = self._batches[0].chunk_size if chunk_size is None and self._batches else (chunk_size or DEFAULT_CHUNK)
-        batch, cosine = _batch_sections(self.dictionary, unit, ids_list, pixels_list,
-                                        as_count(chunk, "chunk_size", minimum=1), len(self),
-                                        n_threads=n_threads)
-        append_sections(self.path, COLLECTION_MAGIC, batch)
+        chunk = as_count(chunk, "chunk_size", minimum=1)
+        if not replaced:
+            batch, cosine = _batch_sections(self.dictionary, unit, ids_list, pixels_list, chunk, len(self),
+                                            n_threads=n_threads)
+            append_sections(self.path, COLLECTION_MAGIC, batch)
+        else:
+            kept = self._sections_without(replaced)
+            start = len(self) - len(replaced)
+            batch, cosine = _batch_sections(self.dictionary, unit, ids_list, pixels_list, chunk, start,
+                                            n_threads=n_threads)
+            write_sections(self.path, COLLECTION_MAGIC, [*kept, *batch])
         self._load()
         info = self.info()
         info.update(_summary(cosine))
         return info
+
+    def _sections_without(self, dropped: set[str]) -> list[Section]:
+        """HEAD, dictionary and batch sections of this file with the items `dropped` removed;
+        untouched batches keep their bytes, the others are re-packed from their symbols."""
+        sections = read_sections(self.path, COLLECTION_MAGIC, kind="smic collection")
+        out = sections[:2]
+        position = 0
+        for batch, ids_section, item_section in zip(self._batches, sections[2::2], sections[3::2]):
+            ids = self._ids[batch.start:batch.start + batch.n_items]
+            keep = np.array([i not in dropped for i in ids], dtype=bool)
+            if keep.all():
+                # Implied ids are positions: still right only if nothing before moved.
+                if position == batch.start:
+                    out += [ids_section, item_section]
+                else:
+                    symbols = self.dictionary.decode_items(batch.data, batch.offsets, batch.n_items, batch.chunk_size)
+                    pixels = self._pixels[batch.start:batch.start + batch.n_items]
+                    out += _coded_sections(self.dictionary, symbols, ids, None if None in pixels else pixels,
+                                           batch.chunk_size, position)
+            elif keep.any():
+                rows = np.flatnonzero(keep)
+                symbols = self.dictionary.decode_items(batch.data, batch.offsets, batch.n_items,
+                                                       batch.chunk_size).take(rows)
+                pixels = [self._pixels[batch.start + r] for r in rows]
+                out += _coded_sections(self.dictionary, symbols, [ids[r] for r in rows],
+                                       None if None in pixels else pixels, batch.chunk_size, position)
+            position += int(keep.sum())
+        return out
 
     # ---------------------------------------------------------------- rates
     def info(self) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import FormatError
 
-__all__ = ["FORMAT_VERSION", "Section", "read_sections", "write_sections", "append_sections"]
+__all__ = ["FORMAT_VERSION", "Section", "append_sections", "atomic_write", "read_sections", "write_sections"]
 
 FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
@@ -49,7 +49,7 @@ def _encode_sections(sections: Iterable[Section]) -> bytes:
     return bytes(out)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Run write(file) on a temporary file beside `path`, fsync, then rename it over `path`."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
@@ -79,7 +79,7 @@ def _atomic_write(path: Path, write) -> None:
 def write_sections(path: str | os.PathLike, magic: bytes, sections: Iterable[Section]) -> int:
     """Write a new container file atomically; returns its size in bytes."""
     body = _PREAMBLE.pack(magic, FORMAT_VERSION, 0, 0) + _encode_sections(sections)
-    _atomic_write(Path(path), lambda f: f.write(body))
+    atomic_write(Path(path), lambda f: f.write(body))
     return len(body)
 
 
@@ -98,7 +98,7 @@ def append_sections(path: str | os.PathLike, magic: bytes, sections: Iterable[Se
             shutil.copyfileobj(src, tmp, 1 << 20)
         tmp.write(extra)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path.stat().st_size
 
 

@@ -33,14 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import EXIT_CHECK_FAILED, EXIT_MISSING, EXIT_OK, EXIT_USAGE
+    from ._shared import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from ..clip_models import ModelNotFoundError, register_model_config
 
     try:
         from ..clip_export import ExportCheckError, export_clip
     except ImportError as exc:  # pragma: no cover - depends on the install
         print(f"smic export-clip: {exc}", file=sys.stderr)
-        return EXIT_MISSING
+        return EXIT_FAILURE
     pretrained = args.pretrained
     if pretrained is None and args.checkpoint is None and args.model.split("/")[0] not in _PAIRING_NAMES:
         print(f"smic export-clip: --model {args.model} is an architecture: say which weights with "
@@ -57,13 +57,13 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, force=args.force, download=not args.no_download, seed=args.seed)
     except ModelNotFoundError as exc:
         print(f"smic export-clip: {exc}", file=sys.stderr)
-        return EXIT_MISSING
+        return EXIT_FAILURE
     except ExportCheckError as exc:
         print(f"smic export-clip: check failed: {exc}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
+        return EXIT_FAILURE
     except ImportError as exc:
         print(f"smic export-clip: {exc}", file=sys.stderr)
-        return EXIT_MISSING
+        return EXIT_FAILURE
     except ValueError as exc:
         print(f"smic export-clip: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,87 @@
+"""``smic compress PHOTOS... -o photos.smic``: photos to CLIP embeddings to one .smic file."""
+from __future__ import annotations
+
+import argparse
+
+from ._photos import add_encoder_flags, encode_photos
+from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, CliError, Stages, add_output_flags, check_output,
+                      emit, positive_float, positive_int, progress_bar, seconds_rows)
+
+NAME = "compress"
+HELP = "compress photos (files and folders) into one .smic file"
+EPILOG = EXIT_CODES_HELP
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="PHOTOS",
+                   help="image files and folders (walked recursively); ids are paths relative to their common root")
+    p.add_argument("-o", "--output", required=True, metavar="PATH.smic", help="the collection file to write")
+    add_encoder_flags(p)
+    p.add_argument("--dictionary", default=None, metavar="FILE.smicd",
+                   help="code with this shared dictionary (the file stores only its hash); default: learn "
+                        "one on the collection and store it in the file")
+    p.add_argument("--atoms", type=positive_int, default=None, metavar="K",
+                   help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024)")
+    p.add_argument("--sparsity", type=positive_int, default=None, metavar="N",
+                   help="most atoms per item (default: from --quality)")
+    p.add_argument("--quality", choices=("low", "medium", "high"), default="medium",
+                   help="rate-distortion preset: sparsity, quantizer step and the price of a bit "
+                        "(default: medium)")
+    p.add_argument("--step", type=positive_float, default=None,
+                   help="quantizer step of the coefficient ratios (default: from --quality)")
+    p.add_argument("--precision", choices=("float16", "int8"), default="float16",
+                   help="how a learned dictionary is stored (default: float16)")
+    p.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="dictionary learning seed (default: 0)")
+    add_output_flags(p)
+
+
+def _learning_progress(bar):
+    def report(iteration: int, error: float) -> None:
+        bar.update(1)
+        bar.set_postfix(error=f"{error:.4g}")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    import smic_fast as smic
+
+    out = check_output(args.output, args.force)
+    stages = Stages()
+    dictionary = None
+    if args.dictionary is not None:
+        with stages.stage("load dictionary"):
+            dictionary = smic.Dictionary.load(args.dictionary)
+    with stages.stage("encode images"):
+        photos = encode_photos(args.inputs, args, args.model)
+    if dictionary is not None and dictionary.dim != photos.embeddings.shape[1]:
+        raise CliError(f"the dictionary {args.dictionary} has dimension {dictionary.dim} but model "
+                       f"{photos.model} gives {photos.embeddings.shape[1]}")
+    with stages.stage("learn dictionary and code" if dictionary is None else "code"):
+        with progress_bar(None if dictionary else args.iterations, "learning dictionary",
+                          args.quiet or dictionary is not None) as bar:
+            info = smic.compress(
+                photos.embeddings, out, n_atoms=args.atoms, n_nonzero=args.sparsity, ids=photos.ids,
+                pixels=photos.pixels_or_none, dictionary=dictionary, quality=args.quality, step=args.step,
+                precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
+                progress=_learning_progress(bar))
+    total = stages.total()
+    summary = {
+        "command": "compress", "output": str(out), "items": info["items"], "skipped": photos.skipped,
+        "model": photos.model, "provider": photos.provider,
+        **{k: info.get(k) for k in ("file_bytes", "bits_per_item", "marginal_bits_per_item", "bits_per_pixel",
+                                    "marginal_bits_per_pixel", "cosine_mean", "cosine_p5", "n_atoms",
+                                    "n_nonzero", "shared_dictionary", "dictionary_share", "dim")},
+        "seconds": {**stages.seconds, "total": total},
+        "images_per_second": (info["items"] + len(photos.skipped)) / total,
+    }
+    emit(summary, [
+        ("items written", info["items"]), ("inputs skipped", len(photos.skipped)),
+        ("file size", f"{info['file_bytes']:,} bytes"), ("model", f"{photos.model} ({photos.provider})"),
+        ("atoms", info["n_atoms"]), ("bits per item", info["bits_per_item"]),
+        ("marginal bits per item", info["marginal_bits_per_item"]),
+        ("bits per pixel", info.get("bits_per_pixel")), ("cosine mean", info["cosine_mean"]),
+        ("cosine 5th percentile", info["cosine_p5"]), *seconds_rows(stages.seconds),
+        ("images per second", summary["images_per_second"]),
+    ], args.json, title=f"wrote {out}")
+    return EXIT_PARTIAL if photos.skipped else EXIT_OK

@@ -1,0 +1,113 @@
+"""``smic dictionary fit|info``: a dictionary shared by many collections (a .smicd file)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ._photos import add_encoder_flags, encode_photos
+from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags,
+                      check_output, emit, positive_float, positive_int, progress_bar, seconds_rows)
+
+NAME = "dictionary"
+HELP = "learn a shared dictionary (fit) or describe one (info)"
+EPILOG = EXIT_CODES_HELP
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="dictionary_command", metavar="fit|info", required=True)
+    fit = sub.add_parser("fit", help="learn a dictionary from photos or .npy embeddings",
+                         description="Learn a dictionary from photos (encoded with --model) or from "
+                                     ".npy files of (N, d) embeddings.", epilog=EXIT_CODES_HELP)
+    fit.add_argument("inputs", nargs="+", metavar="PHOTOS_or_EMBEDDINGS.npy",
+                     help="image files and folders, or .npy files of embeddings (not both)")
+    fit.add_argument("-o", "--output", required=True, metavar="FILE.smicd")
+    add_encoder_flags(fit)
+    fit.add_argument("--atoms", type=positive_int, default=None, metavar="K",
+                     help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024)")
+    fit.add_argument("--sparsity", type=positive_int, default=None, metavar="N", help="most atoms per item")
+    fit.add_argument("--quality", choices=("low", "medium", "high"), default="medium",
+                     help="rate-distortion preset (default: medium)")
+    fit.add_argument("--step", type=positive_float, default=None, help="quantizer step of coefficient ratios")
+    fit.add_argument("--precision", choices=("float16", "int8"), default="float16",
+                     help="how atoms are stored (default: float16)")
+    fit.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
+    fit.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    add_output_flags(fit)
+    info = sub.add_parser("info", help="describe a .smicd file")
+    info.add_argument("dictionary", metavar="FILE.smicd")
+    add_output_flags(info, force=False)
+
+
+def _load_embeddings(paths: list[str]) -> np.ndarray:
+    parts = []
+    for path in paths:
+        try:
+            array = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise CliError(f"{path} does not exist", EXIT_USAGE) from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise CliError(f"{path} is not a readable .npy file ({exc})") from None
+        if array.ndim != 2 or array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise CliError(f"{path} must hold a finite float (N, d) array, got {array.dtype} {array.shape}")
+        parts.append(array.astype(np.float32, copy=False))
+    if len({p.shape[1] for p in parts}) != 1:
+        raise CliError("the .npy files have different dimensions: " + ", ".join(str(p.shape) for p in parts))
+    return np.concatenate(parts)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import smic_fast as smic
+
+    out = check_output(args.output, args.force)
+    stages = Stages()
+    npy = [p.endswith(".npy") for p in args.inputs]
+    skipped: list[dict[str, str]] = []
+    with stages.stage("read embeddings" if all(npy) else "encode images"):
+        if all(npy):
+            embeddings = _load_embeddings(args.inputs)
+        elif any(npy):
+            raise CliError("give either photos or .npy embeddings, not both", EXIT_USAGE)
+        else:
+            photos = encode_photos(args.inputs, args, args.model)
+            embeddings, skipped = photos.embeddings, photos.skipped
+    with stages.stage("learn dictionary"):
+        with progress_bar(args.iterations, "learning dictionary", args.quiet) as bar:
+            dictionary = smic.Dictionary.fit(
+                embeddings, args.atoms, args.sparsity, quality=args.quality, step=args.step,
+                precision=args.precision, n_iter=args.iterations, seed=args.seed,
+                progress=lambda i, e: bar.update(1))
+        dictionary.save(out)
+    summary = {"command": "dictionary fit", "output": str(out), "trained_on": len(embeddings),
+               "skipped": skipped, **_describe(dictionary, out),
+               "seconds": {**stages.seconds, "total": stages.total()}}
+    emit(summary, [("trained on", f"{len(embeddings):,} embeddings"), ("inputs skipped", len(skipped)),
+                   *_rows(summary), *seconds_rows(stages.seconds)], args.json, title=f"wrote {out}")
+    return EXIT_PARTIAL if skipped else EXIT_OK
+
+
+def _describe(dictionary, path: Path) -> dict:
+    params = dictionary.params
+    return {"n_atoms": dictionary.n_atoms, "dim": dictionary.dim, "precision": dictionary.precision,
+            "layout": params.layout, "n_nonzero": params.s_max, "step": params.step,
+            "hash": dictionary.hash, "file_bytes": Path(path).stat().st_size}
+
+
+def _rows(d: dict) -> list[tuple[str, object]]:
+    return [("atoms", d["n_atoms"]), ("dimension", d["dim"]), ("precision", d["precision"]),
+            ("layout", d["layout"]), ("most atoms per item", d["n_nonzero"]), ("quantizer step", d["step"]),
+            ("file size", f"{d['file_bytes']:,} bytes"), ("hash (sha256)", d["hash"])]
+
+
+def _info(args: argparse.Namespace) -> int:
+    import smic_fast as smic
+
+    dictionary = smic.Dictionary.load(args.dictionary)
+    summary = {"command": "dictionary info", "path": str(args.dictionary), **_describe(dictionary, args.dictionary)}
+    emit(summary, _rows(summary), args.json, title=str(args.dictionary))
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    return _fit(args) if args.dictionary_command == "fit" else _info(args)
