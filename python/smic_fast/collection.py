@@ -212,6 +212,7 @@ class Collection:
             raise FormatError(f"{name}: header dimension {self.dim} != dictionary dimension {self.dictionary.dim}")
         self._batches: list[_Batch] = []
         self._ids: list[str] = []
+        self._index: dict[str, int] = {}
         self._pixels: list[int | None] = []
         rest = sections[2:]
         if len(rest) % 2:
@@ -249,15 +250,15 @@ class Collection:
         data = item_payload[table_end:]
         if offsets[0] != 0 or offsets[-1] != len(data) or (np.diff(offsets.astype(np.int64)) < 0).any():
             raise FormatError(f"{name}: corrupt chunk offsets in items section")
-        if set(ids) & set(self._ids) or len(set(ids)) != len(ids):
+        if len(set(ids)) != len(ids) or any(i in self._index for i in ids):
             raise FormatError(f"{name}: duplicate item ids")
+        self._index.update((item_id, len(self._ids) + k) for k, item_id in enumerate(ids))
         self._batches.append(_Batch(len(self._ids), n_items, chunk_size, offsets.astype(np.uint64), data,
                                     16 + len(item_payload)))
         self._ids.extend(ids)
         self._pixels.extend(pixels if pixels is not None else [None] * n_items)
         self.section_bytes["ids"] += 16 + len(ids_payload)
         self.section_bytes["items"] += 16 + len(item_payload)
-        self._index = {item_id: i for i, item_id in enumerate(self._ids)}
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from ._photos import add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, CliError, Stages, add_output_flags, check_output,
@@ -36,8 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output_flags(p)
 
 
-def _learning_progress(bar):
+def _learning_progress(bar, marks: list[float]):
+    """K-SVD progress: one bar step per iteration; `marks` gets the time of each."""
     def report(iteration: int, error: float) -> None:
+        marks.append(time.perf_counter())
         bar.update(1)
         bar.set_postfix(error=f"{error:.4g}")
     return report
@@ -57,14 +60,20 @@ def run(args: argparse.Namespace) -> int:
     if dictionary is not None and dictionary.dim != photos.embeddings.shape[1]:
         raise CliError(f"the dictionary {args.dictionary} has dimension {dictionary.dim} but model "
                        f"{photos.model} gives {photos.embeddings.shape[1]}")
-    with stages.stage("learn dictionary and code" if dictionary is None else "code"):
-        with progress_bar(None if dictionary else args.iterations, "learning dictionary",
-                          args.quiet or dictionary is not None) as bar:
-            info = smic.compress(
-                photos.embeddings, out, n_atoms=args.atoms, n_nonzero=args.sparsity, ids=photos.ids,
-                pixels=photos.pixels_or_none, dictionary=dictionary, quality=args.quality, step=args.step,
-                precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
-                progress=_learning_progress(bar))
+    marks: list[float] = []
+    start = time.perf_counter()
+    with progress_bar(None if dictionary else args.iterations, "learning dictionary",
+                      args.quiet or dictionary is not None) as bar:
+        info = smic.compress(
+            photos.embeddings, out, n_atoms=args.atoms, n_nonzero=args.sparsity, ids=photos.ids,
+            pixels=photos.pixels_or_none, dictionary=dictionary, quality=args.quality, step=args.step,
+            precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
+            progress=_learning_progress(bar, marks))
+    end = time.perf_counter()
+    learned = (marks[-1] if marks else start) - start  # until K-SVD's last iteration
+    if dictionary is None:
+        stages.seconds["learn dictionary"] = learned
+    stages.seconds["code and write"] = end - start - learned
     total = stages.total()
     summary = {
         "command": "compress", "output": str(out), "items": info["items"], "skipped": photos.skipped,
