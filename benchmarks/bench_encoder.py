@@ -1,21 +1,28 @@
-"""End-to-end CLIP image encoding speed: JPEG files in, embeddings out.
+"""End-to-end CLIP image encoding speed: JPEG files in, embeddings out, side by side in one run.
 
 ours: smic_fast.ClipEncoder (Pillow decode with JPEG draft + numpy preprocessing on a thread
 pool, overlapped with ONNX Runtime), fp32 and int8 (onnxruntime dynamic quantization).
 peer: open_clip's own preprocess (torchvision on PIL) + the PyTorch eager model, same model,
-same batch, files read and decoded in the loop (no overlap), torch.inference_mode.
+same batch, files read and decoded in the loop (no overlap), torch.inference_mode, torch's
+default thread count.
 
-Same machine, same run, same files. The model is a real architecture with random weights
-(no hub is reachable here): speed does not depend on the weights, and the int8 cosine is
-measured on the scikit-image photos.
+Same machine, same run, same files; the configurations take turns within each round and the
+median of the rounds is reported, so load from other work hits all of them alike. Also printed,
+to explain the end-to-end ratios: the model alone (same batch tensor) in both runtimes, the
+CPU's measured matrix-multiply speed (in the same rounds) against the model's FLOPs (the
+ceiling for any fp32 runtime), and decode + preprocess time per image on one thread.
 
-    python bench_encoder.py [--model ViT-B-32] [--n 64] [--batch 32] [--repeat 2]
+The model is a real architecture with random weights (no hub is reachable here): speed does
+not depend on the weights, and the int8 cosine is measured on the scikit-image photos.
+
+    python bench_encoder.py [--model ViT-B-32] [--n 64] [--batch 32] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
 import tempfile
 import time
 import warnings
@@ -43,13 +50,32 @@ def make_jpegs(folder: Path, n: int) -> list[str]:
     return paths
 
 
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def rounds(fns: dict, n_rounds: int) -> dict[str, float]:
+    """Median seconds of each function; every round runs all of them in turn."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(n_rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+SGEMM_SHAPE = (1600, 768, 3072)  # tokens of 32 ViT-B-32 images x width x MLP width
+
+
+def sgemm():
+    """(callable, its FLOPs): four ViT-sized fp32 matrix products in torch (the CPU's fp32 speed)."""
+    import torch
+
+    m, k, n = SGEMM_SHAPE
+    a, b = torch.randn(m, k), torch.randn(k, n)
+
+    def run():
+        with torch.inference_mode():
+            for _ in range(4):
+                a @ b
+    return run, 4 * 2 * m * k * n
 
 
 def main() -> None:
@@ -57,16 +83,20 @@ def main() -> None:
     ap.add_argument("--model", default="ViT-B-32")
     ap.add_argument("--n", type=int, default=64, help="number of JPEG files")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     ap.add_argument("--cache", default=None, help="export cache (default: a temporary folder)")
     args = ap.parse_args()
 
     import torch
     from PIL import Image
+    from torch.utils.flop_counter import FlopCounterMode
+
     from smic_fast.clip_export import export_clip, load_open_clip_model, sample_photos
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.clip_onnx import ClipEncoder, runtime_info
+    from smic_fast.images import load_image
 
     warnings.filterwarnings("ignore")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp) / "smic"
         t0 = time.perf_counter()
@@ -85,32 +115,86 @@ def main() -> None:
                     out.append(model.encode_image(batch, normalize=True).numpy())
             return np.concatenate(out)
 
-        encoders = {
-            "smic ClipEncoder fp32 (ONNX Runtime)": ClipEncoder(fp32.path, batch_size=args.batch),
-            "smic ClipEncoder fp32, no JPEG draft": ClipEncoder(fp32.path, batch_size=args.batch, draft=False),
-            "smic ClipEncoder int8 (dynamic quant.)": ClipEncoder(int8.path, batch_size=args.batch),
-        }
+        ours32 = ClipEncoder(fp32.path, batch_size=args.batch)
+        ours8 = ClipEncoder(int8.path, batch_size=args.batch)
         reference = peer()  # warm-up + reference embeddings
-        rows = [("open_clip preprocess + PyTorch eager fp32", best(peer, args.repeat), 1.0)]
-        outputs = {}
-        for name, enc in encoders.items():
-            outputs[name] = enc.encode_paths(paths).embeddings  # warm-up
-            rows.append((name, best(lambda e=enc: e.encode_paths(paths), args.repeat),
-                         float((outputs[name] * reference).sum(1).min())))
-        # int8 vs fp32 on the photos themselves (in memory, same preprocessing)
-        photos, kind = sample_photos()
-        e32 = encoders["smic ClipEncoder fp32 (ONNX Runtime)"].encode_images(photos)
-        e8 = encoders["smic ClipEncoder int8 (dynamic quant.)"].encode_images(photos)
-        int8_cos = (e32 * e8).sum(1)
+        e2e = {"open_clip preprocess + PyTorch eager fp32": peer,
+               "smic ClipEncoder fp32 (ONNX Runtime)": lambda: ours32.encode_paths(paths),
+               "smic ClipEncoder int8 (dynamic quant., per channel)": lambda: ours8.encode_paths(paths)}
+        cosines = {name: 1.0 for name in e2e}
+        for name, enc in ((list(e2e)[1], ours32), (list(e2e)[2], ours8)):
+            cosines[name] = float((enc.encode_paths(paths).embeddings * reference).sum(1).min())  # + warm-up
+        e2e_times = rounds(e2e, args.rounds)
 
-    peer_time = rows[0][1]
+        # The model alone, same preprocessed batch (no files, no preprocessing).
+        x = torch.stack([preprocess(Image.open(p)) for p in paths[:args.batch]])
+        x_np = x.numpy()
+
+        def torch_model():
+            with torch.inference_mode():
+                model.visual(x)
+
+        product, product_flop = sgemm()
+        model_only = {"PyTorch eager fp32": torch_model,
+                      "ONNX Runtime fp32": lambda: ours32.session.run(None, {ours32._input: x_np}),
+                      "ONNX Runtime int8": lambda: ours8.session.run(None, {ours8._input: x_np}),
+                      "fp32 matrix product": product}
+        for fn in model_only.values():
+            fn()
+        model_times = rounds(model_only, args.rounds)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model.visual(x[:1])
+        gflop_per_image = counter.get_total_flops() / 1e9
+        gflops = product_flop / model_times.pop("fp32 matrix product") / 1e9
+
+        # Decoding + preprocessing, one thread, per image.
+        pre = ours32.preprocess
+        sub = paths[:16]
+        per_image = {
+            "ours: decode (JPEG draft) + preprocess": lambda: [pre(load_image(p, draft=pre.draft_size()))
+                                                               for p in sub],
+            "ours: decode + preprocess, no draft": lambda: [pre(load_image(p)) for p in sub],
+            "open_clip: Image.open + preprocess": lambda: [preprocess(Image.open(p)) for p in sub],
+        }
+        with torch.inference_mode():
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                prep_times = rounds(per_image, args.rounds)
+            finally:
+                torch.set_num_threads(threads)
+
+        photos, kind = sample_photos()
+        int8_cos = (ours32.encode_images(photos) * ours8.encode_images(photos)).sum(1)
+    load_after = os.getloadavg()
+
+    info = runtime_info()
     print(f"\n{args.model} (random weights), {args.n} JPEGs 1024 px wide, batch {args.batch}, "
-          f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-          f"torch {torch.__version__} threads {torch.get_num_threads()}, best of {args.repeat}\n")
-    print("| encoder | images/s | speed-up | min cosine to open_clip |")
+          f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), torch {torch.__version__} "
+          f"threads {torch.get_num_threads()}, onnxruntime {info['onnxruntime']} ({ours32.provider}), "
+          f"median of {args.rounds} rounds, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
+    print("| end to end (files in) | images/s | speed-up | min cosine to open_clip |")
     print("| --- | ---: | ---: | ---: |")
-    for name, seconds, cos in rows:
-        print(f"| {name} | {args.n / seconds:.1f} | {peer_time / seconds:.2f}x | {cos:.5f} |")
+    peer_time = e2e_times[list(e2e)[0]]
+    for name, seconds in e2e_times.items():
+        print(f"| {name} | {args.n / seconds:.1f} | {peer_time / seconds:.2f}x | {cosines[name]:.5f} |")
+
+    print(f"\n| model alone (batch {args.batch} tensor) | images/s | vs PyTorch |")
+    print("| --- | ---: | ---: |")
+    torch_time = model_times["PyTorch eager fp32"]
+    for name, seconds in model_times.items():
+        print(f"| {name} | {args.batch / seconds:.1f} | {torch_time / seconds:.2f}x |")
+    ceiling = gflops / gflop_per_image
+    print(f"\nfp32 ceiling: the model is {gflop_per_image:.2f} GFLOP per image; a ViT-sized fp32 matrix "
+          f"product ({'x'.join(map(str, SGEMM_SHAPE))}) runs at {gflops:.0f} GFLOP/s here (torch, "
+          f"{torch.get_num_threads()} threads, timed in the same rounds as the models), "
+          f"so no fp32 runtime can pass ~{ceiling:.1f} images/s = "
+          f"{ceiling / (args.batch / torch_time):.2f}x PyTorch's model speed.")
+
+    print("\n| decode + preprocess, 1 thread | ms per image |")
+    print("| --- | ---: |")
+    for name, seconds in prep_times.items():
+        print(f"| {name} | {seconds / len(sub) * 1e3:.1f} |")
     print(f"\nint8 vs fp32 cosine on the {len(photos)} {kind} photos: min {int8_cos.min():.4f}, "
           f"mean {int8_cos.mean():.4f}")
 

@@ -149,6 +149,11 @@ def test_int8_export_stays_close(tiny_export, smic_home):
     assert result.precision == "int8" and result.min_cosine >= 0.99
     photos, _ = sample_photos()
     assert os.path.getsize(result.path) < os.path.getsize(tiny_export.path)
+    # Matrix products are quantized; the patch-embedding Conv stays fp32 (ConvInteger is slow).
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(result.path, load_external_data=False).graph.node}
+    assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
 
 
 def test_bad_arguments(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 from .clip_models import ModelNotFoundError, cache_dir, get_pairing
 from .images import ImageLoadError, Preprocess, load_image
 
-__all__ = ["ClipEncoder", "EncodeResult", "ModelNotFoundError", "Skipped"]
+__all__ = ["ClipEncoder", "EncodeResult", "ModelNotFoundError", "Skipped", "runtime_info"]
 
 log = logging.getLogger("smic_fast.clip")
 
@@ -33,6 +33,57 @@ _PROVIDER_NAMES = {
 
 
 _GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+# Distributions that install the same ``onnxruntime`` import package; two of them in one
+# environment overwrite each other's files (which one imports depends on install order).
+_ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
+                      "onnxruntime-qnn")
+_GPU_SWAP = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+
+
+def runtime_info() -> dict:
+    """What ONNX Runtime this environment has, for ``smic doctor`` and bug reports.
+
+    Returns ``{"onnxruntime": version or None, "distributions": {name: version} of the
+    installed onnxruntime packages, "providers": the providers onnxruntime lists,
+    "device": onnxruntime's build device ("CPU", "GPU", ...) or None, "gpu": whether a CUDA
+    or TensorRT provider is listed, "problems": [one line per problem found]}``.
+
+    Cheap (imports onnxruntime, creates no session) and never raises. A listed provider may
+    still fail to load (missing CUDA libraries): :class:`ClipEncoder` reads the provider that
+    actually runs from its session (``encoder.provider``)."""
+    info: dict = {"onnxruntime": None, "distributions": {}, "providers": [], "device": None,
+                  "gpu": False, "problems": []}
+    problems: list[str] = info["problems"]
+    try:
+        from importlib import metadata
+
+        for name in _ORT_DISTRIBUTIONS:
+            try:
+                info["distributions"][name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+    except Exception as exc:  # a broken metadata install must not stop a diagnosis
+        problems.append(f"cannot read installed package versions ({type(exc).__name__}: {exc})")
+    if len(info["distributions"]) > 1:
+        names = " and ".join(sorted(info["distributions"]))
+        problems.append(f"{names} are both installed; they share the onnxruntime package and "
+                        f"overwrite each other. For CUDA keep only onnxruntime-gpu: {_GPU_SWAP} "
+                        "(then `pip install --force-reinstall --no-deps onnxruntime-gpu`)")
+    try:
+        import onnxruntime as ort
+    except Exception as exc:
+        problems.append(f"onnxruntime does not import ({type(exc).__name__}: {exc}); "
+                        "reinstall it: pip install --force-reinstall onnxruntime")
+        return info
+    try:
+        info["onnxruntime"] = str(getattr(ort, "__version__", None) or "unknown")
+        info["providers"] = [str(p) for p in ort.get_available_providers()]
+        info["device"] = str(ort.get_device())
+    except Exception as exc:
+        problems.append(f"onnxruntime is broken ({type(exc).__name__}: {exc})")
+    info["gpu"] = any(p in _GPU_PROVIDERS for p in info["providers"])
+    return info
 
 
 class Skipped(NamedTuple):
@@ -140,8 +191,8 @@ class ClipEncoder:
         available = set(ort.get_available_providers())
         missing = [p for p in requested if p not in available]
         if missing:
-            log.warning("ClipEncoder: this onnxruntime has no %s (for CUDA install onnxruntime-gpu, "
-                        "'smic-fast[gpu]', instead of onnxruntime)", ", ".join(missing))
+            log.warning("ClipEncoder: this onnxruntime has no %s (for CUDA replace onnxruntime by "
+                        "onnxruntime-gpu: %s)", ", ".join(missing), _GPU_SWAP)
             requested = [p for p in requested if p in available] or ["CPUExecutionProvider"]
         source: str | bytes = str(path)
         if fp16 and not any(p in _GPU_PROVIDERS for p in requested):
