@@ -69,7 +69,8 @@ def test_label_atoms_is_the_nearest_label(rng):
     text = rng.standard_normal((6, 8))
     labels = [f"l{i}" for i in range(6)]
     named = label_atoms(atoms, labels, text, top=2)
-    cos = (atoms / np.linalg.norm(atoms, axis=1, keepdims=True)) @ (text / np.linalg.norm(text, axis=1, keepdims=True)).T
+    unit_atoms = atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
+    cos = unit_atoms @ (text / np.linalg.norm(text, axis=1, keepdims=True)).T
     assert [a.labels[0] for a in named] == [labels[j] for j in cos.argmax(axis=1)]
     assert all(len(a.labels) == 2 and a.scores[0] >= a.scores[1] for a in named)
     assert [a.atom for a in named] == list(range(20))
@@ -183,7 +184,7 @@ def test_cli_explain_bad_inputs(coded, capsys):
 def test_eval_on_tiny_model_photos(tiny_clip_home, tmp_path, capsys):
     """smic eval on scikit-image's photos (and mirrored copies) encoded by the tiny model: the
     report parses, pixel counts come from the images, an unreadable file is reported (exit 3)."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
     from smic_fast.clip_export import sample_photos
 
     photos, kind = sample_photos()

@@ -34,7 +34,7 @@ _SOT, _EOT = "<start_of_text>", "<end_of_text>"
 @lru_cache
 def _bytes_to_unicode() -> dict[int, str]:
     """Every byte to a printable character (BPE works on strings without spaces or controls)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):

@@ -98,8 +98,9 @@ def export_text_tower(model: str = "default", pretrained: str | None = None,
     import open_clip
     import torch
 
-    clip, _, _, label = load_open_clip_model(arch, tag, checkpoint=None if checkpoint is None else os.fspath(checkpoint),
-                                             download=download, hub_cache=hub_cache, seed=seed)
+    clip, _, _, label = load_open_clip_model(
+        arch, tag, checkpoint=None if checkpoint is None else os.fspath(checkpoint), download=download,
+        hub_cache=hub_cache, seed=seed)
     tokenizer = open_clip.get_tokenizer(arch)
     if not isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer):
         raise ValueError(f"{arch} uses {type(tokenizer).__name__}; only CLIP's BPE tokenizer is supported")
@@ -113,7 +114,8 @@ def export_text_tower(model: str = "default", pretrained: str | None = None,
         example = torch.zeros(2, context, dtype=torch.long)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(module, (example,), input_names=["text_tokens"], output_names=["text_embedding"],
+            program = torch.onnx.export(module, (example,), input_names=["text_tokens"],
+                                        output_names=["text_embedding"],
                                         dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
                                         opset_version=opset, dynamo=True, verbose=False)
         program.save(str(path))

@@ -69,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
                           "labels": len(labels), "atoms": [a.to_dict() for a in named]}, indent=1))
     else:
         for a in named:
-            print(f"atom {a.atom:>5}: " + ", ".join(f"{label} ({score:.3f})" for label, score in zip(a.labels, a.scores)))
+            named_labels = ", ".join(f"{label} ({score:.3f})" for label, score in zip(a.labels, a.scores))
+            print(f"atom {a.atom:>5}: {named_labels}")
     return EXIT_OK

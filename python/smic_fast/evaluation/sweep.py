@@ -59,8 +59,8 @@ class SweepConfig:
     n_atoms: tuple[int | None, ...] = (None,)
     n_nonzero: int = 8
     smic: tuple[tuple[float, float], ...] = (
-        (0.25, 2e-2), (0.25, 8e-3), (0.25, 4e-3), (0.125, 2e-3), (0.125, 1e-3),
-        (0.0625, 4e-4), (0.0625, 1.5e-4), (0.0625, 0.0))
+        (0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (0.125, 1e-3),
+        (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
     paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
@@ -284,7 +284,8 @@ def run_sweep(
         for m, nbits in config.pq if "pq" in methods else ():
             if d % m or n < (1 << nbits):
                 skipped.append({"method": "pq", "M": m, "nbits": nbits,
-                                "reason": f"M does not divide d={d}" if d % m else f"fewer items than 2^{nbits} centroids"})
+                                "reason": f"M does not divide d={d}" if d % m
+                                else f"fewer items than 2^{nbits} centroids"})
                 bar.update()
                 continue  # a setting PQ cannot run is reported in meta["skipped"], not an error
             coded = baselines.pq_codec(unit, m, nbits, train_size=config.pq_train, seed=config.seed)
