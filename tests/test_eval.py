@@ -244,3 +244,13 @@ def test_cli_eval_bad_options(collection, tmp_path):
     assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--train", str(tmp_path / "t.npy"),
                  "-q"]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_import_smic_fast_stays_lean():
+    """`import smic_fast` (and its CLI) must not pull in FAISS, matplotlib or torch."""
+    import subprocess
+    import sys
+    code = ("import sys, smic_fast, smic_fast.cli, smic_fast.evaluation.sweep; "
+            "print(sorted(m for m in ('faiss', 'matplotlib', 'torch', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
