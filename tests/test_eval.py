@@ -254,3 +254,19 @@ def test_import_smic_fast_stays_lean():
             "print(sorted(m for m in ('faiss', 'matplotlib', 'torch', 'open_clip') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_shared_dictionary_learned_on_a_training_set(collection):
+    """With `train`, the shared dictionary comes from other items (here of other concepts): its
+    points are coded apart, fit worse than the collection's own atoms, and the meta says where
+    the dictionary was learned."""
+    train = clustered(np.random.default_rng(8), 400, 64)  # another seed: other concepts
+    config = SweepConfig.quick(n_atoms=(32,), methods=("smic", "smic-shared"), smic=((0.25, 2e-3),), queries=50)
+    sweep = run_sweep(collection, config, train=train, progress=False)
+    own, shared = sweep.points
+    assert (own.method, shared.method) == ("smic", "smic-shared")
+    assert shared.settings["train"] == "train" and sweep.meta["shared_dictionary_trained_on"] == "400 training embeddings"
+    assert shared.item_bytes != own.item_bytes and shared.total_bytes < own.total_bytes
+    assert shared.cosine_mean < own.cosine_mean - 0.05  # atoms of other concepts fit worse
+    with pytest.raises(ValueError, match="train"):
+        run_sweep(collection, config, train=train[:, :10], progress=False)
