@@ -270,3 +270,15 @@ def test_shared_dictionary_learned_on_a_training_set(collection):
     assert shared.cosine_mean < own.cosine_mean - 0.05  # atoms of other concepts fit worse
     with pytest.raises(ValueError, match="train"):
         run_sweep(collection, config, train=train[:, :10], progress=False)
+
+
+def test_report_grid_of_regenerations(sweep, tmp_path):
+    """The originals-beside-regenerations grid (fed by a generator) is drawn and embedded."""
+    rng = np.random.default_rng(0)
+    originals = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(3)]
+    grid = [("original", originals), ("12 bits", originals[::-1]), ("30 bits", originals)]
+    files = write_report(sweep, tmp_path / "r", grid=grid)
+    assert files["regenerations"].read_bytes()[:4] == b"\x89PNG"
+    assert files["index.html"].read_text().count("data:image/png;base64,") == 5
+    with pytest.raises(ValueError, match="at least one image"):
+        write_report(sweep, tmp_path / "r2", grid=[("original", [])])

@@ -78,6 +78,23 @@ def _histogram_plot(plt, item_bits: dict[str, list[float]], path: Path) -> bool:
     return True
 
 
+def _grid_plot(plt, grid: Sequence[tuple[str, Sequence]], path: Path) -> None:
+    """Columns of images (PIL images or HxWx3 arrays), each titled: the originals first, then
+    their regenerations at a few rates."""
+    rows = max(len(images) for _, images in grid)
+    fig, axes = plt.subplots(rows, len(grid), figsize=(2.2 * len(grid), 2.2 * rows), dpi=110, squeeze=False)
+    for col, (title, images) in enumerate(grid):
+        axes[0, col].set_title(title, fontsize=8)
+        for row in range(rows):
+            ax = axes[row, col]
+            ax.axis("off")
+            if row < len(images):
+                ax.imshow(images[row])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -117,7 +134,8 @@ def _html(sweep: Sweep, images: dict[str, Path]) -> str:
     for name, caption in (("rate_cosine", "Mean cosine versus total rate"),
                           ("rate_cosine_marginal", "Mean cosine versus marginal rate"),
                           ("rate_recall", "Recall@10 versus total rate"),
-                          ("bits_histogram", "Bits per item of one setting")):
+                          ("bits_histogram", "Bits per item of one setting"),
+                          ("regenerations", "Originals and their regenerations")):
         if name in images:
             data = base64.b64encode(images[name].read_bytes()).decode()
             parts.append(f"<h2>{caption}</h2><img alt='{name}' src='data:image/png;base64,{data}'>")
@@ -141,8 +159,13 @@ def _json_safe(value):
     return value
 
 
-def write_report(sweep: Sweep, out: str | os.PathLike) -> dict[str, Path]:
-    """Write the report files into folder `out` (created if needed); returns {name: path}."""
+def write_report(sweep: Sweep, out: str | os.PathLike,
+                 grid: Sequence[tuple[str, Sequence]] | None = None) -> dict[str, Path]:
+    """Write the report files into folder `out` (created if needed); returns {name: path}.
+
+    `grid`: optional columns (title, images) drawn side by side in ``regenerations.png``:
+    the originals, then the images a generator rebuilt from their embeddings decoded at a few
+    rates (the column titles say which); images are PIL images or HxWx3 arrays."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
@@ -157,6 +180,11 @@ def write_report(sweep: Sweep, out: str | os.PathLike) -> dict[str, Path]:
             _curve_plot(plt, sweep.points, y, label, images[name], rate)
     if _histogram_plot(plt, sweep.item_bits, folder / "bits_histogram.png"):
         images["bits_histogram"] = folder / "bits_histogram.png"
+    if grid:
+        if any(len(images) == 0 for _, images in grid):
+            raise ValueError("every grid column needs at least one image")
+        images["regenerations"] = folder / "regenerations.png"
+        _grid_plot(plt, grid, images["regenerations"])
     files.update(images)
     files["results.json"] = folder / "results.json"
     files["results.json"].write_text(json.dumps(_json_safe(sweep.to_dict()), indent=1, allow_nan=False))
