@@ -171,11 +171,13 @@ def write_report(sweep: Sweep, out: str | os.PathLike,
     plt = _pyplot()
     files: dict[str, Path] = {}
     images: dict[str, Path] = {}
+    # recall@k with k = 10, or fewer when the collection has no 10 other items
+    recall = f"recall@{sweep.meta.get('recall_k', 10)}"
     if sweep.points:
         for name, y, label, rate in (("rate_cosine", "cosine_mean", "mean cosine similarity", "bits_per_item"),
                                      ("rate_cosine_marginal", "cosine_mean", "mean cosine similarity",
                                       "marginal_bits_per_item"),
-                                     ("rate_recall", "recall_at_10", "recall@10", "bits_per_item")):
+                                     ("rate_recall", "recall_at_10", recall, "bits_per_item")):
             images[name] = folder / f"{name}.png"
             _curve_plot(plt, sweep.points, y, label, images[name], rate)
     if _histogram_plot(plt, sweep.item_bits, folder / "bits_histogram.png"):
