@@ -282,8 +282,8 @@ class Collection:
         """Decoded item symbols of every batch (for format tests)."""
         return [self.dictionary.decode_items(b.data, b.offsets, b.n_items, b.chunk_size) for b in self._batches]
 
-    def __getitem__(self, key: int | str) -> np.ndarray:
-        """The reconstructed (d,) unit embedding of item `key` (position or id)."""
+    def _locate(self, key: int | str) -> tuple[_Batch, int]:
+        """The batch holding item `key` (position or id) and the item's place in it."""
         if isinstance(key, str):
             if key not in self._index:
                 raise KeyError(key)
@@ -296,9 +296,25 @@ class Collection:
                 raise IndexError(f"item {key} out of range for {len(self)} items")
         for batch in self._batches:
             if position < batch.start + batch.n_items:
-                local = position - batch.start
-                return self._decode(batch, local, local + 1)[0]
+                return batch, position - batch.start
         raise IndexError(key)  # unreachable
+
+    def __getitem__(self, key: int | str) -> np.ndarray:
+        """The reconstructed (d,) unit embedding of item `key` (position or id)."""
+        batch, local = self._locate(key)
+        return self._decode(batch, local, local + 1)[0]
+
+    def item_symbols(self, key: int | str):
+        """The decoded code of item `key` (a one-row :class:`smic_fast.codec.ItemSymbols`: its
+        atoms and quantised coefficients), without reconstructing it; see smic_fast.atoms."""
+        batch, local = self._locate(key)
+        try:
+            return self.dictionary.decode_items(batch.data, batch.offsets, batch.n_items, batch.chunk_size,
+                                                local, local + 1)
+        except FormatError:
+            raise
+        except ValueError as error:  # DecodeError included
+            raise FormatError(f"{self.path}: corrupt items ({error})") from error
 
     def embeddings(self) -> np.ndarray:
         """All reconstructed embeddings, (N, d) float32 unit rows, in item order."""

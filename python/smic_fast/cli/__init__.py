@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 
 from . import append, compress, decompress, dictionary, doctor, export_clip, info
+from . import atoms, explain, export_text  # issue 6: evaluation and the atoms' meaning
+from . import eval as eval_  # (a module named eval; the alias keeps the builtin visible)
 from ._shared import (EXIT_CODES_HELP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
                       CliError)
 
@@ -26,7 +28,7 @@ __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_
 # Older names (export-clip): a failed check and a missing model are failures, nothing written.
 EXIT_CHECK_FAILED = EXIT_MISSING = EXIT_FAILURE
 
-SUBCOMMANDS = (compress, append, info, decompress, dictionary, export_clip, doctor)
+SUBCOMMANDS = (compress, append, info, decompress, dictionary, export_clip, doctor, eval_, atoms, explain, export_text)
 
 
 def setup_args() -> argparse.ArgumentParser:

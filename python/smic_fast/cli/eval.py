@@ -1,0 +1,143 @@
+"""``smic eval PHOTOS_or_embeddings.npy --out report/``: rate–fidelity curves of smic-fast's
+settings against the SMIC paper's layout, a scalar baseline and FAISS PQ, as an HTML report with
+PNG plots, results.json and results.csv (needs the ``[eval]`` extra: faiss-cpu, matplotlib)."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ._photos import add_encoder_flags, encode_photos
+from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, add_output_flags, emit,
+                      positive_int)
+
+NAME = "eval"
+HELP = "sweep codec settings and baselines over photos or embeddings; write a rate-fidelity report"
+EPILOG = EXIT_CODES_HELP
+_METHODS = ("smic", "smic-shared", "paper", "scalar", "pq")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="PHOTOS|EMBEDDINGS.npy",
+                   help="image files and folders (encoded with --model), or one .npy of (N, d) embeddings")
+    p.add_argument("-o", "--out", required=True, metavar="FOLDER",
+                   help="report folder: index.html, PNG plots, results.json, results.csv")
+    add_encoder_flags(p)
+    p.add_argument("--quick", action="store_true", help="a few points per method (seconds; for a first look)")
+    p.add_argument("--atoms", type=positive_int, action="append", default=None, metavar="K",
+                   help="dictionary size to sweep (repeat for several; default: about 3*sqrt(N))")
+    p.add_argument("--methods", default=",".join(_METHODS),
+                   help=f"comma-separated subset of {','.join(_METHODS)} (default: all)")
+    p.add_argument("--train", default=None, metavar="EMBEDDINGS.npy",
+                   help="embeddings to learn the shared dictionary on (default: the collection itself)")
+    p.add_argument("--pixels", default=None, metavar="N|PIXELS.npy",
+                   help="with embeddings: each item's pixel count (one number for all, or a .npy of N), "
+                        "for bits per pixel")
+    p.add_argument("--queries", type=positive_int, default=None,
+                   help="query items for recall@10 (default: 256, 64 with --quick)")
+    p.add_argument("--iterations", type=positive_int, default=None, help="K-SVD iterations (default: 10, 4 quick)")
+    p.add_argument("--seed", type=int, default=0, help="seed of dictionary learning, PQ and queries (default: 0)")
+    add_output_flags(p)
+
+
+def load_embeddings(path: str | os.PathLike, what: str = "embeddings") -> np.ndarray:
+    """A (N, d) float array from a .npy file, or CliError saying what is wrong with it."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{what} file {path} does not exist", EXIT_USAGE) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise CliError(f"{path} is not a readable .npy array ({exc})") from None
+    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1 or array.dtype.kind not in "fiu":
+        raise CliError(f"{path}: expected a (N >= 2, d) numeric array of {what}, got shape {array.shape} "
+                       f"dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise CliError(f"{path}: {what} contain NaN or infinity")
+    return array.astype(np.float32, copy=False)
+
+
+def _pixels(text: str | None, n: int) -> list[int] | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        if int(text) < 1:
+            raise CliError("--pixels must be >= 1", EXIT_USAGE)
+        return [int(text)] * n
+    values = np.load(text, allow_pickle=False) if Path(text).is_file() else None
+    if values is None or values.shape != (n,) or values.dtype.kind not in "iu" or (values <= 0).any():
+        raise CliError(f"--pixels {text}: expected a number or a .npy of {n} positive integers", EXIT_USAGE)
+    return [int(v) for v in values]
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise CliError(f"output {out} exists and is not a folder", EXIT_USAGE)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CliError(f"output folder {out} is not empty; pass --force to write into it", EXIT_USAGE)
+    parent = out.absolute().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {out}: folder {parent} does not exist or is not writable")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import SweepConfig, run_sweep, write_report
+    from ..evaluation.sweep import comparison_table
+
+    out = Path(args.out)
+    _prepare_out(out, args.force)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in _METHODS]
+    if unknown or not methods:
+        raise CliError(f"--methods: unknown {unknown or 'empty list'}; choose among {','.join(_METHODS)}", EXIT_USAGE)
+    skipped: list[dict[str, str]] = []
+    if len(args.inputs) == 1 and args.inputs[0].endswith(".npy"):
+        embeddings = load_embeddings(args.inputs[0])
+        pixels = _pixels(args.pixels, len(embeddings))
+        source = args.inputs[0]
+    else:
+        if args.pixels is not None:
+            raise CliError("--pixels is for embeddings; with photos the pixel counts come from the images", EXIT_USAGE)
+        photos = encode_photos(args.inputs, args, args.model)
+        if len(photos.embeddings) < 2:
+            raise CliError("an evaluation needs at least 2 readable photos")
+        embeddings, pixels, skipped = photos.embeddings, photos.pixels_or_none, photos.skipped
+        source = f"{len(embeddings)} photos encoded with {photos.model}"
+    train = load_embeddings(args.train, "training embeddings") if args.train else None
+    if train is not None and train.shape[1] != embeddings.shape[1]:
+        raise CliError(f"--train has dimension {train.shape[1]}, the collection {embeddings.shape[1]}", EXIT_USAGE)
+    overrides = {"methods": methods, "seed": args.seed}
+    if args.atoms:
+        overrides["n_atoms"] = tuple(args.atoms)
+    if args.queries:
+        overrides["queries"] = args.queries
+    if args.iterations:
+        overrides["n_iter"] = args.iterations
+    config = SweepConfig.quick(**overrides) if args.quick else SweepConfig(**overrides)
+    sweep = run_sweep(embeddings, config, pixels=pixels, train=train, progress=not args.quiet)
+    sweep.meta["source"] = source
+    sweep.meta["skipped"] = skipped
+    # Write into a fresh folder beside the output, then move the files: a failure leaves no
+    # half-written report.
+    with tempfile.TemporaryDirectory(dir=out.absolute().parent, prefix=".smic-eval-") as tmp:
+        files = write_report(sweep, tmp)
+        out.mkdir(exist_ok=True)
+        written = {}
+        for name, path in files.items():
+            target = out / path.name
+            shutil.move(str(path), target)
+            written[name] = str(target)
+    table = comparison_table(sweep.points)
+    summary = {"command": "eval", "output": str(out), "items": sweep.meta["items"], "dim": sweep.meta["dim"],
+               "points": len(sweep.points), "seconds": sweep.meta["seconds"], "files": written,
+               "bits_per_item_at_cosine": table, "skipped": skipped}
+    levels = list(next(iter(table.values()), {}).keys())
+    rows = [("items", sweep.meta["items"]), ("points", len(sweep.points)), ("seconds", sweep.meta["seconds"]),
+            ("report", str(out / "index.html"))]
+    rows += [(f"bits/item at cos {'/'.join(levels)}: {m}",
+              " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in table.items()]
+    emit(summary, rows, args.json, title=f"wrote {out}")
+    return EXIT_PARTIAL if skipped else EXIT_OK

@@ -1,0 +1,338 @@
+"""The sweep behind ``smic eval``: code one collection at many settings of smic-fast and of the
+baselines, and measure every point from the bytes it writes.
+
+Methods (the ``method`` of a :class:`Point`):
+
+* ``smic`` — our default mode with a dictionary of its own: rate-distortion choice of each
+  item's atoms, entropy-coded indices and coefficient ratios. The collection is written with
+  :func:`smic_fast.compress` and the dictionary saved as a .smicd; the total rate is that of
+  the same file with the dictionary embedded (a DICT section in place of the 32-byte DREF:
+  ``.smic bytes - 32 + .smicd bytes``). The items are coded as with a given dictionary (one
+  more rate-distortion pass than ``compress`` without one makes; the two differ by well under
+  1% of the item bytes, tested), so one K-SVD serves every setting.
+* ``smic-shared`` — the same coding with a shared dictionary: only the .smic file is paid.
+  Without ``train`` embeddings its dictionary is the one learned on the collection itself (the
+  best case of a dictionary trained on similar photos); with ``train`` it is learned there.
+* ``paper`` — the SMIC paper's fixed-length layout (``layout="paper"``) on the same atoms.
+* ``scalar`` — no dictionary: components scalar-quantised and range-coded (baselines.py).
+* ``pq`` — FAISS product quantisation at several code sizes (baselines.py).
+
+Per point: total and marginal bits per item (and per pixel when pixel counts are known), mean
+and 5th-percentile cosine similarity to the original embeddings, recall@10 of nearest-neighbour
+search with the reconstructions, encode and decode wall time (dictionary or codebook training
+is ``fit_s``, shared by the points of one K).
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..collection import compress
+from ..collection import open as open_collection
+from ..dictionary import Dictionary, default_n_atoms, normalize_embeddings
+from ..ksvd import learn_dictionary
+from . import baselines
+from .retrieval import query_rows, recall_at_k, true_neighbours
+
+__all__ = ["Point", "Sweep", "SweepConfig", "frontier", "rate_at_fidelity", "run_sweep", "METHODS"]
+
+METHODS = ("smic", "smic-shared", "paper", "scalar", "pq")
+_DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to sweep. ``n_atoms`` entries of None mean the default K for the collection size
+    (:func:`smic_fast.dictionary.default_n_atoms`); ``smic`` settings are (step, rd_lambda)
+    pairs coded with at most ``n_nonzero`` atoms; ``paper`` settings are (atoms, bits per
+    coefficient); ``pq`` settings are (M, nbits)."""
+
+    n_atoms: tuple[int | None, ...] = (None,)
+    n_nonzero: int = 8
+    smic: tuple[tuple[float, float], ...] = (
+        (0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (0.125, 1e-3),
+        (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
+    paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8))
+    scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025)
+    pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
+    methods: tuple[str, ...] = METHODS
+    precision: str = "float16"
+    n_iter: int = 10
+    queries: int = 256
+    k: int = 10
+    pq_train: int = 4096
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose among {list(METHODS)}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> SweepConfig:
+        """A few points per method, for tests and a first look (seconds on small collections)."""
+        base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)),
+                   paper=((1, 4), (2, 6), (4, 8)), scalar=(0.2, 0.1, 0.05), pq=((1, 8), (4, 8), (16, 8)),
+                   n_iter=4, queries=64, pq_train=2048)
+        return replace(base, **overrides)
+
+
+@dataclass
+class Point:
+    """One codec setting measured on the collection (rates in bits, times in seconds)."""
+
+    method: str
+    settings: dict[str, Any]
+    items: int
+    dim: int
+    bits_per_item: float  # total: everything a reader needs, the dictionary or codebook included
+    marginal_bits_per_item: float  # the items' own bytes only
+    cosine_mean: float
+    cosine_p5: float
+    recall_at_10: float
+    encode_s: float
+    decode_s: float
+    fit_s: float
+    total_bytes: int
+    item_bytes: int
+    bits_per_pixel: float | None = None
+    marginal_bits_per_pixel: float | None = None
+    expected_bits_per_item: float | None = None  # paper: the layout's formula, no overhead
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} " + " ".join(f"{k}={v}" for k, v in self.settings.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sweep:
+    """All points of one evaluation, the collection's description and a per-item rate sample."""
+
+    points: list[Point]
+    meta: dict[str, Any]
+    item_bits: dict[str, list[float]] = field(default_factory=dict)  # label -> bits of each item
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "points": [p.to_dict() for p in self.points],
+                "comparison": comparison_table(self.points)}
+
+
+def _fidelity(unit: np.ndarray, reconstruction: np.ndarray) -> tuple[float, float]:
+    cosine = np.sum(unit.astype(np.float64) * reconstruction.astype(np.float64), axis=1)
+    return float(np.mean(cosine)), float(np.percentile(cosine, 5))
+
+
+class _Measure:
+    """Turns a reconstruction and byte counts into a Point (fidelity, recall, rates)."""
+
+    def __init__(self, unit: np.ndarray, pixels: np.ndarray | None, config: SweepConfig) -> None:
+        self.unit = unit
+        self.inverse_pixels = None if pixels is None else float(np.mean(1.0 / pixels.astype(np.float64)))
+        self.rows = query_rows(len(unit), config.queries, config.seed)
+        self.k = min(config.k, len(unit) - 1)  # recall@k needs k other items
+        self.truth = true_neighbours(unit, self.rows, self.k)
+
+    def point(self, method: str, settings: dict, reconstruction: np.ndarray, total_bytes: int,
+              item_bytes: int, encode_s: float, decode_s: float, fit_s: float, **extra) -> Point:
+        n, d = self.unit.shape
+        mean, p5 = _fidelity(self.unit, reconstruction)
+        recall = recall_at_k(self.unit, reconstruction, self.rows, self.truth)
+        total, marginal = 8.0 * total_bytes / n, 8.0 * item_bytes / n
+        bpp = {} if self.inverse_pixels is None else {
+            "bits_per_pixel": total * self.inverse_pixels, "marginal_bits_per_pixel": marginal * self.inverse_pixels}
+        return Point(method, settings, n, d, total, marginal, mean, p5, recall, encode_s, decode_s, fit_s,
+                     int(total_bytes), int(item_bytes), **bpp, **extra)
+
+
+def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: SweepConfig,
+                     pixels: list[int] | None, n_threads: int | None, **coding) -> dict[str, Any]:
+    """Fit tables for `atoms`, write the collection and its dictionary, decode it back."""
+    smic_path, dict_path = folder / "eval.smic", folder / "eval.smicd"
+    start = time.perf_counter()
+    dictionary = Dictionary.from_atoms(atoms, unit, n_nonzero=coding.pop("n_nonzero", config.n_nonzero),
+                                       precision=config.precision, n_threads=n_threads, **coding)
+    info = compress(unit, smic_path, dictionary=dictionary, pixels=pixels, n_threads=n_threads)
+    encode_s = time.perf_counter() - start
+    dictionary.save(dict_path)
+    start = time.perf_counter()
+    reconstruction = open_collection(smic_path, dictionary=dictionary).embeddings()
+    decode_s = time.perf_counter() - start
+    return {"dictionary": dictionary, "reconstruction": reconstruction, "encode_s": encode_s,
+            "decode_s": decode_s, "smic_bytes": info["file_bytes"], "dict_bytes": dict_path.stat().st_size,
+            "item_bytes": info["section_bytes"]["items"]}
+
+
+def _learn(unit: np.ndarray, k: int, n_nonzero: int, config: SweepConfig, n_threads: int | None) -> np.ndarray:
+    """K-SVD atoms learned exactly as :func:`smic_fast.compress` learns them (same input
+    normalisation, same seed), so a point's own-dictionary file is the one compress writes."""
+    again, _ = normalize_embeddings(unit)
+    return learn_dictionary(again, k, n_nonzero, n_iter=config.n_iter, seed=config.seed, n_threads=n_threads)
+
+
+def _item_bits(dictionary: Dictionary, unit: np.ndarray) -> list[float]:
+    """Ideal code length of each item under the dictionary's stored integer tables (a chunk's
+    coded size is their sum plus at most 64 bits of flush)."""
+    s = dictionary.items_symbols(unit)
+    bits = dictionary._models.item_bits(s.counts, s.first, s.rest_index, s.rest_level)
+    return [round(float(b), 3) for b in bits]
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="smic eval", unit="point", disable=not enabled, file=None)
+
+
+def run_sweep(
+    E: np.ndarray, config: SweepConfig | None = None, *, pixels: Sequence[int] | None = None,
+    train: np.ndarray | None = None, workdir: str | os.PathLike | None = None,
+    progress: bool = True, n_threads: int | None = None,
+) -> Sweep:
+    """Measure every method and setting of `config` on the (N, d) embeddings `E`.
+
+    Args:
+        E: the collection's embeddings (rows normalised here; fidelity is a cosine).
+        config: what to sweep (default :class:`SweepConfig`; :meth:`SweepConfig.quick` for tests).
+        pixels: each item's pixel count, for bits per pixel.
+        train: embeddings to learn the shared dictionary on (default: the collection itself).
+        workdir: where the coded files are written (default: a temporary folder, removed).
+        progress: a tqdm progress bar on stderr.
+    """
+    config = config or SweepConfig()
+    unit, _ = normalize_embeddings(E)
+    n, d = unit.shape
+    if n < 2:
+        raise ValueError("an evaluation needs at least 2 items")
+    pixel_array = None
+    if pixels is not None:
+        pixel_array = np.asarray(pixels)
+        if pixel_array.shape != (n,) or pixel_array.dtype.kind not in "iu" or (pixel_array <= 0).any():
+            raise ValueError(f"pixels must be {n} positive integers (each image's pixel count)")
+    pixel_list = None if pixel_array is None else [int(p) for p in pixel_array]
+    train_unit = None if train is None else normalize_embeddings(train, "train", dim=d)[0]
+    measure = _Measure(unit, pixel_array, config)
+    ks = sorted({min(default_n_atoms(n) if k is None else int(k), n) for k in config.n_atoms})
+    methods = config.methods
+    count = (len(ks) * (len(config.smic) * (("smic" in methods) + ("smic-shared" in methods))
+                        + len(config.paper) * ("paper" in methods))
+             + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods))
+    points: list[Point] = []
+    skipped: list[dict[str, Any]] = []
+    item_bits: dict[str, list[float]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, _progress(count, progress) as bar:
+        folder = Path(tmp)
+        for k in ks:
+            s_fit = min(config.n_nonzero, k, d)
+            if {"smic", "smic-shared", "paper"} & set(methods):
+                start = time.perf_counter()
+                atoms = _learn(unit, k, s_fit, config, n_threads)
+                fit_s = time.perf_counter() - start
+            shared_atoms, shared_fit_s = atoms if train_unit is None else None, 0.0
+            if "smic-shared" in methods and train_unit is not None:
+                start = time.perf_counter()
+                shared_atoms = _learn(train_unit, k, s_fit, config, n_threads)
+                shared_fit_s = time.perf_counter() - start
+            for step, rd_lambda in config.smic if {"smic", "smic-shared"} & set(methods) else ():
+                settings = {"K": k, "n_nonzero": s_fit, "step": step, "rd_lambda": rd_lambda}
+                coding = {"n_nonzero": s_fit, "step": step, "rd_lambda": rd_lambda}
+                own = None
+                if "smic" in methods or train_unit is None:
+                    own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, **dict(coding))
+                if "smic" in methods:
+                    total = own["smic_bytes"] - _DREF_PAYLOAD + own["dict_bytes"]
+                    points.append(measure.point("smic", settings, own["reconstruction"], total, own["item_bytes"],
+                                                own["encode_s"], own["decode_s"], fit_s))
+                    bar.update()
+                    if k == ks[-1] and (step, rd_lambda) == config.smic[len(config.smic) // 2]:
+                        item_bits[points[-1].label] = _item_bits(own["dictionary"], unit)  # a middle setting
+                if "smic-shared" in methods:
+                    shared = own if train_unit is None else _code_collection(
+                        unit, shared_atoms, folder, config, pixel_list, n_threads, **dict(coding))
+                    points.append(measure.point(
+                        "smic-shared", {**settings, "train": "collection" if train_unit is None else "train"},
+                        shared["reconstruction"], shared["smic_bytes"], shared["item_bytes"],
+                        shared["encode_s"], shared["decode_s"], fit_s if train_unit is None else shared_fit_s))
+                    bar.update()
+            for s, bits in config.paper if "paper" in methods else ():
+                s = min(s, k, d)
+                coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
+                                         n_nonzero=s, layout="paper", paper_bits=bits)
+                total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
+                points.append(measure.point(
+                    "paper", {"K": k, "n_nonzero": s, "paper_bits": bits}, coded["reconstruction"], total,
+                    coded["item_bytes"], coded["encode_s"], coded["decode_s"], fit_s,
+                    expected_bits_per_item=float(baselines.paper_bits_per_item(k, s, bits))))
+                bar.update()
+        for step in config.scalar if "scalar" in methods else ():
+            coded = baselines.scalar_codec(unit, step)
+            points.append(measure.point("scalar", {"step": step}, coded.reconstruction,
+                                        coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
+                                        coded.encode_s, coded.decode_s, coded.fit_s))
+            bar.update()
+        for m, nbits in config.pq if "pq" in methods else ():
+            if d % m or n < (1 << nbits):
+                skipped.append({"method": "pq", "M": m, "nbits": nbits,
+                                "reason": f"M does not divide d={d}" if d % m
+                                else f"fewer items than 2^{nbits} centroids"})
+                bar.update()
+                continue  # a setting PQ cannot run is reported in meta["skipped"], not an error
+            coded = baselines.pq_codec(unit, m, nbits, train_size=config.pq_train, seed=config.seed)
+            points.append(measure.point("pq", {"M": m, "nbits": nbits}, coded.reconstruction,
+                                        coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
+                                        coded.encode_s, coded.decode_s, coded.fit_s))
+            bar.update()
+    meta = {"items": n, "dim": d, "n_atoms": ks, "config": asdict(config), "recall_k": measure.k,
+            "skipped_settings": skipped,
+            "pixels": pixel_array is not None, "shared_dictionary_trained_on": "collection" if train is None else
+            f"{len(train_unit)} training embeddings", "seconds": round(time.perf_counter() - started, 3),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+    return Sweep(points, meta, item_bits)
+
+
+# ---------------------------------------------------------------- comparing methods
+
+
+def frontier(points: Sequence[Point], rate: str = "bits_per_item",
+             fidelity: str = "cosine_mean") -> list[tuple[float, float]]:
+    """The (rate, fidelity) points no other point beats (fewer bits and at least the fidelity),
+    sorted by rate: the best a user can pick from a method's settings."""
+    pairs = sorted((getattr(p, rate), getattr(p, fidelity)) for p in points)
+    best: list[tuple[float, float]] = []
+    for r, f in pairs:
+        if math.isfinite(r) and math.isfinite(f) and (not best or f > best[-1][1]):
+            best.append((r, f))
+    return best
+
+
+def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_per_item",
+                     fidelity: str = "cosine_mean") -> float | None:
+    """Fewest bits per item a method needs to reach `level`, interpolating linearly in rate
+    between neighbouring frontier points; None when no setting reaches it."""
+    front = frontier(points, rate, fidelity)
+    for i, (r, f) in enumerate(front):
+        if f >= level:
+            if i == 0:
+                return r
+            r0, f0 = front[i - 1]
+            return r0 + (r - r0) * (level - f0) / (f - f0)
+    return None
+
+
+def comparison_table(points: Sequence[Point], levels: Sequence[float] = (0.7, 0.8, 0.85, 0.9, 0.95),
+                     rate: str = "bits_per_item") -> dict[str, dict[str, float | None]]:
+    """{method: {str(level): bits per item at that mean cosine or None}}."""
+    methods = sorted({p.method for p in points}, key=lambda m: METHODS.index(m) if m in METHODS else 99)
+    return {m: {f"{level:g}": rate_at_fidelity([p for p in points if p.method == m], level, rate)
+                for level in levels} for m in methods}

@@ -1,0 +1,284 @@
+"""smic eval: the sweep's rates against real files and formulas, the baselines against their
+definitions, recall@k against FAISS, the report files, the CLI and its bad inputs; and the
+sweep on the tiny CLIP model's embeddings of scikit-image's photos."""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+import smic_fast as smic
+from smic_fast.cli import main
+from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
+from smic_fast.evaluation.baselines import paper_bits_per_item, pq_codec, scalar_codec
+from smic_fast.evaluation.retrieval import query_rows, true_neighbours
+from smic_fast.evaluation.sweep import frontier, rate_at_fidelity
+
+faiss = pytest.importorskip("faiss")
+pytest.importorskip("matplotlib")
+
+
+def clustered(rng: np.random.Generator, n: int, d: int, n_concepts: int = 24, noise: float = 0.15) -> np.ndarray:
+    """Items mixing 1-3 of a few concepts plus noise (as benchmarks/_common.clustered, smaller)."""
+    concepts = rng.standard_normal((n_concepts, d))
+    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    x = np.zeros((n, d))
+    for i in range(n):
+        picked = rng.choice(n_concepts, size=rng.integers(1, 4), replace=False)
+        x[i] = rng.uniform(0.3, 1.0, len(picked)) @ concepts[picked]
+    x += noise * rng.standard_normal((n, d)) / np.sqrt(d)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def collection() -> np.ndarray:
+    return clustered(np.random.default_rng(7), 600, 64)
+
+
+@pytest.fixture(scope="module")
+def sweep(collection):
+    config = SweepConfig.quick(n_atoms=(32,), smic=((0.25, 8e-3), (0.25, 2e-3), (0.25, 0.0)),
+                               paper=((1, 6), (2, 6), (4, 6), (2, 8)), scalar=(0.4, 0.25, 0.15, 0.1),
+                               pq=((1, 8), (4, 8), (16, 8)), queries=100, pq_train=600)
+    pixels = np.full(len(collection), 512 * 512)
+    return run_sweep(collection, config, pixels=pixels, progress=False)
+
+
+def _of(sweep, method):
+    return [p for p in sweep.points if p.method == method]
+
+
+# ---------------------------------------------------------------- rates from the bytes
+
+
+def test_own_dictionary_total_is_the_file_compress_writes(sweep, collection, tmp_path):
+    """The own-dictionary total (.smic with DREF - 32 + .smicd) has exactly the non-item bytes
+    of the file smic_fast.compress writes with the dictionary embedded (header, the same
+    dictionary, ids); the items differ by the last rate-distortion pass only (compress keeps
+    the symbols its tables were fitted on, a given dictionary re-chooses them), well under 2%."""
+    point = _of(sweep, "smic")[1]
+    info = smic.compress(collection, tmp_path / "own.smic", n_atoms=32, n_nonzero=point.settings["n_nonzero"],
+                         step=point.settings["step"], rd_lambda=point.settings["rd_lambda"], n_iter=4,
+                         pixels=[512 * 512] * len(collection))
+    assert point.total_bytes - point.item_bytes == info["file_bytes"] - info["section_bytes"]["items"]
+    assert point.item_bytes == pytest.approx(info["section_bytes"]["items"], rel=0.02)
+    assert point.cosine_mean == pytest.approx(info["cosine_mean"], abs=2e-3)
+
+
+def test_shared_dictionary_pays_only_the_collection_file(sweep):
+    own, shared = _of(sweep, "smic"), _of(sweep, "smic-shared")
+    assert len(own) == len(shared) == 3
+    for a, b in zip(own, shared):
+        assert a.item_bytes == b.item_bytes and a.cosine_mean == b.cosine_mean
+        assert b.total_bytes < a.total_bytes  # the dictionary is not in the shared file
+        assert a.total_bytes - b.total_bytes > 32 * 64  # at least the float16 atoms (32 x 64 x 2 bytes)
+
+
+def test_paper_rate_matches_its_formula(sweep):
+    """Paper layout: n_nonzero x (ceil(log2 K) + bits) per item, plus the ITEM section's fixed
+    overhead (16-byte section frame, 12-byte head, 8 bytes per chunk offset) and the range
+    coder's flush (at most 8 bytes per chunk)."""
+    points = _of(sweep, "paper")
+    assert len(points) == 4
+    for p in points:
+        k, s, bits = p.settings["K"], p.settings["n_nonzero"], p.settings["paper_bits"]
+        assert p.expected_bits_per_item == s * (math.ceil(math.log2(k)) + bits) == paper_bits_per_item(k, s, bits)
+        chunks = math.ceil(p.items / 256)
+        fixed = 8 * (16 + 12 + 8 * (chunks + 1))
+        assert p.expected_bits_per_item * p.items + fixed <= 8 * p.item_bytes
+        assert 8 * p.item_bytes <= p.expected_bits_per_item * p.items + fixed + 64 * chunks
+
+
+# ---------------------------------------------------------------- curves
+
+
+def test_curves_are_monotone_where_they_must_be(sweep):
+    # scalar: a finer step costs more and reconstructs better
+    scalar = sorted(_of(sweep, "scalar"), key=lambda p: -p.settings["step"])
+    assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(scalar, scalar[1:]))
+    assert all(a.cosine_mean < b.cosine_mean for a, b in zip(scalar, scalar[1:]))
+    # PQ: M sub-quantisers of 8 bits cost exactly 8M bits per item; more of them fit better
+    pq = sorted(_of(sweep, "pq"), key=lambda p: p.settings["M"])
+    assert [p.marginal_bits_per_item for p in pq] == [8.0 * p.settings["M"] for p in pq]
+    assert all(a.cosine_mean < b.cosine_mean for a, b in zip(pq, pq[1:]))
+    # paper: more atoms at the same bits per coefficient cost more and fit better
+    paper = sorted((p for p in _of(sweep, "paper") if p.settings["paper_bits"] == 6),
+                   key=lambda p: p.settings["n_nonzero"])
+    assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(paper, paper[1:]))
+    assert all(a.cosine_mean < b.cosine_mean for a, b in zip(paper, paper[1:]))
+    # smic: a cheaper bit (smaller rd_lambda) buys more bits and more fidelity
+    ours = sorted(_of(sweep, "smic"), key=lambda p: -p.settings["rd_lambda"])
+    assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(ours, ours[1:]))
+    assert all(a.cosine_mean < b.cosine_mean for a, b in zip(ours, ours[1:]))
+    for p in sweep.points:
+        assert 0 <= p.recall_at_10 <= 1 and p.cosine_p5 <= p.cosine_mean <= 1 + 1e-6
+
+
+def test_frontier_and_rate_at_fidelity(sweep):
+    points = _of(sweep, "scalar")
+    front = frontier(points)
+    assert [r for r, _ in front] == sorted(r for r, _ in front)
+    assert all(f1 < f2 for (_, f1), (_, f2) in zip(front, front[1:]))
+    (r0, f0), (r1, f1) = front[:2]
+    middle = (f0 + f1) / 2
+    assert rate_at_fidelity(points, middle) == pytest.approx((r0 + r1) / 2)
+    assert rate_at_fidelity(points, 1.01) is None
+
+
+# ---------------------------------------------------------------- baselines and recall
+
+
+def test_scalar_codec_decodes_its_quantised_levels_and_costs_their_entropy(collection):
+    coded = scalar_codec(collection, 0.1)
+    levels = smic.quantize(collection, 0.1)
+    expected = smic.dequantize(levels, 0.1).astype(np.float64)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(coded.reconstruction, expected, atol=1e-6)
+    counts = np.bincount((levels + 10).ravel(), minlength=21)
+    p = counts[counts > 0] / counts.sum()
+    entropy_bits = -(counts[counts > 0] * np.log2(p)).sum()
+    chunks = math.ceil(len(collection) / 256)
+    coded_bits = 8 * (coded.item_bytes - 8 * (chunks + 1))
+    assert entropy_bits <= coded_bits <= entropy_bits * 1.001 + 64 * chunks
+    with pytest.raises(ValueError, match="step"):
+        scalar_codec(collection, 0.0)
+
+
+def test_pq_codec_sizes_and_faiss_reconstruction(collection):
+    coded = pq_codec(collection, 4, 8, train_size=600)
+    assert coded.item_bytes == len(collection) * 4
+    assert coded.fixed_bytes == 256 * 64 * 4  # 2^nbits centroids of d/M floats, M times
+    assert np.allclose(np.linalg.norm(coded.reconstruction, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="divisible"):
+        pq_codec(collection, 5, 8)
+
+
+def test_recall_against_faiss_flat_index(collection, rng):
+    noisy = collection + 0.05 * rng.standard_normal(collection.shape).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    rows = query_rows(len(collection), 50, seed=3)
+    truth = true_neighbours(collection, rows, 10)
+    # oracle: FAISS exact inner-product search, the query's own row dropped
+    def search(db):
+        index = faiss.IndexFlatIP(db.shape[1])
+        index.add(db)
+        _, found = index.search(collection[rows], 11)
+        return [[j for j in f if j != r][:10] for f, r in zip(found, rows)]
+    assert [sorted(t) for t in truth] == [sorted(f) for f in search(collection)]
+    expected = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, search(noisy))])
+    assert recall_at_k(collection, noisy, rows, truth) == pytest.approx(expected)
+    assert recall_at_k(collection, collection, rows) == 1.0
+    assert 0.0 < expected < 1.0
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_files_exist_and_parse(sweep, tmp_path):
+    files = write_report(sweep, tmp_path / "report")
+    for name in ("index.html", "results.json", "results.csv", "rate_cosine.png", "rate_recall.png",
+                 "bits_histogram.png"):
+        assert (tmp_path / "report" / name).is_file(), name
+    for png in tmp_path.glob("report/*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(files["results.json"].read_text())
+    assert len(data["points"]) == len(sweep.points)
+    assert set(data["comparison"]) == {"smic", "smic-shared", "paper", "scalar", "pq"}
+    with files["results.csv"].open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == len(sweep.points)
+    assert float(rows[0]["bits_per_item"]) == pytest.approx(sweep.points[0].bits_per_item)
+    page = files["index.html"].read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+    images = page.split("src='data:image/png;base64,")[1:]
+    assert len(images) == 4
+    assert base64.b64decode(images[0].split("'")[0])[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_eval_on_embeddings(collection, tmp_path, capsys):
+    np.save(tmp_path / "e.npy", collection[:300])
+    out = tmp_path / "rep"
+    code = main(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--json", "--methods",
+                 "smic,paper,scalar", "--pixels", "65536", "-q"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items"] == 300 and set(summary["bits_per_item_at_cosine"]) == {"smic", "paper", "scalar"}
+    data = json.loads((out / "results.json").read_text())
+    assert all(p["bits_per_pixel"] == pytest.approx(p["bits_per_item"] / 65536) for p in data["points"])
+    # an existing report is not overwritten without --force
+    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "-q"]) == 2
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("missing", 2), ("text", 1), ("vector", 1), ("nan", 1), ("pickle", 1),
+])
+def test_cli_eval_bad_embeddings(tmp_path, capsys, content, expected):
+    path = tmp_path / "e.npy"
+    if content == "text":
+        path.write_text("not an array\n")
+    elif content == "vector":
+        np.save(path, np.ones(5, np.float32))
+    elif content == "nan":
+        np.save(path, np.full((4, 3), np.nan, np.float32))
+    elif content == "pickle":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    out = tmp_path / "rep"
+    assert main(["eval", str(path), "--out", str(out), "--quick", "-q"]) == expected
+    assert "smic eval:" in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+    assert not list(tmp_path.glob(".smic-eval-*"))
+
+
+def test_cli_eval_bad_options(collection, tmp_path):
+    np.save(tmp_path / "e.npy", collection[:50])
+    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--methods", "smic,jpeg", "-q"]) == 2
+    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--pixels", "0", "-q"]) == 2
+    np.save(tmp_path / "t.npy", collection[:50, :10])
+    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--train", str(tmp_path / "t.npy"),
+                 "-q"]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_import_smic_fast_stays_lean():
+    """`import smic_fast` (and its CLI) must not pull in FAISS, matplotlib or torch."""
+    import subprocess
+    import sys
+    code = ("import sys, smic_fast, smic_fast.cli, smic_fast.evaluation.sweep; "
+            "print(sorted(m for m in ('faiss', 'matplotlib', 'torch', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_shared_dictionary_learned_on_a_training_set(collection):
+    """With `train`, the shared dictionary comes from other items (here of other concepts): its
+    points are coded apart, fit worse than the collection's own atoms, and the meta says where
+    the dictionary was learned."""
+    train = clustered(np.random.default_rng(8), 400, 64)  # another seed: other concepts
+    config = SweepConfig.quick(n_atoms=(32,), methods=("smic", "smic-shared"), smic=((0.25, 2e-3),), queries=50)
+    sweep = run_sweep(collection, config, train=train, progress=False)
+    own, shared = sweep.points
+    assert (own.method, shared.method) == ("smic", "smic-shared")
+    assert shared.settings["train"] == "train" and sweep.meta["shared_dictionary_trained_on"] == "400 training embeddings"
+    assert shared.item_bytes != own.item_bytes and shared.total_bytes < own.total_bytes
+    assert shared.cosine_mean < own.cosine_mean - 0.05  # atoms of other concepts fit worse
+    with pytest.raises(ValueError, match="train"):
+        run_sweep(collection, config, train=train[:, :10], progress=False)
+
+
+def test_report_grid_of_regenerations(sweep, tmp_path):
+    """The originals-beside-regenerations grid (fed by a generator) is drawn and embedded."""
+    rng = np.random.default_rng(0)
+    originals = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(3)]
+    grid = [("original", originals), ("12 bits", originals[::-1]), ("30 bits", originals)]
+    files = write_report(sweep, tmp_path / "r", grid=grid)
+    assert files["regenerations"].read_bytes()[:4] == b"\x89PNG"
+    assert files["index.html"].read_text().count("data:image/png;base64,") == 5
+    with pytest.raises(ValueError, match="at least one image"):
+        write_report(sweep, tmp_path / "r2", grid=[("original", [])])
