@@ -35,7 +35,9 @@ log = logging.getLogger("smic_fast.generate")
 # (steps, guidance) per family: diffusers' documented defaults for unCLIP, the usual 50 steps
 # (of 100 by default) for the Kandinsky 2.2 decoder.
 DEFAULTS: dict[str, tuple[int, float]] = {"unclip": (20, 10.0), "kandinsky": (50, 4.0)}
-_PROMPT_TOKENS = 77  # CLIP text context length, for the zero prompt when there is no text encoder
+# Without a text encoder the empty prompt is zeros: every token is the same (zero) key and
+# value, so cross-attention gives the same result for any length; one token is cheapest.
+_PROMPT_TOKENS = 1
 
 
 def _import_torch():
@@ -276,6 +278,20 @@ class Generator:
                 raise ValueError(f"size must be a positive multiple of {multiple} for {self.info.title}, got {size!r}")
         return int(width), int(height)
 
+    def settings(self, steps: int | None = None, guidance: float | None = None,
+                 size: int | tuple[int, int] | None = None) -> tuple[int, float, tuple[int, int]]:
+        """Steps, guidance and (width, height) as they will be used (family defaults for None);
+        ValueError for values the pipeline cannot take."""
+        default_steps, default_guidance = DEFAULTS[self.family]
+        steps = default_steps if steps is None else steps
+        guidance = default_guidance if guidance is None else guidance
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not np.isfinite(guidance) \
+                or guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0, got {guidance!r}")
+        return int(steps), float(guidance), self._check_size(size)
+
     def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         E = np.asarray(embeddings, dtype=np.float32)
         if E.ndim == 1:
@@ -300,14 +316,7 @@ class Generator:
             raise ValueError(f"{len(seeds)} seeds for {len(E)} embeddings")
         if len(E) == 0:
             return []
-        default_steps, default_guidance = DEFAULTS[self.family]
-        steps = default_steps if steps is None else steps
-        guidance = default_guidance if guidance is None else guidance
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        if not np.isfinite(guidance) or guidance < 0:
-            raise ValueError(f"guidance must be a finite number >= 0, got {guidance!r}")
-        width, height = self._check_size(size)
+        steps, guidance, (width, height) = self.settings(steps, guidance, size)
         if norm is not None:
             lengths = np.linalg.norm(E, axis=1, keepdims=True)
             E = E / np.maximum(lengths, np.finfo(np.float32).tiny) * np.float32(norm)
