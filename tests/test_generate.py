@@ -323,3 +323,25 @@ def test_item_seed_is_stable():
 def test_importing_does_not_import_torch():
     code = "import sys, smic_fast, smic_fast.generate; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_options_write_and_exit_codes(folders, collection, tmp_path, capsys):
+    import argparse
+
+    from smic_fast.generate import cli_options
+
+    parser = argparse.ArgumentParser()
+    cli_options.add_arguments(parser)
+    out = tmp_path / "imgs"
+    args = parser.parse_args(["--images", str(out), "--generator", str(folders["kandinsky"]), "--steps", "1",
+                              "--guidance", "1", "--ids", "d", "a.jpg", "--device", "cpu", "--seed", "4"])
+    code, summary = cli_options.run(args, collection, progress=False)
+    assert code == 0 and summary["written"] == 2 and summary["seed"] == 4
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "d.png"]
+    assert "2 image(s) written" in capsys.readouterr().err
+    args = parser.parse_args(["--images", str(out), "--generator", str(tmp_path / "missing")])
+    assert cli_options.run(args, collection, progress=False) == (3, None)
+    assert "missing" in capsys.readouterr().err
+    args = parser.parse_args(["--images", str(out), "--generator", str(folders["unclip"]), "--size", "20"])
+    assert cli_options.run(args, collection, progress=False) == (2, None)
+    assert "multiple of 8" in capsys.readouterr().err
