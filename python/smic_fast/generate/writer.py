@@ -234,6 +234,7 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     originals = _originals(original, collection.ids, selected, dim)
+    check_encoder = _open_encoder(encoder, model, dim) if check else None  # cheap: fail before the generator
     if isinstance(generator, Generator):
         notes = check_compatibility(model, dim, generator.info)
     else:
@@ -246,7 +247,6 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
         generator = Generator.from_pretrained(generator, device=device, dtype=dtype, model=model, dim=dim,
                                               allow_download=allow_download)
         notes = list(generator.notes)
-    check_encoder = _open_encoder(encoder, model, dim) if check else None
     names = image_names(collection.ids)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
