@@ -12,7 +12,7 @@ torch.cuda.max_memory_allocated on a GPU) is that configuration's own. Time excl
 and one warm-up batch; the best of --repeat runs is kept.
 
     python benchmarks/bench_generate.py [--kind tiny|real] [--families unclip kandinsky]
-        [--sizes 32 64] [--steps 4] [--items 8] [--batch 4] [--repeat 2] [--device cpu] [--dtype fp32]
+        [--sizes 32 64] [--steps 4] [--items 8] [--batch 4] [--repeat 2] [--threads N] [--device cpu] [--dtype fp32]
 """
 from __future__ import annotations
 
@@ -101,6 +101,8 @@ def run_one(args) -> dict:
     import torch
 
     warnings.simplefilter("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         gen = _load(args.kind, args.family, args.device, args.dtype, Path(tmp))
@@ -122,7 +124,7 @@ def run_one(args) -> dict:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB -> MiB (Linux)
     result = {"kind": args.kind, "family": args.family, "size": args.size, "device": gen.device,
               "dtype": str(gen.dtype).replace("torch.", ""), "steps": args.steps, "guidance": args.guidance,
-              "batch": args.batch, "items": args.items, "load_s": round(load_s, 2),
+              "batch": args.batch, "items": args.items, "threads": torch.get_num_threads(), "load_s": round(load_s, 2),
               "images_per_s": args.items / seconds, "s_per_image": seconds / args.items,
               "peak_rss_mib": round(peak_rss)}
     if gen.device.startswith("cuda"):
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=2, help="timed runs; the best is reported")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--one", nargs=2, metavar=("FAMILY", "SIZE"), help=argparse.SUPPRESS)
@@ -151,13 +154,14 @@ def main() -> None:
     import torch
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), device {args.device}, {args.kind} generators")
+          f"({args.threads or torch.get_num_threads()} threads), device {args.device}, {args.kind} generators, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("| generator | size | dtype | steps | guidance | batch | images/s | s/image | peak RSS MiB | peak GPU MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for family in args.families:
         for size in args.sizes:
             cmd = [sys.executable, __file__, "--one", family, str(size), "--kind", args.kind,
-                   "--steps", str(args.steps), "--items", str(args.items), "--batch", str(args.batch), "--repeat", str(args.repeat),
+                   "--steps", str(args.steps), "--items", str(args.items), "--batch", str(args.batch), "--repeat", str(args.repeat), "--threads", str(args.threads),
                    "--device", args.device, "--dtype", args.dtype]
             if args.guidance is not None:
                 cmd += ["--guidance", str(args.guidance)]
