@@ -73,6 +73,25 @@ def test_loaded_through_from_pretrained(generators, folders, family):
         assert sum(p.numel() for p in gen.pipeline.image_encoder.parameters()) == 1
 
 
+def test_unclip_with_text_encoder_encodes_the_empty_prompt_once(tmp_path, embeddings):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = build_tiny_generator("unclip", tmp_path / "with_text", text_encoder=True)
+    gen = Generator.from_pretrained(folder, device="cpu")
+    # Oracle: the folder's own tokenizer and text encoder on "" (what the pipeline would run per call).
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    ids = tokenizer("", padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected = encoder(ids)[0]
+    assert gen._prompt_embeds.shape == (1, 8, 32)
+    torch.testing.assert_close(gen._prompt_embeds, expected)
+    assert gen.pipeline.text_encoder is None and gen.pipeline.tokenizer is None  # freed after use
+    images = list(gen.images(embeddings[:2], steps=STEPS, guidance=2.0))
+    assert [im.size for im in images] == [(32, 32)] * 2
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_seeds_shapes_and_determinism(generators, embeddings, family):
     gen = generators[family]

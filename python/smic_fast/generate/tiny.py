@@ -13,7 +13,27 @@ from pathlib import Path
 __all__ = ["build_tiny_generator"]
 
 
-def _tiny_unclip(dim: int, sample_size: int):
+def _tiny_text(folder: Path):
+    """A CLIP tokenizer over a 54-token vocabulary (no merges) and a 1-layer text encoder of
+    width 32: enough for the empty prompt the unCLIP path encodes once at load time."""
+    import json
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for i, c in enumerate("abcdefghijklmnopqrstuvwxyz"):
+        vocab[c], vocab[c + "</w>"] = 2 + 2 * i, 3 + 2 * i
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=8)
+    encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    return tokenizer, encoder
+
+
+def _tiny_unclip(dim: int, sample_size: int, text: tuple | None = None):
     from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline,
                            UNet2DConditionModel)
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
@@ -36,7 +56,7 @@ def _tiny_unclip(dim: int, sample_size: int):
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32), image_encoder=image_encoder,
         image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=dim),
         image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=None, text_encoder=None, unet=unet,
+        tokenizer=text[0] if text else None, text_encoder=text[1] if text else None, unet=unet,
         scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                 prediction_type="v_prediction", set_alpha_to_one=False, steps_offset=1),
         vae=vae)
@@ -63,16 +83,22 @@ def _tiny_kandinsky(dim: int, sample_size: int):
 
 
 def build_tiny_generator(family: str, folder: str | os.PathLike, *, dim: int = 32, seed: int = 0,
-                         sample_size: int = 16) -> Path:
+                         sample_size: int = 16, text_encoder: bool = False) -> Path:
     """Save a tiny random ``unclip`` or ``kandinsky`` pipeline conditioned on `dim`-dimensional
     image embeddings to `folder` (safetensors); returns the folder. `sample_size` is the latent
-    side: the default image side is 2 x that."""
+    side: the default image side is 2 x that. `text_encoder` (unclip): include a tiny tokenizer
+    and text encoder, as the real Stable unCLIP folders have (otherwise the prompt is zeros)."""
+    import tempfile
+
     import torch
 
-    builders = {"unclip": _tiny_unclip, "kandinsky": _tiny_kandinsky}
-    if family not in builders:
-        raise ValueError(f"family must be one of {sorted(builders)}, got {family!r}")
+    if family not in ("unclip", "kandinsky"):
+        raise ValueError(f"family must be 'unclip' or 'kandinsky', got {family!r}")
     torch.manual_seed(seed)
-    pipeline = builders[family](dim, sample_size)
-    pipeline.save_pretrained(folder, safe_serialization=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if family == "unclip":
+            pipeline = _tiny_unclip(dim, sample_size, _tiny_text(Path(tmp)) if text_encoder else None)
+        else:
+            pipeline = _tiny_kandinsky(dim, sample_size)
+        pipeline.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
