@@ -263,6 +263,17 @@ class Generator:
             return "device+attention-slicing"
         return "device"
 
+    def embedding_norm(self) -> float | None:
+        """The typical length of the raw CLIP embeddings this generator was trained on, where
+        its weights tell: Stable unCLIP's image normalizer holds their per-dimension mean and
+        std, so E|x|^2 = |mean|^2 + |std|^2. None for Kandinsky (its decoder keeps no such stats)."""
+        if self.family != "unclip":
+            return None
+        normalizer = self.pipeline.image_normalizer
+        mean = normalizer.mean.detach().float().cpu().numpy()
+        std = normalizer.std.detach().float().cpu().numpy()
+        return float(np.sqrt(np.sum(mean.astype(np.float64) ** 2) + np.sum(std.astype(np.float64) ** 2)))
+
     # ------------------------------------------------------------------------ generating
     def _check_size(self, size: int | tuple[int, int] | None) -> tuple[int, int]:
         if size is None:

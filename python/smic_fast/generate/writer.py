@@ -59,6 +59,7 @@ class ImagesReport:
     failed: list[ItemFailure] = field(default_factory=list)
     cos_reconstructed: dict[str, float] | None = None
     cos_original: dict[str, float] | None = None
+    embedding_norm: float | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -79,7 +80,7 @@ class ImagesReport:
         return {
             "out_dir": self.out_dir, "generator": self.generator, "family": self.family, "device": self.device,
             "dtype": self.dtype, "seed": self.seed, "steps": self.steps, "guidance": self.guidance,
-            "size": list(self.size), "written": len(self.written), "failed": len(self.failed),
+            "size": list(self.size), "embedding_norm": self.embedding_norm, "written": len(self.written), "failed": len(self.failed),
             "seconds": round(self.seconds, 3),
             "images_per_second": len(self.written) / self.seconds if self.seconds > 0 else None,
             "cos_reconstructed_mean": self._mean(self.cos_reconstructed),
@@ -204,7 +205,8 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
                  ids: Sequence[str] | None = None, seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, size: int | tuple[int, int] | None = None, batch_size: int = 4,
                  check: bool = False, encoder=None, original=None, progress: bool = True,
-                 device: str = "auto", dtype: Any = "auto", allow_download: bool = False) -> ImagesReport:
+                 device: str = "auto", dtype: Any = "auto", allow_download: bool = False,
+                 norm: float | str | None = "auto") -> ImagesReport:
     """Regenerate items of `collection` (a :class:`smic_fast.Collection`) as PNGs in `out_dir`.
 
     Args:
@@ -222,6 +224,11 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
             order, or a mapping id -> vector), cos(picture, original embedding).
         progress: a tqdm bar on stderr.
         device, dtype, allow_download: passed to :meth:`Generator.from_pretrained`.
+        norm: length the (unit) embeddings are scaled to before generation, since generators are
+            trained on raw CLIP embeddings: "auto" takes the collection's ``mean_norm`` when it
+            was made from raw embeddings (not 1), else the generator's own estimate
+            (:meth:`Generator.embedding_norm`, unCLIP), else leaves them unit (noted in the
+            report); a number; or None (as stored).
 
     Returns:
         An :class:`ImagesReport`; an item that fails is in ``failed`` with the reason.
@@ -251,11 +258,10 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps_used, guidance_used, (width, height) = generator.settings(steps, guidance, size)
-    norm = collection.header.get("mean_norm")
-    norm = float(norm) if isinstance(norm, (int, float)) and np.isfinite(norm) and norm > 0 else None
+    norm = _embedding_norm(norm, collection.header.get("mean_norm"), generator, notes)
     report = ImagesReport(str(out), str(generator.info.name), generator.family, generator.device,
                           str(generator.dtype).replace("torch.", ""), int(seed), int(steps_used),
-                          float(guidance_used), (width, height), notes=notes,
+                          float(guidance_used), (width, height), notes=notes, embedding_norm=norm,
                           cos_reconstructed={} if check else None,
                           cos_original={} if check and originals is not None else None)
     seeds = item_seeds(int(seed), selected)
@@ -291,6 +297,28 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
         bar.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _embedding_norm(norm, mean_norm, generator: Generator, notes: list[str]) -> float | None:
+    if norm is None:
+        return None
+    if not isinstance(norm, str):
+        if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not np.isfinite(norm) or norm <= 0:
+            raise ValueError(f"norm must be 'auto', a positive number or None, got {norm!r}")
+        return float(norm)
+    if norm != "auto":
+        raise ValueError(f"norm must be 'auto', a positive number or None, got {norm!r}")
+    if isinstance(mean_norm, (int, float)) and np.isfinite(mean_norm) and mean_norm > 0 \
+            and abs(mean_norm - 1.0) > 1e-3:
+        return float(mean_norm)
+    estimate = generator.embedding_norm()
+    if estimate is not None:
+        notes.append(f"embeddings scaled to length {estimate:.4g}, the generator's typical CLIP embedding length "
+                     "(the collection was made from unit vectors)")
+        return estimate
+    notes.append("the collection holds unit vectors and the generator does not say what length it expects: "
+                 "embeddings passed as unit vectors (pass norm= to scale them)")
+    return None
 
 
 def _generate(generator: Generator, E: np.ndarray, seeds: list[int], chunk: list[str], report: ImagesReport,
