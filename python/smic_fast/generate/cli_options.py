@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                    help="auto: fp16 on a GPU, fp32 on CPU")
     g.add_argument("--download", action="store_true", help="allow downloading a hub generator")
+    g.add_argument("--embedding-norm", type=float, default=None, metavar="LENGTH",
+                   help="scale the unit embeddings to this length before generation (default: the "
+                        "collection's mean norm when it kept one, else the generator's own estimate)")
     g.add_argument("--check", action="store_true",
                    help="re-encode each picture with the collection's CLIP model and report its cosine to the "
                         "reconstructed (and, with --original, the original) embedding")
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple
             collection, args.images, args.generator, ids=args.ids, seed=args.seed, steps=args.steps,
             guidance=args.guidance, size=args.size, batch_size=args.batch_size, check=args.check,
             encoder=args.check_model, original=original, progress=progress, device=args.device,
-            dtype=args.dtype, allow_download=args.download)
+            dtype=args.dtype, allow_download=args.download,
+            norm="auto" if args.embedding_norm is None else args.embedding_norm)
     except ModelNotFoundError as error:  # before FileNotFoundError/OSError: it is one
         return fail(EXIT_MISSING, str(error))
     except GeneratorMismatchError as error:
