@@ -332,7 +332,10 @@ class Generator:
             lengths = np.linalg.norm(E, axis=1, keepdims=True)
             E = E / np.maximum(lengths, np.finfo(np.float32).tiny) * np.float32(norm)
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-        embeds = torch.from_numpy(E).to(self.dtype)
+        # On the execution device: unCLIP noises image_embeds where they are (and moves its
+        # normalizer there). The noise itself comes from the CPU generators either way.
+        device = self.pipeline._execution_device
+        embeds = torch.from_numpy(E).to(device=device, dtype=self.dtype)
         common = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), height=height, width=width,
                       generator=generators, output_type="pil")
         with torch.inference_mode():
@@ -343,7 +346,7 @@ class Generator:
             else:
                 negative = (torch.zeros_like(embeds) if self.negative_embedding is None else
                             torch.from_numpy(np.broadcast_to(np.asarray(self.negative_embedding, np.float32),
-                                                             E.shape).copy()).to(self.dtype))
+                                                             E.shape).copy()).to(device=device, dtype=self.dtype))
                 out = self.pipeline(image_embeds=embeds, negative_image_embeds=negative, **common)
         return list(out.images)
 
