@@ -176,7 +176,7 @@ def test_failed_item_reported_others_written(generators, collection, tmp_path, m
 
 
 def _toy_image_encoder(path: Path):
-    """A stand-in CLIP image tower: (N, 3, 32, 32) -> flatten -> fixed random projection to 32.
+    """A stand-in CLIP image tower: (N, 3, 32, 32) -> flatten -> fixed random affine map to 32.
     The check only needs a deterministic image -> vector model to re-encode with."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -185,10 +185,13 @@ def _toy_image_encoder(path: Path):
     from smic_fast.images import Preprocess
 
     weight = np.random.default_rng(3).standard_normal((3 * 32 * 32, 32)).astype(np.float32)
+    bias = np.random.default_rng(4).standard_normal(32).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "W"], ["emb"])],
+        [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "W"], ["xw"]),
+         helper.make_node("Add", ["xw", "b"], ["emb"])],
         "toy", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 32, 32])],
-        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", 32])], [numpy_helper.from_array(weight, "W")])
+        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", 32])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
@@ -211,6 +214,28 @@ def test_semantic_check_against_reencoding(generators, collection, embeddings, t
     data = report.to_dict()
     assert data["cos_original_mean"] == pytest.approx(np.mean(list(report.cos_original.values())))
     assert all("cos_reconstructed" in item for item in data["items"])
+
+
+def test_kandinsky_negative_is_the_zero_image_embedding(generators, collection, tmp_path):
+    from smic_fast.generate.seeds import item_seed
+    from smic_fast.generate.writer import zero_image_embedding
+
+    encoder = _toy_image_encoder(tmp_path / "toy.onnx")
+    bias = zero_image_embedding(encoder)
+    gen = generators["kandinsky"]
+    options = {"steps": 1, "guidance": 3.0}
+    report = write_images(collection, tmp_path / "out", gen, ids=["d"], encoder=encoder, progress=False, **options)
+    assert any("zero image" in note for note in report.notes)
+    norm = report.embedding_norm
+    E = collection["d"][None]
+    with_bias = gen.generate(E, [item_seed(0, "d")], negative=bias, norm=norm, **options)[0]
+    with_zeros = gen.generate(E, [item_seed(0, "d")], norm=norm, **options)[0]
+    written = _pixels(Image.open(report.written["d"]))
+    assert np.array_equal(written, _pixels(with_bias))
+    # the negative matters under guidance (little, through a random tiny UNet at one step)
+    assert np.abs(written - _pixels(with_zeros)).mean() > 0.1
+    plain = write_images(collection, tmp_path / "plain", gen, ids=["d"], progress=False, **options)
+    assert any("zeros" in note for note in plain.notes)  # no encoder for 'tiny' in the cache here
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -315,11 +315,13 @@ class Generator:
 
     def generate(self, embeddings: np.ndarray, seeds: Sequence[int], *, steps: int | None = None,
                  guidance: float | None = None, size: int | tuple[int, int] | None = None,
-                 norm: float | None = None):
+                 norm: float | None = None, negative: np.ndarray | None = None):
         """One batch: (n, dim) embeddings and n seeds -> n PIL images (one model call).
 
         `norm`: scale each row to this length first (collections store unit vectors; the
         generators were trained on raw CLIP embeddings, whose mean length the header keeps).
+        `negative` (Kandinsky): the negative image embedding, (dim,); default
+        ``self.negative_embedding``, else zeros.
         """
         torch = _import_torch()
         E = self._check_embeddings(embeddings)
@@ -344,10 +346,15 @@ class Generator:
                 out = self.pipeline(image_embeds=embeds, prompt_embeds=prompt, negative_prompt_embeds=prompt,
                                     noise_level=0, **common)
             else:
-                negative = (torch.zeros_like(embeds) if self.negative_embedding is None else
-                            torch.from_numpy(np.broadcast_to(np.asarray(self.negative_embedding, np.float32),
-                                                             E.shape).copy()).to(device=device, dtype=self.dtype))
-                out = self.pipeline(image_embeds=embeds, negative_image_embeds=negative, **common)
+                vector = self.negative_embedding if negative is None else negative
+                if vector is None:
+                    negative_embeds = torch.zeros_like(embeds)
+                else:
+                    vector = np.asarray(vector, np.float32).reshape(-1)
+                    if vector.shape != (self.dim,) or not np.isfinite(vector).all():
+                        raise ValueError(f"the negative embedding must be {self.dim} finite numbers")
+                    negative_embeds = torch.from_numpy(np.tile(vector, (len(E), 1))).to(device=device, dtype=self.dtype)
+                out = self.pipeline(image_embeds=embeds, negative_image_embeds=negative_embeds, **common)
         return list(out.images)
 
     def images(self, embeddings: np.ndarray, *, seed: int = 0, ids: Sequence[str] | None = None,

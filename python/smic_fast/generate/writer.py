@@ -28,7 +28,7 @@ from .configs import check_compatibility, default_generator
 from .pipelines import Generator
 from .seeds import item_seeds
 
-__all__ = ["ImagesReport", "ItemFailure", "image_names", "write_images"]
+__all__ = ["ImagesReport", "ItemFailure", "image_names", "write_images", "zero_image_embedding"]
 
 log = logging.getLogger("smic_fast.generate")
 
@@ -224,6 +224,8 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
             order, or a mapping id -> vector), cos(picture, original embedding).
         progress: a tqdm bar on stderr.
         device, dtype, allow_download: passed to :meth:`Generator.from_pretrained`.
+            For Kandinsky, the encoder (`encoder` or the collection's model, when found) also
+            gives the negative image embedding (:func:`zero_image_embedding`); else zeros.
         norm: length the (unit) embeddings are scaled to before generation, since generators are
             trained on raw CLIP embeddings: "auto" takes the collection's ``mean_norm`` when it
             was made from raw embeddings (not 1), else the generator's own estimate
@@ -259,6 +261,7 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
     out.mkdir(parents=True, exist_ok=True)
     steps_used, guidance_used, (width, height) = generator.settings(steps, guidance, size)
     norm = _embedding_norm(norm, collection.header.get("mean_norm"), generator, notes)
+    negative = _kandinsky_negative(generator, check_encoder, encoder, model, dim, notes)
     report = ImagesReport(str(out), str(generator.info.name), generator.family, generator.device,
                           str(generator.dtype).replace("torch.", ""), int(seed), int(steps_used),
                           float(guidance_used), (width, height), notes=notes, embedding_norm=norm,
@@ -271,7 +274,8 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
             chunk = selected[start:start + batch_size]
             E = np.stack([collection[i] for i in chunk]).astype(np.float32)
             images = _generate(generator, E, seeds[start:start + batch_size], chunk, report,
-                               steps=steps_used, guidance=guidance_used, size=(width, height), norm=norm)
+                               steps=steps_used, guidance=guidance_used, size=(width, height), norm=norm,
+                               negative=negative)
             done = [(k, im) for k, im in enumerate(images) if im is not None]
             for k, image in done:
                 item_id = chunk[k]
@@ -297,6 +301,30 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
         bar.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def zero_image_embedding(encoder) -> np.ndarray:
+    """Kandinsky 2.2's negative image embedding, as its prior makes it: the CLIP image tower's
+    raw (not normalised) output for an all-zero preprocessed image."""
+    session = encoder.session
+    size = encoder.preprocess.image_size
+    out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, size, size), np.float32)})[0]
+    return np.asarray(out, np.float32).reshape(-1)
+
+
+def _kandinsky_negative(generator: Generator, check_encoder, encoder, model, dim: int,
+                        notes: list[str]) -> np.ndarray | None:
+    if generator.family != "kandinsky" or generator.negative_embedding is not None:
+        return None
+    source = check_encoder
+    if source is None:
+        try:
+            source = _open_encoder(encoder, model, dim)
+        except (ModelNotFoundError, ValueError, ImportError) as error:
+            notes.append(f"negative image embedding: zeros (no CLIP encoder to make the prior's: {error})")
+            return None
+    notes.append("negative image embedding: the CLIP tower's output for a zero image, as Kandinsky's prior makes it")
+    return zero_image_embedding(source)
 
 
 def _embedding_norm(norm, mean_norm, generator: Generator, notes: list[str]) -> float | None:
