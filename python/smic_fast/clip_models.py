@@ -49,7 +49,7 @@ PAIRINGS: dict[str, Pairing] = {
         Pairing("default", "ViT-H-14", "laion2b_s32b_b79k", 1024, "stabilityai/stable-diffusion-2-1-unclip"),
         Pairing("small", "ViT-L-14", "openai", 768, "stabilityai/stable-diffusion-2-1-unclip-small"),
         Pairing("kandinsky", "ViT-bigG-14", "laion2b_s39b_b160k", 1280,
-                "kandinsky-community/kandinsky-2-2-prior"),
+                "kandinsky-community/kandinsky-2-2-decoder"),  # the decoder takes image embeddings
         Pairing("fast", "ViT-B-32", "openai", 512, None),
         Pairing("tiny", "tiny", None, 32, None),
     )
