@@ -6,15 +6,19 @@
 //
 // STATUS: compiled, never run on a GPU (see docs/cuda.md).
 #include <cuda_runtime_api.h>
+#include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "../validate.hpp"
 #include "dlpack_arrays.hpp"
 #include "smic/cuda/omp_cuda.hpp"
+#include "smic/dictionary.hpp"
 
 namespace py = pybind11;
 using smic_py::DeviceArray;
@@ -141,6 +145,107 @@ py::tuple omp(const py::object& x_value, const py::object& d_value, long long n_
   return py::make_tuple(indices, coefs, stats.chunk_rows, stats.chunks);
 }
 
+// K-SVD with the sparse coding of each iteration on the GPU and the atom updates on the CPU
+// (smic::learn_dictionary with KsvdOptions::sparse_coder). X stays on the host: the refits
+// read it there; each iteration uploads it chunk by chunk.
+py::tuple learn_dictionary(const py::array& x, long long n_atoms, long long n_nonzero,
+                           long long n_iter, unsigned long long seed, int n_threads,
+                           double max_coherence, py::object progress, double min_usage_fraction,
+                           const Stream& stream, std::size_t memory_limit) {
+  smic_py::require_array<float>(x, 2, "X");
+  if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
+  if (n_nonzero < 1 || static_cast<std::size_t>(n_nonzero) > smic::cuda::kMaxNonzero)
+    throw py::value_error("n_nonzero must be in [1, " + std::to_string(smic::cuda::kMaxNonzero) +
+                          "] on the GPU, got " + std::to_string(n_nonzero));
+  if (n_iter < 0) throw py::value_error("n_iter must be >= 0, got " + std::to_string(n_iter));
+  Stream::set_device(stream.device());
+  smic::KsvdOptions opt;
+  opt.n_atoms = static_cast<std::size_t>(n_atoms);
+  opt.n_nonzero = static_cast<std::size_t>(n_nonzero);
+  opt.n_iter = static_cast<std::size_t>(n_iter);
+  opt.seed = seed;
+  opt.n_threads = n_threads;
+  opt.max_coherence = max_coherence;
+  opt.min_usage_fraction = min_usage_fraction;
+  const float* xp = static_cast<const float*>(x.data());
+  const auto n = static_cast<std::size_t>(x.shape(0));
+  const auto dim = static_cast<std::size_t>(x.shape(1));
+  smic::cuda::EncodeOptions encode_options;
+  encode_options.memory_limit = memory_limit;
+  opt.sparse_coder = [&](const float* atoms, std::int32_t* indices, float* coefs) {
+    const smic::cuda::OmpCudaCoder coder(atoms, smic::cuda::Memory::host, opt.n_atoms, dim,
+                                         stream.get());
+    coder.encode(xp, smic::cuda::Memory::host, n, opt.n_nonzero, -1.0, indices, coefs,
+                 smic::cuda::Memory::host, encode_options);
+  };
+  // As in the CPU binding: the callback takes the GIL between iterations and stops the
+  // learning on KeyboardInterrupt or any exception, re-raised once the GIL-free work is over.
+  std::optional<py::error_already_set> pending_error;
+  smic::KsvdProgress callback;
+  if (!progress.is_none()) {
+    callback = [&](std::size_t iteration, double mse) {
+      py::gil_scoped_acquire acquire;
+      try {
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        py::object keep_going = progress(iteration, mse);
+        return keep_going.is_none() || keep_going.cast<bool>();
+      } catch (py::error_already_set& e) {
+        pending_error = e;
+        return false;
+      }
+    };
+  }
+  smic::KsvdResult result;
+  {
+    py::gil_scoped_release release;
+    result = smic::learn_dictionary(xp, n, dim, opt, callback);
+  }
+  if (pending_error) throw *pending_error;
+  py::array_t<float> atoms({opt.n_atoms, dim});
+  std::copy(result.atoms.begin(), result.atoms.end(), atoms.mutable_data());
+  return py::make_tuple(atoms, result.mean_sq_error, result.replaced_atoms);
+}
+
+// Copies between a DLPack CUDA matrix and numpy, for the K-SVD path (its CPU half needs X).
+py::array_t<float> to_host(const py::capsule& capsule, const Stream& stream) {
+  const DeviceMatrix m = smic_py::borrow_device_matrix(capsule, "X");
+  Stream::set_device(m.device);
+  py::array_t<float> out({m.rows, m.cols});
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    const cudaError_t err = cudaMemcpyAsync(dst, m.data, m.rows * m.cols * sizeof(float),
+                                            cudaMemcpyDeviceToHost, stream.get());
+    const cudaError_t sync = err == cudaSuccess ? cudaStreamSynchronize(stream.get()) : err;
+    if (sync != cudaSuccess) {
+      cudaGetLastError();
+      throw smic::cuda::Error(std::string("copy to host failed: ") + cudaGetErrorString(sync));
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<DeviceArray> to_device(const py::array& host, const Stream& stream) {
+  smic_py::require_array<float>(host, 2, "array");
+  Stream::set_device(stream.device());
+  const auto rows = static_cast<std::size_t>(host.shape(0));
+  const auto cols = static_cast<std::size_t>(host.shape(1));
+  auto out = std::make_unique<DeviceArray>(rows, cols, DeviceArray::Kind::float32, stream.device());
+  const void* src = host.data();
+  void* dst = out->data();
+  {
+    py::gil_scoped_release release;
+    const cudaError_t err = cudaMemcpyAsync(dst, src, rows * cols * sizeof(float),
+                                            cudaMemcpyHostToDevice, stream.get());
+    const cudaError_t sync = err == cudaSuccess ? cudaStreamSynchronize(stream.get()) : err;
+    if (sync != cudaSuccess) {
+      cudaGetLastError();
+      throw smic::cuda::Error(std::string("copy to device failed: ") + cudaGetErrorString(sync));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -172,4 +277,13 @@ PYBIND11_MODULE(_cuda, m) {
         "Batch OMP on the GPU. X, D: float32 C-contiguous numpy arrays or DLPack capsules of "
         "CUDA tensors. Returns (indices, coefs, chunk_rows, chunks); indices/coefs are numpy "
         "arrays when X is one, DeviceArray objects otherwise.");
+  m.def("learn_dictionary", &learn_dictionary, py::arg("X"), py::arg("n_atoms"),
+        py::arg("n_nonzero"), py::arg("n_iter"), py::arg("seed"), py::arg("n_threads"),
+        py::arg("max_coherence"), py::arg("progress"), py::arg("min_usage_fraction"),
+        py::arg("stream"), py::arg("memory_limit") = 0,
+        "K-SVD with GPU sparse coding; returns (D, mean squared error per iteration, replaced).");
+  m.def("to_host", &to_host, py::arg("capsule"), py::arg("stream"),
+        "Copy a DLPack CUDA float32 matrix to a new numpy array.");
+  m.def("to_device", &to_device, py::arg("array"), py::arg("stream"),
+        "Copy a float32 numpy matrix to a new DeviceArray on the stream's device.");
 }
