@@ -7,6 +7,7 @@ was available when they were written (docs/cuda.md says how to run them).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -176,6 +177,36 @@ def test_cmake_cuda_option_on_finds_nvcc(tmp_path):
     # Either the GPU library is configured (A100 + H100 code by default) or cuBLAS is missing
     # and the warning says how to provide it; never a failed configure.
     assert "architectures 80;90, cuBLAS" in output or "SMIC_CUBLAS_ROOT" in output
+
+
+# --- with the module built (no device needed) -------------------------------------------------
+
+def _cuda_module():
+    try:
+        from smic_fast import _cuda
+    except ImportError as error:
+        pytest.skip(f"no smic_fast._cuda module: built without SMIC_CUDA ({error})")
+    return _cuda
+
+
+def test_dlpack_abi_reads_what_numpy_and_torch_export():
+    """Our DLPack struct declarations read real producers' capsules field by field."""
+    _cuda = _cuda_module()
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)[:, 1:4]  # strided view
+    info = _cuda.describe_dlpack(a.__dlpack__())
+    assert info["device"] == (1, 0) and info["dtype"] == (2, 32, 1)
+    assert info["shape"] == (4, 3) and info["strides"] == (6, 1)
+    torch = pytest.importorskip("torch")
+    t = torch.zeros((5, 7), dtype=torch.int32)
+    info = _cuda.describe_dlpack(t.__dlpack__())
+    assert info["device"] == (1, 0) and info["dtype"] == (0, 32, 1) and info["shape"] == (5, 7)
+    assert info["strides"] in (None, (7, 1))
+    new_capsule = ctypes.pythonapi.PyCapsule_New
+    new_capsule.restype = ctypes.py_object
+    new_capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    other = new_capsule(id(a), b"not_a_dltensor", None)
+    with pytest.raises(ValueError, match="unused DLPack capsule named 'dltensor'"):
+        _cuda.describe_dlpack(other)
 
 
 # --- on a GPU: the CPU core is the oracle -------------------------------------------------------

@@ -146,7 +146,30 @@ py::capsule DeviceArray::dlpack(py::object /*stream*/, py::object /*max_version*
   return capsule;
 }
 
+py::dict describe_dlpack(const py::capsule& capsule) {
+  if (!PyCapsule_IsValid(capsule.ptr(), kCapsuleName))
+    throw py::value_error("expected an unused DLPack capsule named 'dltensor'");
+  const auto* managed =
+      static_cast<const dlpack::ManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), kCapsuleName));
+  if (managed == nullptr) throw py::error_already_set();
+  const dlpack::Tensor& t = managed->dl_tensor;
+  py::list shape, strides;
+  for (std::int32_t i = 0; i < t.ndim; ++i) {
+    shape.append(t.shape[i]);
+    if (t.strides != nullptr) strides.append(t.strides[i]);
+  }
+  py::dict out;
+  out["device"] = py::make_tuple(t.device.device_type, t.device.device_id);
+  out["dtype"] = py::make_tuple(t.dtype.code, t.dtype.bits, t.dtype.lanes);
+  out["shape"] = py::tuple(shape);
+  out["strides"] = t.strides == nullptr ? py::object(py::none()) : py::object(py::tuple(strides));
+  out["byte_offset"] = t.byte_offset;
+  return out;
+}
+
 void register_dlpack_arrays(py::module_& m) {
+  m.def("describe_dlpack", &describe_dlpack, py::arg("capsule"),
+        "The fields of a 'dltensor' capsule as this module reads them (for tests of the ABI).");
   py::class_<DeviceArray>(m, "DeviceArray",
                           "A result matrix in GPU memory; hand it to torch.from_dlpack / "
                           "cupy.from_dlpack (once).")

@@ -48,6 +48,10 @@ class DeviceArray {
   int device_;
 };
 
+/// Device, dtype, shape, strides and offset of a capsule, read through our ABI declarations
+/// (lets tests compare them with what numpy/torch exported, without a GPU).
+py::dict describe_dlpack(const py::capsule& capsule);
+
 void register_dlpack_arrays(py::module_& m);
 
 }  // namespace smic_py
