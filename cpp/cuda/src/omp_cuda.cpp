@@ -104,8 +104,10 @@ OmpCudaCoder::OmpCudaCoder(const float* atoms, Memory where, std::size_t n_atoms
     }
   } guard{handle};
   SMIC_CUDA_CHECK(cublasSetStream(handle, stream));
-  // Plain FP32 products (no TF32): the CPU oracle computes in FP32.
-  SMIC_CUDA_CHECK(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH));
+  // Plain FP32 products: the CPU oracle computes in FP32, and TF32 (10-bit mantissa) would
+  // move supports. CUBLAS_DEFAULT_MATH never uses TF32 for SGEMM (CUBLAS_TF32_TENSOR_OP_MATH
+  // would); PEDANTIC is not needed and may pick slower kernels.
+  SMIC_CUDA_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
   correlations(handle, atoms, n_atoms, dim, atoms, n_atoms, gram.as<float>());
 
   // Unit-norm rows, checked on the Gram diagonal (to 1e-3, as OmpCoder).
