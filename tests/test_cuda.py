@@ -209,6 +209,40 @@ def test_dlpack_abi_reads_what_numpy_and_torch_export():
         _cuda.describe_dlpack(other)
 
 
+@pytest.mark.parametrize("n_nonzero,dim,n_atoms,n,tol", [
+    (1, 48, 100, 150, None), (4, 48, 100, 80, None), (8, 64, 300, 40, None),
+    (16, 64, 256, 30, 0.2), (40, 64, 128, 6, None), (64, 128, 256, 4, None),
+])
+def test_kernel_warp_code_emulated_on_the_host_matches_the_cpu(rng, n_nonzero, dim, n_atoms, n, tol):
+    """The GPU kernel's per-signal code (pursuit_warp.hpp), run by 32 host fibers per warp,
+    gives the CPU core's codes: selection, tie-breaking, Cholesky solves in both lane slots
+    (n_nonzero > 32), tol stops, and warp-uniform control flow at every shuffle and sync."""
+    _cuda = _cuda_module()
+    x, d = unit_rows(rng, n, dim), unit_rows(rng, n_atoms, dim)
+    emu = _cuda.emulate_omp(x, d, n_nonzero, -1.0 if tol is None else tol)
+    cpu = smic_fast.omp(x, d, n_nonzero, tol)
+    assert _agreement(emu, cpu) == 1.0
+    if tol is not None:
+        used = (emu[0] >= 0).sum(axis=1)
+        assert used.min() < used.max() <= n_nonzero
+
+
+def test_kernel_warp_code_emulated_edge_cases(rng):
+    _cuda = _cuda_module()
+    small = unit_rows(rng, 5, 8)  # fewer atoms than lanes
+    y = unit_rows(rng, 20, 8)
+    assert _agreement(_cuda.emulate_omp(y, small, 5), smic_fast.omp(y, small, 5)) == 1.0
+    dup = np.vstack([small, small[:1]])  # a repeated atom: stop at linear dependence
+    emu = _cuda.emulate_omp(y, dup, 6)
+    assert _agreement(emu, smic_fast.omp(y, dup, 6)) == 1.0
+    assert (emu[0] == -1).any()
+    zeros = np.zeros((3, 8), np.float32)  # nothing to explain
+    idx, coef = _cuda.emulate_omp(zeros, small, 3)
+    assert (idx == -1).all() and (coef == 0).all()
+    x, dd = planted_collection(rng, 30, 64, 32, 4, noise=0.0)
+    assert _agreement(_cuda.emulate_omp(x, dd, 4), smic_fast.omp(x, dd, 4)) == 1.0
+
+
 # --- on a GPU: the CPU core is the oracle -------------------------------------------------------
 
 def _agreement(gpu: tuple, cpu: tuple, atol: float = 1e-4) -> float:

@@ -11,7 +11,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -19,6 +21,8 @@
 #include "dlpack_arrays.hpp"
 #include "smic/cuda/omp_cuda.hpp"
 #include "smic/dictionary.hpp"
+#include "smic/gemm.hpp"
+#include "../../cpp/cuda/src/pursuit_emulation.hpp"
 
 namespace py = pybind11;
 using smic_py::DeviceArray;
@@ -246,6 +250,34 @@ std::unique_ptr<DeviceArray> to_device(const py::array& host, const Stream& stre
   return out;
 }
 
+// The GPU kernel's warp code run on the host (32 fibers per warp), with the correlations and
+// Gram matrix from the core's float32 product: lets tests check the kernel logic without a GPU.
+py::tuple emulate_omp(const py::array& x, const py::array& d, long long n_nonzero, double tol) {
+  smic_py::require_array<float>(x, 2, "X");
+  smic_py::require_array<float>(d, 2, "D");
+  const auto n = static_cast<std::size_t>(x.shape(0)), dim = static_cast<std::size_t>(x.shape(1));
+  const auto k = static_cast<std::size_t>(d.shape(0));
+  if (static_cast<std::size_t>(d.shape(1)) != dim) throw py::value_error("X and D differ in d");
+  if (k == 0 || dim == 0) throw py::value_error("empty D");
+  if (n_nonzero < 1 || static_cast<std::size_t>(n_nonzero) > std::min({k, dim, smic::cuda::kMaxNonzero}))
+    throw py::value_error("n_nonzero out of range");
+  const auto s = static_cast<std::size_t>(n_nonzero);
+  py::array_t<std::int32_t> indices({n, s});
+  py::array_t<float> coefs({n, s});
+  const float* xp = static_cast<const float*>(x.data());
+  const float* dp = static_cast<const float*>(d.data());
+  std::int32_t* ip = indices.mutable_data();
+  float* cp = coefs.mutable_data();
+  {
+    py::gil_scoped_release release;
+    std::vector<float> corr(n * k), gram(k * k);
+    smic::gemm_nt(dp, k, dim, dp, k, dim, dim, gram.data(), k, 1);
+    if (n > 0) smic::gemm_nt(xp, n, dim, dp, k, dim, dim, corr.data(), k, 1);
+    smic::cuda::detail::emulate_pursuit(xp, corr.data(), gram.data(), n, k, dim, s, tol, ip, cp);
+  }
+  return py::make_tuple(indices, coefs);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -282,6 +314,9 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("max_coherence"), py::arg("progress"), py::arg("min_usage_fraction"),
         py::arg("stream"), py::arg("memory_limit") = 0,
         "K-SVD with GPU sparse coding; returns (D, mean squared error per iteration, replaced).");
+  m.def("emulate_omp", &emulate_omp, py::arg("X"), py::arg("D"), py::arg("n_nonzero"),
+        py::arg("tol") = -1.0,
+        "Batch OMP through the GPU kernel's warp code emulated on the host (for tests).");
   m.def("to_host", &to_host, py::arg("capsule"), py::arg("stream"),
         "Copy a DLPack CUDA float32 matrix to a new numpy array.");
   m.def("to_device", &to_device, py::arg("array"), py::arg("stream"),
