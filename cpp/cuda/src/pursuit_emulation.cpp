@@ -48,12 +48,16 @@ class Warp32 {
     if (!error_.empty()) throw std::runtime_error(error_);
   }
 
-  // Called by lane `lane` at every shuffle half and sync.
-  void barrier(int lane) {
+  // Called by lane `lane` at every shuffle half and sync; `site` is the source line of the
+  // call. All lanes must reach the same sites in the same order: each lane is checked against
+  // the one before it (lane 0 only for its count: lane 31 is still one barrier behind).
+  void barrier(int lane, int site) {
     ++count_[lane];
+    site_[lane] = site;
     const int prev = (lane + kWarpSize - 1) % kWarpSize;
-    const long expected = lane == 0 ? count_[lane] - 1 : count_[lane];
-    if (done_[prev] || count_[prev] != expected) fail(lane, "a shuffle or sync");
+    const bool same_place = lane == 0 ? count_[prev] == count_[lane] - 1
+                                      : count_[prev] == count_[lane] && site_[prev] == site;
+    if (done_[prev] || !same_place) fail(lane, "a shuffle or sync");
     swapcontext(&lanes_[lane], &lanes_[(lane + 1) % kWarpSize]);
   }
 
@@ -94,8 +98,9 @@ class Warp32 {
 
   [[noreturn]] void fail(int lane, const char* where) {
     error_ = "warp lanes diverged at " + std::string(where) + " (lane " + std::to_string(lane) +
-             ", barrier " + std::to_string(count_[lane]) + "): full-mask intrinsics would be "
-             "undefined behaviour on a GPU";
+             ", barrier " + std::to_string(count_[lane]) + ", line " +
+             std::to_string(site_[lane]) + " of pursuit_warp.hpp): full-mask intrinsics would "
+             "be undefined behaviour on a GPU";
     setcontext(&main_);
     __builtin_unreachable();
   }
@@ -106,6 +111,7 @@ class Warp32 {
   std::array<ucontext_t, kWarpSize> lanes_{};
   std::vector<std::vector<char>> stacks_;
   std::array<long, kWarpSize> count_{};
+  std::array<int, kWarpSize> site_{};
   std::array<bool, kWarpSize> done_{};
   std::string error_;
   std::vector<double> chol_;
@@ -115,28 +121,36 @@ class Warp32 {
 
 thread_local Warp32* Warp32::active_ = nullptr;
 
-// The host stand-in for DeviceWarp: shuffles go through the scheduler's slots.
+// The host stand-in for DeviceWarp: shuffles go through the scheduler's slots. Each call
+// records its source line (GCC/Clang __builtin_LINE() as a default argument is evaluated at
+// the call site) so that lanes at different shuffles are caught, not paired.
 struct HostWarp {
   Warp32* warp;
   int lane_;
   int lane() const { return lane_; }
   template <class T>
-  T exchange(T v, int src) {
+  T exchange(T v, int src, int site) {
     static_assert(sizeof(T) <= sizeof(std::uint64_t), "slot size");
     std::uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof v);
     warp->slots[lane_] = bits;
-    warp->barrier(lane_);  // all lanes have written
+    warp->barrier(lane_, site);  // all lanes have written
     T out;
     std::memcpy(&out, &warp->slots[src], sizeof out);
-    warp->barrier(lane_);  // all lanes have read
+    warp->barrier(lane_, -site);  // all lanes have read
     return out;
   }
-  double shfl(double v, int src) { return exchange(v, src); }
-  double shfl_xor(double v, int mask) { return exchange(v, lane_ ^ mask); }
-  float shfl_xor(float v, int mask) { return exchange(v, lane_ ^ mask); }
-  int shfl_xor(int v, int mask) { return exchange(v, lane_ ^ mask); }
-  void sync() { warp->barrier(lane_); }
+  double shfl(double v, int src, int site = __builtin_LINE()) { return exchange(v, src, site); }
+  double shfl_xor(double v, int mask, int site = __builtin_LINE()) {
+    return exchange(v, lane_ ^ mask, site);
+  }
+  float shfl_xor(float v, int mask, int site = __builtin_LINE()) {
+    return exchange(v, lane_ ^ mask, site);
+  }
+  int shfl_xor(int v, int mask, int site = __builtin_LINE()) {
+    return exchange(v, lane_ ^ mask, site);
+  }
+  void sync(int site = __builtin_LINE()) { warp->barrier(lane_, site); }
 };
 
 void Warp32::body(int lane) {
