@@ -79,6 +79,19 @@ def test_cuda_without_gpu_raises_the_reason(rng):
         smic_fast.learn_dictionary(x, 8, 2, n_iter=1, device="cuda")
 
 
+def test_status_tells_what_is_missing():
+    """The real reason on this machine, whichever of the three it is."""
+    assert GPU_USABLE or GPU_REASON.startswith((
+        "no smic_fast._cuda module: built without SMIC_CUDA",
+        "smic_fast._cuda is built but cannot be loaded",
+        "smic_fast._cuda is built but there is no usable CUDA device",
+    ))
+    try:
+        import smic_fast._cuda  # noqa: F401
+    except ModuleNotFoundError:
+        assert GPU_REASON.startswith("no smic_fast._cuda module: built without SMIC_CUDA")
+
+
 def test_module_not_built_says_how_to_build(rng, monkeypatch):
     monkeypatch.delattr(smic_fast, "_cuda", raising=False)
     monkeypatch.setitem(sys.modules, "smic_fast._cuda", None)  # import raises ModuleNotFoundError
@@ -91,6 +104,19 @@ def test_module_not_built_says_how_to_build(rng, monkeypatch):
         smic_fast.omp(x, d, 2, device="cuda")
     ref = smic_fast.omp(x, d, 2)
     np.testing.assert_array_equal(smic_fast.omp(x, d, 2, device="auto")[0], ref[0])
+
+
+def test_module_that_cannot_load_says_which_library(monkeypatch):
+    from smic_fast import device as device_module
+
+    def fail(name):
+        raise ImportError("libcublas.so.13: cannot open shared object file", name=name)
+
+    monkeypatch.setattr(device_module.importlib, "import_module", fail)
+    usable, why = cuda_status()
+    assert not usable
+    assert why.startswith("smic_fast._cuda is built but cannot be loaded") and "libcublas" in why
+    assert "nvidia-cublas" in why
 
 
 def test_module_without_device_says_so(rng, monkeypatch):
@@ -184,8 +210,8 @@ def test_cmake_cuda_option_on_finds_nvcc(tmp_path):
 def _cuda_module():
     try:
         from smic_fast import _cuda
-    except ImportError as error:
-        pytest.skip(f"no smic_fast._cuda module: built without SMIC_CUDA ({error})")
+    except ImportError:
+        pytest.skip(GPU_REASON)  # "no smic_fast._cuda module: built without SMIC_CUDA; ..."
     return _cuda
 
 

@@ -13,6 +13,7 @@ Status: the GPU path is compiled but has never run on a GPU (experimental, off b
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -46,7 +47,9 @@ def cuda_status() -> tuple[bool, str]:
     cannot load (missing cuBLAS/CUDA runtime libraries) and a machine without device or driver.
     """
     try:
-        from . import _cuda  # type: ignore[attr-defined]
+        # import_module, not `from . import _cuda`: a missing module must raise
+        # ModuleNotFoundError naming it, to tell "not built" from "built but not loadable".
+        _cuda = importlib.import_module(f"{__package__}._cuda")
     except ModuleNotFoundError as error:
         if error.name != f"{__package__}._cuda":
             return False, f"smic_fast._cuda cannot be loaded: {error}"
