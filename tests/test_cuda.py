@@ -269,6 +269,19 @@ def test_kernel_warp_code_emulated_edge_cases(rng):
     assert _agreement(_cuda.emulate_omp(x, dd, 4), smic_fast.omp(x, dd, 4)) == 1.0
 
 
+def test_ksvd_with_the_emulated_kernel_equals_the_cpu_ksvd(rng):
+    """The K-SVD path of the module (core K-SVD, coding through KsvdOptions::sparse_coder)
+    with the warp code emulated on the host gives the CPU's dictionary bit for bit."""
+    _cuda = _cuda_module()
+    from smic_fast import _core
+
+    x, _ = planted_collection(rng, 300, 40, 24, 3, noise=0.05)
+    emulated = _cuda.learn_dictionary(x, 40, 3, 3, 7, 1, 0.99, None, 0.25, None)
+    cpu = _core.learn_dictionary(x, 40, 3, 3, 7, 1, 0.99, None, 1, 0.25)
+    np.testing.assert_array_equal(emulated[0], cpu[0])
+    assert list(emulated[1]) == list(cpu[1]) and emulated[2] == cpu[2]
+
+
 # --- on a GPU: the CPU core is the oracle -------------------------------------------------------
 
 def _agreement(gpu: tuple, cpu: tuple, atol: float = 1e-4) -> float:

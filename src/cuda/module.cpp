@@ -149,20 +149,53 @@ py::tuple omp(const py::object& x_value, const py::object& d_value, long long n_
   return py::make_tuple(indices, coefs, stats.chunk_rows, stats.chunks);
 }
 
+// The GPU kernel's warp code run on the host (32 fibers per warp), with the correlations and
+// Gram matrix from the core's float32 product: lets tests check the kernel logic without a GPU.
+void emulate_codes(const float* xp, std::size_t n, const float* dp, std::size_t k,
+                   std::size_t dim, std::size_t s, double tol, std::int32_t* ip, float* cp) {
+  std::vector<float> corr(n * k), gram(k * k);
+  smic::gemm_nt(dp, k, dim, dp, k, dim, dim, gram.data(), k, 1);
+  if (n > 0) smic::gemm_nt(xp, n, dim, dp, k, dim, dim, corr.data(), k, 1);
+  smic::cuda::detail::emulate_pursuit(xp, corr.data(), gram.data(), n, k, dim, s, tol, ip, cp);
+}
+
+py::tuple emulate_omp(const py::array& x, const py::array& d, long long n_nonzero, double tol) {
+  smic_py::require_array<float>(x, 2, "X");
+  smic_py::require_array<float>(d, 2, "D");
+  const auto n = static_cast<std::size_t>(x.shape(0)), dim = static_cast<std::size_t>(x.shape(1));
+  const auto k = static_cast<std::size_t>(d.shape(0));
+  if (static_cast<std::size_t>(d.shape(1)) != dim) throw py::value_error("X and D differ in d");
+  if (k == 0 || dim == 0) throw py::value_error("empty D");
+  if (n_nonzero < 1 || static_cast<std::size_t>(n_nonzero) > std::min({k, dim, smic::cuda::kMaxNonzero}))
+    throw py::value_error("n_nonzero out of range");
+  const auto s = static_cast<std::size_t>(n_nonzero);
+  py::array_t<std::int32_t> indices({n, s});
+  py::array_t<float> coefs({n, s});
+  const float* xp = static_cast<const float*>(x.data());
+  const float* dp = static_cast<const float*>(d.data());
+  std::int32_t* ip = indices.mutable_data();
+  float* cp = coefs.mutable_data();
+  {
+    py::gil_scoped_release release;
+    emulate_codes(xp, n, dp, k, dim, s, tol, ip, cp);
+  }
+  return py::make_tuple(indices, coefs);
+}
+
 // K-SVD with the sparse coding of each iteration on the GPU and the atom updates on the CPU
 // (smic::learn_dictionary with KsvdOptions::sparse_coder). X stays on the host: the refits
 // read it there; each iteration uploads it chunk by chunk.
 py::tuple learn_dictionary(const py::array& x, long long n_atoms, long long n_nonzero,
                            long long n_iter, unsigned long long seed, int n_threads,
                            double max_coherence, py::object progress, double min_usage_fraction,
-                           const Stream& stream, std::size_t memory_limit) {
+                           const Stream* stream, std::size_t memory_limit) {
   smic_py::require_array<float>(x, 2, "X");
   if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
   if (n_nonzero < 1 || static_cast<std::size_t>(n_nonzero) > smic::cuda::kMaxNonzero)
     throw py::value_error("n_nonzero must be in [1, " + std::to_string(smic::cuda::kMaxNonzero) +
                           "] on the GPU, got " + std::to_string(n_nonzero));
   if (n_iter < 0) throw py::value_error("n_iter must be >= 0, got " + std::to_string(n_iter));
-  Stream::set_device(stream.device());
+  if (stream != nullptr) Stream::set_device(stream->device());
   smic::KsvdOptions opt;
   opt.n_atoms = static_cast<std::size_t>(n_atoms);
   opt.n_nonzero = static_cast<std::size_t>(n_nonzero);
@@ -176,12 +209,19 @@ py::tuple learn_dictionary(const py::array& x, long long n_atoms, long long n_no
   const auto dim = static_cast<std::size_t>(x.shape(1));
   smic::cuda::EncodeOptions encode_options;
   encode_options.memory_limit = memory_limit;
-  opt.sparse_coder = [&](const float* atoms, std::int32_t* indices, float* coefs) {
-    const smic::cuda::OmpCudaCoder coder(atoms, smic::cuda::Memory::host, opt.n_atoms, dim,
-                                         stream.get());
-    coder.encode(xp, smic::cuda::Memory::host, n, opt.n_nonzero, -1.0, indices, coefs,
-                 smic::cuda::Memory::host, encode_options);
-  };
+  if (stream != nullptr) {
+    opt.sparse_coder = [&](const float* atoms, std::int32_t* indices, float* coefs) {
+      const smic::cuda::OmpCudaCoder coder(atoms, smic::cuda::Memory::host, opt.n_atoms, dim,
+                                           stream->get());
+      coder.encode(xp, smic::cuda::Memory::host, n, opt.n_nonzero, -1.0, indices, coefs,
+                   smic::cuda::Memory::host, encode_options);
+    };
+  } else {
+    // No stream: the warp code emulated on the host (tests of this path without a GPU).
+    opt.sparse_coder = [&](const float* atoms, std::int32_t* indices, float* coefs) {
+      emulate_codes(xp, n, atoms, opt.n_atoms, dim, opt.n_nonzero, -1.0, indices, coefs);
+    };
+  }
   // As in the CPU binding: the callback takes the GIL between iterations and stops the
   // learning on KeyboardInterrupt or any exception, re-raised once the GIL-free work is over.
   std::optional<py::error_already_set> pending_error;
@@ -250,34 +290,6 @@ std::unique_ptr<DeviceArray> to_device(const py::array& host, const Stream& stre
   return out;
 }
 
-// The GPU kernel's warp code run on the host (32 fibers per warp), with the correlations and
-// Gram matrix from the core's float32 product: lets tests check the kernel logic without a GPU.
-py::tuple emulate_omp(const py::array& x, const py::array& d, long long n_nonzero, double tol) {
-  smic_py::require_array<float>(x, 2, "X");
-  smic_py::require_array<float>(d, 2, "D");
-  const auto n = static_cast<std::size_t>(x.shape(0)), dim = static_cast<std::size_t>(x.shape(1));
-  const auto k = static_cast<std::size_t>(d.shape(0));
-  if (static_cast<std::size_t>(d.shape(1)) != dim) throw py::value_error("X and D differ in d");
-  if (k == 0 || dim == 0) throw py::value_error("empty D");
-  if (n_nonzero < 1 || static_cast<std::size_t>(n_nonzero) > std::min({k, dim, smic::cuda::kMaxNonzero}))
-    throw py::value_error("n_nonzero out of range");
-  const auto s = static_cast<std::size_t>(n_nonzero);
-  py::array_t<std::int32_t> indices({n, s});
-  py::array_t<float> coefs({n, s});
-  const float* xp = static_cast<const float*>(x.data());
-  const float* dp = static_cast<const float*>(d.data());
-  std::int32_t* ip = indices.mutable_data();
-  float* cp = coefs.mutable_data();
-  {
-    py::gil_scoped_release release;
-    std::vector<float> corr(n * k), gram(k * k);
-    smic::gemm_nt(dp, k, dim, dp, k, dim, dim, gram.data(), k, 1);
-    if (n > 0) smic::gemm_nt(xp, n, dim, dp, k, dim, dim, corr.data(), k, 1);
-    smic::cuda::detail::emulate_pursuit(xp, corr.data(), gram.data(), n, k, dim, s, tol, ip, cp);
-  }
-  return py::make_tuple(indices, coefs);
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -313,7 +325,8 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("n_nonzero"), py::arg("n_iter"), py::arg("seed"), py::arg("n_threads"),
         py::arg("max_coherence"), py::arg("progress"), py::arg("min_usage_fraction"),
         py::arg("stream"), py::arg("memory_limit") = 0,
-        "K-SVD with GPU sparse coding; returns (D, mean squared error per iteration, replaced).");
+        "K-SVD with GPU sparse coding (stream=None: the kernel's warp code emulated on the "
+        "host, for tests); returns (D, mean squared error per iteration, replaced).");
   m.def("emulate_omp", &emulate_omp, py::arg("X"), py::arg("D"), py::arg("n_nonzero"),
         py::arg("tol") = -1.0,
         "Batch OMP through the GPU kernel's warp code emulated on the host (for tests).");
