@@ -112,8 +112,12 @@ KsvdResult learn_dictionary(const float* signals, std::size_t n, std::size_t dim
   AtomUsage usage;
 
   for (std::size_t iter = 0; iter < opt.n_iter; ++iter) {
-    const OmpCoder coder(atoms.data(), n_atoms, dim, opt.n_threads);
-    coder.encode(signals, n, s, -1.0, indices.data(), coefs.data(), opt.n_threads);
+    if (opt.sparse_coder) {
+      opt.sparse_coder(atoms.data(), indices.data(), coefs.data());
+    } else {
+      const OmpCoder coder(atoms.data(), n_atoms, dim, opt.n_threads);
+      coder.encode(signals, n, s, -1.0, indices.data(), coefs.data(), opt.n_threads);
+    }
 
     // residual_i = x_i - sum_t coef_it * atom_(index_it)
     detail::parallel_for((n + 255) / 256, opt.n_threads, [&](std::size_t blk) {

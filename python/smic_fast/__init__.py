@@ -14,6 +14,7 @@ from ._core import DecodeError
 from .clip_models import ModelNotFoundError
 from .clip_onnx import ClipEncoder, EncodeResult
 from .collection import Collection, compress, open
+from .device import CudaUnavailableError, cuda_status
 from .dictionary import Dictionary
 from .errors import DictionaryMismatchError, FormatError
 from .ksvd import learn_dictionary
@@ -25,6 +26,7 @@ __version__: str = _core.__version__
 __all__ = [
     "ClipEncoder",
     "Collection",
+    "CudaUnavailableError",
     "DecodeError",
     "Dictionary",
     "DictionaryMismatchError",
@@ -35,6 +37,7 @@ __all__ = [
     "__version__",
     "dequantize",
     "compress",
+    "cuda_status",
     "learn_dictionary",
     "omp",
     "open",

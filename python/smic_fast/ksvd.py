@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
+from .device import GPU_MAX_NONZERO, gpu_device_index, is_gpu_array, resolve_device
 
 __all__ = ["learn_dictionary"]
 
@@ -16,7 +17,7 @@ ProgressCallback = Callable[[int, float], "bool | None"]
 def learn_dictionary(
     X: np.ndarray, n_atoms: int, n_nonzero: int, n_iter: int = 10, seed: int = 0, *,
     n_threads: int | None = None, max_coherence: float = 0.99, min_usage: float = 0.25,
-    progress: ProgressCallback | None = None, return_errors: bool = False,
+    progress: ProgressCallback | None = None, return_errors: bool = False, device: str = "cpu",
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Learn a (n_atoms, d) dictionary for sparse coding of the rows of X with K-SVD.
 
@@ -41,10 +42,22 @@ def learn_dictionary(
         progress: called after each iteration as ``progress(iteration, mean_sq_error)``;
             returning False stops early. Ctrl-C also stops it (KeyboardInterrupt is raised).
         return_errors: also return the mean squared residual after each iteration.
+        device: "cpu" (default), "cuda" or "auto" (see :func:`smic_fast.omp`). On the GPU
+            (experimental, docs/cuda.md), each iteration's sparse coding runs there and the
+            atom refits stay on the CPU, so X is needed on the host: a CUDA array X is copied
+            there once, and D is returned as the same kind of array on X's device. The GPU
+            codes may differ from the CPU's on near ties, so the dictionary may differ too.
 
     Returns:
         D, float32 with unit-norm rows; with ``return_errors``, ``(D, errors)``.
     """
+    capable = not isinstance(n_nonzero, (int, np.integer)) or int(n_nonzero) <= GPU_MAX_NONZERO
+    where = resolve_device(device, X, gpu_capable=capable)
+    like = X if where == "cuda" and is_gpu_array(X) else None
+    if like is not None:
+        from .gpu import to_host
+
+        X = to_host(X)
     X = as_float32_matrix(X, "X")
     n_atoms = as_count(n_atoms, "n_atoms", minimum=1)
     n_nonzero = as_count(n_nonzero, "n_nonzero", minimum=1)
@@ -60,10 +73,20 @@ def learn_dictionary(
         raise ValueError(f"max_coherence must be in (0, 1], got {max_coherence}")
     if not 0.0 <= min_usage < 1.0:
         raise ValueError(f"min_usage must be in [0, 1), got {min_usage}")
-    D, errors, _replaced = _core.learn_dictionary(
-        X, n_atoms, n_nonzero, n_iter, seed, as_threads(n_threads), float(max_coherence), progress,
-        1, float(min_usage),
-    )
+    if where == "cuda":
+        from .gpu import learn_dictionary_cuda, to_device_like
+
+        D, errors, _replaced = learn_dictionary_cuda(
+            X, n_atoms, n_nonzero, n_iter, seed, as_threads(n_threads), float(max_coherence),
+            progress, float(min_usage), device_index=gpu_device_index(like),
+        )
+        if like is not None:
+            D = to_device_like(D, like)
+    else:
+        D, errors, _replaced = _core.learn_dictionary(
+            X, n_atoms, n_nonzero, n_iter, seed, as_threads(n_threads), float(max_coherence),
+            progress, 1, float(min_usage),
+        )
     if return_errors:
         return D, np.asarray(errors, dtype=np.float64)
     return D

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
+from .device import GPU_MAX_NONZERO, resolve_device
 
 __all__ = ["omp", "OmpCoder", "reconstruct"]
 
@@ -54,7 +55,7 @@ class OmpCoder:
 
 def omp(
     X: np.ndarray, D: np.ndarray, n_nonzero: int, tol: float | None = None, *,
-    n_threads: int | None = None,
+    n_threads: int | None = None, device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch orthogonal matching pursuit of each row of X over the atoms (rows) of D.
 
@@ -65,7 +66,12 @@ def omp(
         tol: stop a signal early once its squared residual norm ||x - D^T c||² <= tol
             (scikit-learn's meaning of ``tol``). None: always use n_nonzero atoms unless the
             residual becomes orthogonal to D or the next atom is linearly dependent.
-        n_threads: OpenMP threads; None uses all cores.
+        n_threads: OpenMP threads; None uses all cores (CPU only).
+        device: "cpu" (default: the C++ core), "cuda" (the optional GPU module
+            ``smic_fast._cuda``; experimental, see docs/cuda.md) or "auto" (the GPU when that
+            module loads and sees a device and n_nonzero <= 64, else the CPU). On the GPU, X and
+            D may also be float32 C-contiguous CUDA arrays with ``__dlpack__`` (torch, CuPy),
+            used without a copy; results are then the same kind of array on the same device.
 
     Returns:
         (indices, coefs): (N, n_nonzero) int32 and float32, in order of selection. An unused
@@ -74,9 +80,20 @@ def omp(
 
     Raises:
         ValueError: wrong dtype or shape, NaN or inf, D rows not unit norm, K = 0,
-            n_nonzero out of range, tol negative.
+            n_nonzero out of range, tol negative, unknown device, GPU input with device="cpu".
+        smic_fast.CudaUnavailableError: device="cuda" and no usable GPU module or device
+            (the message says which, and how to build the module).
     """
+    if resolve_device(device, X, D, gpu_capable=_gpu_capable(n_nonzero)) == "cuda":
+        from .gpu import omp_cuda
+
+        return omp_cuda(X, D, n_nonzero, _check_tol(tol))
     return OmpCoder(D, n_threads=n_threads).encode(X, n_nonzero, tol=tol, n_threads=n_threads)
+
+
+def _gpu_capable(n_nonzero: object) -> bool:
+    """Whether the GPU path supports this sparsity (bad values are reported by the checks)."""
+    return not isinstance(n_nonzero, (int, np.integer)) or int(n_nonzero) <= GPU_MAX_NONZERO
 
 
 def reconstruct(indices: np.ndarray, coefs: np.ndarray, D: np.ndarray) -> np.ndarray:

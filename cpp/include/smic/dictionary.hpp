@@ -23,6 +23,11 @@ struct KsvdOptions {
   std::size_t power_iterations = 1;
   /// Atoms used by fewer signals than this fraction of the mean usage are replaced too.
   double min_usage_fraction = 0.25;
+  /// Sparse coding of every iteration: called as sparse_coder(atoms, indices, coefs) to code
+  /// all n signals over the n_atoms x dim atoms with n_nonzero atoms each (no tol), writing
+  /// n x n_nonzero results like OmpCoder::encode. Empty: OmpCoder on the CPU. Set by the GPU
+  /// module (smic_fast._cuda) to code on the GPU while atom updates stay here.
+  std::function<void(const float* atoms, std::int32_t* indices, float* coefs)> sparse_coder;
 };
 
 /// Called after each iteration with (iteration index, mean squared residual over signals);
