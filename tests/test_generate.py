@@ -387,23 +387,24 @@ def test_importing_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_cli_options_write_and_exit_codes(folders, collection, tmp_path, capsys):
-    import argparse
+def test_smic_decompress_images_and_exit_codes(folders, collection, tmp_path, capsys):
+    import json
 
-    from smic_fast.generate import cli_options
+    from smic_fast.cli import main
 
-    parser = argparse.ArgumentParser()
-    cli_options.add_arguments(parser)
     out = tmp_path / "imgs"
-    args = parser.parse_args(["--images", str(out), "--generator", str(folders["kandinsky"]), "--steps", "1",
-                              "--guidance", "1", "--ids", "d", "a.jpg", "--device", "cpu", "--seed", "4"])
-    code, summary = cli_options.run(args, collection, progress=False)
-    assert code == 0 and summary["written"] == 2 and summary["seed"] == 4
+    base = ["decompress", str(collection.path), "--images", str(out)]
+    code = main([*base, "--generator", str(folders["kandinsky"]), "--steps", "1", "--guidance", "1",
+                 "--ids", "d", "a.jpg", "--device", "cpu", "--seed", "4", "--embeddings", str(tmp_path / "e.npy"),
+                 "--json", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["images"]["written"] == 2 and summary["images"]["seed"] == 4 and summary["items"] == 2
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "d.png"]
-    assert "2 image(s) written" in capsys.readouterr().err
-    args = parser.parse_args(["--images", str(out), "--generator", str(tmp_path / "missing")])
-    assert cli_options.run(args, collection, progress=False) == (3, None)
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy")[1], collection["a.jpg"])
+    assert main([*base, "--generator", str(tmp_path / "missing")]) == 1  # nothing written
     assert "missing" in capsys.readouterr().err
-    args = parser.parse_args(["--images", str(out), "--generator", str(folders["unclip"]), "--size", "20"])
-    assert cli_options.run(args, collection, progress=False) == (2, None)
+    assert main([*base, "--generator", str(folders["unclip"]), "--size", "20"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
+    assert main([*base, "--ids", "no-such-id"]) == 2

@@ -25,8 +25,6 @@ from ._shared import (EXIT_CODES_HELP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "SUBCOMMANDS", "main",
            "setup_args"]
 
-# Older names (export-clip): a failed check and a missing model are failures, nothing written.
-EXIT_CHECK_FAILED = EXIT_MISSING = EXIT_FAILURE
 
 SUBCOMMANDS = (compress, append, info, decompress, dictionary, export_clip, doctor, eval_, atoms, explain, export_text)
 

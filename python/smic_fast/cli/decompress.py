@@ -1,5 +1,6 @@
-"""``smic decompress photos.smic --embeddings out.npy``: the reconstructed embeddings back,
-with their ids beside them (``out.ids.json``)."""
+"""``smic decompress photos.smic --embeddings out.npy --images OUT_DIR``: the reconstructed
+embeddings back, with their ids beside them (``out.ids.json``), and/or regenerated pictures
+(one PNG per item, from a diffusers generator; see :mod:`smic_fast.generate`)."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._shared import EXIT_OK, EXIT_USAGE, CliError, Stages, add_output_flags, check_output, emit, seconds_rows
+from ..generate import cli_options as image_flags
+from ._shared import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output, emit, seconds_rows
 
 NAME = "decompress"
-HELP = "decode a .smic file back to embeddings (.npy, ids beside it as .ids.json)"
+HELP = "decode a .smic file back to embeddings (.npy, ids beside it as .ids.json) and/or images (PNGs)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dictionary", default=None, metavar="FILE.smicd",
                    help="the shared dictionary, for a collection coded with one")
     add_output_flags(p)
+    image_flags.add_arguments(p)
 
 
 def ids_path(embeddings_path: str | Path) -> Path:
@@ -31,34 +34,58 @@ def ids_path(embeddings_path: str | Path) -> Path:
     return path.with_name(path.stem + ".ids.json") if path.suffix == ".npy" else path.with_name(path.name + ".ids.json")
 
 
-def run(args: argparse.Namespace) -> int:
-    import smic_fast as smic
+def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> dict:
     from ..container import atomic_write
 
-    if args.embeddings is None:
-        raise CliError("say what to write: --embeddings OUT.npy", EXIT_USAGE)
     out = check_output(args.embeddings, args.force)
     out_ids = check_output(ids_path(out), args.force)
-    stages = Stages()
     with stages.stage("decode"):
-        collection = smic.open(args.collection, dictionary=args.dictionary)
         if args.ids is None:
             ids, embeddings = collection.ids, collection.embeddings()
         else:
-            unknown = [i for i in args.ids if i not in set(collection.ids)]
-            if unknown:
-                raise CliError(f"{len(unknown)} id(s) not in {args.collection}: {', '.join(unknown[:5])}", EXIT_USAGE)
             ids = list(args.ids)
             embeddings = np.stack([collection[i] for i in ids]) if ids else np.zeros((0, collection.dim), np.float32)
-    with stages.stage("write"):
+    with stages.stage("write embeddings"):
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
         atomic_write(out, lambda f: f.write(buffer.getvalue()))
         atomic_write(out_ids, lambda f: f.write(json.dumps(ids, ensure_ascii=False).encode()))
-    summary = {"command": "decompress", "collection": str(args.collection), "items": len(ids),
-               "dim": int(collection.dim), "embeddings": str(out), "ids": str(out_ids),
-               "seconds": {**stages.seconds, "total": stages.total()}}
-    emit(summary, [("items", len(ids)), ("dimension", collection.dim), ("embeddings", str(out)),
-                   ("ids", str(out_ids)), *seconds_rows(stages.seconds)], args.json,
-         title=f"decoded {args.collection}")
-    return EXIT_OK
+    return {"items": len(ids), "embeddings": str(out), "ids": str(out_ids)}
+
+
+def run(args: argparse.Namespace) -> int:
+    import smic_fast as smic
+
+    if args.embeddings is None and args.images is None:
+        raise CliError("say what to write: --embeddings OUT.npy and/or --images OUT_DIR", EXIT_USAGE)
+    if args.embeddings is not None:  # refuse an existing output before any long work
+        check_output(args.embeddings, args.force)
+        check_output(ids_path(args.embeddings), args.force)
+    stages = Stages()
+    with stages.stage("open"):
+        collection = smic.open(args.collection, dictionary=args.dictionary)
+    if args.ids is not None:
+        known = set(collection.ids)
+        unknown = [i for i in args.ids if i not in known]
+        if unknown:
+            raise CliError(f"{len(unknown)} id(s) not in {args.collection}: {', '.join(unknown[:5])}", EXIT_USAGE)
+    summary: dict = {"command": "decompress", "collection": str(args.collection), "dim": int(collection.dim)}
+    rows: list = [("dimension", collection.dim)]
+    code = EXIT_OK
+    if args.embeddings is not None:
+        written = _write_embeddings(args, collection, stages)
+        summary.update(written)
+        rows += [("items", written["items"]), ("embeddings", written["embeddings"]), ("ids", written["ids"])]
+    if args.images is not None:
+        with stages.stage("generate images"):
+            code, report = image_flags.run(args, collection, progress=not args.quiet)
+        if report is None:
+            return code
+        summary["images"] = report
+        rows += [("images written", report["written"]), ("images failed", report["failed"]),
+                 ("images folder", args.images),
+                 ("cosine picture vs reconstructed", report.get("cos_reconstructed_mean")),
+                 ("cosine picture vs original", report.get("cos_original_mean"))]
+    summary["seconds"] = {**stages.seconds, "total": stages.total()}
+    emit(summary, [*rows, *seconds_rows(stages.seconds)], args.json, title=f"decoded {args.collection}")
+    return code

@@ -29,15 +29,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _onnxruntime() -> dict:
-    try:
-        import onnxruntime as ort
-    except Exception as exc:  # a broken install is what doctor is for
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"version": ort.__version__, "providers": list(ort.get_available_providers()),
-            "device": ort.get_device()}
-
-
 def _exported_models(cache: Path) -> list[str]:
     root = cache / "clip"
     return sorted(p.name for p in root.glob("*") if (p / "model.onnx").is_file()) if root.is_dir() else []
@@ -63,25 +54,31 @@ def _generators(hub: Path) -> dict[str, bool]:
 def run(args: argparse.Namespace) -> int:
     from .. import _core
     from ..clip_models import cache_dir
+    from ..clip_onnx import runtime_info
+    from ..device import cuda_status
 
     cache = cache_dir(args.cache_dir)
     hub = _hub_cache()
     report = {
         "smic_fast": _core.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu_count": os.cpu_count(), "onnxruntime": _onnxruntime(),
+        "cpu_count": os.cpu_count(), "onnxruntime": runtime_info(),
         "packages": {name: _version(name) for name in _OPTIONAL},
         "smic_cache": str(cache), "exported_models": _exported_models(cache),
         "huggingface_cache": str(hub), "generators": _generators(hub),
     }
+    usable, reason = cuda_status()
+    report["cuda_omp"] = {"usable": usable, "reason": reason}
     ort = report["onnxruntime"]
     rows = [("smic-fast", report["smic_fast"]), ("python", report["python"]), ("platform", report["platform"]),
             ("cpu cores", report["cpu_count"]),
-            ("onnxruntime", ort.get("version") or ort.get("error")),
+            ("onnxruntime", ort.get("onnxruntime")),
             ("onnxruntime providers", ", ".join(ort.get("providers", [])) or None)]
+    rows += [("onnxruntime problem", problem) for problem in ort.get("problems", [])]
     rows += [(name, version or "not installed") for name, version in report["packages"].items()]
     rows += [("smic cache", f"{cache} ({'present' if cache.is_dir() else 'absent'})"),
              ("exported CLIP models", ", ".join(report["exported_models"]) or "none (see smic export-clip)"),
              ("Hugging Face cache", str(hub))]
+    rows += [("CUDA OMP (smic_fast._cuda)", "usable" if usable else reason)]
     rows += [(f"generator {name}", "present" if ok else "absent") for name, ok in report["generators"].items()]
     emit(report, rows, args.json, title="smic doctor")
     return EXIT_OK

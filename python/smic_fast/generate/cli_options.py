@@ -4,9 +4,9 @@
     code, summary = run(args, collection)  # writes the PNGs; summary is the report's to_dict()
 
 Kept here so that ``cli/decompress.py`` only adds ``add_arguments(p)`` and calls :func:`run`
-when ``args.images`` is set. Exit codes follow ``smic_fast.cli``: 0 all written, 1 some items
-failed, 2 bad usage or a generator that does not go with the collection, 3 a model or file is
-missing.
+when ``args.images`` is set. Exit codes follow ``smic_fast.cli``: 0 all written, 3 written but some
+items failed, 2 bad usage or a generator that does not go with the collection, 1 a model or
+file is missing (nothing written).
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, default=None, help="guidance scale (default: 10 unCLIP, 4 Kandinsky)")
     g.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it and its id")
     g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the generator's)")
-    g.add_argument("--ids", nargs="+", default=None, metavar="ID", help="regenerate only these items")
     g.add_argument("--batch-size", type=int, default=4, help="items per model call (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple
     """Write the images asked for by `args`; returns (exit code, report dict or None).
     Errors are printed to stderr as ``smic decompress: ...``."""
     from ..clip_models import ModelNotFoundError
-    from ..cli import EXIT_CHECK_FAILED, EXIT_MISSING, EXIT_OK, EXIT_USAGE
+    from ..cli._shared import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
     def fail(code: int, message: str) -> tuple[int, None]:
         print(f"smic decompress: {message}", file=sys.stderr)
@@ -72,11 +71,11 @@ def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple
             dtype=args.dtype, allow_download=args.download,
             norm="auto" if args.embedding_norm is None else args.embedding_norm)
     except ModelNotFoundError as error:  # before FileNotFoundError/OSError: it is one
-        return fail(EXIT_MISSING, str(error))
+        return fail(EXIT_FAILURE, str(error))
     except GeneratorMismatchError as error:
         return fail(EXIT_USAGE, str(error))
     except ImportError as error:
-        return fail(EXIT_MISSING, str(error))
+        return fail(EXIT_FAILURE, str(error))
     except (ValueError, OSError) as error:  # GeneratorError, bad flags, unreadable --original
         return fail(EXIT_USAGE, str(error))
     summary = report.to_dict()
@@ -90,4 +89,4 @@ def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple
     print(line, file=sys.stderr)
     for failure in report.failed:
         print(f"  {failure.id}: {failure.reason}", file=sys.stderr)
-    return (EXIT_CHECK_FAILED if report.failed else EXIT_OK), summary
+    return (EXIT_PARTIAL if report.failed else EXIT_OK), summary
