@@ -43,3 +43,15 @@ def test_pixel_count_reads_the_header(tmp_path):
     assert pixel_count(tmp_path / "x.png") == 600
     assert pixel_count(tmp_path / "bad.png") is None
     assert pixel_count(tmp_path / "missing.png") is None
+
+
+def test_find_exported_reads_arch_slash_tag_labels(tmp_path):
+    from smic_fast.clip_onnx import find_exported
+
+    folder = tmp_path / "clip" / "ViT-B-32--openai--opset18--fp32"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"x")
+    assert find_exported("ViT-B-32/openai", cache=tmp_path) == folder / "model.onnx"
+    assert find_exported("ViT-B-32", cache=tmp_path) == folder / "model.onnx"
+    with pytest.raises(FileNotFoundError, match="smic export-clip"):
+        find_exported("ViT-B-32/laion2b", cache=tmp_path)

@@ -124,9 +124,14 @@ def resolve_providers(providers: str | Sequence[str]) -> list[str]:
 
 
 def find_exported(model: str, *, fp16: bool = False, cache: str | os.PathLike | None = None) -> Path:
-    """The cached export of a pairing name or open_clip architecture (highest opset)."""
+    """The cached export of a pairing name, an open_clip architecture, or ``arch/tag`` (the
+    label a collection records for a model given as an .onnx file), highest opset first."""
     pairing = get_pairing(model)
-    arch, tag = (pairing.arch, pairing.pretrained) if pairing else (model, None)
+    if pairing:
+        arch, tag = pairing.arch, pairing.pretrained
+    else:
+        arch, _, tag = model.partition("/")
+        tag = tag or None
     precision = "fp16" if fp16 else "fp32"
     root = cache_dir(cache) / "clip"
     pattern = f"{arch}--{tag or '*'}--opset*--{precision}"
