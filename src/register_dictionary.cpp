@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "smic/dictionary.hpp"
+#include "ksvd_binding.hpp"
 #include "validate.hpp"
 
 namespace py = pybind11;
@@ -33,35 +34,10 @@ void register_dictionary(py::module_& m) {
           throw py::value_error("power_iterations must be >= 1, got " + std::to_string(power_iterations));
         opt.power_iterations = static_cast<std::size_t>(power_iterations);
         opt.min_usage_fraction = min_usage_fraction;
-        // The callback runs between iterations: take the GIL, call Python, and stop on
-        // KeyboardInterrupt or any exception (re-raised once the GIL-free work is over).
-        std::optional<py::error_already_set> pending_error;
-        smic::KsvdProgress callback;
-        if (!progress.is_none()) {
-          callback = [&](std::size_t iteration, double mse) {
-            py::gil_scoped_acquire acquire;
-            try {
-              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-              py::object keep_going = progress(iteration, mse);
-              return keep_going.is_none() || keep_going.cast<bool>();
-            } catch (py::error_already_set& e) {
-              pending_error = e;
-              return false;
-            }
-          };
-        }
         const float* xp = static_cast<const float*>(x.data());
         const auto n = static_cast<std::size_t>(x.shape(0));
         const auto dim = static_cast<std::size_t>(x.shape(1));
-        smic::KsvdResult result;
-        {
-          py::gil_scoped_release release;
-          result = smic::learn_dictionary(xp, n, dim, opt, callback);
-        }
-        if (pending_error) throw *pending_error;
-        py::array_t<float> atoms({opt.n_atoms, dim});
-        std::copy(result.atoms.begin(), result.atoms.end(), atoms.mutable_data());
-        return py::make_tuple(atoms, result.mean_sq_error, result.replaced_atoms);
+        return smic_py::run_ksvd(xp, n, dim, opt, progress);  // GIL released, progress in Python
       },
       py::arg("X"), py::arg("n_atoms"), py::arg("n_nonzero"), py::arg("n_iter"),
       py::arg("seed") = 0, py::arg("n_threads") = 0, py::arg("max_coherence") = 0.99,

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "../ksvd_binding.hpp"
 #include "../validate.hpp"
 #include "dlpack_arrays.hpp"
 #include "smic/cuda/omp_cuda.hpp"
@@ -222,32 +223,7 @@ py::tuple learn_dictionary(const py::array& x, long long n_atoms, long long n_no
       emulate_codes(xp, n, atoms, opt.n_atoms, dim, opt.n_nonzero, -1.0, indices, coefs);
     };
   }
-  // As in the CPU binding: the callback takes the GIL between iterations and stops the
-  // learning on KeyboardInterrupt or any exception, re-raised once the GIL-free work is over.
-  std::optional<py::error_already_set> pending_error;
-  smic::KsvdProgress callback;
-  if (!progress.is_none()) {
-    callback = [&](std::size_t iteration, double mse) {
-      py::gil_scoped_acquire acquire;
-      try {
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        py::object keep_going = progress(iteration, mse);
-        return keep_going.is_none() || keep_going.cast<bool>();
-      } catch (py::error_already_set& e) {
-        pending_error = e;
-        return false;
-      }
-    };
-  }
-  smic::KsvdResult result;
-  {
-    py::gil_scoped_release release;
-    result = smic::learn_dictionary(xp, n, dim, opt, callback);
-  }
-  if (pending_error) throw *pending_error;
-  py::array_t<float> atoms({opt.n_atoms, dim});
-  std::copy(result.atoms.begin(), result.atoms.end(), atoms.mutable_data());
-  return py::make_tuple(atoms, result.mean_sq_error, result.replaced_atoms);
+  return smic_py::run_ksvd(xp, n, dim, opt, progress);  // as in the CPU binding
 }
 
 // Copies between a DLPack CUDA matrix and numpy, for the K-SVD path (its CPU half needs X).

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 EXIT_OK = 0  # everything written
 EXIT_FAILURE = 1  # nothing written (a missing model, an unreadable file, a failed check, ...)
 EXIT_USAGE = 2  # bad command line (argparse's own code), an existing output without --force
@@ -136,6 +138,22 @@ def emit(summary: dict[str, Any], rows: list[tuple[str, Any]], as_json: bool, ti
         print(f"  {key:<{width}}  {value}")
     for entry in summary.get("skipped", []):
         print(f"  skipped {entry['path']}: {entry['reason']}")
+
+
+def load_embeddings(path: str | os.PathLike, what: str = "embeddings", min_rows: int = 1) -> np.ndarray:
+    """A (N, d) float array from a .npy file, or CliError saying what is wrong with it."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{what} file {path} does not exist", EXIT_USAGE) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise CliError(f"{path} is not a readable .npy array ({exc})") from None
+    if array.ndim != 2 or array.shape[0] < min_rows or array.shape[1] < 1 or array.dtype.kind not in "fiu":
+        raise CliError(f"{path}: expected a (N >= {min_rows}, d) numeric array of {what}, got shape {array.shape} "
+                       f"dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise CliError(f"{path}: {what} contain NaN or infinity")
+    return array.astype(np.float32, copy=False)
 
 
 def seconds_rows(stages: dict[str, float]) -> list[tuple[str, str]]:

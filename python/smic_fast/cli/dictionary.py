@@ -8,7 +8,7 @@ import numpy as np
 
 from ._photos import add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags,
-                      check_output, emit, positive_float, positive_int, progress_bar, seconds_rows)
+                      check_output, emit, load_embeddings, positive_float, positive_int, progress_bar, seconds_rows)
 
 NAME = "dictionary"
 HELP = "learn a shared dictionary (fit) or describe one (info)"
@@ -41,17 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_embeddings(paths: list[str]) -> np.ndarray:
-    parts = []
-    for path in paths:
-        try:
-            array = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise CliError(f"{path} does not exist", EXIT_USAGE) from None
-        except (ValueError, OSError, EOFError) as exc:
-            raise CliError(f"{path} is not a readable .npy file ({exc})") from None
-        if array.ndim != 2 or array.dtype.kind != "f" or not np.isfinite(array).all():
-            raise CliError(f"{path} must hold a finite float (N, d) array, got {array.dtype} {array.shape}")
-        parts.append(array.astype(np.float32, copy=False))
+    parts = [load_embeddings(path) for path in paths]
     if len({p.shape[1] for p in parts}) != 1:
         raise CliError("the .npy files have different dimensions: " + ", ".join(str(p.shape) for p in parts))
     return np.concatenate(parts)

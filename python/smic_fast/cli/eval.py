@@ -13,7 +13,7 @@ import numpy as np
 
 from ._photos import add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, add_output_flags, emit,
-                      positive_int)
+                      load_embeddings, positive_int)
 
 NAME = "eval"
 HELP = "sweep codec settings and baselines over photos or embeddings; write a rate-fidelity report"
@@ -42,22 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=positive_int, default=None, help="K-SVD iterations (default: 10, 4 quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of dictionary learning, PQ and queries (default: 0)")
     add_output_flags(p)
-
-
-def load_embeddings(path: str | os.PathLike, what: str = "embeddings") -> np.ndarray:
-    """A (N, d) float array from a .npy file, or CliError saying what is wrong with it."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CliError(f"{what} file {path} does not exist", EXIT_USAGE) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise CliError(f"{path} is not a readable .npy array ({exc})") from None
-    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1 or array.dtype.kind not in "fiu":
-        raise CliError(f"{path}: expected a (N >= 2, d) numeric array of {what}, got shape {array.shape} "
-                       f"dtype {array.dtype}")
-    if not np.isfinite(array).all():
-        raise CliError(f"{path}: {what} contain NaN or infinity")
-    return array.astype(np.float32, copy=False)
 
 
 def _pixels(text: str | None, n: int) -> list[int] | None:
@@ -95,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--methods: unknown {unknown or 'empty list'}; choose among {','.join(_METHODS)}", EXIT_USAGE)
     skipped: list[dict[str, str]] = []
     if len(args.inputs) == 1 and args.inputs[0].endswith(".npy"):
-        embeddings = load_embeddings(args.inputs[0])
+        embeddings = load_embeddings(args.inputs[0], min_rows=2)
         pixels = _pixels(args.pixels, len(embeddings))
         source = args.inputs[0]
     else:
@@ -106,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("an evaluation needs at least 2 readable photos")
         embeddings, pixels, skipped = photos.embeddings, photos.pixels_or_none, photos.skipped
         source = f"{len(embeddings)} photos encoded with {photos.model}"
-    train = load_embeddings(args.train, "training embeddings") if args.train else None
+    train = load_embeddings(args.train, "training embeddings", min_rows=2) if args.train else None
     if train is not None and train.shape[1] != embeddings.shape[1]:
         raise CliError(f"--train has dimension {train.shape[1]}, the collection {embeddings.shape[1]}", EXIT_USAGE)
     overrides = {"methods": methods, "seed": args.seed}
