@@ -36,6 +36,7 @@ class EncodedPhotos:
     skipped: list[dict[str, str]] = field(default_factory=list)
     model: str = ""
     provider: str = ""
+    paths: list[str] = field(default_factory=list)  # each embedding's file (eval's grid shows them)
 
     @property
     def pixels_or_none(self) -> list[int] | None:
@@ -96,4 +97,4 @@ def encode_photos(inputs: list[str], args: argparse.Namespace, model: str) -> En
     return EncodedPhotos(
         embeddings=np.concatenate(parts), ids=[id_of[n] for n in names],
         pixels=[pixel_count(n) or 0 for n in names], skipped=skipped,
-        model=model_label(model, encoder.metadata), provider=encoder.provider)
+        model=model_label(model, encoder.metadata), provider=encoder.provider, paths=list(names))

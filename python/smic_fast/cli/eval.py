@@ -1,6 +1,7 @@
 """``smic eval PHOTOS_or_embeddings.npy --out report/``: rate–fidelity curves of smic-fast's
 settings against the SMIC paper's layout, a scalar baseline and FAISS PQ, as an HTML report with
-PNG plots, results.json and results.csv (needs the ``[eval]`` extra: faiss-cpu, matplotlib)."""
+PNG plots, results.json and results.csv (needs the ``[eval]`` extra: faiss-cpu, matplotlib).
+With ``--generator`` the report also shows photos beside their regenerations (``_eval_grid.py``)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._eval_grid import add_grid_flags, check_generator, load_generator, make_grid
 from ._photos import add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, add_output_flags, emit,
                       load_embeddings, positive_int)
@@ -40,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries", type=positive_int, default=None,
                    help="query items for recall@10 (default: 256, 64 with --quick)")
     p.add_argument("--iterations", type=positive_int, default=None, help="K-SVD iterations (default: 10, 4 quick)")
-    p.add_argument("--seed", type=int, default=0, help="seed of dictionary learning, PQ and queries (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of dictionary learning, PQ, queries and the grid's noise (default: 0)")
+    add_grid_flags(p)
     add_output_flags(p)
 
 
@@ -77,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in _METHODS]
     if unknown or not methods:
         raise CliError(f"--methods: unknown {unknown or 'empty list'}; choose among {','.join(_METHODS)}", EXIT_USAGE)
+    generator_info = check_generator(args, methods)  # a bad generator fails before any work
     skipped: list[dict[str, str]] = []
+    photo_paths = ids = clip_model = None
     if len(args.inputs) == 1 and args.inputs[0].endswith(".npy"):
         embeddings = load_embeddings(args.inputs[0], min_rows=2)
         pixels = _pixels(args.pixels, len(embeddings))
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("an evaluation needs at least 2 readable photos")
         embeddings, pixels, skipped = photos.embeddings, photos.pixels_or_none, photos.skipped
         source = f"{len(embeddings)} photos encoded with {photos.model}"
+        photo_paths, ids, clip_model = photos.paths, photos.ids, args.model
     train = load_embeddings(args.train, "training embeddings", min_rows=2) if args.train else None
     if train is not None and train.shape[1] != embeddings.shape[1]:
         raise CliError(f"--train has dimension {train.shape[1]}, the collection {embeddings.shape[1]}", EXIT_USAGE)
@@ -101,13 +108,20 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations:
         overrides["n_iter"] = args.iterations
     config = SweepConfig.quick(**overrides) if args.quick else SweepConfig(**overrides)
+    generator = None if generator_info is None else load_generator(
+        args, generator_info, None if photo_paths is None else photos.model, embeddings.shape[1])
     sweep = run_sweep(embeddings, config, pixels=pixels, train=train, progress=not args.quiet)
     sweep.meta["source"] = source
     sweep.meta["skipped"] = skipped
+    grid = grid_failure = None
+    if generator is not None:
+        grid, grid_failure = make_grid(args, sweep, embeddings, generator, config, photos=photo_paths, ids=ids,
+                                       pixels=pixels, clip_model=clip_model)
+        sweep.meta["grid"] = grid.to_dict() if grid is not None else {"error": grid_failure}
     # Write into a fresh folder beside the output, then move the files: a failure leaves no
     # half-written report.
     with tempfile.TemporaryDirectory(dir=out.absolute().parent, prefix=".smic-eval-") as tmp:
-        files = write_report(sweep, tmp)
+        files = write_report(sweep, tmp, grid=None if grid is None else grid.columns())
         out.mkdir(exist_ok=True)
         written = {}
         for name, path in files.items():
@@ -118,10 +132,15 @@ def run(args: argparse.Namespace) -> int:
     summary = {"command": "eval", "output": str(out), "items": sweep.meta["items"], "dim": sweep.meta["dim"],
                "points": len(sweep.points), "seconds": sweep.meta["seconds"], "files": written,
                "bits_per_item_at_cosine": table, "skipped": skipped}
+    if generator is not None:
+        summary["grid"] = sweep.meta["grid"]
     levels = list(next(iter(table.values()), {}).keys())
     rows = [("items", sweep.meta["items"]), ("points", len(sweep.points)), ("seconds", sweep.meta["seconds"]),
             ("report", str(out / "index.html"))]
     rows += [(f"bits/item at cos {'/'.join(levels)}: {m}",
               " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in table.items()]
+    if grid is not None:
+        rows.append(("regenerations", f"{len(grid.rows)} items at "
+                     + ", ".join(f"{r:.1f}" for r in grid.rates) + " bits/item"))
     emit(summary, rows, args.json, title=f"wrote {out}")
-    return EXIT_PARTIAL if skipped else EXIT_OK
+    return EXIT_PARTIAL if skipped or grid_failure else EXIT_OK

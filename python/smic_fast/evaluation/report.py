@@ -139,6 +139,8 @@ def _html(sweep: Sweep, images: dict[str, Path]) -> str:
         if name in images:
             data = base64.b64encode(images[name].read_bytes()).decode()
             parts.append(f"<h2>{caption}</h2><img alt='{name}' src='data:image/png;base64,{data}'>")
+            if name == "regenerations" and isinstance(meta.get("grid"), dict):  # evaluation/grid.py's caption
+                parts.append(f"<p>{html.escape(str(meta['grid'].get('caption', '')))}</p>")
     parts.append("<h2>Every point</h2>")
     parts.append(_table(["method", "settings", "bits/item", "marginal bits/item", "bits/pixel", "mean cos",
                          "p5 cos", "recall@10", "encode s", "decode s", "fit s"],

@@ -14,21 +14,19 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_generator_flags", "run"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("images (needs the [generate] extra: torch, diffusers, transformers)")
-    g.add_argument("--images", metavar="OUT_DIR", default=None,
-                   help="regenerate the items as PNG files in OUT_DIR, one per item, named after its id")
+def add_generator_flags(g, *, default_help: str = "the generator paired with the collection's CLIP model") -> None:
+    """The flags that choose and drive a generator: --generator, --steps, --guidance, --size,
+    --device, --dtype, --download, --embedding-norm. Shared by ``smic decompress --images`` and
+    ``smic eval --generator`` (which has its own --seed and --batch-size)."""
     g.add_argument("--generator", metavar="NAME|PATH", default=None,
                    help="a saved diffusers pipeline folder or a hub id in the Hugging Face cache "
-                        "(default: the generator paired with the collection's CLIP model)")
+                        f"(default: {default_help})")
     g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's, 20 or 50)")
     g.add_argument("--guidance", type=float, default=None, help="guidance scale (default: 10 unCLIP, 4 Kandinsky)")
-    g.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it and its id")
     g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the generator's)")
-    g.add_argument("--batch-size", type=int, default=4, help="items per model call (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                    help="auto: fp16 on a GPU, fp32 on CPU")
@@ -36,6 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embedding-norm", type=float, default=None, metavar="LENGTH",
                    help="scale the unit embeddings to this length before generation (default: the "
                         "collection's mean norm when it kept one, else the generator's own estimate)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("images (needs the [generate] extra: torch, diffusers, transformers)")
+    g.add_argument("--images", metavar="OUT_DIR", default=None,
+                   help="regenerate the items as PNG files in OUT_DIR, one per item, named after its id")
+    add_generator_flags(g)
+    g.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it and its id")
+    g.add_argument("--batch-size", type=int, default=4, help="items per model call (default: %(default)s)")
     g.add_argument("--check", action="store_true",
                    help="re-encode each picture with the collection's CLIP model and report its cosine to the "
                         "reconstructed (and, with --original, the original) embedding")
