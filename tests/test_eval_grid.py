@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ pytest.importorskip("transformers")
 from PIL import Image  # noqa: E402
 
 from smic_fast.cli import main  # noqa: E402
-from smic_fast.evaluation import SweepConfig, regeneration_grid, run_sweep, write_report  # noqa: E402
+from smic_fast.evaluation import SweepConfig, regeneration_grid, run_sweep  # noqa: E402
 from smic_fast.evaluation.grid import grid_items, grid_points  # noqa: E402
 from smic_fast.generate import Generator  # noqa: E402
 from smic_fast.generate.tiny import build_tiny_generator  # noqa: E402
@@ -122,7 +121,7 @@ def test_grid_points_low_middle_high_and_targets(sweep):
 # ---------------------------------------------------------------- the library
 
 
-def test_regeneration_grid_columns_seeds_and_bytes(sweep, encoded, generator, tmp_path):
+def test_regeneration_grid_columns_seeds_and_bytes(sweep, encoded, generator):
     result, config = sweep
     E, paths = encoded
     ids = [Path(p).name for p in paths]
@@ -159,17 +158,11 @@ def test_regeneration_grid_columns_seeds_and_bytes(sweep, encoded, generator, tm
     assert again.rates == ours[:1]
     for a, b in zip(again.columns_[1].images, grid.columns_[2].images):
         assert np.array_equal(_pixels(a), _pixels(b))
-    other = regeneration_grid(result, E, generator, config=config, ids=ids, items=3, seed=6, rates=1,
-                              steps=1, guidance=1.0, progress=False)
-    assert np.abs(_pixels(other.columns_[0].images[0]) - _pixels(grid.columns_[1].images[0])).mean() > 5
-    # the report: one picture of 5 columns x 3 rows, embedded, described in results.json
-    files = write_report(replace(result, meta={**result.meta, "grid": grid.to_dict()}), tmp_path / "report",
-                         grid=grid.columns())
-    with Image.open(files["regenerations"]) as png:
-        assert png.size == (5 * CELL, 3 * CELL)
-    data = json.loads(files["results.json"].read_text())
-    assert data["meta"]["grid"]["rates"] == ours and data["meta"]["grid"]["items"] == grid.ids
-    assert html.escape(grid.caption()) in files["index.html"].read_text()
+    other = next(generator.images(unit[:1], seed=6, ids=grid.ids[:1], steps=1, guidance=1.0,
+                                  norm=grid.embedding_norm))
+    assert np.abs(_pixels(other) - _pixels(grid.columns_[1].images[0])).mean() > 5
+    described = json.loads(json.dumps(grid.to_dict()))  # what results.json gets (the CLI test reads it there)
+    assert described["rates"] == ours and described["items"] == grid.ids and len(described["columns"]) == 5
 
 
 def test_regeneration_grid_refuses_mismatches(sweep, encoded, generator, tmp_path):
@@ -209,6 +202,7 @@ def test_cli_eval_with_generator_on_photos(photo_folder, onnx_model, generator_f
         assert png.size == (5 * CELL, 3 * CELL)
     page = (out / "index.html").read_text()
     assert "alt='regenerations'" in page and page.count("data:image/png;base64,") == 5
+    assert html.escape(grid["caption"]) in page
 
 
 def test_cli_eval_with_generator_on_embeddings_draws_regenerations_only(encoded, generator_folder, tmp_path,
@@ -218,11 +212,13 @@ def test_cli_eval_with_generator_on_embeddings_draws_regenerations_only(encoded,
     out = tmp_path / "report"
     code, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--methods", "smic",
                            "--queries", "8", "--generator", str(generator_folder), "--grid-items", "2",
-                           "--grid-rates", "1", "1000", *FAST, "--json", "-q"], capsys)
+                           "--grid-rates", "1,1000", *FAST, "--json", "-q"], capsys)
     assert code == 0, captured.err
     grid = json.loads(captured.out)["grid"]
     assert [c["kind"] for c in grid["columns"]] == ["uncompressed", "smic", "smic"]  # no photos to show
     assert grid["items"] == ["0", str(len(E) - 1)]
+    ours = sorted(p["bits_per_item"] for p in json.loads((out / "results.json").read_text())["points"])
+    assert grid["rates"] == [ours[0], ours[-1]]  # the points nearest 1 and 1000 bits per item
     assert any("only the dimension was checked" in note for note in grid["notes"])  # no CLIP model to pair
     with Image.open(out / "regenerations.png") as png:
         assert png.size == (3 * CELL, 2 * CELL)
@@ -277,6 +273,8 @@ def test_cli_eval_generator_flags_and_missing_extra(encoded, generator_folder, t
     np.save(tmp_path / "e.npy", E)
     base = ["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--quick", "-q"]
     assert _run([*base, "--grid-items", "3"], capsys)[0] == 2  # needs --generator
+    code, captured = _run([*base, "--generator", str(generator_folder), "--grid-rates", "10,x"], capsys)
+    assert code == 2 and "--grid-rates" in captured.err
     code, captured = _run([*base, "--generator", str(generator_folder), "--methods", "scalar"], capsys)
     assert code == 2 and "keep 'smic'" in captured.err
     code, captured = _run([*base, "--generator", str(generator_folder), "--size", "20", "--device", "cpu"], capsys)

@@ -30,9 +30,17 @@ def add_grid_flags(p: argparse.ArgumentParser) -> None:
     add_generator_flags(g, default_help="none: no grid")
     g.add_argument("--grid-items", type=positive_int, default=None, metavar="N",
                    help="photos in the grid, evenly spaced over the collection (default: 4)")
-    g.add_argument("--grid-rates", type=positive_float, nargs="+", default=None, metavar="BITS",
-                   help="rates to draw, in total bits per item: the 'smic' point nearest each (default: the "
-                        "lowest, middle and highest rate of the sweep)")
+    g.add_argument("--grid-rates", type=_rates, default=None, metavar="BITS[,BITS...]",
+                   help="rates to draw, in total bits per item, comma-separated: the 'smic' point nearest "
+                        "each (default: the lowest, middle and highest rate of the sweep)")
+
+
+def _rates(text: str) -> list[float]:
+    """argparse type: comma-separated positive numbers (as --methods is comma-separated)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected bits per item such as 10,40,200, got {text!r}")
+    return [positive_float(part) for part in parts]
 
 
 def check_generator(args: argparse.Namespace, methods: tuple[str, ...]):
