@@ -289,3 +289,38 @@ def test_cli_eval_generator_flags_and_missing_extra(encoded, generator_folder, t
     code, captured = _run([*base, "--generator", str(generator_folder)], capsys)
     assert code == 1 and "smic-fast[generate]" in captured.err
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_eval_kandinsky_grid_uses_the_zero_image_negative(photo_folder, onnx_model, tmp_path, capsys):
+    """Kandinsky 2.2: the negative image embedding is the CLIP tower's output for a zero image,
+    made with the model the photos were encoded with (as `smic decompress --images` does)."""
+    folder = build_tiny_generator("kandinsky", tmp_path / "kandinsky", dim=32)
+    out = tmp_path / "report"
+    code, captured = _run(["eval", str(photo_folder), "--out", str(out), "--model", onnx_model, "--quick",
+                           "--methods", "smic", "--queries", "8", "--generator", str(folder), "--grid-items", "1",
+                           "--grid-rates", "1", *FAST, "--json", "-q"], capsys)
+    assert code == 0, captured.err
+    grid = json.loads(captured.out)["grid"]
+    assert grid["family"] == "kandinsky" and [c["kind"] for c in grid["columns"]] == ["original", "uncompressed", "smic"]
+    assert any("zero image" in note for note in grid["notes"])
+    with Image.open(out / "regenerations.png") as png:
+        assert png.size == (3 * CELL, 1 * CELL)
+
+
+def test_cli_eval_generation_failure_keeps_the_report(encoded, generator_folder, tmp_path, capsys, monkeypatch):
+    """A generator that fails after the sweep (say, out of memory) costs the grid, not the report: exit 3."""
+    E, _ = encoded
+    np.save(tmp_path / "e.npy", E)
+
+    def out_of_memory(self, *args, **kwargs):
+        raise RuntimeError("simulated out of memory")
+
+    monkeypatch.setattr(Generator, "generate", out_of_memory)
+    out = tmp_path / "report"
+    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--methods", "smic",
+                           "--queries", "8", "--generator", str(generator_folder), *FAST, "--json"], capsys)
+    assert code == 3
+    assert "simulated out of memory" in captured.err and "written without it" in captured.err
+    data = json.loads((out / "results.json").read_text())
+    assert "simulated out of memory" in data["meta"]["grid"]["error"] and data["points"]
+    assert not (out / "regenerations.png").exists()

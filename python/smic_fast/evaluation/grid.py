@@ -89,8 +89,9 @@ class RegenerationGrid:
         shown = "the original photos, then " if any(c.kind == "original" for c in self.columns_) else ""
         return (f"{len(self.rows)} items (rows); columns: {shown}{self.generator}'s pictures ({self.family}, "
                 f"{self.steps} steps, guidance {self.guidance:g}, seed {self.seed}, the same noise in every column) "
-                "of the original embeddings and of the embeddings decoded at each rate (bits per item, total, "
-                "and mean cosine over the whole collection, as in the sweep).")
+                "of the original embeddings and of the embeddings decoded at each rate (bits per item: total, the "
+                "dictionary's share included, and marginal, the items' own bytes; mean cosine over the whole "
+                "collection; as in the sweep).")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (``results.json``'s ``meta.grid``); no pictures."""
@@ -248,7 +249,7 @@ def regeneration_grid(
         if item_bytes != point.item_bytes:
             notes.append(f"{point.label}: recoded to {item_bytes} item bytes, the sweep measured "
                          f"{point.item_bytes}; the pictures are of the recoded embeddings")
-        title = f"smic {point.bits_per_item:.3g} bits/item"
+        title = f"smic {point.bits_per_item:.3g} bits/item\n({point.marginal_bits_per_item:.3g} marginal)"
         sources.append(("smic", title, reconstruction[rows], point))
     bar = tqdm(total=len(sources) * len(rows), disable=not progress, file=sys.stderr, unit="img",
                desc="regenerating")
@@ -261,7 +262,7 @@ def regeneration_grid(
                                           size=(width, height), batch_size=batch_size, norm=length):
                 pictures.append(image)
                 bar.update()
-            column = GridColumn(kind, f"{title}\ncos {mean:.3f}" if point is not None else f"{title}, cos 1",
+            column = GridColumn(kind, f"{title}, cos {mean:.3f}" if point is not None else f"{title}, cos 1",
                                 pictures, item_cosines=cosines, cosine_mean=mean)
             if point is not None:
                 column.settings = dict(point.settings)
