@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: medium)")
     p.add_argument("--step", type=positive_float, default=None,
                    help="quantizer step of the coefficient ratios (default: from --quality)")
-    p.add_argument("--residual-step", type=positive_float, default=None, metavar="STEP",
+    p.add_argument("--residual-step", type=_residual_step, default=None, metavar="STEP",
                    help="add a refinement layer: each item's residual after its atoms, quantised with STEP "
                         "(1e-4..1; e.g. 0.02) and range-coded, for cosines above what atoms reach (~0.97), "
                         "at hundreds of bits per item (default: none, a few bits per item)")
@@ -39,6 +39,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="dictionary learning seed (default: 0)")
     add_output_flags(p)
+
+
+def _residual_step(text: str) -> float:
+    """argparse type: a refinement step in [1e-4, 1]."""
+    from ..residual import check_step
+
+    try:
+        return check_step(positive_float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("residual_step", "the step")) from None
 
 
 def _learning_progress(bar, marks: list[float]):
