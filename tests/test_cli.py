@@ -214,6 +214,29 @@ def test_append_info_decompress(env, photos, tmp_path):
     np.testing.assert_array_equal(np.load(npy)[0], col["coins.png"])
 
 
+def test_residual_step_refines_and_append_keeps_it(env, photos, tmp_path):
+    plain = as_json(smic_run(env, "compress", photos, "-o", tmp_path / "a.smic", "--model", "tiny", "--atoms", "4",
+                             "--json"))
+    out = tmp_path / "r.smic"
+    refined = as_json(smic_run(env, "compress", photos, "-o", out, "--model", "tiny", "--atoms", "4",
+                               "--residual-step", "0.01", "--json"))
+    assert refined["residual_step"] == 0.01 and plain["residual_step"] is None
+    assert refined["cosine_mean"] > max(plain["cosine_mean"], 0.999)
+    assert refined["marginal_bits_per_item"] > plain["marginal_bits_per_item"]
+    info = as_json(smic_run(env, "info", out, "--json"))
+    assert info["format_version"] == 2 and info["residual_step"] == 0.01
+    assert "residual step" in smic_run(env, "info", out).stdout
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copy(skimage_photo("horse.png"), more / "horse.png")
+    added = as_json(smic_run(env, "append", out, more, "--json"))
+    assert added["cosine_mean"] > 0.999  # the appended item is refined with the same step
+    for bad in ("0", "2", "1e-6", "x"):
+        result = smic_run(env, "compress", photos, "-o", tmp_path / "bad.smic", "--residual-step", bad, expect=2)
+        assert "--residual-step" in result.stderr
+    assert not (tmp_path / "bad.smic").exists()
+
+
 def test_append_same_id_needs_replace(env, photos, tmp_path):
     out = tmp_path / "photos.smic"
     smic_run(env, "compress", photos, "-o", out, "--model", "tiny", "--atoms", "4")

@@ -20,7 +20,7 @@ def test_layout_is_preamble_then_tagged_sections_with_crc(tmp_path):
     size = write_sections(path, MAGIC, [Section(b"HEAD", b"hello"), Section(b"DATA", b"")])
     data = path.read_bytes()
     assert size == len(data) == 16 + (16 + 5) + 16
-    assert data[:8] == MAGIC and struct.unpack_from("<H", data, 8)[0] == FORMAT_VERSION
+    assert data[:8] == MAGIC and struct.unpack_from("<H", data, 8)[0] == 1
     tag, length = struct.unpack_from("<4sQ", data, 16)
     assert (tag, length) == (b"HEAD", 5) and data[28:33] == b"hello"
     assert struct.unpack_from("<I", data, 33)[0] == zlib.crc32(b"hello", zlib.crc32(data[16:28]))

@@ -71,7 +71,7 @@ def test_own_dictionary_total_is_the_file_compress_writes(sweep, collection, tmp
 
 def test_shared_dictionary_pays_only_the_collection_file(sweep):
     own, shared = _of(sweep, "smic"), _of(sweep, "smic-shared")
-    assert len(own) == len(shared) == 3
+    assert len(own) == len(shared) == 4  # 3 settings + the finest one refined
     for a, b in zip(own, shared):
         assert a.item_bytes == b.item_bytes and a.cosine_mean == b.cosine_mean
         assert b.total_bytes < a.total_bytes  # the dictionary is not in the shared file
@@ -111,9 +111,15 @@ def test_curves_are_monotone_where_they_must_be(sweep):
     assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(paper, paper[1:]))
     assert all(a.cosine_mean < b.cosine_mean for a, b in zip(paper, paper[1:]))
     # smic: a cheaper bit (smaller rd_lambda) buys more bits and more fidelity
-    ours = sorted(_of(sweep, "smic"), key=lambda p: -p.settings["rd_lambda"])
+    atoms_only = [p for p in _of(sweep, "smic") if "residual_step" not in p.settings]
+    ours = sorted(atoms_only, key=lambda p: -p.settings["rd_lambda"])
     assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(ours, ours[1:]))
     assert all(a.cosine_mean < b.cosine_mean for a, b in zip(ours, ours[1:]))
+    # the refinement of the finest setting costs more and reaches higher than any atoms-only point
+    (refined,) = [p for p in _of(sweep, "smic") if "residual_step" in p.settings]
+    assert refined.settings["rd_lambda"] == ours[-1].settings["rd_lambda"]
+    assert refined.marginal_bits_per_item > ours[-1].marginal_bits_per_item
+    assert refined.cosine_mean > max(p.cosine_mean for p in atoms_only)
     for p in sweep.points:
         assert 0 <= p.recall_at_10 <= 1 and p.cosine_p5 <= p.cosine_mean <= 1 + 1e-6
 
@@ -261,7 +267,8 @@ def test_shared_dictionary_learned_on_a_training_set(collection):
     points are coded apart, fit worse than the collection's own atoms, and the meta says where
     the dictionary was learned."""
     train = clustered(np.random.default_rng(8), 400, 64)  # another seed: other concepts
-    config = SweepConfig.quick(n_atoms=(32,), methods=("smic", "smic-shared"), smic=((0.25, 2e-3),), queries=50)
+    config = SweepConfig.quick(n_atoms=(32,), methods=("smic", "smic-shared"), smic=((0.25, 2e-3),),
+                               residual=(), queries=50)
     sweep = run_sweep(collection, config, train=train, progress=False)
     own, shared = sweep.points
     assert (own.method, shared.method) == ("smic", "smic-shared")

@@ -8,7 +8,8 @@
 Sections of a collection (docs/format.md): HEAD (JSON), DICT (an embedded .smicd) or DREF
 (the SHA-256 of a shared one), then per batch of items (the first compress and each append)
 IDS_ (zlib JSON: ids and pixel counts) and ITEM (chunked range-coded items with an offset
-table, so one item decodes without the others).
+table, so one item decodes without the others), and RESD (the residual refinement, residual.py)
+when the collection was made with a ``residual_step``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ._validation import as_count
 from .container import Section, append_sections, read_sections, write_sections
 from .dictionary import Dictionary, normalize_embeddings
 from .errors import DictionaryMismatchError, FormatError
+from .residual import ResidualCode, check_step, encode_residual, refine, residual_levels
 
 __all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC"]
 
@@ -35,6 +37,8 @@ _ITEM_HEAD = struct.Struct("<III")  # n_items, chunk_size, n_chunks
 _MAX_IDS_BYTES = 1 << 30  # an ids section never inflates past this (zlib bombs)
 MAX_CHUNK = 1 << 16  # items per chunk, at most
 DEFAULT_CHUNK = 256
+RESIDUAL_TAG = b"RESD"
+RESIDUAL_FORMAT_VERSION = 2  # files with a refinement layer; version-1 readers refuse them clearly
 
 
 def _version() -> str:
@@ -67,25 +71,36 @@ def _check_pixels(pixels: Sequence[int] | None, n: int) -> list[int] | None:
 
 
 def _coded_sections(dictionary: Dictionary, symbols, ids: list[str], pixels, chunk_size: int,
-                    start: int) -> list[Section]:
-    """IDS_ and ITEM sections of one batch of item symbols whose first item is at `start`."""
+                    start: int, residual: tuple[np.ndarray, float] | None = None) -> list[Section]:
+    """IDS_ and ITEM sections of one batch of item symbols whose first item is at `start`, and
+    its RESD section when `residual` (levels, step) is given."""
     data, offsets = dictionary.encode_items(symbols, chunk_size)
     item_payload = (_ITEM_HEAD.pack(len(symbols), chunk_size, len(offsets) - 1)
                     + np.asarray(offsets, dtype="<u8").tobytes() + data)
     # Default ids ("0", "1", ... by position) are implied, not stored: they would cost bits.
     implied = ids == [str(start + i) for i in range(len(ids))]
     ids_payload = zlib.compress(json.dumps({"ids": None if implied else ids, "pixels": pixels}).encode(), 9)
-    return [Section(b"IDS_", ids_payload), Section(b"ITEM", item_payload)]
+    sections = [Section(b"IDS_", ids_payload), Section(b"ITEM", item_payload)]
+    if residual is not None:
+        levels, step = residual
+        sections.append(Section(RESIDUAL_TAG, encode_residual(levels, step, chunk_size)))
+    return sections
 
 
 def _batch_sections(dictionary: Dictionary, unit: np.ndarray, ids: list[str], pixels, chunk_size: int,
-                    start: int, symbols=None, n_threads=None) -> tuple[list[Section], np.ndarray]:
-    """IDS_ and ITEM sections for one batch; also the cosine of each reconstructed item."""
+                    start: int, symbols=None, n_threads=None,
+                    residual_step: float | None = None) -> tuple[list[Section], np.ndarray]:
+    """IDS_, ITEM (and RESD) sections for one batch; also the cosine of each reconstructed item."""
     if symbols is None:
         symbols = dictionary.items_symbols(unit, n_threads=n_threads)
     decoded = dictionary.reconstruct(symbols)  # what a reader will get, measured as such
+    residual = None
+    if residual_step is not None:
+        levels = residual_levels(unit, decoded, residual_step)
+        decoded = refine(decoded, levels, residual_step)
+        residual = (levels, residual_step)
     cosine = np.sum(decoded.astype(np.float64) * unit, axis=1)
-    return _coded_sections(dictionary, symbols, ids, pixels, chunk_size, start), cosine
+    return _coded_sections(dictionary, symbols, ids, pixels, chunk_size, start, residual), cosine
 
 
 def _summary(cosine: np.ndarray) -> dict:
@@ -99,7 +114,7 @@ def compress(
     step: float | None = None, rd_lambda: float | None = None, layout: str = "smic",
     paper_bits: int = 8, precision: str = "float16", n_iter: int = 10, seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK, model: str | None = None, n_threads: int | None = None,
-    progress: Callable[[int, float], object] | None = None,
+    progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
 ) -> dict:
     """Compress (N, d) embeddings into one .smic file; returns :meth:`Collection.info` plus the
     mean and 5th-percentile cosine similarity between E and its reconstruction.
@@ -116,7 +131,12 @@ def compress(
             its hash and pays no dictionary bits.
         chunk_size: items per independently decodable chunk (random access granularity).
         model: name of the CLIP model that made E, recorded in the header.
+        residual_step: add a refinement layer (smic_fast.residual): each item's residual after
+            its atoms, quantised with this step (in [1e-4, 1]) and range-coded. For cosines above
+            what the atoms reach (about 0.97), at hundreds of bits per item; every later append
+            uses the same step. None (default): atoms only, a handful of bits per item.
     """
+    residual_step = None if residual_step is None else check_step(residual_step)
     unit, norms = normalize_embeddings(E)
     chunk_size = as_count(chunk_size, "chunk_size", minimum=1)
     if chunk_size > MAX_CHUNK:
@@ -138,9 +158,13 @@ def compress(
         dict_section = Section(b"DREF", bytes.fromhex(dictionary.hash))
     header = {"kind": "smic-collection", "dim": int(unit.shape[1]), "model": model,
               "mean_norm": float(np.mean(norms)), "writer": f"smic-fast {_version()}"}
-    batch, cosine = _batch_sections(dictionary, unit, ids_list, pixels_list, chunk_size, 0, symbols, n_threads)
+    if residual_step is not None:
+        header["residual_step"] = residual_step
+    batch, cosine = _batch_sections(dictionary, unit, ids_list, pixels_list, chunk_size, 0, symbols, n_threads,
+                                    residual_step)
     write_sections(path, COLLECTION_MAGIC,
-                   [Section(b"HEAD", json.dumps(header, sort_keys=True).encode()), dict_section, *batch])
+                   [Section(b"HEAD", json.dumps(header, sort_keys=True).encode()), dict_section, *batch],
+                   version=1 if residual_step is None else RESIDUAL_FORMAT_VERSION)
     info = open(path, dictionary=dictionary).info()
     info.update(_summary(cosine))
     return info
@@ -154,6 +178,7 @@ class _Batch:
     offsets: np.ndarray
     data: bytes
     section_bytes: int
+    residual: ResidualCode | None = None
 
 
 class Collection:
@@ -185,8 +210,14 @@ class Collection:
             self.dim = int(self.header["dim"])
         except (ValueError, KeyError, TypeError) as error:
             raise FormatError(f"{name}: unreadable header ({error})") from error
+        self.residual_step = self.header.get("residual_step") if isinstance(self.header, dict) else None
+        if self.residual_step is not None:
+            try:
+                self.residual_step = check_step(self.residual_step)
+            except ValueError as error:
+                raise FormatError(f"{name}: bad header ({error})") from error
         self.section_bytes = {"header": 16 + 16 + len(sections[0].payload), "dictionary": 0,
-                              "ids": 0, "items": 0}
+                              "ids": 0, "items": 0, "residual": 0}
         tag, payload = sections[1].tag, sections[1].payload
         self.section_bytes["dictionary"] = 16 + len(payload)
         if tag == b"DICT":
@@ -214,15 +245,27 @@ class Collection:
         self._ids: list[str] = []
         self._index: dict[str, int] = {}
         self._pixels: list[int | None] = []
-        rest = sections[2:]
-        if len(rest) % 2:
-            raise FormatError(f"{name}: an IDS_ section without its ITEM section (truncated?)")
-        for ids_section, item_section in zip(rest[::2], rest[1::2]):
-            if ids_section.tag != b"IDS_" or item_section.tag != b"ITEM":
-                raise FormatError(f"{name}: expected IDS_ then ITEM, found {ids_section.tag!r}, {item_section.tag!r}")
-            self._read_batch(name, ids_section.payload, item_section.payload)
+        for group in self._batch_groups(sections):
+            if [s.tag for s in group] != self._batch_tags:
+                raise FormatError(f"{name}: expected sections {b' '.join(self._batch_tags).decode()}, "
+                                  f"found {b' '.join(s.tag for s in group)!r}")
+            self._read_batch(name, group[0].payload, group[1].payload,
+                             group[2].payload if len(group) > 2 else None)
 
-    def _read_batch(self, name: str, ids_payload: bytes, item_payload: bytes) -> None:
+    @property
+    def _batch_tags(self) -> list[bytes]:
+        """The sections of one batch, in order."""
+        return [b"IDS_", b"ITEM"] + ([RESIDUAL_TAG] if self.residual_step is not None else [])
+
+    def _batch_groups(self, sections: list[Section]) -> list[list[Section]]:
+        """The sections after HEAD and the dictionary, one list per batch."""
+        rest, size = sections[2:], len(self._batch_tags)
+        if len(rest) % size:
+            raise FormatError(f"{self.path}: a batch with missing sections (truncated?)")
+        return [rest[i:i + size] for i in range(0, len(rest), size)]
+
+    def _read_batch(self, name: str, ids_payload: bytes, item_payload: bytes,
+                    residual_payload: bytes | None = None) -> None:
         try:
             inflater = zlib.decompressobj()
             text = inflater.decompress(ids_payload, _MAX_IDS_BYTES)
@@ -252,9 +295,16 @@ class Collection:
             raise FormatError(f"{name}: corrupt chunk offsets in items section")
         if len(set(ids)) != len(ids) or any(i in self._index for i in ids):
             raise FormatError(f"{name}: duplicate item ids")
+        residual = None
+        if residual_payload is not None:
+            residual = ResidualCode.parse(residual_payload, name)
+            if (residual.n_items, residual.dim, residual.chunk_size, residual.step) != (
+                    n_items, self.dim, chunk_size, self.residual_step):
+                raise FormatError(f"{name}: residual section does not match its items section")
+            self.section_bytes["residual"] += 16 + len(residual_payload)
         self._index.update((item_id, len(self._ids) + k) for k, item_id in enumerate(ids))
         self._batches.append(_Batch(len(self._ids), n_items, chunk_size, offsets.astype(np.uint64), data,
-                                    16 + len(item_payload)))
+                                    16 + len(item_payload), residual))
         self._ids.extend(ids)
         self._pixels.extend(pixels if pixels is not None else [None] * n_items)
         self.section_bytes["ids"] += 16 + len(ids_payload)
@@ -276,7 +326,11 @@ class Collection:
             raise
         except ValueError as error:  # DecodeError included
             raise FormatError(f"{self.path}: corrupt items ({error})") from error
-        return self.dictionary.reconstruct(symbols)
+        decoded = self.dictionary.reconstruct(symbols)
+        if batch.residual is not None:
+            levels = batch.residual.levels(start, stop, str(self.path))
+            decoded = refine(decoded, levels, batch.residual.step)
+        return decoded
 
     def _symbols(self) -> list:
         """Decoded item symbols of every batch (for format tests)."""
@@ -327,6 +381,7 @@ class Collection:
         """Code new embeddings with the stored dictionary and append them as new sections.
 
         Earlier items are untouched (their bytes are copied unchanged); the write is atomic.
+        New items get the collection's residual refinement, if it has one (same step).
         An id already in the collection is an error, unless `replace`: its old item is then
         dropped (the other items of its batch are re-packed from their decoded symbols, so
         they decode exactly as before) and the new one appended.
@@ -340,44 +395,46 @@ class Collection:
         chunk = as_count(chunk, "chunk_size", minimum=1)
         if not replaced:
             batch, cosine = _batch_sections(self.dictionary, unit, ids_list, pixels_list, chunk, len(self),
-                                            n_threads=n_threads)
+                                            n_threads=n_threads, residual_step=self.residual_step)
             append_sections(self.path, COLLECTION_MAGIC, batch)
         else:
             kept = self._sections_without(replaced)
             start = len(self) - len(replaced)
             batch, cosine = _batch_sections(self.dictionary, unit, ids_list, pixels_list, chunk, start,
-                                            n_threads=n_threads)
-            write_sections(self.path, COLLECTION_MAGIC, [*kept, *batch])
+                                            n_threads=n_threads, residual_step=self.residual_step)
+            write_sections(self.path, COLLECTION_MAGIC, [*kept, *batch], version=self._format_version)
         self._load()
         info = self.info()
         info.update(_summary(cosine))
         return info
 
+    @property
+    def _format_version(self) -> int:
+        return 1 if self.residual_step is None else RESIDUAL_FORMAT_VERSION
+
     def _sections_without(self, dropped: set[str]) -> list[Section]:
         """HEAD, dictionary and batch sections of this file with the items `dropped` removed;
-        untouched batches keep their bytes, the others are re-packed from their symbols."""
+        untouched batches keep their bytes, the others are re-packed from their symbols (and
+        residual levels), so every kept item decodes exactly as before."""
         sections = read_sections(self.path, COLLECTION_MAGIC, kind="smic collection")
         out = sections[:2]
         position = 0
-        for batch, ids_section, item_section in zip(self._batches, sections[2::2], sections[3::2]):
+        for batch, group in zip(self._batches, self._batch_groups(sections)):
             ids = self._ids[batch.start:batch.start + batch.n_items]
             keep = np.array([i not in dropped for i in ids], dtype=bool)
-            if keep.all():
-                # Implied ids are positions: still right only if nothing before moved.
-                if position == batch.start:
-                    out += [ids_section, item_section]
-                else:
-                    symbols = self.dictionary.decode_items(batch.data, batch.offsets, batch.n_items, batch.chunk_size)
-                    pixels = self._pixels[batch.start:batch.start + batch.n_items]
-                    out += _coded_sections(self.dictionary, symbols, ids, None if None in pixels else pixels,
-                                           batch.chunk_size, position)
+            # Implied ids are positions: an untouched batch keeps its bytes only if nothing before moved.
+            if keep.all() and position == batch.start:
+                out += group
             elif keep.any():
                 rows = np.flatnonzero(keep)
                 symbols = self.dictionary.decode_items(batch.data, batch.offsets, batch.n_items,
                                                        batch.chunk_size).take(rows)
+                residual = None
+                if batch.residual is not None:
+                    residual = (batch.residual.levels(name=str(self.path))[rows], batch.residual.step)
                 pixels = [self._pixels[batch.start + r] for r in rows]
                 out += _coded_sections(self.dictionary, symbols, [ids[r] for r in rows],
-                                       None if None in pixels else pixels, batch.chunk_size, position)
+                                       None if None in pixels else pixels, batch.chunk_size, position, residual)
             position += int(keep.sum())
         return out
 
@@ -386,7 +443,7 @@ class Collection:
         """Rates from the bytes on disk, and what the file holds."""
         n = len(self)
         size = self.path.stat().st_size
-        item_bits = 8 * self.section_bytes["items"]
+        item_bits = 8 * (self.section_bytes["items"] + self.section_bytes["residual"])  # the items' own bytes
         pixels = [p for p in self._pixels if p is not None]
         info = {
             "path": str(self.path), "items": n, "dim": self.dim, "model": self.header.get("model"),
@@ -397,7 +454,7 @@ class Collection:
             "bits_per_item": 8 * size / n if n else None,
             "marginal_bits_per_item": item_bits / n if n else None,
             "dictionary_share": self.section_bytes["dictionary"] / size,
-            "format_version": 1,
+            "format_version": self._format_version, "residual_step": self.residual_step,
         }
         if pixels and len(pixels) == n:
             per_item_total = 8 * size / n

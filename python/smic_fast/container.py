@@ -24,7 +24,7 @@ from .errors import FormatError
 
 __all__ = ["FORMAT_VERSION", "Section", "append_sections", "atomic_write", "read_sections", "write_sections"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this reader understands (2: collections with RESD sections)
 _PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
 _SECTION_HEAD = struct.Struct("<4sQ")  # tag, payload length
 _CRC = struct.Struct("<I")
@@ -76,9 +76,13 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_sections(path: str | os.PathLike, magic: bytes, sections: Iterable[Section]) -> int:
-    """Write a new container file atomically; returns its size in bytes."""
-    body = _PREAMBLE.pack(magic, FORMAT_VERSION, 0, 0) + _encode_sections(sections)
+def write_sections(path: str | os.PathLike, magic: bytes, sections: Iterable[Section], *, version: int = 1) -> int:
+    """Write a new container file atomically; returns its size in bytes. `version` is the
+    lowest format version that describes the content (1 unless a newer feature is used), so
+    older readers keep reading what they can."""
+    if not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(f"version must be in [1, {FORMAT_VERSION}], got {version}")
+    body = _PREAMBLE.pack(magic, version, 0, 0) + _encode_sections(sections)
     atomic_write(Path(path), lambda f: f.write(body))
     return len(body)
 

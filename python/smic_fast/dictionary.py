@@ -332,8 +332,8 @@ class Dictionary:
 
     def to_bytes(self) -> bytes:
         """The .smicd file content."""
-        from .container import _PREAMBLE, FORMAT_VERSION, _encode_sections
-        return _PREAMBLE.pack(DICTIONARY_MAGIC, FORMAT_VERSION, 0, 0) + _encode_sections(self._sections())
+        from .container import _PREAMBLE, _encode_sections
+        return _PREAMBLE.pack(DICTIONARY_MAGIC, 1, 0, 0) + _encode_sections(self._sections())  # version 1 format
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the dictionary to `path` (conventionally ``*.smicd``) atomically."""

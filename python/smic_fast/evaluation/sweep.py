@@ -4,7 +4,9 @@ baselines, and measure every point from the bytes it writes.
 Methods (the ``method`` of a :class:`Point`):
 
 * ``smic`` — our default mode with a dictionary of its own: rate-distortion choice of each
-  item's atoms, entropy-coded indices and coefficient ratios. The collection is written with
+  item's atoms, entropy-coded indices and coefficient ratios; its highest-fidelity setting is
+  also coded with the residual refinement layer at several steps (``residual_step``,
+  smic_fast.residual) for the fidelities atoms alone do not reach. The collection is written with
   :func:`smic_fast.compress` and the dictionary saved as a .smicd; the total rate is that of
   the same file with the dictionary embedded (a DICT section in place of the 32-byte DREF:
   ``.smic bytes - 32 + .smicd bytes``). The items are coded as with a given dictionary (one
@@ -51,18 +53,21 @@ _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """What to sweep. ``n_atoms`` entries of None mean the default K for the collection size
-    (:func:`smic_fast.dictionary.default_n_atoms`); ``smic`` settings are (step, rd_lambda)
-    pairs coded with at most ``n_nonzero`` atoms; ``paper`` settings are (atoms, bits per
+    """What to sweep. ``n_atoms``: dictionary sizes K, None entries meaning the default K for
+    the collection size (:func:`smic_fast.dictionary.default_n_atoms`); by default that K and
+    half of it (the smaller dictionary costs less at low rates). ``smic`` settings are (step,
+    rd_lambda) pairs coded with at most ``n_nonzero`` atoms, and ``residual`` the refinement
+    steps added to the last (finest) of them; ``paper`` settings are (atoms, bits per
     coefficient); ``pq`` settings are (M, nbits)."""
 
-    n_atoms: tuple[int | None, ...] = (None,)
+    n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
     smic: tuple[tuple[float, float], ...] = (
         (0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (0.125, 1e-3),
         (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
-    paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8))
-    scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025)
+    residual: tuple[float, ...] = (0.1, 0.06, 0.04, 0.025, 0.015, 0.008, 0.004)
+    paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8))
+    scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
@@ -80,7 +85,7 @@ class SweepConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
         """A few points per method, for tests and a first look (seconds on small collections)."""
-        base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)),
+        base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)), residual=(0.03,),
                    paper=((1, 4), (2, 6), (4, 8)), scalar=(0.2, 0.1, 0.05), pq=((1, 8), (4, 8), (16, 8)),
                    n_iter=4, queries=64, pq_train=2048)
         return replace(base, **overrides)
@@ -157,21 +162,30 @@ class _Measure:
 
 
 def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: SweepConfig,
-                     pixels: list[int] | None, n_threads: int | None, **coding) -> dict[str, Any]:
-    """Fit tables for `atoms`, write the collection and its dictionary, decode it back."""
+                     pixels: list[int] | None, n_threads: int | None, residual_step: float | None = None,
+                     reuse: dict[str, Any] | None = None, **coding) -> dict[str, Any]:
+    """Fit tables for `atoms` (unless `reuse`, the result of an earlier call with the same
+    coding, is given: refinement points reuse its dictionary, and count its table time again
+    in encode_s), write the collection and its dictionary, decode it back."""
     smic_path, dict_path = folder / "eval.smic", folder / "eval.smicd"
     start = time.perf_counter()
-    dictionary = Dictionary.from_atoms(atoms, unit, n_nonzero=coding.pop("n_nonzero", config.n_nonzero),
-                                       precision=config.precision, n_threads=n_threads, **coding)
-    info = compress(unit, smic_path, dictionary=dictionary, pixels=pixels, n_threads=n_threads)
+    if reuse is None:
+        dictionary = Dictionary.from_atoms(atoms, unit, n_nonzero=coding.pop("n_nonzero", config.n_nonzero),
+                                           precision=config.precision, n_threads=n_threads, **coding)
+        tables_s = time.perf_counter() - start
+    else:
+        dictionary, tables_s = reuse["dictionary"], reuse["tables_s"]
+        start -= tables_s
+    info = compress(unit, smic_path, dictionary=dictionary, pixels=pixels, n_threads=n_threads,
+                    residual_step=residual_step)
     encode_s = time.perf_counter() - start
     dictionary.save(dict_path)
     start = time.perf_counter()
     reconstruction = open_collection(smic_path, dictionary=dictionary).embeddings()
     decode_s = time.perf_counter() - start
-    return {"dictionary": dictionary, "reconstruction": reconstruction, "encode_s": encode_s,
+    return {"dictionary": dictionary, "tables_s": tables_s, "reconstruction": reconstruction, "encode_s": encode_s,
             "decode_s": decode_s, "smic_bytes": info["file_bytes"], "dict_bytes": dict_path.stat().st_size,
-            "item_bytes": info["section_bytes"]["items"]}
+            "item_bytes": info["section_bytes"]["items"] + info["section_bytes"]["residual"]}
 
 
 def _learn(unit: np.ndarray, k: int, n_nonzero: int, config: SweepConfig, n_threads: int | None) -> np.ndarray:
@@ -222,9 +236,13 @@ def run_sweep(
     pixel_list = None if pixel_array is None else [int(p) for p in pixel_array]
     train_unit = None if train is None else normalize_embeddings(train, "train", dim=d)[0]
     measure = _Measure(unit, pixel_array, config)
-    ks = sorted({min(default_n_atoms(n) if k is None else int(k), n) for k in config.n_atoms})
+    ks = sorted({min(default_n_atoms(n) if k is None else int(k), n) for k in config.n_atoms}
+                if config.n_atoms is not None else {default_n_atoms(n), min(n, max(8, default_n_atoms(n) // 2))})
     methods = config.methods
-    count = (len(ks) * (len(config.smic) * (("smic" in methods) + ("smic-shared" in methods))
+    smic_settings = [(step, rd_lambda, None) for step, rd_lambda in config.smic]
+    if config.smic:
+        smic_settings += [(*config.smic[-1], residual_step) for residual_step in config.residual]
+    count = (len(ks) * (len(smic_settings) * (("smic" in methods) + ("smic-shared" in methods))
                         + len(config.paper) * ("paper" in methods))
              + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods))
     points: list[Point] = []
@@ -244,22 +262,31 @@ def run_sweep(
                 start = time.perf_counter()
                 shared_atoms = _learn(train_unit, k, s_fit, config, n_threads)
                 shared_fit_s = time.perf_counter() - start
-            for step, rd_lambda in config.smic if {"smic", "smic-shared"} & set(methods) else ():
+            finest: dict[str, Any] = {}  # the dictionaries of the last smic setting, reused by the refinements
+            for step, rd_lambda, residual_step in smic_settings if {"smic", "smic-shared"} & set(methods) else ():
                 settings = {"K": k, "n_nonzero": s_fit, "step": step, "rd_lambda": rd_lambda}
                 coding = {"n_nonzero": s_fit, "step": step, "rd_lambda": rd_lambda}
+                if residual_step is not None:
+                    settings["residual_step"] = residual_step
+                    coding["residual_step"] = residual_step
                 own = None
                 if "smic" in methods or train_unit is None:
-                    own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, **dict(coding))
+                    own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
+                                           reuse=finest.get("own") if residual_step else None, **dict(coding))
+                    finest["own"] = own if residual_step is None else finest["own"]
                 if "smic" in methods:
                     total = own["smic_bytes"] - _DREF_PAYLOAD + own["dict_bytes"]
                     points.append(measure.point("smic", settings, own["reconstruction"], total, own["item_bytes"],
                                                 own["encode_s"], own["decode_s"], fit_s))
                     bar.update()
-                    if k == ks[-1] and (step, rd_lambda) == config.smic[len(config.smic) // 2]:
+                    if k == ks[-1] and (step, rd_lambda, residual_step) == smic_settings[len(config.smic) // 2]:
                         item_bits[points[-1].label] = _item_bits(own["dictionary"], unit)  # a middle setting
                 if "smic-shared" in methods:
                     shared = own if train_unit is None else _code_collection(
-                        unit, shared_atoms, folder, config, pixel_list, n_threads, **dict(coding))
+                        unit, shared_atoms, folder, config, pixel_list, n_threads,
+                        reuse=finest.get("shared") if residual_step else None, **dict(coding))
+                    if train_unit is not None:
+                        finest["shared"] = shared if residual_step is None else finest["shared"]
                     points.append(measure.point(
                         "smic-shared", {**settings, "train": "collection" if train_unit is None else "train"},
                         shared["reconstruction"], shared["smic_bytes"], shared["item_bytes"],
@@ -330,7 +357,7 @@ def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_pe
     return None
 
 
-def comparison_table(points: Sequence[Point], levels: Sequence[float] = (0.7, 0.8, 0.85, 0.9, 0.95),
+def comparison_table(points: Sequence[Point], levels: Sequence[float] = (0.7, 0.8, 0.9, 0.95, 0.97, 0.99),
                      rate: str = "bits_per_item") -> dict[str, dict[str, float | None]]:
     """{method: {str(level): bits per item at that mean cosine or None}}."""
     methods = sorted({p.method for p in points}, key=lambda m: METHODS.index(m) if m in METHODS else 99)
