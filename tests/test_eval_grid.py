@@ -76,7 +76,8 @@ def encoded(photo_folder, onnx_model):
 @pytest.fixture(scope="module")
 def sweep(encoded):
     E, _ = encoded
-    config = SweepConfig.quick(methods=("smic", "scalar"), queries=8)
+    # three atoms-only settings and the finest one refined (the residual layer): four smic points
+    config = SweepConfig.quick(methods=("smic", "scalar"), queries=8, residual=(0.03,))
     return run_sweep(E, config, progress=False), config
 
 
@@ -105,11 +106,13 @@ def test_grid_items_are_evenly_spaced():
 def test_grid_points_low_middle_high_and_targets(sweep):
     points, _ = sweep
     ours = sorted((p for p in points.points if p.method == "smic"), key=lambda p: p.bits_per_item)
-    assert len(ours) == 3
-    assert grid_points(points.points) == ours
+    assert len(ours) == 4 and "residual_step" in ours[-1].settings  # the refined point costs the most
+    assert grid_points(points.points) == [ours[0], ours[2], ours[3]]  # lowest, middle (by rank), highest
     assert grid_points(points.points, 2) == [ours[0], ours[-1]]
+    assert grid_points(points.points, 9) == ours
     # targets: the nearest point each (in log rate), each point once, increasing
-    assert grid_points(points.points, [ours[2].bits_per_item * 1.1, ours[0].bits_per_item * 0.9]) == [ours[0], ours[2]]
+    assert grid_points(points.points, [ours[2].bits_per_item, ours[0].bits_per_item * 0.5]) == [ours[0], ours[2]]
+    assert grid_points(points.points, [ours[3].bits_per_item * 10]) == [ours[3]]
     assert grid_points(points.points, [ours[1].bits_per_item] * 3) == [ours[1]]
     scalar_only = [p for p in points.points if p.method == "scalar"]
     with pytest.raises(ValueError, match="no 'smic' points"):
@@ -130,8 +133,11 @@ def test_regeneration_grid_columns_seeds_and_bytes(sweep, encoded, generator):
     kinds = [c.kind for c in grid.columns_]
     assert kinds == ["original", "uncompressed", "smic", "smic", "smic"]
     assert grid.rows == grid_items(len(E), 3) and grid.ids == [ids[r] for r in grid.rows]
-    ours = sorted(p.bits_per_item for p in result.points if p.method == "smic")
-    assert grid.rates == ours  # the three points, lowest rate first
+    chosen = [p for i, p in enumerate(sorted((p for p in result.points if p.method == "smic"),
+                                             key=lambda p: p.bits_per_item)) if i in (0, 2, 3)]
+    ours = [p.bits_per_item for p in chosen]
+    assert grid.rates == ours and ours == sorted(ours)  # lowest rate first
+    assert "residual_step" in grid.columns_[-1].settings  # the refined point is recoded with its layer too
     # the recoded points are the sweep's bytes (the note would say otherwise)
     assert not [n for n in grid.notes if "recoded" in n]
     for column in grid.columns_:
@@ -147,8 +153,7 @@ def test_regeneration_grid_columns_seeds_and_bytes(sweep, encoded, generator):
     for a, b in zip(grid.columns_[1].images, direct):
         assert np.array_equal(_pixels(a), _pixels(b))
     assert grid.columns_[1].item_cosines == pytest.approx([1.0] * 3, abs=1e-6)
-    for column, point in zip(grid.columns_[2:], sorted((p for p in result.points if p.method == "smic"),
-                                                        key=lambda p: p.bits_per_item)):
+    for column, point in zip(grid.columns_[2:], chosen):
         assert f"{point.bits_per_item:.3g} bits/item" in column.title and f"cos {point.cosine_mean:.3f}" in column.title
         assert column.settings == point.settings and all(-1 <= c < 1 for c in column.item_cosines)
     # same seed: identical pictures; another seed: other pictures
@@ -193,7 +198,7 @@ def test_cli_eval_with_generator_on_photos(photo_folder, onnx_model, generator_f
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["grid"]["rates"] == grid["rates"]
     ours = sorted(p["bits_per_item"] for p in data["points"] if p["method"] == "smic")
-    assert grid["rates"] == [ours[0], ours[len(ours) // 2], ours[-1]]
+    assert len(ours) == 4 and grid["rates"] == [ours[0], ours[2], ours[3]]  # quick: 3 settings + 1 refined
     names = sorted(p.name for p in photo_folder.iterdir())
     assert grid["items"] == [names[i] for i in grid_items(len(names), 3)] and grid["seed"] == 2
     for column in grid["columns"][2:]:

@@ -139,7 +139,9 @@ def grid_points(points: Sequence[Point], rates: int | Sequence[float] = 3) -> li
 
 def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixels: Sequence[int] | None,
             n_threads: int | None) -> list[tuple[np.ndarray, int]]:
-    """Reconstruction and item bytes of each point, coded again as the sweep codes it."""
+    """Reconstruction and item bytes of each point, coded again as the sweep codes it (a
+    refined point's dictionary tables are fitted again from the same settings: deterministic,
+    so the same as the ones the sweep reuses from its finest atoms-only point)."""
     from .sweep import _code_collection, _learn
 
     atoms_of: dict[tuple[int, int], np.ndarray] = {}
@@ -149,9 +151,10 @@ def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixe
             k, s = int(p.settings["K"]), int(p.settings["n_nonzero"])
             if (k, s) not in atoms_of:
                 atoms_of[(k, s)] = _learn(unit, k, s, config, n_threads)
+            refine = {"residual_step": p.settings["residual_step"]} if "residual_step" in p.settings else {}
             coded = _code_collection(unit, atoms_of[(k, s)], Path(tmp), config,
                                      None if pixels is None else list(pixels), n_threads, n_nonzero=s,
-                                     step=p.settings["step"], rd_lambda=p.settings["rd_lambda"])
+                                     step=p.settings["step"], rd_lambda=p.settings["rd_lambda"], **refine)
             out.append((np.asarray(coded["reconstruction"], np.float32), int(coded["item_bytes"])))
     return out
 
