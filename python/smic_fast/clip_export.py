@@ -61,6 +61,7 @@ class ExportResult:
     check_images: str | None
     cached: bool
     seconds: float
+    fused: str = "none"  # fused ONNX Runtime operators, e.g. "attention=12,gelu=12"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -436,7 +437,7 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
         path=str(target), arch=arch, pretrained=tag, weights=label, opset=opset, precision=precision,
         dim=int(meta["dim"]), image_size=preprocess.image_size, max_abs_diff=max_diff,
         min_cosine=min_cos, check_images=check_kind, cached=False,
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start, fused=meta["fused"])
 
 
 def _install(work: Path, target: Path) -> None:
@@ -458,7 +459,8 @@ def _cached_result(target: Path, start: float) -> ExportResult:
         weights=meta.get("weights", "?"), opset=int(meta.get("opset", 0)),
         precision=meta.get("precision", "fp32"), dim=int(meta.get("dim", 0)), image_size=pre.image_size,
         max_abs_diff=None if diff is None else float(diff), min_cosine=None if cos is None else float(cos),
-        check_images=meta.get("check_images"), cached=True, seconds=time.perf_counter() - start)
+        check_images=meta.get("check_images"), cached=True, seconds=time.perf_counter() - start,
+        fused=meta.get("fused", "none"))
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
