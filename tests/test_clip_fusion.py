@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ open_clip = pytest.importorskip("open_clip")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
+from smic_fast.cli import EXIT_OK, main  # noqa: E402
 from smic_fast.clip_export import export_clip, load_open_clip_model, sample_photos  # noqa: E402
 from smic_fast.clip_fusion import fused_for_export  # noqa: E402
 from smic_fast.clip_models import register_model_config  # noqa: E402
@@ -46,10 +48,15 @@ def _inputs(n: int = 4) -> np.ndarray:
     return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(5)).numpy()
 
 
-def test_fused_graph_matches_plain_export_and_pytorch(smic_home, tmp_path):
+def test_fused_graph_matches_plain_export_and_pytorch(smic_home, tmp_path, capsys):
     fused = export_clip("tiny", cache=smic_home)
-    plain = export_clip("tiny", output=tmp_path / "plain.onnx", fuse=False)
-    assert fused.fused == "attention=2,gelu=2" and plain.fused == "none"
+    # the plain graph through the command line (--no-fuse)
+    code = main(["export-clip", "--model", "tiny", "--model-config", str(TINY), "--no-fuse",
+                 "-o", str(tmp_path / "plain.onnx"), "--cache-dir", str(tmp_path)])
+    assert code == EXIT_OK
+    plain = json.loads(capsys.readouterr().out)
+    assert fused.fused == "attention=2,gelu=2" and plain["fused"] == "none"
+    plain = SimpleNamespace(**plain)
     ops = _ops(fused.path)
     assert ops[("com.microsoft", "Attention")] == 2 and ops[("com.microsoft", "Gelu")] == 2
     # the exporter's attention layout and the five-node erf GELU are gone

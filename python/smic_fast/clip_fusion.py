@@ -22,8 +22,11 @@ the export check compares ONNX Runtime with the *unpatched* model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is an optional dependency (the [export] extra)
+    import torch
 
 __all__ = ["fused_for_export", "translation_table"]
 
@@ -104,7 +107,7 @@ def _contrib_ops() -> dict[str, Any]:
     return ops
 
 
-def translation_table() -> dict[Any, Any]:
+def translation_table() -> dict[Any, Callable[..., Any]]:
     """``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``: the smic::
     ops written as ``com.microsoft`` Attention / Gelu / QuickGelu."""
     _register_torch_ops()
@@ -176,7 +179,7 @@ def _can_fuse_attention(block) -> bool:
 
 
 @contextlib.contextmanager
-def fused_for_export(visual) -> Iterator[dict[str, int]]:
+def fused_for_export(visual: torch.nn.Module) -> Iterator[dict[str, int]]:
     """Swap the fusable modules of an open_clip image tower for smic:: custom ops, and put
     the originals back on exit. Yields the counts ``{"attention": n, "gelu": n,
     "quick_gelu": n}`` (all 0 for towers with nothing to fuse)."""
