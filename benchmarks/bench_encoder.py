@@ -1,7 +1,9 @@
 """End-to-end CLIP image encoding speed: JPEG files in, embeddings out, side by side in one run.
 
 ours: smic_fast.ClipEncoder (Pillow decode with JPEG draft + numpy preprocessing on a thread
-pool, overlapped with ONNX Runtime), fp32 and int8 (onnxruntime dynamic quantization).
+pool, overlapped with ONNX Runtime), fp32 and int8 (onnxruntime dynamic quantization), both
+exported with attention and GELU as ONNX Runtime's fused operators (smic_fast.clip_fusion);
+the model-alone table also times the plain exports (``fuse=False``) to show what fusion buys.
 peer: open_clip's own preprocess (torchvision on PIL) + the PyTorch eager model, same model,
 same batch, files read and decoded in the loop (no overlap), torch.inference_mode, torch's
 default thread count.
@@ -85,6 +87,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     ap.add_argument("--cache", default=None, help="export cache (default: a temporary folder)")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain (unfused) exports")
     args = ap.parse_args()
 
     import torch
@@ -102,8 +105,16 @@ def main() -> None:
         t0 = time.perf_counter()
         fp32 = export_clip(args.model, pretrained=None, cache=cache)
         int8 = export_clip(args.model, pretrained=None, precision="int8", cache=cache)
+        plain = {}
+        if not args.no_plain:
+            folder = cache / "plain"  # outside the cache layout: export_clip does not reuse it
+            for precision in ("fp32", "int8"):
+                path = folder / f"{args.model}-{precision}.onnx"
+                if not path.is_file():
+                    export_clip(args.model, pretrained=None, precision=precision, output=path, fuse=False)
+                plain[precision] = str(path)
         print(f"export {args.model} fp32+int8: {time.perf_counter() - t0:.1f} s, "
-              f"ORT vs torch max |diff| {fp32.max_abs_diff:.2e} (fp32)")
+              f"ORT vs torch max |diff| {fp32.max_abs_diff:.2e} (fp32), fused operators: {fp32.fused}")
         paths = make_jpegs(Path(tmp), args.n)
         model, preprocess, _, _ = load_open_clip_model(args.model, seed=0)
 
@@ -137,8 +148,12 @@ def main() -> None:
         product, product_flop = sgemm()
         model_only = {"PyTorch eager fp32": torch_model,
                       "ONNX Runtime fp32": lambda: ours32.session.run(None, {ours32._input: x_np}),
-                      "ONNX Runtime int8": lambda: ours8.session.run(None, {ours8._input: x_np}),
-                      "fp32 matrix product": product}
+                      "ONNX Runtime int8": lambda: ours8.session.run(None, {ours8._input: x_np})}
+        for precision, path in plain.items():
+            session = ClipEncoder(path, batch_size=args.batch).session
+            model_only[f"ONNX Runtime {precision}, plain export (no fusion)"] = (
+                lambda s=session: s.run(None, {"image": x_np}))
+        model_only["fp32 matrix product"] = product
         for fn in model_only.values():
             fn()
         model_times = rounds(model_only, args.rounds)

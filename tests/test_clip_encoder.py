@@ -64,7 +64,13 @@ def test_preprocessing_tensor_matches_open_clip(encoder, torch_tiny):
         ours = encoder.preprocess(image)
         theirs = preprocess(image).numpy()
         assert ours.shape == theirs.shape == (3, 64, 64)
-        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+        # We resample only the crop box (Pillow's resize(box=...)), open_clip the whole image
+        # and then crops: the same filter, so the 8-bit pixels agree up to rounding, i.e. a
+        # few of them differ by one level (1 / (255 * std) after normalisation).
+        one_level = 1.0 / (255.0 * np.asarray(encoder.preprocess.std))[:, None, None]
+        diff = np.abs(ours - theirs)
+        assert (diff <= one_level * 1.001 + 1e-5).all()
+        assert (diff > 1e-5).mean() < 1e-3
 
 
 def test_oracle_cosine_on_photos(encoder, torch_tiny):

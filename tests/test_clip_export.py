@@ -154,6 +154,7 @@ def test_int8_export_stays_close(tiny_export, smic_home):
 
     ops = {node.op_type for node in onnx.load(result.path, load_external_data=False).graph.node}
     assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
+    assert "QAttention" in ops  # the fused attention (clip_fusion) is quantized too
 
 
 def test_bad_arguments(tmp_path):

@@ -11,6 +11,7 @@ The graph's input is ``image`` (N, 3, S, S) float32, normalised as open_clip doe
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -60,6 +61,7 @@ class ExportResult:
     check_images: str | None
     cached: bool
     seconds: float
+    fused: str = "none"  # fused ONNX Runtime operators, e.g. "attention=12,gelu=12"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,17 +237,30 @@ def sample_photos(limit: int | None = None) -> tuple[list, str]:
 
 
 # -- export -----------------------------------------------------------------------------------
-def _torch_export(visual, image_size: int, path: Path, opset: int, external: bool) -> None:
+def _torch_export(visual, image_size: int, path: Path, opset: int, external: bool,
+                  fuse: bool = True) -> dict[str, int]:
+    """Export `visual` to `path`; with `fuse`, attention and GELU as ONNX Runtime's fused
+    operators (:mod:`smic_fast.clip_fusion`). Returns the counts of fused operators."""
     import torch
 
     example = torch.zeros(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter internals (deprecations, tracer notes)
-        program = torch.onnx.export(
-            visual, (example,), input_names=["image"], output_names=["embedding"],
-            dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, verbose=False)
+    with contextlib.ExitStack() as stack:
+        counts: dict[str, int] = {}
+        table = None
+        if fuse:
+            from .clip_fusion import fused_for_export, translation_table
+
+            counts = stack.enter_context(fused_for_export(visual))
+            table = translation_table()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter internals (deprecations, tracer notes)
+            program = torch.onnx.export(
+                visual, (example,), input_names=["image"], output_names=["embedding"],
+                dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, verbose=False,
+                custom_translation_table=table)
     program.save(str(path), external_data=external)
+    return counts
 
 
 def _write_metadata(path: Path, meta: dict[str, str]) -> None:
@@ -276,8 +291,10 @@ def _convert_precision(fp32_path: Path, out_path: Path, precision: str) -> None:
         # without VNNI and a random ViT-B-32 falls to a cosine of 0.98; with it, 0.9997.
         # Matrix products only: the patch-embedding Conv as ConvInteger took 12% of the int8
         # model's time (its fp32 Conv: under 3%), so it stays fp32 (1.53x -> 1.73x torch).
+        # A fused com.microsoft Attention (clip_fusion) becomes QAttention.
         quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8,
-                         per_channel=True, reduce_range=True, op_types_to_quantize=["MatMul", "Gemm"])
+                         per_channel=True, reduce_range=True,
+                         op_types_to_quantize=["MatMul", "Gemm", "Attention"])
     elif precision == "fp16":
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -313,7 +330,7 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
                 *, checkpoint: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
                 precision: str = "fp32", cache: str | os.PathLike | None = None, check: bool = True,
                 tolerance: float = 1e-4, force: bool = False, download: bool = True,
-                hub_cache: str | None = None, seed: int = 0) -> ExportResult:
+                hub_cache: str | None = None, seed: int = 0, fuse: bool = True) -> ExportResult:
     """Export the image tower of an open_clip model to ONNX and check it against PyTorch.
 
     model: a pairing name ("default", "small", "kandinsky", "fast", "tiny") or an open_clip
@@ -328,6 +345,11 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
     check: compare ONNX Runtime with PyTorch on the sample photos; fp32 fails with
         :class:`ExportCheckError` above `tolerance` (largest absolute difference of the
         output), fp16/int8 below a cosine of 0.99.
+    fuse: write attention and GELU as ONNX Runtime's fused operators (com.microsoft
+        Attention / Gelu / QuickGelu, see :mod:`smic_fast.clip_fusion`; faster on CPU, and
+        int8 quantizes the attention as QAttention). The file then needs ONNX Runtime (other
+        ONNX runtimes lack these operators); False gives a standard-ONNX graph. A cached
+        export is reused only if it was made with the same setting.
     """
     start = time.perf_counter()
     if precision not in PRECISIONS:
@@ -348,7 +370,8 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
     if output is None:
         folder = export_dir(arch, weights_key, opset, precision, cache)
         target = folder / "model.onnx"
-        if target.is_file() and not force:
+        # Exports made before fusion existed carry no "fuse" key: they count as unfused.
+        if target.is_file() and not force and _read_metadata(target).get("fuse", "0") == str(int(fuse)):
             return _cached_result(target, start)
     else:
         target = Path(output).expanduser()
@@ -374,7 +397,10 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
     try:
         fp32_path = work / ("fp32.onnx" if precision != "fp32" else target.name)
         log.info("exporting %s (%s) to ONNX opset %d", arch, label, opset)
-        _torch_export(visual, preprocess.image_size, fp32_path, opset, external)
+        fused = _torch_export(visual, preprocess.image_size, fp32_path, opset, external, fuse=fuse)
+        meta["fuse"] = str(int(fuse))
+        meta["fused"] = ",".join(f"{k}={v}" for k, v in fused.items() if v) or "none"
+        log.info("fused operators: %s", meta["fused"])
         out_path = work / target.name
         if precision != "fp32":
             _convert_precision(fp32_path, out_path, precision)
@@ -411,7 +437,7 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
         path=str(target), arch=arch, pretrained=tag, weights=label, opset=opset, precision=precision,
         dim=int(meta["dim"]), image_size=preprocess.image_size, max_abs_diff=max_diff,
         min_cosine=min_cos, check_images=check_kind, cached=False,
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start, fused=meta["fused"])
 
 
 def _install(work: Path, target: Path) -> None:
@@ -433,7 +459,8 @@ def _cached_result(target: Path, start: float) -> ExportResult:
         weights=meta.get("weights", "?"), opset=int(meta.get("opset", 0)),
         precision=meta.get("precision", "fp32"), dim=int(meta.get("dim", 0)), image_size=pre.image_size,
         max_abs_diff=None if diff is None else float(diff), min_cosine=None if cos is None else float(cos),
-        check_images=meta.get("check_images"), cached=True, seconds=time.perf_counter() - start)
+        check_images=meta.get("check_images"), cached=True, seconds=time.perf_counter() - start,
+        fused=meta.get("fused", "none"))
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:

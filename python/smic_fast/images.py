@@ -144,13 +144,17 @@ class Preprocess:
             nw, nh = size, int(size * h / w)
         else:
             nw, nh = int(size * w / h), size
-        if (nw, nh) != (w, h):
-            image = image.resize((nw, nh), resample)
         left = int(round((nw - size) / 2.0))
         top = int(round((nh - size) / 2.0))
-        if (nw, nh) != (size, size):
-            image = image.crop((left, top, left + size, top + size))
-        return image
+        if (nw, nh) == (w, h):
+            return image.crop((left, top, left + size, top + size)) if (w, h) != (size, size) else image
+        # Resize straight into the crop: Pillow resamples only the box (its filter still
+        # reads the pixels around it, clamped to the image, like the full resize does), so
+        # this is the full resize + crop up to rounding (pixels differ by at most 1 level)
+        # at 2/3 of its cost for a 3:2 photo.
+        sx, sy = w / nw, h / nh
+        return image.resize((size, size), resample,
+                            box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
 
     def to_array(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
         """(3, S, S) float32, normalised; written into `out` when given."""

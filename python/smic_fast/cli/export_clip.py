@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="use only weights already on this machine")
     p.add_argument("--force", action="store_true", help="export again even if the cache has it")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (no tag, no checkpoint)")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="standard ONNX only: do not write attention and GELU as ONNX Runtime's fused "
+                        "com.microsoft operators (slower on ONNX Runtime; for other runtimes)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         result = export_clip(
             args.model, pretrained, args.output, checkpoint=args.checkpoint, opset=args.opset,
             precision=args.precision, cache=args.cache_dir, check=not args.no_check,
-            tolerance=args.tolerance, force=args.force, download=not args.no_download, seed=args.seed)
+            tolerance=args.tolerance, force=args.force, download=not args.no_download, seed=args.seed,
+            fuse=not args.no_fuse)
     except ModelNotFoundError as exc:
         print(f"smic export-clip: {exc}", file=sys.stderr)
         return EXIT_FAILURE
