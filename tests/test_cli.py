@@ -159,6 +159,10 @@ def test_usage_errors(env, photos, tmp_path):
 def test_missing_model_names_the_fix(env, photos, tmp_path):
     result = smic_run(env, "compress", photos, "-o", tmp_path / "x.smic", "--model", "ViT-B-16", expect=1)
     assert "smic export-clip" in result.stderr and "Traceback" not in result.stderr
+    # --int8 looks for the int8 export (none in an empty cache) and says how to make it
+    empty = {**env, "SMIC_HOME": str(tmp_path / "empty-home")}
+    result = smic_run(empty, "compress", photos, "-o", tmp_path / "x.smic", "--model", "tiny", "--int8", expect=1)
+    assert "smic export-clip --model tiny --precision int8" in result.stderr and not (tmp_path / "x.smic").exists()
 
 
 def test_ctrl_c_leaves_no_partial_file(env, tmp_path):

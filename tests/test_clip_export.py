@@ -155,6 +155,19 @@ def test_int8_export_stays_close(tiny_export, smic_home):
     ops = {node.op_type for node in onnx.load(result.path, load_external_data=False).graph.node}
     assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
     assert "QAttention" in ops  # the fused attention (clip_fusion) is quantized too
+    # ClipEncoder(name, int8=True) finds this export in the cache, and its embeddings stay close
+    from smic_fast.clip_onnx import ClipEncoder
+
+    fast = ClipEncoder("tiny", int8=True, cache=smic_home)
+    assert fast.path == Path(result.path)
+    full = ClipEncoder("tiny", cache=smic_home)
+    assert full.path == Path(tiny_export.path)
+    a, b = fast.encode_images(photos), full.encode_images(photos)
+    assert np.min(np.sum(a * b, axis=1)) >= 0.99
+    with pytest.raises(ModelNotFoundError, match="--precision int8"):
+        ClipEncoder("tiny", int8=True, cache=smic_home / "empty")
+    with pytest.raises(ValueError, match="not both"):
+        ClipEncoder("tiny", int8=True, fp16=True, cache=smic_home)
 
 
 def test_bad_arguments(tmp_path):

@@ -123,23 +123,27 @@ def resolve_providers(providers: str | Sequence[str]) -> list[str]:
                      f"ONNX Runtime provider names, got {providers!r}")
 
 
-def find_exported(model: str, *, fp16: bool = False, cache: str | os.PathLike | None = None) -> Path:
+def find_exported(model: str, *, fp16: bool = False, int8: bool = False,
+                  cache: str | os.PathLike | None = None) -> Path:
     """The cached export of a pairing name, an open_clip architecture, or ``arch/tag`` (the
-    label a collection records for a model given as an .onnx file), highest opset first."""
+    label a collection records for a model given as an .onnx file), highest opset first;
+    the fp16 or int8 export with those flags (fp32 by default)."""
+    if fp16 and int8:
+        raise ValueError("choose fp16 (GPU) or int8 (CPU), not both")
     pairing = get_pairing(model)
     if pairing:
         arch, tag = pairing.arch, pairing.pretrained
     else:
         arch, _, tag = model.partition("/")
         tag = tag or None
-    precision = "fp16" if fp16 else "fp32"
+    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     root = cache_dir(cache) / "clip"
     pattern = f"{arch}--{tag or '*'}--opset*--{precision}"
     candidates = sorted(root.glob(pattern), key=lambda p: int(p.name.split("--opset")[1].split("--")[0]))
     for folder in reversed(candidates):
         if (folder / "model.onnx").is_file():
             return folder / "model.onnx"
-    flag = f"--model {model}" + (" --precision fp16" if fp16 else "")
+    flag = f"--model {model}" + (f" --precision {precision}" if precision != "fp32" else "")
     raise ModelNotFoundError(
         f"no exported ONNX model for {arch}{'/' + tag if tag else ''} ({precision}) under {root} "
         f"(looked for {pattern}/model.onnx); create it with `smic export-clip {flag}` "
@@ -156,6 +160,8 @@ class ClipEncoder:
         The one that runs is ``self.provider`` (read back from the session, and logged).
     batch_size: images per model call.
     fp16: run a float16 model (GPU); an fp32 file is converted when loaded (needs ``onnx``).
+    int8: with a model name, use its int8 export (``smic export-clip --precision int8``): on a
+        CPU about 1.6x the fp32 model's speed, at a cosine of about 0.9997 to its output.
     workers: decoding threads (default: the number of cores, at most 8).
     normalize: return unit-norm embeddings (the codec's input); False gives the raw output.
     draft: let JPEGs decode at a reduced DCT scale, never below twice the model's input side.
@@ -163,7 +169,7 @@ class ClipEncoder:
     """
 
     def __init__(self, model_or_onnx_path: str | os.PathLike = "default", providers: str | Sequence[str] = "auto",
-                 batch_size: int = 32, fp16: bool = False, *, workers: int | None = None,
+                 batch_size: int = 32, fp16: bool = False, *, int8: bool = False, workers: int | None = None,
                  normalize: bool = True, draft: bool = True, preprocess: Preprocess | None = None,
                  intra_op_threads: int | None = None, cache: str | os.PathLike | None = None) -> None:
         import onnxruntime as ort
@@ -172,6 +178,8 @@ class ClipEncoder:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+        if fp16 and int8:
+            raise ValueError("choose fp16 (GPU) or int8 (CPU), not both")
         name = os.fspath(model_or_onnx_path)
         if name.endswith(".onnx") or os.sep in name or os.path.exists(name):
             path = Path(name).expanduser()
@@ -180,7 +188,7 @@ class ClipEncoder:
                     f"ONNX model {path} not found; create one with `smic export-clip -o {path}` "
                     "or pass a model name whose export is cached")
         else:
-            path = find_exported(name, fp16=fp16, cache=cache)
+            path = find_exported(name, fp16=fp16, int8=int8, cache=cache)
         self.path = path
         self.batch_size = batch_size
         self.normalize = normalize

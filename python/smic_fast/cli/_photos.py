@@ -15,11 +15,14 @@ DEFAULT_MODEL = "default"
 
 
 def add_encoder_flags(p: argparse.ArgumentParser, model_default: str | None = DEFAULT_MODEL) -> None:
-    """--model, --glob, --batch-size, --providers."""
+    """--model, --int8, --glob, --batch-size, --providers."""
     shown = model_default or "the collection's own model"
     p.add_argument("--model", default=model_default, metavar="NAME|PATH.onnx",
                    help="CLIP image tower: a pairing (default, small, kandinsky, fast, tiny) or open_clip "
                         f"architecture exported with `smic export-clip`, or an .onnx file (default: {shown})")
+    p.add_argument("--int8", action="store_true",
+                   help="with a model name: use its int8 export (`smic export-clip --precision int8`), "
+                        "about 1.6x faster on a CPU, cosine ~0.9997 to fp32 (default: fp32)")
     p.add_argument("--glob", default=None, metavar="PATTERN",
                    help="in folders, take only file names matching PATTERN, e.g. '*.jpg' (default: every "
                         "file that is not hidden)")
@@ -78,7 +81,8 @@ def encode_photos(inputs: list[str], args: argparse.Namespace, model: str) -> En
     if not photos:
         raise CliError(f"no files found in {', '.join(inputs)}" + (f" matching {args.glob!r}" if args.glob else ""))
     try:
-        encoder = ClipEncoder(model, providers=_providers(args.providers), batch_size=args.batch_size)
+        encoder = ClipEncoder(model, providers=_providers(args.providers), batch_size=args.batch_size,
+                              int8=getattr(args, "int8", False))
     except ModelNotFoundError as exc:
         raise CliError(str(exc)) from None
     id_of = {p.path: p.id for p in photos}
