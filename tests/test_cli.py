@@ -170,8 +170,13 @@ def test_ctrl_c_leaves_no_partial_file(env, tmp_path):
 
     folder = tmp_path / "many"
     folder.mkdir()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / "0.png")
-    for i in range(1, 3000):  # enough for many seconds of encoding; interrupted after the start
+    # Large smooth pictures: small files, but each takes milliseconds to decode and resize, so
+    # encoding lasts many seconds (tiny pictures encoded in ~2 s, sometimes before the signal).
+    gradient = np.linspace(0, 255, 1600, dtype=np.float32)
+    pixels = np.stack([np.add.outer(gradient, gradient) / 2, np.tile(gradient, (1600, 1)),
+                       np.tile(gradient[:, None], (1, 1600))], axis=-1).astype(np.uint8)
+    Image.fromarray(pixels).save(folder / "0.png")
+    for i in range(1, 1000):  # interrupted soon after the start
         shutil.copy(folder / "0.png", folder / f"{i}.png")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -182,6 +187,7 @@ def test_ctrl_c_leaves_no_partial_file(env, tmp_path):
     while "ClipEncoder" not in line and time.monotonic() < deadline:  # the model is loaded: encoding starts
         line = process.stderr.readline()
     time.sleep(0.3)
+    assert process.poll() is None, "compress finished before the signal: the test needs a longer workload"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
