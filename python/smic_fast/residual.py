@@ -20,6 +20,7 @@ varints, the chunk byte offsets (u64, n_chunks+1 of them) and the range-coded ch
 from __future__ import annotations
 
 import math
+import numbers
 import struct
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ _HEAD = struct.Struct("<dIIIII")  # step, max_level, n_items, dim, chunk_size, n
 
 def check_step(step: object) -> float:
     """The refinement step as a float in [MIN_STEP, 1], or ValueError."""
-    if isinstance(step, bool) or not isinstance(step, (int, float)):
+    if isinstance(step, bool) or not isinstance(step, numbers.Real):
         raise ValueError(f"residual_step must be a number, got {step!r}")
     value = float(step)
     if not (math.isfinite(value) and MIN_STEP <= value <= 1.0):
