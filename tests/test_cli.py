@@ -181,7 +181,10 @@ def test_ctrl_c_leaves_no_partial_file(env, tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     process = subprocess.Popen([SMIC, "-v", "compress", str(folder), "-o", str(out_dir / "x.smic"), "--model",
-                                "tiny"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "tiny"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # A shell's background job (`make test &`, nohup) ignores SIGINT, and Python
+                               # keeps an inherited SIG_IGN: give the child the default, as a terminal would.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     line = ""
     while "ClipEncoder" not in line and time.monotonic() < deadline:  # the model is loaded: encoding starts
