@@ -17,19 +17,13 @@ ort = pytest.importorskip("onnxruntime")
 from smic_fast.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main  # noqa: E402
 from smic_fast.clip_export import (  # noqa: E402
     export_clip, load_open_clip_model, read_export_metadata, sample_photos)
-from smic_fast.clip_models import ModelNotFoundError, PAIRINGS, export_dir, register_model_config  # noqa: E402
+from smic_fast.clip_models import ModelNotFoundError, PAIRINGS, export_dir  # noqa: E402
 
 TINY = Path(__file__).parent / "data" / "tiny.json"
 pytestmark = pytest.mark.filterwarnings(
     # torch's exporter and open_clip emit these on some versions; none concerns our code.
     "ignore::DeprecationWarning:torch.*", "ignore::FutureWarning:torch.*",
     "ignore:.*QuickGELU.*:UserWarning")
-
-
-@pytest.fixture(scope="module")
-def smic_home(tmp_path_factory) -> Path:
-    register_model_config(TINY)
-    return tmp_path_factory.getbasetemp() / "smic_home"  # shared with test_clip_encoder
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:.*QuickGELU.*:UserWarning")
 
 
-@pytest.fixture(scope="module")
-def smic_home(tmp_path_factory) -> Path:
-    register_model_config(TINY)
-    return tmp_path_factory.getbasetemp() / "smic_home"  # shared with test_clip_export
-
-
 def _ops(path) -> Counter:
     return Counter((node.domain or "ai.onnx", node.op_type)
                    for node in onnx.load(str(path), load_external_data=False).graph.node)

@@ -15,7 +15,7 @@ from smic_fast.evaluation.baselines import scalar_codec
 from smic_fast.residual import ResidualCode, encode_residual, refine, residual_levels
 
 from problems import planted_collection
-from test_fuzz_files import _mutate
+from test_fuzz_files import damaged_collections_raised
 
 
 @pytest.fixture(scope="module")
@@ -157,16 +157,5 @@ def test_damaged_refinement_is_a_format_error(refined_file, change, message):
 
 
 def test_three_thousand_damaged_refined_collections_decode_or_raise(refined_file, tmp_path):
-    original = refined_file.read_bytes()
-    rng = np.random.default_rng(99)
-    path = tmp_path / "m.smic"
-    raised = 0
-    for _ in range(3000):
-        path.write_bytes(_mutate(rng, original))
-        try:
-            col = smic.open(path)
-            col.embeddings()
-            col.info()
-        except smic.FormatError:
-            raised += 1
+    raised = damaged_collections_raised(refined_file.read_bytes(), tmp_path / "m.smic", np.random.default_rng(99), 3000)
     assert raised > 1500
