@@ -6,11 +6,33 @@
 #include <algorithm>
 #include <cstddef>
 #include <optional>
+#include <string>
 
 #include "smic/dictionary.hpp"
+#include "validate.hpp"
 
 namespace smic_py {
 namespace py = pybind11;
+
+// KsvdOptions from a binding's arguments, checked (X a 2-D float32 array, n_atoms and n_nonzero
+// >= 1, n_iter >= 0); the options each module adds (power iterations, a GPU coder) come after.
+inline smic::KsvdOptions ksvd_options(const py::array& x, long long n_atoms, long long n_nonzero,
+                                      long long n_iter, unsigned long long seed, int n_threads,
+                                      double max_coherence, double min_usage_fraction) {
+  require_array<float>(x, 2, "X");
+  if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
+  if (n_nonzero < 1) throw py::value_error("n_nonzero must be >= 1, got " + std::to_string(n_nonzero));
+  if (n_iter < 0) throw py::value_error("n_iter must be >= 0, got " + std::to_string(n_iter));
+  smic::KsvdOptions opt;
+  opt.n_atoms = static_cast<std::size_t>(n_atoms);
+  opt.n_nonzero = static_cast<std::size_t>(n_nonzero);
+  opt.n_iter = static_cast<std::size_t>(n_iter);
+  opt.seed = seed;
+  opt.n_threads = n_threads;
+  opt.max_coherence = max_coherence;
+  opt.min_usage_fraction = min_usage_fraction;
+  return opt;
+}
 
 // Learns with the GIL released. `progress` (None or a callable (iteration, mse) -> bool|None)
 // runs between iterations with the GIL taken; KeyboardInterrupt or any exception stops the

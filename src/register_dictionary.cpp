@@ -18,22 +18,11 @@ void register_dictionary(py::module_& m) {
       [](const py::array& x, long long n_atoms, long long n_nonzero, long long n_iter,
          unsigned long long seed, int n_threads, double max_coherence, py::object progress,
          long long power_iterations, double min_usage_fraction) {
-        smic_py::require_array<float>(x, 2, "X");
-        if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
-        if (n_nonzero < 1)
-          throw py::value_error("n_nonzero must be >= 1, got " + std::to_string(n_nonzero));
-        if (n_iter < 0) throw py::value_error("n_iter must be >= 0, got " + std::to_string(n_iter));
-        smic::KsvdOptions opt;
-        opt.n_atoms = static_cast<std::size_t>(n_atoms);
-        opt.n_nonzero = static_cast<std::size_t>(n_nonzero);
-        opt.n_iter = static_cast<std::size_t>(n_iter);
-        opt.seed = seed;
-        opt.n_threads = n_threads;
-        opt.max_coherence = max_coherence;
+        smic::KsvdOptions opt = smic_py::ksvd_options(x, n_atoms, n_nonzero, n_iter, seed, n_threads,
+                                                      max_coherence, min_usage_fraction);
         if (power_iterations < 1)
           throw py::value_error("power_iterations must be >= 1, got " + std::to_string(power_iterations));
         opt.power_iterations = static_cast<std::size_t>(power_iterations);
-        opt.min_usage_fraction = min_usage_fraction;
         const float* xp = static_cast<const float*>(x.data());
         const auto n = static_cast<std::size_t>(x.shape(0));
         const auto dim = static_cast<std::size_t>(x.shape(1));

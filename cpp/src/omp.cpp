@@ -171,16 +171,20 @@ OmpCoder::OmpCoder(const float* atoms, std::size_t n_atoms, std::size_t dim, int
 }
 
 // Messages are built only on failure: this runs on every call, single items included.
+void check_sparsity(std::size_t n_nonzero, std::size_t n_atoms, std::size_t dim, double tol) {
+  if (n_nonzero < 1) throw InvalidArgument("n_nonzero must be >= 1");
+  if (n_nonzero > n_atoms)
+    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
+                          ") must be <= the number of atoms K (" + std::to_string(n_atoms) + ")");
+  if (n_nonzero > dim)
+    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
+                          ") must be <= the dimension d (" + std::to_string(dim) + ")");
+  if (std::isnan(tol)) throw InvalidArgument("tol must not be NaN");
+}
+
 void OmpCoder::check_encode_args(const float* signals, std::size_t n, std::size_t n_nonzero,
                                  double tol) const {
-  if (n_nonzero < 1) throw InvalidArgument("n_nonzero must be >= 1");
-  if (n_nonzero > n_atoms_)
-    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
-                          ") must be <= the number of atoms K (" + std::to_string(n_atoms_) + ")");
-  if (n_nonzero > dim_)
-    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
-                          ") must be <= the dimension d (" + std::to_string(dim_) + ")");
-  if (std::isnan(tol)) throw InvalidArgument("tol must not be NaN");
+  check_sparsity(n_nonzero, n_atoms_, dim_, tol);
   require_finite(signals, n * dim_, "X");
 }
 

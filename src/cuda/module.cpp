@@ -190,21 +190,12 @@ py::tuple learn_dictionary(const py::array& x, long long n_atoms, long long n_no
                            long long n_iter, unsigned long long seed, int n_threads,
                            double max_coherence, py::object progress, double min_usage_fraction,
                            const Stream* stream, std::size_t memory_limit) {
-  smic_py::require_array<float>(x, 2, "X");
-  if (n_atoms < 1) throw py::value_error("n_atoms must be >= 1, got " + std::to_string(n_atoms));
-  if (n_nonzero < 1 || static_cast<std::size_t>(n_nonzero) > smic::cuda::kMaxNonzero)
+  smic::KsvdOptions opt = smic_py::ksvd_options(x, n_atoms, n_nonzero, n_iter, seed, n_threads,
+                                                max_coherence, min_usage_fraction);
+  if (opt.n_nonzero > smic::cuda::kMaxNonzero)
     throw py::value_error("n_nonzero must be in [1, " + std::to_string(smic::cuda::kMaxNonzero) +
                           "] on the GPU, got " + std::to_string(n_nonzero));
-  if (n_iter < 0) throw py::value_error("n_iter must be >= 0, got " + std::to_string(n_iter));
   if (stream != nullptr) Stream::set_device(stream->device());
-  smic::KsvdOptions opt;
-  opt.n_atoms = static_cast<std::size_t>(n_atoms);
-  opt.n_nonzero = static_cast<std::size_t>(n_nonzero);
-  opt.n_iter = static_cast<std::size_t>(n_iter);
-  opt.seed = seed;
-  opt.n_threads = n_threads;
-  opt.max_coherence = max_coherence;
-  opt.min_usage_fraction = min_usage_fraction;
   const float* xp = static_cast<const float*>(x.data());
   const auto n = static_cast<std::size_t>(x.shape(0));
   const auto dim = static_cast<std::size_t>(x.shape(1));

@@ -17,6 +17,7 @@
 #include "kernels.hpp"
 #include "smic/cuda/omp_cuda.hpp"
 #include "smic/error.hpp"
+#include "smic/omp.hpp"
 
 namespace smic::cuda {
 namespace {
@@ -142,17 +143,10 @@ EncodeStats OmpCudaCoder::encode(const float* signals, Memory x_where, std::size
                                  std::size_t n_nonzero, double tol, std::int32_t* indices,
                                  float* coefs, Memory out_where,
                                  const EncodeOptions& options) const {
-  if (n_nonzero < 1) throw InvalidArgument("n_nonzero must be >= 1");
-  if (n_nonzero > n_atoms_)
-    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
-                          ") must be <= the number of atoms K (" + std::to_string(n_atoms_) + ")");
-  if (n_nonzero > dim_)
-    throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
-                          ") must be <= the dimension d (" + std::to_string(dim_) + ")");
+  check_sparsity(n_nonzero, n_atoms_, dim_, tol);  // the CPU coder's checks
   if (n_nonzero > kMaxNonzero)
     throw InvalidArgument("n_nonzero (" + std::to_string(n_nonzero) +
                           ") must be <= " + std::to_string(kMaxNonzero) + " on the GPU");
-  if (std::isnan(tol)) throw InvalidArgument("tol must not be NaN");
   EncodeStats stats;
   if (n == 0) return stats;
 

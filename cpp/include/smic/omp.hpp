@@ -65,6 +65,10 @@ class OmpCoder {
   std::vector<float> gram_;
 };
 
+/// The argument checks of every OMP coder (CPU and CUDA): 1 <= n_nonzero <= min(K, d) and tol
+/// not NaN; InvalidArgument naming the bound otherwise.
+void check_sparsity(std::size_t n_nonzero, std::size_t n_atoms, std::size_t dim, double tol);
+
 /// One-shot batch OMP: prepares an OmpCoder for `atoms` and codes `signals` with it.
 void batch_omp(const float* signals, std::size_t n, const float* atoms, std::size_t n_atoms,
                std::size_t dim, std::size_t n_nonzero, double tol, std::int32_t* indices,
