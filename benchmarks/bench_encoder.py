@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     ap.add_argument("--cache", default=None, help="export cache (default: a temporary folder)")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain (unfused) exports")
+    ap.add_argument("--torch-threads", type=int, default=None,
+                    help="PyTorch's intra-op threads (default: its own, 2 here; 1 to check that it is slower)")
     args = ap.parse_args()
 
     import torch
@@ -99,6 +101,8 @@ def main() -> None:
     from smic_fast.images import load_image
 
     warnings.filterwarnings("ignore")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp) / "smic"

@@ -210,7 +210,7 @@ class Collection:
             self.dim = int(self.header["dim"])
         except (ValueError, KeyError, TypeError) as error:
             raise FormatError(f"{name}: unreadable header ({error})") from error
-        self.residual_step = self.header.get("residual_step") if isinstance(self.header, dict) else None
+        self.residual_step = self.header.get("residual_step")  # a dict: self.header["dim"] was read
         if self.residual_step is not None:
             try:
                 self.residual_step = check_step(self.residual_step)
