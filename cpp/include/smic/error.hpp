@@ -18,6 +18,25 @@ class DecodeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A .smic / .smicd file or buffer is truncated, corrupted, of another kind or of a newer
+/// format version. Readers throw it before allocating anything a damaged header asks for.
+class FormatError : public DecodeError {
+ public:
+  using DecodeError::DecodeError;
+};
+
+/// A collection refers to a shared dictionary that was not given, or another one was given.
+class DictionaryMismatchError : public FormatError {
+ public:
+  using FormatError::FormatError;
+};
+
+/// A file could not be read, created, written or renamed (the message names it and says why).
+class IoError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Throw InvalidArgument with `message` unless `condition` holds.
 inline void require(bool condition, const std::string& message) {
   if (!condition) throw InvalidArgument(message);

@@ -1,0 +1,82 @@
+// The section container shared by .smic collections and .smicd dictionaries (docs/format.md).
+//
+// A file is a 16-byte preamble (8-byte magic, u16 format version, u16 flags, u32 reserved)
+// followed by sections, each `tag (4 bytes) | length (u64) | payload | crc32 (u32)` with the
+// CRC over tag, length and payload; all integers little-endian. Parsing checks every length
+// against the bytes given before looking further and every CRC before a payload is handed
+// out, so a truncated or corrupted file raises FormatError, never garbage. Writes are atomic:
+// the content goes to a temporary file beside the target, is flushed to disk, then renamed
+// over it; on any failure the target is untouched.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "smic/error.hpp"
+
+namespace smic {
+
+/// Newest container format version this library reads (2: collections with RESD sections).
+constexpr uint16_t kFormatVersion = 2;
+constexpr std::size_t kPreambleBytes = 16;
+/// Bytes a section adds around its payload: tag, length, CRC.
+constexpr std::size_t kSectionOverhead = 16;
+
+using Magic = std::array<uint8_t, 8>;
+constexpr Magic kCollectionMagic = {0x89, 'S', 'M', 'I', 'C', '\r', '\n', 0x1a};
+constexpr Magic kDictionaryMagic = {0x89, 'S', 'M', 'I', 'D', '\r', '\n', 0x1a};
+
+/// A 4-character section tag ("HEAD", "ITEM", ...).
+using Tag = std::array<char, 4>;
+constexpr Tag make_tag(const char (&text)[5]) { return {text[0], text[1], text[2], text[3]}; }
+std::string tag_name(const Tag& tag);
+
+/// A section to write: tag and payload bytes.
+struct Section {
+  Tag tag;
+  std::vector<uint8_t> payload;
+};
+
+/// A section of a parsed buffer: its payload points into that buffer.
+struct SectionView {
+  Tag tag;
+  const uint8_t* data;
+  std::size_t size;
+  std::size_t offset;  ///< byte position of the section (its tag) in the buffer
+};
+
+struct ContainerView {
+  uint16_t version = 0;
+  std::vector<SectionView> sections;
+};
+
+/// CRC-32 (zlib's) of `size` bytes, continuing from `crc`.
+uint32_t crc32(const uint8_t* data, std::size_t size, uint32_t crc = 0);
+
+/// The bytes of sections, each with its length and CRC (no preamble).
+std::vector<uint8_t> encode_sections(const std::vector<Section>& sections);
+/// Preamble + sections: a whole container.
+std::vector<uint8_t> encode_container(const Magic& magic, uint16_t version,
+                                      const std::vector<Section>& sections);
+
+/// Verify and split a container held in memory. `kind` ("smic collection") and `name` (the
+/// file's path or "<bytes>") make the messages. Throws FormatError for a wrong magic, version
+/// 0 or newer than kFormatVersion, a truncated section or a CRC mismatch.
+ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic& magic,
+                              const std::string& kind, const std::string& name);
+
+/// The whole file at `path`. Throws IoError (the message names the path) when it cannot be read.
+std::vector<uint8_t> read_file(const std::string& path);
+
+/// Write `size` bytes to `path` atomically (temporary file in the same folder, fsync, rename;
+/// an existing file's mode is kept). Throws IoError; the target is untouched on failure.
+void atomic_write(const std::string& path, const uint8_t* data, std::size_t size);
+
+/// Atomically replace `path` by its current bytes followed by `extra` (copy, append, fsync,
+/// rename): the original is left as it was if anything fails.
+void atomic_append(const std::string& path, const std::vector<uint8_t>& original,
+                   const std::vector<uint8_t>& extra);
+
+}  // namespace smic
