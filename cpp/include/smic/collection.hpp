@@ -37,6 +37,11 @@ struct SectionBytes {
 /// object is immutable, so concurrent reads from several threads are safe.
 class Collection {
  public:
+  Collection(Collection&&) = default;
+  Collection& operator=(Collection&&) = default;
+  Collection(const Collection&) = delete;  // sections point into its own bytes
+  Collection& operator=(const Collection&) = delete;
+
   /// Open a file (IoError / FormatError / DictionaryMismatchError). A collection coded with a
   /// shared dictionary needs it as `shared`.
   static Collection open(const std::string& path,
@@ -88,6 +93,7 @@ class Collection {
     std::size_t first_section = 0;  // index of its IDS_ section in the container
   };
   friend class CollectionWriter;
+  Collection() = default;
   void parse(std::shared_ptr<const CodingDictionary> shared);
   void read_batch(const SectionView& ids, const SectionView& items, const SectionView* residual,
                   std::size_t first_section);

@@ -1,0 +1,531 @@
+// Collections: parse, decode, write, append.
+#include "smic/collection.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "bytes.hpp"
+#include "json.hpp"
+
+namespace smic {
+
+namespace {
+
+const Tag kHead = make_tag("HEAD");
+const Tag kDict = make_tag("DICT");
+const Tag kDref = make_tag("DREF");
+const Tag kIds = make_tag("IDS_");
+const Tag kItem = make_tag("ITEM");
+const Tag kResd = make_tag("RESD");
+constexpr std::size_t kMaxIdsBytes = std::size_t{1} << 30;  // zlib bombs stop here
+
+std::string position_id(std::size_t i) { return std::to_string(i); }
+
+bool implied_ids(const std::vector<std::string>& ids, std::size_t start) {
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] != position_id(start + i)) return false;
+  return true;
+}
+
+// IDS_, ITEM and (with residual levels) RESD sections of one batch whose first item is at
+// position `start`.
+std::vector<Section> batch_sections(const CodingDictionary& dictionary, const ItemCodes& codes,
+                                    const std::vector<std::string>& ids,
+                                    const std::vector<int64_t>& pixels, std::size_t chunk_size,
+                                    std::size_t start, const std::vector<int32_t>* levels,
+                                    std::optional<double> step, int n_threads) {
+  const EncodedItems encoded = dictionary.encode_items(codes, chunk_size, n_threads);
+  std::vector<uint8_t> item;
+  detail::put_u32(item, static_cast<uint32_t>(codes.n));
+  detail::put_u32(item, static_cast<uint32_t>(chunk_size));
+  detail::put_u32(item, static_cast<uint32_t>(encoded.offsets.size() - 1));
+  for (uint64_t o : encoded.offsets) detail::put_u64(item, o);
+  item.insert(item.end(), encoded.data.begin(), encoded.data.end());
+  // Default ids ("0", "1", ... by position) are implied, not stored: they would cost bits.
+  json::Writer w;
+  w.begin_object().key("ids");
+  if (implied_ids(ids, start)) {
+    w.null();
+  } else {
+    w.begin_array();
+    for (const auto& id : ids) w.string(id);
+    w.end_array();
+  }
+  w.key("pixels");
+  if (pixels.empty()) {
+    w.null();
+  } else {
+    w.begin_array();
+    for (int64_t p : pixels) w.integer(p);
+    w.end_array();
+  }
+  w.end_object();
+  const std::string& text = w.str();
+  std::vector<Section> out;
+  out.push_back({kIds, detail::zlib_compress(reinterpret_cast<const uint8_t*>(text.data()), text.size())});
+  out.push_back({kItem, std::move(item)});
+  if (levels) out.push_back({kResd, encode_residual(levels->data(), codes.n, dictionary.dim(), *step, chunk_size)});
+  return out;
+}
+
+void check_ids(const std::vector<std::string>& ids, std::size_t n,
+               const std::unordered_set<std::string>& taken) {
+  if (ids.empty()) return;
+  require(ids.size() == n, "ids has " + std::to_string(ids.size()) + " entries for " +
+                               std::to_string(n) + " embeddings");
+  std::unordered_set<std::string> seen;
+  for (const auto& id : ids) {
+    require(!id.empty(), "ids must be non-empty strings");
+    require(seen.insert(id).second && !taken.count(id), "duplicate item id '" + id + "'");
+  }
+}
+
+void check_pixels(const std::vector<int64_t>& pixels, std::size_t n) {
+  if (pixels.empty()) return;
+  require(pixels.size() == n, "pixels must be " + std::to_string(n) +
+                                  " positive integers (each image's pixel count)");
+  for (int64_t p : pixels)
+    require(p > 0, "pixels must be " + std::to_string(n) +
+                       " positive integers (each image's pixel count)");
+}
+
+struct CodedBatch {
+  std::vector<Section> sections;
+  std::vector<double> cosine;
+};
+
+// Normalise, choose (unless codes are given), reconstruct as a reader will, refine, and make
+// the sections of one batch.
+CodedBatch code_batch(const CodingDictionary& dictionary, const float* embeddings, std::size_t n,
+                      const std::vector<std::string>& ids, const std::vector<int64_t>& pixels,
+                      std::size_t chunk_size, std::size_t start, std::optional<double> step,
+                      int n_threads, const ItemCodes* given, std::vector<double>* norms_out) {
+  const std::size_t d = dictionary.dim();
+  std::vector<float> unit(n * d);
+  std::vector<double> norms = CodingDictionary::normalize(embeddings, n, d, unit.data());
+  ItemCodes chosen;
+  if (given) {
+    require(given->n == n, "codes are for " + std::to_string(given->n) + " items, not " +
+                               std::to_string(n));
+  } else {
+    chosen = dictionary.choose(unit.data(), n, n_threads);
+  }
+  const ItemCodes& codes = given ? *given : chosen;
+  std::vector<float> decoded(n * d);
+  dictionary.reconstruct(codes, decoded.data());
+  std::vector<int32_t> levels;
+  if (step) {
+    levels = residual_levels(unit.data(), decoded.data(), n, d, *step);
+    refine(decoded.data(), levels.data(), n, d, *step);
+  }
+  CodedBatch out;
+  out.cosine.resize(n);
+  std::vector<double> products(d);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < d; ++j)
+      products[j] = static_cast<double>(decoded[i * d + j]) * static_cast<double>(unit[i * d + j]);
+    out.cosine[i] = detail::pairwise_sum(products.data(), d);
+  }
+  std::vector<std::string> ids_all = ids;
+  if (ids_all.empty())
+    for (std::size_t i = 0; i < n; ++i) ids_all.push_back(position_id(start + i));
+  out.sections = batch_sections(dictionary, codes, ids_all, pixels, chunk_size, start,
+                                step ? &levels : nullptr, step, n_threads);
+  if (norms_out) *norms_out = std::move(norms);
+  return out;
+}
+
+std::size_t checked_chunk(std::size_t chunk_size) {
+  require(chunk_size >= 1 && chunk_size <= kMaxChunkSize,
+          "chunk_size must be in [1, 65536], got " + std::to_string(chunk_size));
+  return chunk_size;
+}
+
+}  // namespace
+
+// ---- reading ---------------------------------------------------------------------------------
+
+Collection Collection::open(const std::string& path, std::shared_ptr<const CodingDictionary> shared) {
+  return from_bytes(read_file(path), std::move(shared), path);
+}
+
+Collection Collection::from_bytes(std::vector<uint8_t> bytes,
+                                  std::shared_ptr<const CodingDictionary> shared,
+                                  const std::string& name) {
+  Collection c;
+  c.name_ = name;
+  c.bytes_ = std::move(bytes);
+  c.parse(std::move(shared));
+  return c;
+}
+
+void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
+  const std::string& name = name_;
+  view_ = parse_container(bytes_.data(), bytes_.size(), kCollectionMagic, "smic collection", name);
+  const auto& sections = view_.sections;
+  if (sections.size() < 2 || sections[0].tag != kHead)
+    throw FormatError(name + ": the first section must be HEAD");
+  header_json_.assign(reinterpret_cast<const char*>(sections[0].data), sections[0].size);
+  try {
+    const json::Value header = json::parse(header_json_);
+    if (header.kind != json::Value::Kind::kObject) throw std::invalid_argument("not an object");
+    const json::Value* dim = header.find("dim");
+    if (!dim || dim->kind != json::Value::Kind::kInt || dim->integer < 1 || dim->integer > (1 << 14))
+      throw std::invalid_argument("'dim' must be an integer in [1, 16384]");
+    dim_ = static_cast<std::size_t>(dim->integer);
+    if (const json::Value* m = header.find("model"); m && m->kind == json::Value::Kind::kString)
+      model_ = m->text;
+    if (const json::Value* m = header.find("mean_norm"); m && m->is_number())
+      mean_norm_ = m->as_double();
+    if (const json::Value* s = header.find("residual_step"); s && !s->is_null()) {
+      if (!s->is_number()) throw std::invalid_argument("residual_step must be a number");
+      try {
+        check_residual_step(s->as_double());
+      } catch (const InvalidArgument& e) {
+        throw FormatError(name + ": bad header (" + e.what() + ")");
+      }
+      residual_step_ = s->as_double();
+    }
+  } catch (const std::invalid_argument& e) {
+    throw FormatError(name + ": unreadable header (" + e.what() + ")");
+  }
+  section_bytes_.header = kPreambleBytes + kSectionOverhead + sections[0].size;
+  const SectionView& dict = sections[1];
+  section_bytes_.dictionary = kSectionOverhead + dict.size;
+  if (dict.tag == kDict) {
+    dictionary_ = CodingDictionary::from_bytes(dict.data, dict.size, name + " (embedded dictionary)");
+    shared_ = false;
+  } else if (dict.tag == kDref) {
+    if (dict.size != 32) throw FormatError(name + ": dictionary reference must be 32 bytes");
+    static const char* hex = "0123456789abcdef";
+    std::string wanted;
+    for (std::size_t i = 0; i < 32; ++i) {
+      wanted += hex[dict.data[i] >> 4];
+      wanted += hex[dict.data[i] & 15];
+    }
+    if (!shared)
+      throw DictionaryMismatchError(name + " was coded with shared dictionary " + wanted +
+                                    "; pass it: smic_fast.open(path, dictionary='....smicd')");
+    if (shared->hash_hex() != wanted)
+      throw DictionaryMismatchError(name + " needs dictionary " + wanted +
+                                    ", but the one given has hash " + shared->hash_hex());
+    dictionary_ = std::move(shared);
+    shared_ = true;
+  } else {
+    throw FormatError(name + ": second section must be DICT or DREF, found " + tag_name(dict.tag));
+  }
+  if (dictionary_->dim() != dim_)
+    throw FormatError(name + ": header dimension " + std::to_string(dim_) +
+                      " != dictionary dimension " + std::to_string(dictionary_->dim()));
+  const std::size_t per_batch = residual_step_ ? 3 : 2;
+  const std::size_t rest = sections.size() - 2;
+  if (rest % per_batch) throw FormatError(name + ": a batch with missing sections (truncated?)");
+  for (std::size_t s = 2; s < sections.size(); s += per_batch) {
+    const bool ok = sections[s].tag == kIds && sections[s + 1].tag == kItem &&
+                    (per_batch == 2 || sections[s + 2].tag == kResd);
+    if (!ok)
+      throw FormatError(name + ": expected sections " +
+                        std::string(per_batch == 2 ? "IDS_ ITEM" : "IDS_ ITEM RESD") + ", found " +
+                        tag_name(sections[s].tag) + " " + tag_name(sections[s + 1].tag) +
+                        (per_batch == 3 ? " " + tag_name(sections[s + 2].tag) : ""));
+    read_batch(sections[s], sections[s + 1], per_batch == 3 ? &sections[s + 2] : nullptr, s);
+  }
+}
+
+void Collection::read_batch(const SectionView& ids_section, const SectionView& items,
+                            const SectionView* residual, std::size_t first_section) {
+  const std::string& name = name_;
+  const std::vector<uint8_t> text =
+      detail::zlib_decompress(ids_section.data, ids_section.size, kMaxIdsBytes,
+                              name + ": unreadable ids section");
+  json::Value meta;
+  try {
+    meta = json::parse(std::string(text.begin(), text.end()));
+  } catch (const std::invalid_argument& e) {
+    throw FormatError(name + ": unreadable ids section (" + e.what() + ")");
+  }
+  const json::Value* ids = meta.kind == json::Value::Kind::kObject ? meta.find("ids") : nullptr;
+  const json::Value* pixels = meta.kind == json::Value::Kind::kObject ? meta.find("pixels") : nullptr;
+  if (!ids || !pixels) throw FormatError(name + ": unreadable ids section (missing ids or pixels)");
+  if (items.size < 12) throw FormatError(name + ": truncated items section");
+  const std::size_t n_items = detail::get_u32(items.data);
+  const std::size_t chunk_size = detail::get_u32(items.data + 4);
+  const std::size_t n_chunks = detail::get_u32(items.data + 8);
+  const uint64_t table_end = 12 + 8 * (uint64_t{n_chunks} + 1);
+  const std::string inconsistent = name + ": inconsistent items section (n=" +
+                                   std::to_string(n_items) + ", chunks=" +
+                                   std::to_string(n_chunks) + ")";
+  if (chunk_size < 1 || chunk_size > kMaxChunkSize ||
+      n_chunks != (n_items + chunk_size - 1) / chunk_size || items.size < table_end)
+    throw FormatError(inconsistent);
+  const std::size_t start = ids_.size();
+  std::vector<std::string> batch_ids;
+  if (ids->is_null()) {
+    for (std::size_t i = 0; i < n_items; ++i) batch_ids.push_back(position_id(start + i));
+  } else {
+    if (ids->kind != json::Value::Kind::kArray || ids->items.size() != n_items)
+      throw FormatError(inconsistent);
+    for (const auto& v : ids->items) {
+      if (v.kind != json::Value::Kind::kString) throw FormatError(inconsistent);
+      batch_ids.push_back(v.text);
+    }
+  }
+  std::vector<int64_t> batch_pixels(n_items, 0);
+  if (!pixels->is_null()) {
+    if (pixels->kind != json::Value::Kind::kArray || pixels->items.size() != n_items)
+      throw FormatError(inconsistent);
+    for (std::size_t i = 0; i < n_items; ++i) {
+      const auto& v = pixels->items[i];
+      if (v.kind != json::Value::Kind::kInt || v.integer <= 0) throw FormatError(inconsistent);
+      batch_pixels[i] = v.integer;
+    }
+  }
+  Batch batch;
+  batch.start = start;
+  batch.n_items = n_items;
+  batch.chunk_size = chunk_size;
+  batch.first_section = first_section;
+  batch.offsets.resize(n_chunks + 1);
+  for (std::size_t c = 0; c <= n_chunks; ++c) batch.offsets[c] = detail::get_u64(items.data + 12 + 8 * c);
+  batch.data = items.data + table_end;
+  batch.data_size = items.size - table_end;
+  if (batch.offsets[0] != 0 || batch.offsets.back() != batch.data_size ||
+      !std::is_sorted(batch.offsets.begin(), batch.offsets.end()))
+    throw FormatError(name + ": corrupt chunk offsets in items section");
+  {
+    std::unordered_set<std::string> seen;
+    for (const auto& id : batch_ids)
+      if (!seen.insert(id).second || index_.count(id))
+        throw FormatError(name + ": duplicate item ids");
+  }
+  if (residual) {
+    ResidualCode code = ResidualCode::parse(residual->data, residual->size, name);
+    if (code.n_items() != n_items || code.dim() != dim_ || code.chunk_size() != chunk_size ||
+        code.step() != *residual_step_)
+      throw FormatError(name + ": residual section does not match its items section");
+    batch.residual = code;
+    section_bytes_.residual += kSectionOverhead + residual->size;
+  }
+  for (std::size_t k = 0; k < batch_ids.size(); ++k) index_.emplace(batch_ids[k], start + k);
+  ids_.insert(ids_.end(), batch_ids.begin(), batch_ids.end());
+  pixels_.insert(pixels_.end(), batch_pixels.begin(), batch_pixels.end());
+  section_bytes_.ids += kSectionOverhead + ids_section.size;
+  section_bytes_.items += kSectionOverhead + items.size;
+  batches_.push_back(std::move(batch));
+}
+
+std::optional<std::size_t> Collection::find(const std::string& id) const {
+  const auto it = index_.find(id);
+  if (it == index_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::size_t Collection::chunk_size() const {
+  return batches_.empty() ? kDefaultChunkSize : batches_.front().chunk_size;
+}
+
+const Collection::Batch& Collection::locate(std::size_t position, std::size_t& local) const {
+  // Batches are few (one per append): a linear scan is cheaper than a search structure.
+  for (const Batch& b : batches_)
+    if (position < b.start + b.n_items) {
+      local = position - b.start;
+      return b;
+    }
+  throw InvalidArgument("item " + std::to_string(position) + " out of range for " +
+                        std::to_string(size()) + " items");
+}
+
+ItemCodes Collection::codes(std::size_t start, std::size_t stop) const {
+  require(start <= stop && stop <= size(), "need 0 <= start <= stop <= " + std::to_string(size()));
+  ItemCodes out;
+  out.width = dictionary_->models().row_width();
+  for (const Batch& b : batches_) {
+    const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
+    if (lo >= hi) continue;
+    ItemCodes part;
+    try {
+      part = dictionary_->decode_items(b.data, b.data_size, b.offsets.data(), b.offsets.size(),
+                                       b.n_items, b.chunk_size, lo - b.start, hi - b.start, 1);
+    } catch (const FormatError&) {
+      throw;
+    } catch (const DecodeError& e) {
+      throw FormatError(name_ + ": corrupt items (" + e.what() + ")");
+    }
+    out.n += part.n;
+    out.counts.insert(out.counts.end(), part.counts.begin(), part.counts.end());
+    out.first.insert(out.first.end(), part.first.begin(), part.first.end());
+    out.rest_index.insert(out.rest_index.end(), part.rest_index.begin(), part.rest_index.end());
+    out.rest_level.insert(out.rest_level.end(), part.rest_level.begin(), part.rest_level.end());
+  }
+  return out;
+}
+
+void Collection::decode(std::size_t start, std::size_t stop, float* out, int) const {
+  require(start <= stop && stop <= size(), "need 0 <= start <= stop <= " + std::to_string(size()));
+  for (const Batch& b : batches_) {
+    const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
+    if (lo >= hi) continue;
+    const ItemCodes part = codes(lo, hi);
+    float* rows = out + (lo - start) * dim_;
+    dictionary_->reconstruct(part, rows);
+    if (b.residual) {
+      std::vector<int32_t> levels((hi - lo) * dim_);
+      b.residual->levels(lo - b.start, hi - b.start, levels.data(), name_);
+      refine(rows, levels.data(), hi - lo, dim_, b.residual->step());
+    }
+  }
+}
+
+std::vector<float> Collection::item(std::size_t index) const {
+  require(index < size(), "item " + std::to_string(index) + " out of range for " +
+                              std::to_string(size()) + " items");
+  std::vector<float> out(dim_);
+  decode(index, index + 1, out.data());
+  return out;
+}
+
+std::vector<float> Collection::embeddings(int n_threads) const {
+  std::vector<float> out(size() * dim_);
+  decode(0, size(), out.data(), n_threads);
+  return out;
+}
+
+// ---- writing ---------------------------------------------------------------------------------
+
+std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std::size_t n,
+                                                   std::size_t dim,
+                                                   const CodingDictionary& dictionary,
+                                                   const std::vector<std::string>& ids,
+                                                   const std::vector<int64_t>& pixels,
+                                                   const WriteOptions& options,
+                                                   WriteResult* result, const ItemCodes* codes) {
+  require(n >= 1, "E has no rows (N = 0): nothing to compress");
+  require(dim == dictionary.dim(), "E has dimension " + std::to_string(dim) +
+                                       " but the dictionary has " + std::to_string(dictionary.dim()));
+  const std::size_t chunk = checked_chunk(options.chunk_size);
+  if (options.residual_step) check_residual_step(*options.residual_step);
+  check_ids(ids, n, {});
+  check_pixels(pixels, n);
+  std::vector<double> norms;
+  CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, 0,
+                                options.residual_step, options.n_threads, codes, &norms);
+  json::Writer head;
+  head.begin_object()
+      .key("dim").integer(static_cast<int64_t>(dim))
+      .key("kind").string("smic-collection")
+      .key("mean_norm").number(detail::pairwise_sum(norms.data(), n) / static_cast<double>(n))
+      .key("model");
+  if (options.model) {
+    head.string(*options.model);
+  } else {
+    head.null();
+  }
+  if (options.residual_step) head.key("residual_step").number(*options.residual_step);
+  head.key("writer").string(options.writer).end_object();
+  std::vector<Section> sections;
+  sections.push_back({kHead, {head.str().begin(), head.str().end()}});
+  if (options.embed_dictionary) {
+    sections.push_back({kDict, dictionary.to_bytes()});
+  } else {
+    sections.push_back({kDref, {dictionary.hash().begin(), dictionary.hash().end()}});
+  }
+  for (auto& s : batch.sections) sections.push_back(std::move(s));
+  if (result) result->cosine = std::move(batch.cosine);
+  return encode_container(kCollectionMagic, options.residual_step ? 2 : 1, sections);
+}
+
+WriteResult CollectionWriter::write(const std::string& path, const float* embeddings,
+                                    std::size_t n, std::size_t dim,
+                                    const CodingDictionary& dictionary,
+                                    const std::vector<std::string>& ids,
+                                    const std::vector<int64_t>& pixels,
+                                    const WriteOptions& options, const ItemCodes* codes) {
+  WriteResult result;
+  const std::vector<uint8_t> bytes =
+      write_bytes(embeddings, n, dim, dictionary, ids, pixels, options, &result, codes);
+  atomic_write(path, bytes.data(), bytes.size());
+  return result;
+}
+
+WriteResult CollectionWriter::append(const std::string& path, const float* embeddings,
+                                     std::size_t n, std::size_t dim,
+                                     const std::vector<std::string>& ids,
+                                     const std::vector<int64_t>& pixels, bool replace,
+                                     std::size_t chunk_size,
+                                     std::shared_ptr<const CodingDictionary> shared,
+                                     int n_threads) {
+  const Collection col = Collection::open(path, std::move(shared));
+  require(n >= 1, "E has no rows (N = 0): nothing to compress");
+  require(dim == col.dim(), "E must have " + std::to_string(col.dim()) + " columns, got " +
+                                std::to_string(dim));
+  std::unordered_set<std::string> replaced;
+  if (replace)
+    for (const auto& id : ids)
+      if (col.find(id)) replaced.insert(id);
+  std::unordered_set<std::string> taken;
+  for (const auto& id : col.ids())
+    if (!replaced.count(id)) taken.insert(id);
+  check_ids(ids, n, taken);
+  check_pixels(pixels, n);
+  if (ids.empty())  // implied ids of new items must not collide either
+    for (std::size_t i = 0; i < n; ++i)
+      require(!taken.count(position_id(col.size() - replaced.size() + i)),
+              "duplicate item id '" + position_id(col.size() - replaced.size() + i) + "'");
+  const std::size_t chunk = checked_chunk(chunk_size ? chunk_size : col.chunk_size());
+  const CodingDictionary& dictionary = col.dictionary();
+  const std::size_t start = col.size() - replaced.size();
+  CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, start,
+                                col.residual_step(), n_threads, nullptr, nullptr);
+  WriteResult result{std::move(batch.cosine)};
+  const auto& sections = col.view_.sections;
+  if (replaced.empty()) {
+    const std::vector<uint8_t> extra = encode_sections(batch.sections);
+    atomic_append(path, col.bytes_, extra);
+    return result;
+  }
+  // Drop the replaced items: untouched batches keep their bytes (when nothing before them
+  // moved), the others are re-packed from their decoded symbols and residual levels.
+  std::vector<Section> out;
+  for (std::size_t s = 0; s < 2; ++s)
+    out.push_back({sections[s].tag, {sections[s].data, sections[s].data + sections[s].size}});
+  std::size_t position = 0;
+  const std::size_t per_batch = col.residual_step() ? 3 : 2;
+  for (const Collection::Batch& b : col.batches_) {
+    std::vector<std::size_t> rows;
+    for (std::size_t r = 0; r < b.n_items; ++r)
+      if (!replaced.count(col.ids()[b.start + r])) rows.push_back(r);
+    if (rows.size() == b.n_items && position == b.start) {
+      for (std::size_t s = b.first_section; s < b.first_section + per_batch; ++s)
+        out.push_back({sections[s].tag, {sections[s].data, sections[s].data + sections[s].size}});
+    } else if (!rows.empty()) {
+      const ItemCodes kept = col.codes(b.start, b.start + b.n_items).take(rows);
+      std::vector<std::string> kept_ids;
+      std::vector<int64_t> kept_pixels;
+      bool all_pixels = true;
+      for (std::size_t r : rows) {
+        kept_ids.push_back(col.ids()[b.start + r]);
+        kept_pixels.push_back(col.pixels()[b.start + r]);
+        all_pixels = all_pixels && col.pixels()[b.start + r] > 0;
+      }
+      if (!all_pixels) kept_pixels.clear();
+      std::vector<int32_t> levels;
+      if (b.residual) {
+        std::vector<int32_t> all(b.n_items * col.dim());
+        b.residual->levels(0, b.n_items, all.data(), col.name());
+        for (std::size_t r : rows)
+          levels.insert(levels.end(), all.begin() + r * col.dim(), all.begin() + (r + 1) * col.dim());
+      }
+      for (auto& s : batch_sections(dictionary, kept, kept_ids, kept_pixels, b.chunk_size, position,
+                                    b.residual ? &levels : nullptr, col.residual_step(), n_threads))
+        out.push_back(std::move(s));
+    }
+    position += rows.size();
+  }
+  for (auto& s : batch.sections) out.push_back(std::move(s));
+  const std::vector<uint8_t> bytes = encode_container(kCollectionMagic, col.format_version(), out);
+  atomic_write(path, bytes.data(), bytes.size());
+  return result;
+}
+
+}  // namespace smic

@@ -1,0 +1,140 @@
+// Residual refinement layer (RESD sections).
+#include "smic/residual.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "bytes.hpp"
+#include "json.hpp"
+#include "smic/quantizer.hpp"
+#include "smic/range_coder.hpp"
+
+namespace smic {
+
+void check_residual_step(double step) {
+  require(std::isfinite(step) && step >= kMinResidualStep && step <= 1.0,
+          "residual_step must be in [0.0001, 1], got " + json::python_float_repr(step));
+}
+
+std::vector<int32_t> residual_levels(const float* unit, const float* decoded, std::size_t n,
+                                     std::size_t dim, double step) {
+  std::vector<float> difference(n * dim);
+  for (std::size_t i = 0; i < n * dim; ++i) difference[i] = unit[i] - decoded[i];
+  std::vector<int32_t> levels(n * dim);
+  ScalarQuantizer{step, 0.5, 0.0}.quantize(difference.data(), difference.size(), levels.data());
+  return levels;
+}
+
+void refine(float* decoded, const int32_t* levels, std::size_t n, std::size_t dim, double step) {
+  const ScalarQuantizer q{step, 0.5, 0.0};
+  std::vector<float> correction(dim);
+  std::vector<double> squares(dim);
+  for (std::size_t i = 0; i < n; ++i) {
+    float* row = decoded + i * dim;
+    q.dequantize(levels + i * dim, dim, correction.data());
+    for (std::size_t j = 0; j < dim; ++j) {
+      row[j] = row[j] + correction[j];
+      squares[j] = static_cast<double>(row[j]) * static_cast<double>(row[j]);
+    }
+    const double norm = std::sqrt(detail::pairwise_sum(squares.data(), dim));
+    const double divisor = norm > 0 ? norm : 1.0;
+    for (std::size_t j = 0; j < dim; ++j)
+      row[j] = static_cast<float>(static_cast<double>(row[j]) / divisor);
+  }
+}
+
+std::vector<uint8_t> encode_residual(const int32_t* levels, std::size_t n, std::size_t dim,
+                                     double step, std::size_t chunk_size) {
+  check_residual_step(step);
+  require(chunk_size >= 1, "chunk_size must be >= 1");
+  uint32_t max_level = 0;
+  for (std::size_t i = 0; i < n * dim; ++i)
+    max_level = std::max(max_level, static_cast<uint32_t>(std::abs(static_cast<int64_t>(levels[i]))));
+  const std::size_t alphabet = 2 * std::size_t{max_level} + 1;
+  std::vector<int32_t> symbols(n * dim);
+  std::vector<uint64_t> counts(alphabet, 0);
+  for (std::size_t i = 0; i < n * dim; ++i) {
+    symbols[i] = levels[i] + static_cast<int32_t>(max_level);
+    ++counts[static_cast<std::size_t>(symbols[i])];
+  }
+  const std::vector<uint32_t> freqs = frequencies_from_counts(counts.data(), counts.size());
+  const StaticModel model(freqs.data(), freqs.size());
+  const std::size_t n_chunks = (n + chunk_size - 1) / chunk_size;
+  std::vector<uint8_t> out;
+  detail::put_f64(out, step);
+  detail::put_u32(out, max_level);
+  for (std::size_t v : {n, dim, chunk_size, n_chunks}) detail::put_u32(out, static_cast<uint32_t>(v));
+  for (uint64_t c : counts) detail::put_varint(out, c);
+  std::vector<uint8_t> data;
+  std::vector<uint64_t> offsets{0};
+  for (std::size_t c = 0; c < n_chunks; ++c) {
+    const std::size_t begin = c * chunk_size, end = std::min(n, begin + chunk_size);
+    const std::vector<uint8_t> chunk =
+        encode_static(symbols.data() + begin * dim, (end - begin) * dim, model);
+    data.insert(data.end(), chunk.begin(), chunk.end());
+    offsets.push_back(data.size());
+  }
+  for (uint64_t o : offsets) detail::put_u64(out, o);
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+ResidualCode ResidualCode::parse(const uint8_t* payload, std::size_t size, const std::string& name) {
+  detail::Reader reader(payload, size, name + ": residual section");
+  if (size < 28) throw FormatError(name + ": truncated residual section");
+  ResidualCode r;
+  r.step_ = reader.f64();
+  r.max_level_ = reader.u32();
+  r.n_items_ = reader.u32();
+  r.dim_ = reader.u32();
+  r.chunk_size_ = reader.u32();
+  const std::size_t n_chunks = reader.u32();
+  if (!(std::isfinite(r.step_) && r.step_ >= kMinResidualStep && r.step_ <= 1.0) ||
+      r.max_level_ > 2.0 / r.step_ + 1 || r.dim_ < 1 || r.chunk_size_ < 1 ||
+      n_chunks != (r.n_items_ + r.chunk_size_ - 1) / r.chunk_size_)
+    throw FormatError(name + ": inconsistent residual section (step=" +
+                      json::python_float_repr(r.step_) + ", n=" + std::to_string(r.n_items_) +
+                      ", chunks=" + std::to_string(n_chunks) + ")");
+  const std::vector<uint64_t> counts = reader.varints(2 * std::size_t{r.max_level_} + 1);
+  if (reader.left() / 8 < n_chunks + 1) throw FormatError(name + ": truncated residual section");
+  r.offsets_.resize(n_chunks + 1);
+  for (auto& o : r.offsets_) o = reader.u64();
+  r.data_ = reader.here();
+  r.data_size_ = reader.left();
+  if (r.offsets_[0] != 0 || r.offsets_.back() != r.data_size_ ||
+      !std::is_sorted(r.offsets_.begin(), r.offsets_.end()))
+    throw FormatError(name + ": corrupt chunk offsets in residual section");
+  try {
+    r.freqs_ = frequencies_from_counts(counts.data(), counts.size());
+  } catch (const InvalidArgument& e) {
+    throw FormatError(name + ": bad residual table (" + e.what() + ")");
+  }
+  return r;
+}
+
+void ResidualCode::levels(std::size_t start, std::size_t stop, int32_t* out,
+                          const std::string& name) const {
+  require(start <= stop && stop <= n_items_, "residual item range out of bounds");
+  if (start == stop) return;
+  const StaticModel model(freqs_.data(), freqs_.size());
+  const std::size_t first = start / chunk_size_, last = (stop + chunk_size_ - 1) / chunk_size_;
+  std::vector<int32_t> chunk;
+  for (std::size_t c = first; c < last; ++c) {
+    const std::size_t begin = c * chunk_size_;
+    const std::size_t count = std::min(chunk_size_, n_items_ - begin);
+    chunk.resize(count * dim_);
+    try {
+      decode_static(data_ + offsets_[c], offsets_[c + 1] - offsets_[c], model, chunk.data(),
+                    chunk.size());
+    } catch (const DecodeError& e) {
+      throw FormatError(name + ": corrupt residual data (" + e.what() + ")");
+    }
+    const std::size_t lo = std::max(start, begin), hi = std::min(stop, begin + count);
+    for (std::size_t i = lo; i < hi; ++i)
+      for (std::size_t j = 0; j < dim_; ++j)
+        out[(i - start) * dim_ + j] =
+            chunk[(i - begin) * dim_ + j] - static_cast<int32_t>(max_level_);
+  }
+}
+
+}  // namespace smic
