@@ -2,13 +2,16 @@
 from the bytes on disk, and every kind of bad input."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import os
 
 import numpy as np
 import pytest
 
 import smic_fast as smic
-from smic_fast.container import parse_sections
+from format_helpers import parse_sections
 
 from problems import planted_collection
 
@@ -126,15 +129,27 @@ def test_append_replace_keeps_every_other_item_exactly(tmp_path, embeddings):
         after.append(embeddings[:1], ids=["b8"])  # replace is opt-in
 
 
-def test_failed_append_leaves_the_file_as_it_was(tmp_path, embeddings, monkeypatch):
+def test_failed_append_leaves_the_file_as_it_was(tmp_path, embeddings):
+    """A write that fails half way (the file size limit stops it, as a full disk would) leaves
+    the collection byte-identical and no temporary file behind."""
     path = tmp_path / "c.smic"
     smic.compress(embeddings[:300], path, n_iter=3)
     before = path.read_bytes()
-    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError, match="disk full"):
-        smic.open(path).append(embeddings[300:])
+    np.save(tmp_path / "more.npy", embeddings[300:])
+    script = (
+        "import resource, signal, sys, numpy as np, smic_fast as smic\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 100}, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    smic.open({str(path)!r}).append(np.load({str(tmp_path / 'more.npy')!r}))\n"
+        "except OSError as error:\n"
+        "    print('OSError', error)\n"
+        "    sys.exit(3)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "write failed" in result.stdout
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.smic"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.smic", "more.npy"]
 
 
 def test_single_item_encode_matches_collection_coding(embeddings):

@@ -1,4 +1,4 @@
-"""The section container: layout, CRC and length checks, atomic writes and appends."""
+"""The section container of the C++ core: layout, CRC and length checks, atomic writes."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,8 @@ import zlib
 
 import pytest
 
-from smic_fast.container import (
-    FORMAT_VERSION, Section, append_sections, parse_sections, read_sections, write_sections,
-)
+from format_helpers import FORMAT_VERSION, Section, parse_sections, read_sections, write_sections
+from smic_fast import _core
 from smic_fast.errors import FormatError
 
 MAGIC = b"\x89TEST\r\n\x1a"
@@ -27,50 +26,19 @@ def test_layout_is_preamble_then_tagged_sections_with_crc(tmp_path):
     assert read_sections(path, MAGIC) == [Section(b"HEAD", b"hello"), Section(b"DATA", b"")]
 
 
-def test_append_keeps_old_bytes_and_adds_sections(tmp_path):
-    path = tmp_path / "f.bin"
-    write_sections(path, MAGIC, [Section(b"HEAD", b"x" * 100)])
-    before = path.read_bytes()
-    append_sections(path, MAGIC, [Section(b"MORE", b"y")])
-    after = path.read_bytes()
-    assert after.startswith(before)
-    assert [s.tag for s in read_sections(path, MAGIC)] == [b"HEAD", b"MORE"]
+def test_failed_write_leaves_target_and_no_temporary(tmp_path):
+    target = tmp_path / "taken"  # a non-empty folder: the final rename must fail
+    target.mkdir()
+    (target / "inside").write_bytes(b"keep")
+    with pytest.raises(OSError, match="cannot replace"):
+        _core.atomic_write(str(target), b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert (target / "inside").read_bytes() == b"keep"
 
 
-def test_failed_write_leaves_target_and_no_temporary(tmp_path, monkeypatch):
-    path = tmp_path / "f.bin"
-    write_sections(path, MAGIC, [Section(b"HEAD", b"original")])
-    original = path.read_bytes()
-
-    def boom(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError, match="disk full"):
-        write_sections(path, MAGIC, [Section(b"HEAD", b"new")])
-    with pytest.raises(OSError, match="disk full"):
-        append_sections(path, MAGIC, [Section(b"MORE", b"new")])
-    assert path.read_bytes() == original
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
-
-
-def test_interrupt_during_write_leaves_nothing(tmp_path, monkeypatch):
-    path = tmp_path / "new.bin"
-    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
-        write_sections(path, MAGIC, [Section(b"HEAD", b"data")])
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_append_refuses_a_damaged_file(tmp_path):
-    path = tmp_path / "f.bin"
-    write_sections(path, MAGIC, [Section(b"HEAD", b"hello")])
-    data = bytearray(path.read_bytes())
-    data[30] ^= 1
-    path.write_bytes(bytes(data))
-    with pytest.raises(FormatError, match="CRC32"):
-        append_sections(path, MAGIC, [Section(b"MORE", b"y")])
-    assert path.read_bytes() == bytes(data)
+def test_missing_folder_is_an_os_error_naming_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        _core.atomic_write(str(tmp_path / "nowhere" / "f.bin"), b"x")
 
 
 @pytest.mark.parametrize(
@@ -84,6 +52,7 @@ def test_append_refuses_a_damaged_file(tmp_path):
         (lambda d: d + b"\x00" * 5, "truncated section header"),
         (lambda d: d[:29] + bytes([d[29] ^ 0x40]) + d[30:], "fails its CRC32 check"),
         (lambda d: d[:20] + struct.pack("<Q", 2**63) + d[28:], "claims"),
+        (lambda d: d[:20] + struct.pack("<Q", 2**64 - 1) + d[28:], "claims"),
     ],
 )
 def test_damaged_files_raise_format_error(tmp_path, mutate, match):
@@ -93,10 +62,11 @@ def test_damaged_files_raise_format_error(tmp_path, mutate, match):
         parse_sections(mutate(path.read_bytes()), MAGIC, kind="smic file")
 
 
-def test_bad_tag_is_a_value_error(tmp_path):
+def test_bad_tag_and_version_are_value_errors():
     with pytest.raises(ValueError, match="4 bytes"):
-        write_sections(tmp_path / "f.bin", MAGIC, [Section(b"TOOLONG", b"")])
-    assert list(tmp_path.iterdir()) == []
+        _core.encode_container(MAGIC, 1, [(b"TOOLONG", b"")])
+    with pytest.raises(ValueError, match="version"):
+        _core.encode_container(MAGIC, FORMAT_VERSION + 1, [])
 
 
 def test_new_files_get_ordinary_permissions_and_replacements_keep_theirs(tmp_path):
@@ -106,7 +76,7 @@ def test_new_files_get_ordinary_permissions_and_replacements_keep_theirs(tmp_pat
         write_sections(path, MAGIC, [Section(b"HEAD", b"x")])
         assert path.stat().st_mode & 0o777 == 0o644
         path.chmod(0o600)
-        append_sections(path, MAGIC, [Section(b"MORE", b"y")])
+        write_sections(path, MAGIC, [Section(b"MORE", b"y")])
         assert path.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(umask)

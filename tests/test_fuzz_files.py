@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import smic_fast as smic
-from smic_fast.container import _PREAMBLE, _SECTION_HEAD
+from format_helpers import PREAMBLE as _PREAMBLE, SECTION_HEAD as _SECTION_HEAD
 
 from problems import planted_collection
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import smic_fast as smic
-from smic_fast.container import read_sections, write_sections
+from format_helpers import read_sections, write_sections
 from smic_fast.collection import COLLECTION_MAGIC
 from smic_fast.evaluation.baselines import scalar_codec
-from smic_fast.residual import ResidualCode, encode_residual, refine, residual_levels
+from smic_fast._core import ResidualCode, encode_residual, refine, residual_levels
 
 from problems import planted_collection
 from test_fuzz_files import damaged_collections_raised
@@ -69,7 +69,7 @@ def test_coded_size_is_the_entropy_of_the_levels(embeddings):
     np.testing.assert_array_equal(code.levels(), levels)
     np.testing.assert_array_equal(code.levels(150, 260), levels[150:260])
     bound = _entropy_bits(levels)  # a static table fitted to these very levels cannot beat it
-    coded_bits = 8 * len(code.data)
+    coded_bits = 8 * code.data_size
     assert bound <= coded_bits <= 1.01 * bound + 64 * 5  # <= 1% above, plus 8 bytes flush per chunk
 
 

@@ -321,6 +321,12 @@ std::optional<std::size_t> Collection::find(const std::string& id) const {
   return it->second;
 }
 
+std::vector<std::size_t> Collection::batch_sizes() const {
+  std::vector<std::size_t> out;
+  for (const Batch& b : batches_) out.push_back(b.n_items);
+  return out;
+}
+
 std::size_t Collection::chunk_size() const {
   return batches_.empty() ? kDefaultChunkSize : batches_.front().chunk_size;
 }

@@ -109,7 +109,10 @@ ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic
 
 std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw IoError(path + ": cannot open (" + std::strerror(errno) + ")");
+  if (!in) {
+    const int error = errno;
+    throw IoError(path + ": cannot open (" + std::strerror(error) + ")", error);
+  }
   const std::streamoff end = in.tellg();
   if (end < 0) throw IoError(path + ": cannot read (not a regular file?)");
   std::vector<uint8_t> out(static_cast<std::size_t>(end));
@@ -156,8 +159,11 @@ void atomic_replace(const std::string& path, Fill fill) {
     tmp = dir + "/." + base_of(path) + "." + std::to_string(::getpid()) + "." +
           std::to_string(counter++) + ".tmp";
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST)
-      throw IoError(path + ": cannot create a file in " + dir + " (" + std::strerror(errno) + ")");
+    if (fd < 0 && errno != EEXIST) {
+      const int error = errno;
+      throw IoError(path + ": cannot create a file in " + dir + " (" + std::strerror(error) + ")",
+                    error);
+    }
   }
   if (fd < 0) throw IoError(path + ": cannot create a temporary file in " + dir);
   try {
@@ -170,8 +176,10 @@ void atomic_replace(const std::string& path, Fill fill) {
       throw IoError(tmp + ": close failed (" + std::strerror(errno) + ")");
     }
     fd = -1;
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      throw IoError(path + ": cannot replace (" + std::strerror(errno) + ")");
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int error = errno;
+      throw IoError(path + ": cannot replace (" + std::strerror(error) + ")", error);
+    }
   } catch (...) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());
@@ -192,5 +200,7 @@ void atomic_append(const std::string& path, const std::vector<uint8_t>& original
     write_all(fd, extra.data(), extra.size(), tmp);
   });
 }
+
+void append_varint(std::vector<uint8_t>& out, uint64_t value) { detail::put_varint(out, value); }
 
 }  // namespace smic

@@ -74,6 +74,9 @@ class Collection {
   /// Items per chunk of the first batch (appends default to it), kDefaultChunkSize if empty.
   std::size_t chunk_size() const;
 
+  /// Items of each batch (the first write, then each append), in order.
+  std::vector<std::size_t> batch_sizes() const;
+
   /// Unit embeddings of items [start, stop) into out ((stop - start) x dim floats), decoding
   /// only the chunks that hold them. Throws InvalidArgument for a bad range, FormatError for
   /// corrupt item data.

@@ -67,6 +67,10 @@ std::vector<uint8_t> encode_container(const Magic& magic, uint16_t version,
 ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic& magic,
                               const std::string& kind, const std::string& name);
 
+/// Unsigned LEB128 of `value` (7 bits a byte, high bit = more follows): how count tables are
+/// stored.
+void append_varint(std::vector<uint8_t>& out, uint64_t value);
+
 /// The whole file at `path`. Throws IoError (the message names the path) when it cannot be read.
 std::vector<uint8_t> read_file(const std::string& path);
 

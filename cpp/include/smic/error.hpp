@@ -34,7 +34,13 @@ class DictionaryMismatchError : public FormatError {
 /// A file could not be read, created, written or renamed (the message names it and says why).
 class IoError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit IoError(const std::string& message, int error_number = 0)
+      : std::runtime_error(message), error_number_(error_number) {}
+  /// The errno of the failed call (0 if none applies).
+  int error_number() const { return error_number_; }
+
+ private:
+  int error_number_;
 };
 
 /// Throw InvalidArgument with `message` unless `condition` holds.

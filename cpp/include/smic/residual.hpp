@@ -42,6 +42,8 @@ class ResidualCode {
   std::size_t n_items() const { return n_items_; }
   std::size_t dim() const { return dim_; }
   std::size_t chunk_size() const { return chunk_size_; }
+  /// Bytes of the range-coded chunks (the payload minus its tables).
+  std::size_t data_size() const { return data_size_; }
   /// Levels of items [start, stop) into out ((stop - start) x dim), decoding only their chunks.
   void levels(std::size_t start, std::size_t stop, int32_t* out, const std::string& name) const;
 

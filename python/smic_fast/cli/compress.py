@@ -43,10 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _residual_step(text: str) -> float:
     """argparse type: a refinement step in [1e-4, 1]."""
-    from ..residual import check_step
+    from ..collection import check_residual_step
 
     try:
-        return check_step(positive_float(text))
+        return check_residual_step(positive_float(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error).replace("residual_step", "the step")) from None
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import range_coder
-from .._packing import pack_varints
+from .. import _core, range_coder
 from ..quantizer import dequantize, quantize
 
 __all__ = ["Coded", "paper_bits_per_item", "pq_codec", "scalar_codec"]
@@ -60,7 +59,7 @@ def scalar_codec(unit: np.ndarray, step: float) -> Coded:
     alphabet = 2 * max_level + 1
     counts = np.bincount(symbols.ravel(), minlength=alphabet).astype(np.uint64)
     freqs = range_coder.frequencies_from_counts(counts)
-    table = pack_varints(np.array([alphabet])) + pack_varints(counts)  # what a reader needs
+    table = _core.pack_varints(np.array([alphabet], dtype=np.uint64)) + _core.pack_varints(counts)  # what a reader needs
     chunks = [range_coder.encode(symbols[i:i + SCALAR_CHUNK].ravel(), freqs)
               for i in range(0, len(symbols), SCALAR_CHUNK)]
     encode_s = time.perf_counter() - start

@@ -6,7 +6,7 @@ Methods (the ``method`` of a :class:`Point`):
 * ``smic`` — our default mode with a dictionary of its own: rate-distortion choice of each
   item's atoms, entropy-coded indices and coefficient ratios; its highest-fidelity setting is
   also coded with the residual refinement layer at several steps (``residual_step``,
-  smic_fast.residual) for the fidelities atoms alone do not reach. The collection is written with
+  smic_fast.collection, residual_step) for the fidelities atoms alone do not reach. The collection is written with
   :func:`smic_fast.compress` and the dictionary saved as a .smicd; the total rate is that of
   the same file with the dictionary embedded (a DICT section in place of the 32-byte DREF:
   ``.smic bytes - 32 + .smicd bytes``). The items are coded as with a given dictionary (one
