@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SOURCES := $(shell find cpp src python -type f -not -name '*.pyc') CMakeLists.txt pyproject.toml
 
-.PHONY: demo test bench sanitize clean
+.PHONY: demo test bench sanitize fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ sanitize: $(PY)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    .venv-asan/bin/python -m pytest -q -p no:cacheprovider
+
+# libFuzzer targets of the file format (cpp/fuzz/), 60 s each under ASan/UBSan, seeded from
+# tests/golden. Needs clang: apt-get install -y clang libclang-rt-14-dev.
+fuzz:
+	cpp/fuzz/run.sh
 
 clean:
 	rm -rf $(VENV) .venv-asan build

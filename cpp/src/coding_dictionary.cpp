@@ -136,8 +136,6 @@ std::vector<float> load_atoms(const std::vector<uint8_t>& payload, std::size_t k
   return out;
 }
 
-std::vector<uint64_t> json_counts_unused() { return {}; }
-
 uint32_t json_uint(const json::Value* v, const char* field, uint64_t most) {
   if (!v || v->kind != json::Value::Kind::kInt || v->integer < 0 ||
       static_cast<uint64_t>(v->integer) > most)

@@ -206,7 +206,8 @@ void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
     }
     if (!shared)
       throw DictionaryMismatchError(name + " was coded with shared dictionary " + wanted +
-                                    "; pass it: smic_fast.open(path, dictionary='....smicd')");
+                                    "; pass it (Python: smic_fast.open(path, dictionary='....smicd'); C: "
+                                    "smic_collection_open(path, dictionary, &out))");
     if (shared->hash_hex() != wanted)
       throw DictionaryMismatchError(name + " needs dictionary " + wanted +
                                     ", but the one given has hash " + shared->hash_hex());

@@ -94,7 +94,7 @@ Writer& Writer::number(double v) {
 
 namespace {
 void put_escape(std::string& out, unsigned code) {
-  char b[8];
+  char b[16];  // code < 0x10000: always 6 characters
   std::snprintf(b, sizeof b, "\\u%04x", code);
   out += b;
 }

@@ -35,7 +35,7 @@ def ids_path(embeddings_path: str | Path) -> Path:
 
 
 def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> dict:
-    from ..container import atomic_write
+    from .._core import atomic_write  # temporary file, fsync, rename: no partial output
 
     out = check_output(args.embeddings, args.force)
     out_ids = check_output(ids_path(out), args.force)
@@ -48,8 +48,8 @@ def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> d
     with stages.stage("write embeddings"):
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
-        atomic_write(out, lambda f: f.write(buffer.getvalue()))
-        atomic_write(out_ids, lambda f: f.write(json.dumps(ids, ensure_ascii=False).encode()))
+        atomic_write(str(out), buffer.getvalue())
+        atomic_write(str(out_ids), json.dumps(ids, ensure_ascii=False).encode())
     return {"items": len(ids), "embeddings": str(out), "ids": str(out_ids)}
 
 
