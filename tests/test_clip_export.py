@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from smic_fast.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main  # noqa: E402
 from smic_fast.clip_export import (  # noqa: E402
-    export_clip, load_open_clip_model, read_export_metadata, sample_photos)
+    export_clip, load_open_clip_model, read_export_metadata, sample_photos, split_weights)
 from smic_fast.clip_models import ModelNotFoundError, PAIRINGS, export_dir  # noqa: E402
 
 TINY = Path(__file__).parent / "data" / "tiny.json"
@@ -190,6 +190,63 @@ def test_cli_export_prints_json(tmp_path, capsys):
     assert result["path"] == str(out) and out.is_file()
     assert result["max_abs_diff"] <= 1e-4
     assert "largest difference" in captured.err
+
+
+def test_cli_pretrained_path_is_a_checkpoint(tmp_path, capsys):
+    """open_clip's convention: --pretrained takes a tag or a weights file, for an architecture
+    name (here the tiny config registered as "tinyarch", not a pairing); --checkpoint still works."""
+    model, _, _, _ = load_open_clip_model("tiny", seed=5)
+    weights = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    arch = tmp_path / "tinyarch.json"
+    arch.write_text(TINY.read_text())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        reference = model.visual(x).numpy()
+    base = ["export-clip", "--model", "tinyarch", "--model-config", str(arch), "--cache-dir", str(tmp_path / "c")]
+    for flag in ("--pretrained", "--checkpoint"):
+        out = tmp_path / f"{flag.strip('-')}.onnx"
+        code = main([*base, flag, str(weights), "-o", str(out)])
+        captured = capsys.readouterr()
+        assert code == EXIT_OK, captured.err
+        result = json.loads(captured.out)
+        assert result["weights"] == f"checkpoint {weights}" and result["pretrained"] is None
+        np.testing.assert_allclose(_run_onnx(out, x.numpy()), reference, atol=1e-5, rtol=1e-5)
+    assert main([*base, "--pretrained", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "m.onnx")]) == EXIT_FAILURE
+    assert "missing.pt" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    other.write_bytes(weights.read_bytes())
+    assert main([*base, "--pretrained", str(weights), "--checkpoint", str(other)]) == EXIT_USAGE
+    assert "two weights files" in capsys.readouterr().err
+
+
+def test_cli_export_text_pretrained_path(tmp_path, capsys):
+    from smic_fast.text_tower import TextEncoder
+
+    model, _, _, _ = load_open_clip_model("tiny", seed=6)
+    weights = tmp_path / "weights.safetensors"
+    from safetensors.torch import save_model
+
+    save_model(model, str(weights))
+    out = tmp_path / "text.onnx"
+    code = main(["export-text", "--model", "tiny", "--model-config", str(TINY), "--pretrained", str(weights),
+                 "-o", str(out)])
+    assert code == EXIT_OK, capsys.readouterr().err
+    assert read_export_metadata(out)["weights"] == f"checkpoint {weights}"
+    with torch.no_grad():
+        expected = model.encode_text(open_clip.get_tokenizer("tiny")(["a cat"])).numpy()
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(TextEncoder(out).encode(["a cat"]), expected, atol=1e-5)
+
+
+def test_split_weights_follows_open_clip(tmp_path):
+    assert split_weights("openai", None) == ("openai", None)  # a tag stays a tag
+    assert split_weights("", None) == ("", None) and split_weights(None, "w.pt") == (None, "w.pt")
+    assert split_weights(tmp_path / "w.bin", None) == (None, str(tmp_path / "w.bin"))
+    assert split_weights("~/w.safetensors", None) == (None, os.path.expanduser("~/w.safetensors"))
+    assert split_weights("w.pt", "w.pt") == (None, "w.pt")  # the same file twice is one
+    with pytest.raises(ValueError, match="two weights files"):
+        split_weights("a.pt", "b.pt")
 
 
 def test_cli_missing_weights_exit_code(tmp_path, capsys, monkeypatch):

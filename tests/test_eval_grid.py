@@ -331,3 +331,28 @@ def test_cli_eval_generation_failure_keeps_the_report(encoded, generator_folder,
     data = json.loads((out / "results.json").read_text())
     assert "simulated out of memory" in data["meta"]["grid"]["error"] and data["points"]
     assert not (out / "regenerations.png").exists()
+
+
+def test_cli_eval_generator_without_sample_size_says_its_size(encoded, tmp_path, capsys, monkeypatch):
+    """A generator folder whose UNet config has "sample_size": null (as diffusers saves it) is
+    accepted; without --size the grid uses its family's usual size, and says so."""
+    E, _ = encoded
+    np.save(tmp_path / "e.npy", E)
+    folder = build_tiny_generator("unclip", tmp_path / "unsized", dim=E.shape[1], sample_size=None)
+    sizes = []
+
+    def blank(self, embeddings, seeds, *, steps=None, guidance=None, size=None, **options):
+        width, height = self.settings(steps, guidance, size)[2]  # the size chosen, without drawing it
+        sizes.append((width, height))
+        return [Image.new("RGB", (width, height)) for _ in seeds]
+
+    monkeypatch.setattr(Generator, "generate", blank)
+    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "report"), "--quick",
+                           "--methods", "smic", "--queries", "8", "--generator", str(folder), "--grid-items", "1",
+                           "--grid-rates", "1", *FAST, "--json"], capsys)
+    assert code == 0, captured.err
+    from smic_fast.generate import read_generator_info
+
+    usual = read_generator_info(folder)
+    assert sizes and set(sizes) == {(usual.default_size, usual.default_size)}
+    assert usual.size_note in json.loads(captured.out)["grid"]["notes"] and "no sample_size" in captured.err

@@ -329,6 +329,78 @@ def test_truncated_weights_file(folders, tmp_path, family):
         Generator.from_pretrained(folder, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def unsized_folders(tmp_path_factory) -> dict[str, Path]:
+    """Generators saved by diffusers from UNets built without a sample_size (diffusers' default:
+    their unet/config.json says "sample_size": null)."""
+    root = tmp_path_factory.mktemp("unsized")
+    return {f: build_tiny_generator(f, root / f, dim=32, sample_size=None) for f in FAMILIES}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_folder_without_sample_size_is_accepted(unsized_folders, folders, family, embeddings):
+    from smic_fast.generate.configs import FAMILIES as FAMILY_SPECS
+
+    folder = unsized_folders[family]
+    assert json.loads((folder / "unet" / "config.json").read_text())["sample_size"] is None  # as diffusers saved it
+    usual = FAMILY_SPECS[family].usual_size
+    info = read_generator_info(folder)
+    assert info.default_size == usual and f"{usual}x{usual}" in info.size_note and "no sample_size" in info.size_note
+    assert read_generator_info(folders[family]).size_note == ""  # a folder with a size says nothing
+    gen = Generator.from_pretrained(folder, device="cpu")
+    assert gen.settings()[2] == (usual, usual)
+    (image,) = gen.generate(embeddings[:1], [0], size=32, **FAST)
+    assert image.size == (32, 32)
+
+
+def test_sample_size_pairs_and_bad_values(folders, tmp_path):
+    from smic_fast.generate.configs import FAMILIES as FAMILY_SPECS
+
+    folder = _copy(folders["kandinsky"], tmp_path / "pair")
+    sample = json.loads((folder / "unet" / "config.json").read_text())["sample_size"]
+    scale = read_generator_info(folder).default_size // sample  # the autoencoder's
+    _edit(folder / "unet" / "config.json", sample_size=[8, 8])
+    assert read_generator_info(folder).default_size == 8 * scale and read_generator_info(folder).size_note == ""
+    _edit(folder / "unet" / "config.json", sample_size=[8, 12])
+    info = read_generator_info(folder)
+    assert info.default_size == FAMILY_SPECS["kandinsky"].usual_size and "not square" in info.size_note
+    _edit(folder / "unet" / "config.json", sample_size=[8, "x"])
+    with pytest.raises(GeneratorError, match="'sample_size' must be a positive integer"):
+        read_generator_info(folder)
+
+
+def test_default_size_without_sample_size_is_said(unsized_folders, collection, tmp_path, monkeypatch):
+    gen = Generator.from_pretrained(unsized_folders["kandinsky"], device="cpu")
+    sizes = []
+
+    def blank(E, seeds, *, size, **options):  # the size chosen, without drawing 512x512 pictures
+        sizes.append(size)
+        return [Image.new("RGB", size) for _ in seeds]
+
+    monkeypatch.setattr(gen, "generate", blank)
+    report = write_images(collection, tmp_path / "default", gen, ids=["d"], progress=False, **FAST)
+    usual = gen.info.default_size
+    assert sizes == [(usual, usual)] and report.size == (usual, usual)
+    assert gen.info.size_note in report.notes
+    report = write_images(collection, tmp_path / "given", gen, ids=["d"], size=32, progress=False, **FAST)
+    assert sizes[-1] == (32, 32) and gen.info.size_note not in report.notes
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_smic_decompress_folder_without_sample_size(unsized_folders, collection, tmp_path, capsys, family):
+    from smic_fast.cli import main
+
+    out = tmp_path / "imgs"
+    code = main(["decompress", str(collection.path), "--images", str(out), "--generator", str(unsized_folders[family]),
+                 "--size", "32", "--steps", "1", "--guidance", "1", "--ids", "d", "--device", "cpu", "--json", "-q"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)["images"]
+    assert summary["written"] == 1 and summary["size"] == [32, 32]
+    with Image.open(out / "d.png") as image:
+        assert image.size == (32, 32)
+
+
 @pytest.mark.parametrize("component, file, changes, message", [
     ("image_normalizer", "config.json", {"embedding_dim": "32"}, r"'embedding_dim' must be a positive integer"),
     ("unet", "config.json", {"projection_class_embeddings_input_dim": 40}, "twice"),

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import require
 from .clip_models import ModelNotFoundError, export_dir, get_pairing
 from .images import Preprocess
 
 __all__ = ["ExportCheckError", "ExportResult", "export_clip", "load_open_clip_model", "read_export_metadata",
-           "sample_photos"]
+           "sample_photos", "split_weights"]
 
 log = logging.getLogger("smic_fast.clip")
 
@@ -74,14 +75,40 @@ def _offline() -> bool:
 
 
 def _import_open_clip():
-    try:
-        import open_clip
-        import torch  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            f"exporting a CLIP model needs torch and open_clip ({exc}); "
-            "install them with: pip install 'smic-fast[export]'") from exc
+    from ._extras import require
+
+    require("export", "loading an open_clip model", ("torch", "open_clip"))
+    import open_clip
+
     return open_clip
+
+
+_WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def split_weights(pretrained: str | os.PathLike | None,
+                  checkpoint: str | os.PathLike | None) -> tuple[str | None, str | None]:
+    """open_clip's convention: ``pretrained`` is a tag or the path of a weights file. Returns
+    (tag, checkpoint path): a `pretrained` that names an existing file, or has a path separator,
+    a leading ``~`` or a weights suffix (.pt, .pth, .bin, .safetensors, .ckpt), is a checkpoint,
+    as if passed as `checkpoint` (the same path may be given as both).
+
+    Raises:
+        ValueError: `pretrained` and `checkpoint` name two different files.
+    """
+    checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+    if pretrained is None:
+        return None, checkpoint
+    text = os.fspath(pretrained)
+    is_path = (isinstance(pretrained, os.PathLike) or "/" in text or os.sep in text or text.startswith("~")
+               or text.lower().endswith(_WEIGHTS_SUFFIXES) or (bool(text) and os.path.isfile(text)))
+    if not is_path:
+        return text, checkpoint
+    path = os.path.expanduser(text)
+    if checkpoint is not None and os.path.abspath(os.path.expanduser(checkpoint)) != os.path.abspath(path):
+        raise ValueError(f"two weights files, pretrained={text!r} and checkpoint={checkpoint!r}: "
+                         "pass one (--pretrained PATH or --checkpoint PATH)")
+    return None, path
 
 
 def _cached_tag_file(cfg: dict[str, Any], cache_dir: str | None) -> tuple[str | None, list[str]]:
@@ -124,12 +151,13 @@ def _resolve_weights(open_clip, arch: str, pretrained: str | None, checkpoint: s
             known = open_clip.list_pretrained_tags_by_model(arch)
             raise ModelNotFoundError(
                 f"open_clip knows no pretrained tag {pretrained!r} for {arch}; known tags: {known}. "
-                "For weights of your own pass --checkpoint PATH (Python: checkpoint=PATH).")
+                "For weights of your own pass their file: --pretrained PATH or --checkpoint PATH "
+                "(Python: pretrained=PATH or checkpoint=PATH).")
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise ModelNotFoundError(
-                f"checkpoint file {checkpoint} not found (--checkpoint PATH must name an existing "
-                ".pt, .bin or .safetensors file of an open_clip state dict)")
+                f"checkpoint file {checkpoint} not found (--checkpoint PATH or --pretrained PATH must name an "
+                "existing .pt, .bin or .safetensors file of an open_clip state dict)")
         return str(checkpoint), tag_cfg
     if not pretrained:
         return None, tag_cfg
@@ -169,7 +197,9 @@ def load_open_clip_model(model: str, pretrained: str | None = None, *, checkpoin
 
     Returns ``(model, torch_preprocess, preprocess_cfg, weights_label)``: open_clip's own
     inference transform, its ``PreprocessCfg`` as a dict, and a label for where the weights
-    came from. `model` is a pairing name or an open_clip architecture."""
+    came from. `model` is a pairing name or an open_clip architecture; `pretrained` a tag or,
+    as in open_clip, the path of a weights file (:func:`split_weights`)."""
+    pretrained, checkpoint = split_weights(pretrained, checkpoint)
     open_clip = _import_open_clip()
     import torch
 
@@ -335,7 +365,9 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
 
     model: a pairing name ("default", "small", "kandinsky", "fast", "tiny") or an open_clip
         architecture ("ViT-B-32"); a pairing supplies its pretrained tag.
-    pretrained: an open_clip pretrained tag; None with no checkpoint means random weights.
+    pretrained: an open_clip pretrained tag, or (as open_clip takes it) the path of a weights
+        file, which is then the checkpoint (:func:`split_weights`); None with no checkpoint
+        means random weights.
     checkpoint: a local weights file (offline use); the tag, if given, still picks the
         preprocessing (mean, std, interpolation) that goes with those weights.
     output: where to write the .onnx file; None: the cache (``$SMIC_HOME``, ~/.cache/smic),
@@ -356,13 +388,13 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= 23:
         raise ValueError(f"opset must be an integer in 18..23 (torch's ONNX exporter), got {opset!r}")
+    pretrained, checkpoint = split_weights(pretrained, checkpoint)
     arch, tag = _arch_and_tag(model, pretrained)
-    checkpoint = None if checkpoint is None else os.fspath(checkpoint)
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise ModelNotFoundError(
-                f"checkpoint file {checkpoint} not found (--checkpoint PATH must name an existing "
-                ".pt, .bin or .safetensors file of an open_clip state dict)")
+                f"checkpoint file {checkpoint} not found (--checkpoint PATH or --pretrained PATH must name an "
+                "existing .pt, .bin or .safetensors file of an open_clip state dict)")
         weights_key = f"ckpt-{_file_digest(checkpoint)}"
     else:
         weights_key = tag or f"random-seed{seed}"
@@ -378,6 +410,8 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
         if target.suffix != ".onnx":
             raise ValueError(f"output must end in .onnx, got {target}")
 
+    # Everything the export runs (torch.onnx's exporter needs onnx and onnxscript), before the model loads.
+    require("export", "exporting a CLIP model to ONNX")
     clip, torch_preprocess, cfg, label = load_open_clip_model(
         arch, tag, checkpoint=checkpoint, download=download, hub_cache=hub_cache, seed=seed)
     preprocess = Preprocess.from_open_clip(cfg)

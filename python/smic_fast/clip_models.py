@@ -64,6 +64,9 @@ def get_pairing(name: str) -> Pairing | None:
 def register_model_config(path: str | os.PathLike) -> list[str]:
     """Register open_clip model configs from a JSON file (its stem becomes the architecture
     name) or a folder of them; returns the architecture names it added. Needs open_clip."""
+    from ._extras import require
+
+    require("export", "registering an open_clip model config (--model-config)", ("open_clip",))
     import open_clip
 
     p = Path(path)

@@ -79,8 +79,10 @@ def export_text_tower(model: str = "default", pretrained: str | None = None,
     """Export the text tower of an open_clip model to ONNX beside its image tower; returns the
     path of ``text.onnx``. Arguments as :func:`smic_fast.clip_export.export_clip` (fp32 only);
     `output` is a ``.onnx`` path (the vocabulary file is written beside it)."""
-    from .clip_export import ExportCheckError, _arch_and_tag, _file_digest, _write_metadata, load_open_clip_model
+    from .clip_export import (ExportCheckError, _arch_and_tag, _file_digest, _write_metadata, load_open_clip_model,
+                              split_weights)
 
+    pretrained, checkpoint = split_weights(pretrained, checkpoint)
     arch, tag = _arch_and_tag(model, pretrained)
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise ModelNotFoundError(f"checkpoint file {checkpoint} not found")
@@ -95,6 +97,9 @@ def export_text_tower(model: str = "default", pretrained: str | None = None,
         target = Path(output).expanduser()
         if target.suffix != ".onnx":
             raise ValueError(f"output must end in .onnx, got {target}")
+    from ._extras import require
+
+    require("export", "exporting a CLIP text tower to ONNX")  # before the model loads
     import open_clip
     import torch
 

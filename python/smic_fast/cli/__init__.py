@@ -6,8 +6,9 @@ command. Results go to stdout (a table, or JSON with ``--json``); progress bars,
 errors go to stderr.
 
 Exit codes: 0 all written; 3 written, but some inputs were skipped; 2 usage error (including
-an existing output without ``--force``); 1 failure, nothing written; 130 interrupted (Ctrl-C),
-nothing written.
+an existing output without ``--force``); 1 failure, nothing written (a missing optional module
+among them: a command checks its extra before it starts work, see ``smic_fast._extras``); 130
+interrupted (Ctrl-C), nothing written.
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ImportError as exc:  # an optional module (MissingExtraError names its extra): one line, no traceback
+        print(f"{name}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}", file=sys.stderr)
+        return EXIT_FAILURE
     except (FormatError, DecodeError, DictionaryMismatchError, ModelNotFoundError, OSError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -88,6 +88,10 @@ def make_grid(args: argparse.Namespace, sweep, embeddings: np.ndarray, generator
     from ..generate.writer import _kandinsky_negative
 
     notes: list[str] = []
+    if args.size is None and generator.info.size_note:  # the folder gives no size: say which one is used
+        notes.append(generator.info.size_note)
+        if not args.quiet:
+            print(f"smic eval: {generator.info.size_note}", file=sys.stderr)
     if generator.family == "kandinsky" and clip_model is not None:
         # Kandinsky's negative embedding is the CLIP tower's output for a zero image (as its prior makes it)
         generator.negative_embedding = _kandinsky_negative(generator, None, None, clip_model, generator.dim, notes)

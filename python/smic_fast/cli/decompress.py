@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
 from ..generate import cli_options as image_flags
 from ._shared import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output, emit, seconds_rows
 
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.embeddings is None and args.images is None:
         raise CliError("say what to write: --embeddings OUT.npy and/or --images OUT_DIR", EXIT_USAGE)
+    if args.images is not None:  # a missing extra fails before anything is decoded or written
+        require("generate", "--images (generating pictures)")
     if args.embeddings is not None:  # refuse an existing output before any long work
         check_output(args.embeddings, args.force)
         check_output(ids_path(args.embeddings), args.force)

@@ -13,7 +13,8 @@ from ._shared import EXIT_OK, add_output_flags, emit
 NAME = "doctor"
 HELP = "show versions, ONNX Runtime providers, and the models present on this machine"
 
-_OPTIONAL = ("numpy", "onnxruntime", "onnxruntime-gpu", "Pillow", "tqdm", "torch", "open_clip_torch",
+# onnxruntime itself has its own rows (version, providers, problems): not listed again here.
+_OPTIONAL = ("numpy", "onnxruntime-gpu", "Pillow", "tqdm", "torch", "open_clip_torch", "onnx", "onnxscript",
              "diffusers", "transformers", "faiss-cpu", "matplotlib")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
 from ._eval_grid import add_grid_flags, check_generator, load_generator, make_grid
 from ._photos import add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, add_output_flags, emit,
@@ -82,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in _METHODS]
     if unknown or not methods:
         raise CliError(f"--methods: unknown {unknown or 'empty list'}; choose among {','.join(_METHODS)}", EXIT_USAGE)
+    require("eval", "the report's plots", ("matplotlib",))  # a missing extra fails before any work
+    if "pq" in methods:
+        require("eval", "the FAISS PQ baseline (--methods pq)", ("faiss",))
     generator_info = check_generator(args, methods)  # a bad generator fails before any work
     skipped: list[dict[str, str]] = []
     photo_paths = ids = clip_model = None

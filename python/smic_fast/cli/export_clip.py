@@ -14,8 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default",
                    help="pairing (default, small, kandinsky, fast, tiny) or open_clip architecture "
                         "(default: %(default)s = ViT-H-14)")
-    p.add_argument("--pretrained", default=None,
-                   help="open_clip pretrained tag (a pairing supplies its own); 'none' for random weights")
+    p.add_argument("--pretrained", default=None, metavar="TAG|PATH",
+                   help="open_clip pretrained tag (a pairing supplies its own) or, as open_clip takes it, a local "
+                        "weights file (same as --checkpoint PATH); 'none' for random weights")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="local weights file (.pt/.bin/.safetensors) for offline use")
     p.add_argument("-o", "--output", default=None, metavar="PATH.onnx",
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     pretrained = args.pretrained
     if pretrained is None and args.checkpoint is None and args.model.split("/")[0] not in _PAIRING_NAMES:
         print(f"smic export-clip: --model {args.model} is an architecture: say which weights with "
-              "--pretrained TAG, --checkpoint PATH, or --pretrained none for random weights", file=sys.stderr)
+              "--pretrained TAG, --pretrained PATH (or --checkpoint PATH), or --pretrained none for random weights",
+              file=sys.stderr)
         return EXIT_USAGE
     try:
         for path in args.model_config:

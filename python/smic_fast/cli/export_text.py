@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .._extras import MissingExtraError
 from ._shared import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, CliError
 
 NAME = "export-text"
@@ -16,7 +17,9 @@ _PAIRING_NAMES = ("default", "small", "kandinsky", "fast", "tiny")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default",
                    help="pairing (default, small, kandinsky, fast, tiny) or open_clip architecture")
-    p.add_argument("--pretrained", default=None, help="open_clip pretrained tag; 'none' for random weights")
+    p.add_argument("--pretrained", default=None, metavar="TAG|PATH",
+                   help="open_clip pretrained tag or, as open_clip takes it, a local weights file (same as "
+                        "--checkpoint PATH); 'none' for random weights")
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="local weights file, for offline use")
     p.add_argument("-o", "--output", default=None, metavar="PATH.onnx",
                    help="output file (default: text.onnx in the image tower's cache folder)")
@@ -38,17 +41,19 @@ def run(args: argparse.Namespace) -> int:
     pretrained = args.pretrained
     if pretrained is None and args.checkpoint is None and args.model.split("/")[0] not in _PAIRING_NAMES:
         raise CliError(f"--model {args.model} is an architecture: say which weights with --pretrained TAG, "
-                       "--checkpoint PATH, or --pretrained none for random weights", EXIT_USAGE)
-    for path in args.model_config:
-        register_model_config(path)
+                       "--pretrained PATH (or --checkpoint PATH), or --pretrained none for random weights", EXIT_USAGE)
     if pretrained is not None and pretrained.lower() == "none":
         pretrained = ""
     try:
+        for path in args.model_config:
+            register_model_config(path)
         path = export_text_tower(args.model, pretrained, args.output, checkpoint=args.checkpoint, opset=args.opset,
                                  cache=args.cache_dir, check=not args.no_check, force=args.force,
                                  download=not args.no_download, seed=args.seed)
     except ExportCheckError as exc:
         raise CliError(f"check failed: {exc}") from None
+    except MissingExtraError as exc:  # names the extra already
+        raise CliError(str(exc)) from None
     except ImportError as exc:
         raise CliError(f"{exc} (the text export needs the [export] extra)") from None
     print(json.dumps({"command": "export-text", "path": str(path)}, indent=2))

@@ -78,10 +78,10 @@ def pq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, train_size: int = 8192
              seed: int = 0) -> Coded:
     """FAISS product quantisation with `m` sub-quantisers of `nbits` bits, trained on a random
     sample of at most `train_size` items (k-means, `n_iter` iterations)."""
-    try:
-        import faiss
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError("the FAISS baseline needs faiss-cpu: pip install 'smic-fast[eval]'") from error
+    from .._extras import require
+
+    require("eval", "the FAISS PQ baseline", ("faiss",))
+    import faiss
     d = unit.shape[1]
     if d % m:
         raise ValueError(f"PQ needs the dimension ({d}) divisible by M ({m})")

@@ -27,10 +27,11 @@ _NAMES = {"smic": "smic-fast (own dictionary)", "smic-shared": "smic-fast (share
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError("the report's plots need matplotlib: pip install 'smic-fast[eval]'") from error
+    from .._extras import require
+
+    require("eval", "the report's plots", ("matplotlib",))
+    import matplotlib
+
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     return plt

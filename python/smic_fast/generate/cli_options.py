@@ -26,7 +26,12 @@ def add_generator_flags(g, *, default_help: str = "the generator paired with the
                         f"(default: {default_help})")
     g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's, 20 or 50)")
     g.add_argument("--guidance", type=float, default=None, help="guidance scale (default: 10 unCLIP, 4 Kandinsky)")
-    g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the generator's)")
+    from .configs import FAMILIES
+
+    usual = ", ".join(f"{f.usual_size} {f.title}" for f in FAMILIES.values())
+    g.add_argument("--size", type=int, default=None,
+                   help="image side in pixels (default: the generator's training size; when its unet config gives "
+                        f"no sample_size, its family's usual one: {usual})")
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                    help="auto: fp16 on a GPU, fp32 on CPU")

@@ -51,15 +51,16 @@ class _Family:
     pipeline_classes: tuple[str, ...]
     components: tuple[str, ...]  # needed ones: each has a config and (models) a weights file
     schedulers: tuple[str, ...]  # components whose config is scheduler_config.json
+    usual_size: int  # image side when the UNet config gives no sample_size
 
 
 FAMILIES: dict[str, _Family] = {
     f.name: f for f in (
         _Family("unclip", "Stable unCLIP", ("StableUnCLIPImg2ImgPipeline",),
                 ("unet", "vae", "scheduler", "image_normalizer", "image_noising_scheduler"),
-                ("scheduler", "image_noising_scheduler")),
+                ("scheduler", "image_noising_scheduler"), 768),  # Stable Diffusion 2.1 unCLIP's training size
         _Family("kandinsky", "Kandinsky 2.2 decoder", ("KandinskyV22Pipeline",),
-                ("unet", "scheduler", "movq"), ("scheduler",)),
+                ("unet", "scheduler", "movq"), ("scheduler",), 512),  # KandinskyV22Pipeline's own default
     )
 }
 
@@ -86,7 +87,9 @@ class GeneratorInfo:
     """A generator folder as its configs describe it.
 
     ``dim``: the CLIP image-embedding dimension it is conditioned on; ``default_size``: the
-    image side it was trained at (UNet sample size x autoencoder scale)."""
+    image side it was trained at (UNet sample size x autoencoder scale), or the family's usual
+    size when ``unet/config.json`` gives no sample size (diffusers' default, ``null``); then
+    ``size_note`` says so (empty otherwise)."""
 
     path: Path
     family: str
@@ -95,6 +98,7 @@ class GeneratorInfo:
     default_size: int
     name: str = ""  # what the user asked for (hub id or path)
     configs: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
+    size_note: str = field(default="", compare=False)
 
     @property
     def title(self) -> str:
@@ -121,6 +125,18 @@ def _positive_int(config: dict, key: str, path: Path) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise GeneratorError(f"{path}: {key!r} must be a positive integer, found {value!r}")
     return value
+
+
+def _sample_side(unet: dict, path: Path) -> int | None:
+    """The UNet's latent side: ``sample_size`` as an integer or a square [h, w] pair; None when
+    it is absent, null (diffusers' default when a UNet is built without one) or not square."""
+    value = unet.get("sample_size")
+    if value is None:
+        return None
+    if isinstance(value, list) and len(value) == 2:
+        sides = [_positive_int({"sample_size": v}, "sample_size", path) for v in value]
+        return sides[0] if sides[0] == sides[1] else None
+    return _positive_int(unet, "sample_size", path)
 
 
 def _has_weights(folder: Path) -> bool:
@@ -184,8 +200,14 @@ def read_generator_info(folder: str | os.PathLike, name: str = "") -> GeneratorI
                                  f"decoder, found {unet.get('encoder_hid_dim_type')!r}")
         movq_blocks = configs["movq"].get("block_out_channels") or [0]
         scale = 2 ** (len(movq_blocks) - 1)
-    sample = _positive_int(unet, "sample_size", unet_path) if "sample_size" in unet else 64
-    return GeneratorInfo(root, family.name, cls, dim, sample * scale, name or str(root), configs)
+    sample = _sample_side(unet, unet_path)
+    if sample is not None:
+        return GeneratorInfo(root, family.name, cls, dim, sample * scale, name or str(root), configs)
+    given = unet.get("sample_size")
+    what = "no sample_size" if given is None else f"a sample_size that is not square ({given!r})"
+    note = (f"{unet_path} gives {what}: images are {family.usual_size}x{family.usual_size}, the usual size "
+            f"of {family.title} (--size to change)")
+    return GeneratorInfo(root, family.name, cls, dim, family.usual_size, name or str(root), configs, note)
 
 
 # ------------------------------------------------------------------------------ finding a generator

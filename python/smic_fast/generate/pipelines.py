@@ -41,12 +41,13 @@ _PROMPT_TOKENS = 1
 
 
 def _import_torch():
-    try:
-        import diffusers  # noqa: F401
-        import torch
-    except ImportError as error:
-        raise ImportError(f"generating images needs torch and diffusers ({error}); "
-                          "install 'smic-fast[generate]'") from error
+    """torch, once torch, diffusers and transformers (diffusers' pipelines need it) import;
+    else MissingExtraError naming the [generate] extra."""
+    from .._extras import require
+
+    require("generate", "generating images")
+    import torch
+
     return torch
 
 

@@ -33,7 +33,7 @@ def _tiny_text(folder: Path):
     return tokenizer, encoder
 
 
-def _tiny_unclip(dim: int, sample_size: int, text: tuple | None = None):
+def _tiny_unclip(dim: int, sample_size: int | None, text: tuple | None = None):
     from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline,
                            UNet2DConditionModel)
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
@@ -62,7 +62,7 @@ def _tiny_unclip(dim: int, sample_size: int, text: tuple | None = None):
         vae=vae)
 
 
-def _tiny_kandinsky(dim: int, sample_size: int):
+def _tiny_kandinsky(dim: int, sample_size: int | None):
     from diffusers import DDIMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
 
     unet = UNet2DConditionModel(
@@ -83,11 +83,12 @@ def _tiny_kandinsky(dim: int, sample_size: int):
 
 
 def build_tiny_generator(family: str, folder: str | os.PathLike, *, dim: int = 32, seed: int = 0,
-                         sample_size: int = 16, text_encoder: bool = False) -> Path:
+                         sample_size: int | None = 16, text_encoder: bool = False) -> Path:
     """Save a tiny random ``unclip`` or ``kandinsky`` pipeline conditioned on `dim`-dimensional
     image embeddings to `folder` (safetensors); returns the folder. `sample_size` is the latent
-    side: the default image side is 2 x that. `text_encoder` (unclip): include a tiny tokenizer
-    and text encoder, as the real Stable unCLIP folders have (otherwise the prompt is zeros)."""
+    side: the default image side is 2 x that; None builds the UNet without one, as diffusers
+    does by default (its config then says ``"sample_size": null``). `text_encoder` (unclip):
+    include a tiny tokenizer and text encoder, as the real Stable unCLIP folders have (otherwise the prompt is zeros)."""
     import tempfile
 
     import torch

@@ -260,6 +260,9 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps_used, guidance_used, (width, height) = generator.settings(steps, guidance, size)
+    if size is None and generator.info.size_note:  # the folder gives no size: say which one is used
+        notes.append(generator.info.size_note)
+        log.warning("%s", generator.info.size_note)
     norm = _embedding_norm(norm, collection.header.get("mean_norm"), generator, notes)
     negative = _kandinsky_negative(generator, check_encoder, encoder, model, dim, notes)
     report = ImagesReport(str(out), str(generator.info.name), generator.family, generator.device,
