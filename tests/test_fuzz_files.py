@@ -94,3 +94,49 @@ def test_two_thousand_damaged_dictionaries_load_or_raise_format_error(valid_file
             smic.Dictionary.load(path).decode(b"\x00" * 8)
         except smic.DecodeError:  # FormatError is a DecodeError; so is a bad item stream
             pass
+
+
+_HUGE_HEADER_SCRIPT = """
+import json, resource, sys, zlib
+sys.path.insert(0, {tests!r})
+import smic_fast as smic
+from format_helpers import parse_sections, Section
+from smic_fast import _core
+data = open({path!r}, "rb").read()
+MAGIC = smic.dictionary.DICTIONARY_MAGIC
+sections = {{s.tag: s.payload for s in parse_sections(data, MAGIC)}}
+header = json.loads(sections[b"DHDR"])
+header.update(n_atoms=65536, dim=1024, precision={precision!r})  # 2^26 values: the cap
+empty_tables = zlib.compress(bytes(4))  # four tables of size 0: parse, then atoms load
+atoms = open({atoms!r}, "rb").read()
+forged = _core.encode_container(MAGIC, 1, [
+    (b"DHDR", json.dumps(header).encode()), (b"ATOM", atoms), (b"TABL", empty_tables)])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    smic.Dictionary.from_bytes(forged)
+except smic.FormatError as error:
+    print("FormatError", error)
+print("grew_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+@pytest.mark.parametrize(("precision", "atoms", "message"), [
+    ("float16", b"\x00" * 10, "bytes of float16"),
+    ("int8", b"\x00" * (4 * 65536) + b"\x00" + b"\x00" * 5, "int8 values"),
+    # range-coded levels whose table does not count K x d values
+    ("int8", b"\x00" * (4 * 65536) + b"\x01" + bytes(255) + b"\x07" + b"\x00" * 8, "level table counts"),
+])
+def test_a_header_claiming_huge_atoms_is_refused_before_allocating(valid_files, tmp_path, precision, atoms, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    (tmp_path / "atoms.bin").write_bytes(atoms)
+    script = _HUGE_HEADER_SCRIPT.format(tests=tests, path=str(valid_files / "d.smicd"),
+                                        precision=precision, atoms=str(tmp_path / "atoms.bin"))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "FormatError" in result.stdout and message in result.stdout
+    grew_kb = int(result.stdout.split("grew_kb")[-1])
+    assert grew_kb < 64 * 1024  # a K x d float64 buffer would be 512 MB

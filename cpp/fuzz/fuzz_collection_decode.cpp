@@ -10,7 +10,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   try {
     const auto col = smic::Collection::from_bytes(std::vector<uint8_t>(data, data + size), nullptr, "<fuzz>");
-    const std::vector<float> all = col.embeddings(1);
+    const std::vector<float> all = col.embeddings();
     for (std::size_t i = 0; i < col.size() && i < 64; ++i) {
       const std::vector<float> one = col.item(i);
       if (std::memcmp(one.data(), all.data() + i * col.dim(), col.dim() * sizeof(float)) != 0)

@@ -112,9 +112,31 @@ std::vector<uint8_t> zlib_compress(const uint8_t* data, std::size_t size);
 std::vector<uint8_t> zlib_decompress(const uint8_t* data, std::size_t size, std::size_t limit,
                                      const std::string& what);
 
-/// numpy's pairwise summation of n doubles (what np.sum / np.linalg.norm compute along a
-/// contiguous axis), so that results match the Python reference bit for bit.
-double pairwise_sum(const double* a, std::size_t n);
+/// numpy's pairwise summation of n values (what np.sum / np.linalg.norm compute along a
+/// contiguous axis, in the array's own type), so that results match the Python reference bit
+/// for bit: below 8 values a plain loop, up to 128 eight interleaved sums, above that the two
+/// halves (split at a multiple of 8) summed recursively.
+template <class T>
+T pairwise_sum(const T* a, std::size_t n) {
+  if (n < 8) {
+    T res = 0;
+    for (std::size_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    T r[8];
+    for (int j = 0; j < 8; ++j) r[j] = a[j];
+    std::size_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+    T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  std::size_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
 
 /// IEEE half <-> float, round to nearest even (numpy's conversions).
 float half_to_float(uint16_t h);

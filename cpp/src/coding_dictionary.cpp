@@ -81,39 +81,51 @@ std::vector<uint8_t> store_atoms(const float* atoms, std::size_t k, std::size_t 
 // Unit-norm float32 atoms from a stored payload; FormatError if damaged.
 std::vector<float> load_atoms(const std::vector<uint8_t>& payload, std::size_t k, std::size_t dim,
                               AtomPrecision precision, const std::string& name) {
+  // Sizes are checked against the payload before anything K x d is allocated.
+  if (precision == AtomPrecision::kFloat16 && payload.size() != 2 * k * dim)
+    throw FormatError(name + ": atoms: expected " + std::to_string(2 * k * dim) +
+                      " bytes of float16, found " + std::to_string(payload.size()));
+  std::vector<uint64_t> counts;  // int8, range-coded: the level counts
+  std::size_t stream_start = 0;  // and where their stream starts in the payload
+  if (precision == AtomPrecision::kInt8) {
+    if (payload.size() < 4 * k + 1) throw FormatError(name + ": atoms: truncated scales");
+    const uint8_t* rest = payload.data() + 4 * k;
+    const std::size_t rest_size = payload.size() - 4 * k;
+    if (rest[0] > 1) throw FormatError(name + ": atoms: unknown coding flag " + std::to_string(rest[0]));
+    if (rest[0] == 0 && rest_size != 1 + k * dim)
+      throw FormatError(name + ": atoms: expected " + std::to_string(k * dim) +
+                        " int8 values, found " + std::to_string(rest_size - 1) + " bytes");
+    if (rest[0] == 1) {
+      detail::Reader reader(rest + 1, rest_size - 1, name + ": atom table");
+      counts = reader.varints(256);
+      stream_start = 4 * k + 1 + reader.pos();
+      uint64_t total = 0;  // the writer counts exactly the K x d levels it codes
+      for (uint64_t c : counts) total += std::min<uint64_t>(c, uint64_t{1} << 40);
+      if (total != k * dim)
+        throw FormatError(name + ": atoms: the level table counts " + std::to_string(total) +
+                          " values, expected " + std::to_string(k * dim));
+    }
+  }
   std::vector<double> atoms(k * dim);
   if (precision == AtomPrecision::kFloat16) {
-    if (payload.size() != 2 * k * dim)
-      throw FormatError(name + ": atoms: expected " + std::to_string(2 * k * dim) +
-                        " bytes of float16, found " + std::to_string(payload.size()));
     for (std::size_t i = 0; i < k * dim; ++i)
       atoms[i] = detail::half_to_float(detail::get_u16(payload.data() + 2 * i));
   } else {
-    if (payload.size() < 4 * k) throw FormatError(name + ": atoms: truncated scales");
     std::vector<float> scales(k);
     std::memcpy(scales.data(), payload.data(), 4 * k);  // little-endian hosts only (x86, arm)
-    const uint8_t* rest = payload.data() + 4 * k;
-    const std::size_t rest_size = payload.size() - 4 * k;
     std::vector<int32_t> levels(k * dim);
-    if (rest_size == 0) throw FormatError(name + ": atoms: empty payload");
-    if (rest[0] == 0) {
-      if (rest_size != 1 + k * dim)
-        throw FormatError(name + ": atoms: expected " + std::to_string(k * dim) +
-                          " int8 values, found " + std::to_string(rest_size - 1) + " bytes");
-      for (std::size_t i = 0; i < k * dim; ++i) levels[i] = static_cast<int8_t>(rest[1 + i]);
-    } else if (rest[0] == 1) {
-      detail::Reader reader(rest + 1, rest_size - 1, name + ": atom table");
-      const std::vector<uint64_t> counts = reader.varints(256);
+    if (counts.empty()) {  // flag 0: raw int8
+      for (std::size_t i = 0; i < k * dim; ++i) levels[i] = static_cast<int8_t>(payload[4 * k + 1 + i]);
+    } else {
       try {
         const std::vector<uint32_t> freqs = frequencies_from_counts(counts.data(), 256);
         const StaticModel model(freqs.data(), freqs.size());
-        decode_static(reader.here(), reader.left(), model, levels.data(), k * dim);
+        decode_static(payload.data() + stream_start, payload.size() - stream_start, model,
+                      levels.data(), k * dim);
       } catch (const std::exception& e) {
         throw FormatError(name + ": atoms: " + e.what());
       }
       for (auto& v : levels) v -= 128;
-    } else {
-      throw FormatError(name + ": atoms: unknown coding flag " + std::to_string(rest[0]));
     }
     for (std::size_t a = 0; a < k; ++a)
       for (std::size_t j = 0; j < dim; ++j)
@@ -463,32 +475,9 @@ TableCounts fit_counts(const ItemCodes& codes, std::size_t n_atoms, const Coding
 
 // numpy's float32 norm: float32 squares, float32 pairwise sum, float32 sqrt.
 float float32_norm(const float* row, std::size_t n) {
-  // numpy's pairwise sum in float32 (same block structure as the float64 one)
-  struct F {
-    static float sum(const float* a, std::size_t n) {
-      if (n < 8) {
-        float res = 0.f;
-        for (std::size_t i = 0; i < n; ++i) res += a[i];
-        return res;
-      }
-      if (n <= 128) {
-        float r[8];
-        for (int j = 0; j < 8; ++j) r[j] = a[j];
-        std::size_t i = 8;
-        for (; i < n - (n % 8); i += 8)
-          for (int j = 0; j < 8; ++j) r[j] += a[i + j];
-        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; ++i) res += a[i];
-        return res;
-      }
-      std::size_t n2 = n / 2;
-      n2 -= n2 % 8;
-      return sum(a, n2) + sum(a + n2, n - n2);
-    }
-  };
   std::vector<float> squares(n);
   for (std::size_t j = 0; j < n; ++j) squares[j] = row[j] * row[j];
-  return std::sqrt(F::sum(squares.data(), n));
+  return std::sqrt(detail::pairwise_sum(squares.data(), n));
 }
 
 }  // namespace
@@ -591,7 +580,7 @@ void CodingDictionary::reconstruct(const ItemCodes& codes, float* out) const {
       const double scale = params_.paper_range / half;
       for (std::size_t j = 0; j < w; ++j) {
         if (index[j] < 0 || static_cast<std::size_t>(index[j]) >= n_atoms_)
-          throw FormatError("item " + std::to_string(i) + " uses atom " +
+          throw InvalidArgument("item " + std::to_string(i) + " uses atom " +
                             std::to_string(index[j]) + " of a " + std::to_string(n_atoms_) +
                             "-atom dictionary");
         const double weight = (static_cast<double>(level[j]) - half) * scale;

@@ -368,7 +368,7 @@ ItemCodes Collection::codes(std::size_t start, std::size_t stop) const {
   return out;
 }
 
-void Collection::decode(std::size_t start, std::size_t stop, float* out, int) const {
+void Collection::decode(std::size_t start, std::size_t stop, float* out) const {
   require(start <= stop && stop <= size(), "need 0 <= start <= stop <= " + std::to_string(size()));
   for (const Batch& b : batches_) {
     const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
@@ -392,9 +392,9 @@ std::vector<float> Collection::item(std::size_t index) const {
   return out;
 }
 
-std::vector<float> Collection::embeddings(int n_threads) const {
+std::vector<float> Collection::embeddings() const {
   std::vector<float> out(size() * dim_);
-  decode(0, size(), out.data(), n_threads);
+  decode(0, size(), out.data());
   return out;
 }
 

@@ -105,7 +105,8 @@ ResidualCode ResidualCode::parse(const uint8_t* payload, std::size_t size, const
       !std::is_sorted(r.offsets_.begin(), r.offsets_.end()))
     throw FormatError(name + ": corrupt chunk offsets in residual section");
   try {
-    r.freqs_ = frequencies_from_counts(counts.data(), counts.size());
+    const std::vector<uint32_t> freqs = frequencies_from_counts(counts.data(), counts.size());
+    r.model_ = std::make_shared<const StaticModel>(freqs.data(), freqs.size());
   } catch (const InvalidArgument& e) {
     throw FormatError(name + ": bad residual table (" + e.what() + ")");
   }
@@ -116,24 +117,23 @@ void ResidualCode::levels(std::size_t start, std::size_t stop, int32_t* out,
                           const std::string& name) const {
   require(start <= stop && stop <= n_items_, "residual item range out of bounds");
   if (start == stop) return;
-  const StaticModel model(freqs_.data(), freqs_.size());
   const std::size_t first = start / chunk_size_, last = (stop + chunk_size_ - 1) / chunk_size_;
-  std::vector<int32_t> chunk;
+  const auto offset = static_cast<int32_t>(max_level_);
+  std::vector<int32_t> row(dim_);
   for (std::size_t c = first; c < last; ++c) {
     const std::size_t begin = c * chunk_size_;
     const std::size_t count = std::min(chunk_size_, n_items_ - begin);
-    chunk.resize(count * dim_);
     try {
-      decode_static(data_ + offsets_[c], offsets_[c + 1] - offsets_[c], model, chunk.data(),
-                    chunk.size());
+      RangeDecoder dec(data_ + offsets_[c], offsets_[c + 1] - offsets_[c]);
+      for (std::size_t i = begin; i < begin + count; ++i) {
+        for (std::size_t j = 0; j < dim_; ++j) row[j] = static_cast<int32_t>(model_->decode(dec));
+        if (i >= start && i < stop)
+          for (std::size_t j = 0; j < dim_; ++j) out[(i - start) * dim_ + j] = row[j] - offset;
+      }
+      dec.finish();  // the chunk must end exactly where its offsets say
     } catch (const DecodeError& e) {
       throw FormatError(name + ": corrupt residual data (" + e.what() + ")");
     }
-    const std::size_t lo = std::max(start, begin), hi = std::min(stop, begin + count);
-    for (std::size_t i = lo; i < hi; ++i)
-      for (std::size_t j = 0; j < dim_; ++j)
-        out[(i - start) * dim_ + j] =
-            chunk[(i - begin) * dim_ + j] - static_cast<int32_t>(max_level_);
   }
 }
 

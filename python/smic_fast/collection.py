@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
-from ._validation import as_count, as_threads
+from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
 from .dictionary import Dictionary, normalize_embeddings
 
@@ -87,6 +87,14 @@ def _check_chunk(chunk_size: object) -> int:
     return chunk_size
 
 
+def _checked_embeddings(E: object, dim: int | None = None) -> np.ndarray:
+    """E as C-contiguous float32 rows (the core normalises them), or ValueError."""
+    raw = as_float32_matrix(E, "E", columns=dim)
+    if raw.shape[0] == 0:
+        raise ValueError("E has no rows (N = 0): nothing to compress")
+    return raw
+
+
 def _summary(cosine: np.ndarray) -> dict:
     return {"cosine_mean": float(np.mean(cosine)), "cosine_p5": float(np.percentile(cosine, 5))}
 
@@ -121,23 +129,22 @@ def compress(
             step. None (default): atoms only, a handful of bits per item.
     """
     residual_step = None if residual_step is None else check_residual_step(residual_step)
-    unit, _ = normalize_embeddings(E)
-    raw = np.ascontiguousarray(E, dtype=np.float32)
+    raw = _checked_embeddings(E)
     chunk_size = _check_chunk(chunk_size)
-    ids_list = _check_ids(ids, len(unit), 0, set())
-    pixels_list = _check_pixels(pixels, len(unit))
+    ids_list = _check_ids(ids, len(raw), 0, set())
+    pixels_list = _check_pixels(pixels, len(raw))
     symbols = None
     embed = dictionary is None
-    if dictionary is None:
+    if dictionary is None:  # learning needs the unit rows here; the core writes from raw E
         dictionary, symbols, _ = Dictionary._fit(
-            unit, n_atoms, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
+            normalize_embeddings(raw)[0], n_atoms, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
             paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed,
             n_threads=n_threads, progress=progress)
     else:
         if not isinstance(dictionary, Dictionary):
             dictionary = Dictionary.load(dictionary)
-        if dictionary.dim != unit.shape[1]:
-            raise ValueError(f"E has dimension {unit.shape[1]} but the dictionary has {dictionary.dim}")
+        if dictionary.dim != raw.shape[1]:
+            raise ValueError(f"E has dimension {raw.shape[1]} but the dictionary has {dictionary.dim}")
     codes = None if symbols is None else tuple(
         np.ascontiguousarray(getattr(symbols, f), dtype=np.int32)
         for f in ("counts", "first", "rest_index", "rest_level"))
@@ -235,14 +242,14 @@ class Collection:
         they decode exactly as before) and the new one appended.
         Returns the new :meth:`info` with the cosine summary of the appended items.
         """
-        unit, _ = normalize_embeddings(E, dim=self.dim)
+        raw = _checked_embeddings(E, dim=self.dim)
         replaced = set(self._ids) & set(ids or ()) if replace else set()
-        ids_list = _check_ids(ids, len(unit), len(self) - len(replaced), set(self._ids) - replaced)
-        pixels_list = _check_pixels(pixels, len(unit))
+        ids_list = _check_ids(ids, len(raw), len(self) - len(replaced), set(self._ids) - replaced)
+        pixels_list = _check_pixels(pixels, len(raw))
         chunk = 0 if chunk_size is None else _check_chunk(chunk_size)
         given = self._given_dictionary
         cosine = _core.append_collection(
-            os.fspath(self.path), np.ascontiguousarray(E, dtype=np.float32), ids_list, pixels_list,
+            os.fspath(self.path), raw, ids_list, pixels_list,
             bool(replace), chunk, None if given is None else given._core, _threads(n_threads))
         self._load()
         info = self.info()

@@ -80,9 +80,9 @@ class Collection {
   /// Unit embeddings of items [start, stop) into out ((stop - start) x dim floats), decoding
   /// only the chunks that hold them. Throws InvalidArgument for a bad range, FormatError for
   /// corrupt item data.
-  void decode(std::size_t start, std::size_t stop, float* out, int n_threads = 1) const;
+  void decode(std::size_t start, std::size_t stop, float* out) const;
   std::vector<float> item(std::size_t index) const;
-  std::vector<float> embeddings(int n_threads = 0) const;
+  std::vector<float> embeddings() const;
   /// The decoded symbols of items [start, stop) (no reconstruction).
   ItemCodes codes(std::size_t start, std::size_t stop) const;
 

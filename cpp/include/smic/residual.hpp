@@ -10,10 +10,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace smic {
+
+class StaticModel;
 
 constexpr double kMinResidualStep = 1e-4;
 
@@ -44,14 +47,15 @@ class ResidualCode {
   std::size_t chunk_size() const { return chunk_size_; }
   /// Bytes of the range-coded chunks (the payload minus its tables).
   std::size_t data_size() const { return data_size_; }
-  /// Levels of items [start, stop) into out ((stop - start) x dim), decoding only their chunks.
+  /// Levels of items [start, stop) into out ((stop - start) x dim), decoding only their chunks,
+  /// one row at a time (nothing chunk-sized is allocated).
   void levels(std::size_t start, std::size_t stop, int32_t* out, const std::string& name) const;
 
  private:
   double step_ = 0;
   uint32_t max_level_ = 0;
   std::size_t n_items_ = 0, dim_ = 0, chunk_size_ = 0;
-  std::vector<uint32_t> freqs_;
+  std::shared_ptr<const StaticModel> model_;
   std::vector<uint64_t> offsets_;
   const uint8_t* data_ = nullptr;
   std::size_t data_size_ = 0;
