@@ -92,8 +92,8 @@ def label_atoms(atoms: np.ndarray, labels: list[str], text_embeddings: np.ndarra
 
 
 def _weights(symbols: ItemSymbols, params: CodingParams) -> list[tuple[int, float]]:
-    """(atom, weight) of a one-row code, as the decoder weighs them (codec.smic_reconstruct,
-    codec.paper_reconstruct); repeated atoms (paper layout padding) are summed."""
+    """(atom, weight) of a one-row code, as the decoder weighs them (CodingDictionary::reconstruct
+    in the core); repeated atoms (paper layout padding) are summed."""
     total: dict[int, float] = {}
     if params.layout == "paper":
         half = 1 << (params.paper_bits - 1)

@@ -1,4 +1,6 @@
-"""From embeddings to the symbols of the item coder and back (no bit-level coding here).
+"""The symbols of the item coder: coding parameters, quality presets, and the numpy reference
+of the rate-distortion choice (``choose_items``; the C++ core runs it, tests compare the two).
+Reconstruction and the paper layout's coding live in the core (smic/coding_dictionary.hpp).
 
 Fidelity is a cosine, so each item's scale is free: an item of k atoms is stored as the
 index and sign of its largest-magnitude atom, and for each other atom (sorted by index; the
@@ -177,47 +179,3 @@ def choose_items(embeddings: np.ndarray, atoms: np.ndarray, coder: OmpCoder, gra
         best_cost = np.where(better, cost, best_cost)
     # Items with no usable atom (zero vectors) keep a valid single-atom code of atom 0.
     return chosen, np.where(np.isfinite(chosen_cos), chosen_cos, 0.0)
-
-
-def smic_reconstruct(symbols: ItemSymbols, atoms: np.ndarray, params: CodingParams) -> np.ndarray:
-    """Unit-norm embeddings from smic-layout symbols."""
-    n = len(symbols)
-    out = np.zeros((n, atoms.shape[1]), np.float64)
-    has = symbols.counts > 0
-    lead = symbols.first // 2
-    sign = np.where(symbols.first % 2 == 1, -1.0, 1.0)
-    out[has] = sign[has, None] * atoms[lead[has]]
-    used = symbols.rest_index >= 0
-    levels = np.where(used, symbols.rest_level - params.max_level, 0).astype(np.int32)
-    weights = dequantize(levels, params.step).astype(np.float64)
-    for j in range(symbols.rest_index.shape[1]):
-        rows = np.flatnonzero(used[:, j])
-        out[rows] += weights[rows, j, None] * atoms[symbols.rest_index[rows, j]]
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- paper layout
-
-
-def paper_items(embeddings: np.ndarray, coder: OmpCoder, params: CodingParams,
-                n_threads: int | None = None) -> ItemSymbols:
-    """Fixed-length symbols: s_max atoms in OMP order, coefficients on paper_bits bits."""
-    indices, coefs = coder.encode(embeddings, params.s_max, n_threads=n_threads)
-    half = 1 << (params.paper_bits - 1)
-    step = params.paper_range / half
-    levels = np.clip(np.round(coefs / step), -half, half - 1).astype(np.int32) + half
-    # an early-stopped slot repeats atom 0 with coefficient 0 (the layout has no count)
-    levels = np.where(indices >= 0, levels, half)
-    indices = np.where(indices >= 0, indices, 0)
-    n = len(embeddings)
-    return ItemSymbols(np.full(n, params.s_max, np.int32), np.zeros(n, np.int32),
-                       indices.astype(np.int32), levels.astype(np.int32))
-
-
-def paper_reconstruct(symbols: ItemSymbols, atoms: np.ndarray, params: CodingParams) -> np.ndarray:
-    half = 1 << (params.paper_bits - 1)
-    weights = (symbols.rest_level.astype(np.float64) - half) * (params.paper_range / half)
-    out = np.einsum("nk,nkd->nd", weights, atoms[symbols.rest_index].astype(np.float64))
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
