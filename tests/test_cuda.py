@@ -180,7 +180,9 @@ def _cmake() -> str:
 def _configure(tmp_path: Path, *defines: str) -> tuple[str, str]:
     """CMake cache and output of configuring the project (core only, no Python module)."""
     build = tmp_path / "build"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKBUILD")}
+    # LD_PRELOAD (make sanitize preloads ASan into Python) must not reach cmake: nvcc's probe
+    # fails under it and CMake then reports no CUDA compiler.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKBUILD") and k != "LD_PRELOAD"}
     run = subprocess.run([_cmake(), "-S", str(ROOT), "-B", str(build), "-DSMIC_BUILD_PYTHON=OFF",
                           f"-DPython_EXECUTABLE={sys.executable}", *defines], check=True,
                          capture_output=True, text=True, env=env, timeout=300)
