@@ -1,13 +1,20 @@
-"""Latency of coding one new embedding against a loaded dictionary (Dictionary.encode: OMP,
-quantization, range coding, everything precomputed) and of decoding one item (Dictionary.decode,
-col[i]), measured from Python beside numpy's float32 D @ x of the same shape (the floor), and
-throughput of batch coding. K=1024 atoms, d=1024 by default.
+"""Latency of one item against a loaded dictionary, K=1024 atoms and d=1024 by default: encoding
+(OMP, rate-distortion choice, quantization, range coding) and decoding one item's bytes, and
+reading one item of an open collection, each from C++, through the C ABI and from Python, side
+by side with numpy's float32 ``D @ x`` of the same shape (the floor: one pass over the atoms),
+all measured in one run on one thread; then batch throughput.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_single_item.py
+
+The C++ and C figures come from benchmarks/latency/bench_latency.cpp, built here with CMake
+(the venv's cmake and ninja, as the tests use).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,47 +24,7 @@ import numpy as np
 import smic_fast as smic
 from _common import clustered, machine
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--k", type=int, default=1024)
-    parser.add_argument("--d", type=int, default=1024)
-    parser.add_argument("--items", type=int, default=2000, help="single-item calls timed")
-    parser.add_argument("--batch", type=int, default=20000, help="items of the batch run")
-    args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    train = clustered(rng, 8000, args.d)
-    dictionary = smic.Dictionary.fit(train, n_atoms=args.k, n_iter=3)
-    new = clustered(rng, max(args.items, args.batch), args.d)
-    for e in new[:50]:  # warm caches and lazy set-up
-        dictionary.encode(e)
-    times = np.empty(args.items)
-    for i, e in enumerate(new[: args.items]):
-        start = time.perf_counter()
-        dictionary.encode(e)
-        times[i] = time.perf_counter() - start
-    times *= 1e6
-    coded = [dictionary.encode(e) for e in new[: args.items]]
-    decode_times = _timed(dictionary.decode, coded)
-    atoms = np.ascontiguousarray(dictionary.atoms)
-    floor = _timed(lambda x: atoms @ x, list(new[: args.items]))
-    folder = Path(tempfile.mkdtemp())
-    start = time.perf_counter()
-    smic.compress(new[: args.batch], folder / "batch.smic", dictionary=dictionary)
-    batch = time.perf_counter() - start
-    col = smic.open(folder / "batch.smic", dictionary=dictionary)
-    item_times = _timed(col.__getitem__, list(range(0, args.batch, max(1, args.batch // args.items))))
-    print(f"# one new item, K={args.k} d={args.d}; {machine()}")
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| Dictionary.encode p50 | {np.percentile(times, 50):.0f} µs |")
-    print(f"| Dictionary.encode p99 | {np.percentile(times, 99):.0f} µs |")
-    print(f"| Dictionary.encode mean | {times.mean():.0f} µs |")
-    for name, t in (("numpy D @ x (floor)", floor), ("Dictionary.decode", decode_times), ("col[i]", item_times)):
-        print(f"| {name} p50 / p99 / p99.9 | {np.percentile(t, 50):.0f} / {np.percentile(t, 99):.0f} / "
-              f"{np.percentile(t, 99.9):.0f} µs |")
-    print(f"| batch compress of {args.batch} items (file written) | {batch:.2f} s = "
-          f"{args.batch / batch:.0f} items/s |")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _timed(call, inputs) -> np.ndarray:
@@ -70,6 +37,70 @@ def _timed(call, inputs) -> np.ndarray:
         call(x)
         out[i] = time.perf_counter() - start
     return out * 1e6
+
+
+def _quantiles(us: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(np.percentile(us, q)) for q in (50, 99, 99.9))
+
+
+def _native(dictionary_path: Path, items: np.ndarray, collection_path: Path) -> dict[str, tuple]:
+    """Build and run bench_latency; {measure: (p50, p99, p99.9)} and "batch": items/s."""
+    tools = Path(sys.executable).parent
+    build = ROOT / "build" / "bench-latency"
+    subprocess.run([str(tools / "cmake"), "-S", str(ROOT / "benchmarks" / "latency"), "-B", str(build),
+                    "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={tools / 'ninja'}", "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True)
+    subprocess.run([str(tools / "cmake"), "--build", str(build)], check=True, capture_output=True)
+    raw = dictionary_path.with_suffix(".f32")
+    np.ascontiguousarray(items, dtype="<f4").tofile(raw)
+    result = subprocess.run([str(build / "bench_latency"), str(dictionary_path), str(raw), str(items.shape[1]),
+                             str(collection_path)], check=True, capture_output=True, text=True)
+    out: dict[str, tuple] = {}
+    for line in result.stdout.splitlines():
+        name, *values = line.split()
+        out[name] = tuple(float(v) for v in values)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=1024)
+    parser.add_argument("--d", type=int, default=1024)
+    parser.add_argument("--items", type=int, default=2000, help="single-item calls timed")
+    parser.add_argument("--batch", type=int, default=20000, help="items of the batch run")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core for every column
+    rng = np.random.default_rng(0)
+    train = clustered(rng, 8000, args.d)
+    dictionary = smic.Dictionary.fit(train, n_atoms=args.k, n_iter=3)
+    new = clustered(rng, max(args.items, args.batch), args.d)
+    singles = list(new[: args.items])
+    python = {"encode": _timed(dictionary.encode, singles)}
+    coded = [dictionary.encode(e) for e in singles]
+    python["decode"] = _timed(dictionary.decode, coded)
+    atoms = np.ascontiguousarray(dictionary.atoms)
+    floor = _timed(lambda x: atoms @ x, singles)
+    folder = Path(tempfile.mkdtemp())
+    start = time.perf_counter()
+    smic.compress(new[: args.batch], folder / "batch.smic", dictionary=dictionary, n_threads=1)
+    batch = time.perf_counter() - start
+    col = smic.open(folder / "batch.smic", dictionary=dictionary)
+    python["item"] = _timed(col.__getitem__, [(i * 7919) % args.batch for i in range(args.items)])
+    dictionary.save(folder / "d.smicd")
+    native = _native(folder / "d.smicd", new[: args.items], folder / "batch.smic")
+
+    print(f"# one item, K={args.k} d={args.d}, one thread; {machine()}")
+    print(f"numpy float32 D @ x (floor): p50 / p99 / p99.9 = "
+          "{:.1f} / {:.1f} / {:.1f} µs".format(*_quantiles(floor)))
+    print("| µs, p50 / p99 / p99.9 | C++ | C ABI | Python |")
+    print("|---|---|---|---|")
+    fmt = "{:.1f} / {:.1f} / {:.1f}".format
+    for name, label in (("encode", "encode one item"), ("decode", "decode one item's bytes"),
+                        ("item", "read item i of an open collection")):
+        c_column = fmt(*native[f"c_{name}"]) if f"c_{name}" in native else "–"
+        print(f"| {label} | {fmt(*native[f'cpp_{name}'])} | {c_column} | {fmt(*_quantiles(python[name]))} |")
+    print(f"| batch: items/s, one thread | {native['batch'][0]:.0f} (coding only) | – | "
+          f"{args.batch / batch:.0f} (compress, file written) |")
 
 
 if __name__ == "__main__":

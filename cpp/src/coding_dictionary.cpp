@@ -317,17 +317,6 @@ void CodingDictionary::finish(const std::string& name) {
         FrequencyTable{freqs[2].data(), freqs[2].size()},
         FrequencyTable{freqs[3].data(), freqs[3].size()}, params_.s_max, ItemLayout::kSorted);
   }
-  // The hash covers the canonical sections (what save() writes).
-  std::vector<uint8_t> digest_input;
-  const std::vector<uint8_t> header = header_json(), tables_bytes = tables_payload();
-  const std::pair<Tag, const std::vector<uint8_t>*> parts[3] = {
-      {kDhdr, &header}, {kAtom, &atom_payload_}, {kTabl, &tables_bytes}};
-  for (const auto& [tag, payload] : parts) {
-    digest_input.insert(digest_input.end(), tag.begin(), tag.end());
-    detail::put_u64(digest_input, payload->size());
-    digest_input.insert(digest_input.end(), payload->begin(), payload->end());
-  }
-  detail::sha256(digest_input.data(), digest_input.size(), hash_.data());
 }
 
 std::vector<uint8_t> CodingDictionary::header_json() const {
@@ -369,10 +358,26 @@ void CodingDictionary::save(const std::string& path) const {
   atomic_write(path, bytes.data(), bytes.size());
 }
 
+const std::array<uint8_t, 32>& CodingDictionary::hash() const {
+  std::call_once(hash_once_, [this] {  // over the canonical sections: what save() writes
+    std::vector<uint8_t> digest_input;
+    const std::vector<uint8_t> header = header_json(), tables_bytes = tables_payload();
+    const std::pair<Tag, const std::vector<uint8_t>*> parts[3] = {
+        {kDhdr, &header}, {kAtom, &atom_payload_}, {kTabl, &tables_bytes}};
+    for (const auto& [tag, payload] : parts) {
+      digest_input.insert(digest_input.end(), tag.begin(), tag.end());
+      detail::put_u64(digest_input, payload->size());
+      digest_input.insert(digest_input.end(), payload->begin(), payload->end());
+    }
+    detail::sha256(digest_input.data(), digest_input.size(), hash_.data());
+  });
+  return hash_;
+}
+
 std::string CodingDictionary::hash_hex() const {
   static const char* hex = "0123456789abcdef";
   std::string out;
-  for (uint8_t b : hash_) {
+  for (uint8_t b : hash()) {
     out += hex[b >> 4];
     out += hex[b & 15];
   }

@@ -106,8 +106,9 @@ class CodingDictionary {
   /// The .smicd bytes (version 1) and an atomic save.
   std::vector<uint8_t> to_bytes() const;
   void save(const std::string& path) const;
-  /// SHA-256 of the content, raw and as 64 hex digits.
-  const std::array<uint8_t, 32>& hash() const { return hash_; }
+  /// SHA-256 of the content, raw and as 64 hex digits (computed on first use: hashing the
+  /// atoms costs milliseconds, and only shared dictionaries need it).
+  const std::array<uint8_t, 32>& hash() const;
   std::string hash_hex() const;
 
   // ---- coding -------------------------------------------------------------------------------
@@ -154,7 +155,8 @@ class CodingDictionary {
   TableCounts counts_;
   bool flat_ = true;
   std::unique_ptr<ItemModels> models_;
-  std::array<uint8_t, 32> hash_{};
+  mutable std::array<uint8_t, 32> hash_{};
+  mutable std::once_flag hash_once_;
   mutable std::once_flag coder_once_;
   mutable std::unique_ptr<OmpCoder> coder_;
 };

@@ -1,0 +1,108 @@
+// Latency of one item from C++ (smic::CodingDictionary, smic::Collection) and through the C
+// ABI (smic.h), on the calling thread:
+//
+//   bench_latency dictionary.smicd items.f32 dim collection.smic
+//
+// items.f32: n x dim float32 rows to encode one at a time; collection.smic: a collection coded
+// with that dictionary (shared), for item reads. Prints "name p50 p99 p99.9" in microseconds,
+// one line per measure, then "batch items_per_second". The C ABI's bytes are checked to equal
+// the C++ ones (exit 1 otherwise).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "smic/coding_dictionary.hpp"
+#include "smic/collection.hpp"
+#include "smic/smic.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<float> read_floats(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  std::vector<float> out(static_cast<std::size_t>(in.tellg()) / sizeof(float));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size() * sizeof(float)));
+  return out;
+}
+
+void report(const char* name, std::vector<double> us) {
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))]; };
+  std::printf("%s %.2f %.2f %.2f\n", name, at(0.5), at(0.99), at(0.999));
+}
+
+template <class F>
+std::vector<double> timed(std::size_t n, F&& call) {
+  for (std::size_t i = 0; i < std::min<std::size_t>(n, 20); ++i) call(i);  // warm up
+  std::vector<double> us(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto start = Clock::now();
+    call(i);
+    us[i] = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  }
+  return us;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: bench_latency dictionary.smicd items.f32 dim collection.smic\n");
+    return 2;
+  }
+  try {
+    const auto dictionary = smic::CodingDictionary::load(argv[1]);
+    const std::vector<float> items = read_floats(argv[2]);
+    const std::size_t dim = std::stoul(argv[3]);
+    const std::size_t n = items.size() / dim;
+    const auto collection = smic::Collection::open(argv[4], dictionary);
+    (void)dictionary->coder();
+
+    std::vector<std::vector<uint8_t>> coded(n);
+    report("cpp_encode", timed(n, [&](std::size_t i) { coded[i] = dictionary->encode_one(&items[i * dim]); }));
+    std::vector<float> out(dim);
+    report("cpp_decode", timed(n, [&](std::size_t i) { dictionary->decode_one(coded[i].data(), coded[i].size(), out.data()); }));
+    const std::size_t m = collection.size();
+    report("cpp_item", timed(n, [&](std::size_t i) { collection.decode((i * 7919) % m, (i * 7919) % m + 1, out.data()); }));
+
+    smic_dictionary* d = nullptr;
+    smic_encoder* encoder = nullptr;
+    if (smic_dictionary_load(argv[1], &d) != SMIC_OK || smic_encoder_new(d, &encoder) != SMIC_OK) {
+      std::fprintf(stderr, "C ABI: %s\n", smic_last_error());
+      return 1;
+    }
+    std::size_t bound = 0;
+    smic_encode_bound(d, &bound);
+    std::vector<uint8_t> buffer(bound);
+    bool same = true;
+    report("c_encode", timed(n, [&](std::size_t i) {
+      std::size_t written = 0;
+      smic_encode(encoder, &items[i * dim], buffer.data(), buffer.size(), &written);
+      same = same && written == coded[i].size() && std::memcmp(buffer.data(), coded[i].data(), written) == 0;
+    }));
+    report("c_decode", timed(n, [&](std::size_t i) { smic_decode(d, coded[i].data(), coded[i].size(), out.data()); }));
+    smic_encoder_free(encoder);
+    smic_dictionary_free(d);
+    if (!same) {
+      std::fprintf(stderr, "the C ABI's bytes differ from the C++ ones\n");
+      return 1;
+    }
+    const auto start = Clock::now();
+    smic::WriteOptions options;
+    options.embed_dictionary = false;
+    options.n_threads = 1;
+    smic::CollectionWriter::write_bytes(items.data(), n, dim, *dictionary, {}, {}, options, nullptr);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    std::printf("batch %.0f\n", static_cast<double>(n) / seconds);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_latency: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
