@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# One core for every column, numpy's floor included: OpenBLAS reads this when numpy loads.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
 import subprocess
 import sys
 import tempfile
@@ -69,7 +74,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=2000, help="single-item calls timed")
     parser.add_argument("--batch", type=int, default=20000, help="items of the batch run")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core for every column
     rng = np.random.default_rng(0)
     train = clustered(rng, 8000, args.d)
     dictionary = smic.Dictionary.fit(train, n_atoms=args.k, n_iter=3)
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     python["decode"] = _timed(dictionary.decode, coded)
     atoms = np.ascontiguousarray(dictionary.atoms)
     floor = _timed(lambda x: atoms @ x, singles)
-    folder = Path(tempfile.mkdtemp())
+    scratch = tempfile.TemporaryDirectory()  # removed when the run ends
+    folder = Path(scratch.name)
     start = time.perf_counter()
     smic.compress(new[: args.batch], folder / "batch.smic", dictionary=dictionary, n_threads=1)
     batch = time.perf_counter() - start
