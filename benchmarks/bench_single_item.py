@@ -44,6 +44,13 @@ def _timed(call, inputs) -> np.ndarray:
     return out * 1e6
 
 
+def _once(call, x) -> float:
+    """Microseconds of one call(x), no warm-up (a first read)."""
+    start = time.perf_counter()
+    call(x)
+    return (time.perf_counter() - start) * 1e6
+
+
 def _quantiles(us: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(np.percentile(us, q)) for q in (50, 99, 99.9))
 
@@ -91,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     batch = time.perf_counter() - start
     col = smic.open(folder / "batch.smic", dictionary=dictionary)
     python["item"] = _timed(col.__getitem__, [(i * 7919) % args.batch for i in range(args.items)])
+    fresh = smic.open(folder / "batch.smic", dictionary=dictionary)
+    chunk = fresh._core.chunk_size
+    firsts = [min(args.batch - 1, c * chunk + (c * 7919) % chunk) for c in range(-(-args.batch // chunk))]
+    python["item_cold"] = np.array([_once(fresh.__getitem__, i) for i in firsts])
     dictionary.save(folder / "d.smicd")
     native = _native(folder / "d.smicd", new[: args.items], folder / "batch.smic")
 
@@ -101,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|")
     fmt = "{:.1f} / {:.1f} / {:.1f}".format
     for name, label in (("encode", "encode one item"), ("decode", "decode one item's bytes"),
-                        ("item", "read item i of an open collection")):
+                        ("item", "read item i of an open collection (warm chunks)"),
+                        ("item_cold", "first read in a chunk (decodes the chunk)")):
         c_column = fmt(*native[f"c_{name}"]) if f"c_{name}" in native else "–"
         print(f"| {label} | {fmt(*native[f'cpp_{name}'])} | {c_column} | {fmt(*_quantiles(python[name]))} |")
     print(f"| batch: items/s, one thread | {native['batch'][0]:.0f} (coding only) | – | "

@@ -647,31 +647,56 @@ EncodedItems CodingDictionary::encode_items(const ItemCodes& codes, std::size_t 
   return smic::encode_items(*models_, codes.columns(), codes.n, chunk_size, n_threads);
 }
 
-ItemCodes CodingDictionary::decode_items(const uint8_t* data, std::size_t size,
-                                         const uint64_t* offsets, std::size_t n_offsets,
-                                         std::size_t n_items, std::size_t chunk_size,
-                                         std::size_t start, std::size_t stop,
-                                         int n_threads) const {
+ItemCodes CodingDictionary::empty_codes(std::size_t n) const {
   ItemCodes codes;
-  const std::size_t n = stop - start;
   codes.n = n;
   codes.width = models_->row_width();
   codes.counts.resize(n);
   codes.first.resize(n);
   codes.rest_index.resize(n * codes.width);
   codes.rest_level.resize(n * codes.width);
+  return codes;
+}
+
+// The paper layout codes no count or first symbol: fill them, and check the indices (its index
+// alphabet is padded to a power of two, so a corrupt stream may name atoms past K).
+void CodingDictionary::check_decoded(ItemCodes& codes) const {
+  if (params_.layout != ItemLayout::kPaper) return;
+  std::fill(codes.counts.begin(), codes.counts.end(), static_cast<int32_t>(params_.s_max));
+  std::fill(codes.first.begin(), codes.first.end(), 0);
+  for (int32_t a : codes.rest_index)
+    if (static_cast<std::size_t>(a) >= n_atoms_)
+      throw DecodeError("an item uses atom " + std::to_string(a) + " of a " +
+                        std::to_string(n_atoms_) + "-atom dictionary");
+}
+
+ItemCodes CodingDictionary::decode_items(const uint8_t* data, std::size_t size,
+                                         const uint64_t* offsets, std::size_t n_offsets,
+                                         std::size_t n_items, std::size_t chunk_size,
+                                         std::size_t start, std::size_t stop,
+                                         int n_threads) const {
+  ItemCodes codes = empty_codes(stop - start);
   smic::decode_items(*models_, data, size, offsets, n_offsets, n_items, chunk_size, start, stop,
                      {codes.counts.data(), codes.first.data(), codes.rest_index.data(),
                       codes.rest_level.data()},
                      n_threads);
-  if (params_.layout == ItemLayout::kPaper) {
-    std::fill(codes.counts.begin(), codes.counts.end(), static_cast<int32_t>(params_.s_max));
-    std::fill(codes.first.begin(), codes.first.end(), 0);
-    for (int32_t a : codes.rest_index)
-      if (static_cast<std::size_t>(a) >= n_atoms_)
-        throw DecodeError("an item uses atom " + std::to_string(a) + " of a " +
-                          std::to_string(n_atoms_) + "-atom dictionary");
-  }
+  check_decoded(codes);
+  return codes;
+}
+
+ItemCodes CodingDictionary::decode_chunk_items(const uint8_t* data, std::size_t size,
+                                               const uint64_t* offsets, std::size_t n_offsets,
+                                               std::size_t n_items, std::size_t chunk_size,
+                                               std::size_t start, std::size_t stop,
+                                               ChunkCheckpoints* record,
+                                               const ChunkCheckpoints* resume) const {
+  ItemCodes codes = empty_codes(stop - start);
+  smic::decode_chunk_items(*models_, data, size, offsets, n_offsets, n_items, chunk_size, start,
+                           stop,
+                           {codes.counts.data(), codes.first.data(), codes.rest_index.data(),
+                            codes.rest_level.data()},
+                           record, 16, resume);
+  check_decoded(codes);
   return codes;
 }
 
