@@ -6,6 +6,10 @@
 #include <cstring>
 #include <string>
 
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+#include <immintrin.h>
+#endif
+
 #include "bytes.hpp"
 #include "gemm_kernels.hpp"
 #include "parallel.hpp"
@@ -166,6 +170,36 @@ void scale_columns(float* c, std::size_t m, std::size_t ldc, std::size_t n, cons
   }
 }
 
+// c[j] = ((sums[0][j] + sums[1][j]) + sums[2][j]) + ...: the depth blocks' sums in block order.
+void add_blocks_generic(const float* sums, std::size_t n_blocks, std::size_t stride,
+                        std::size_t n, float* c) {
+  for (std::size_t j = 0; j < n; ++j) c[j] = sums[j];
+  for (std::size_t pb = 1; pb < n_blocks; ++pb)
+    for (std::size_t j = 0; j < n; ++j) c[j] += sums[pb * stride + j];
+}
+
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+__attribute__((target("avx2"))) void add_blocks_avx2(const float* sums, std::size_t n_blocks,
+                                                     std::size_t stride, std::size_t n, float* c) {
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 acc = _mm256_loadu_ps(sums + j);
+    for (std::size_t pb = 1; pb < n_blocks; ++pb)
+      acc = _mm256_add_ps(acc, _mm256_loadu_ps(sums + pb * stride + j));
+    _mm256_storeu_ps(c + j, acc);
+  }
+  add_blocks_generic(sums + j, n_blocks, stride, n - j, c + j);
+}
+#endif
+
+void add_blocks(const float* sums, std::size_t n_blocks, std::size_t stride, std::size_t n,
+                float* c) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (g_kernels.half_row) return add_blocks_avx2(sums, n_blocks, stride, n, c);
+#endif
+  add_blocks_generic(sums, n_blocks, stride, n, c);
+}
+
 // One row against the float16 copy of B: one pass over half the bytes. Each depth block's sums
 // go to their own buffer and are added in block order at the end, as the other kernels add
 // them, so the pass may run in either direction: it alternates, and starts each time where the
@@ -189,12 +223,7 @@ void half_row_product(const float* a, const PackedB& b, std::size_t n_panels, fl
                        sums.data() + pb * stride, false, backwards);
   }
   backwards = !backwards;
-  const float* first = sums.data();
-  for (std::size_t j = 0; j < n; ++j) c[j] = first[j];
-  for (std::size_t pb = 1; pb < n_blocks; ++pb) {
-    const float* block = sums.data() + pb * stride;
-    for (std::size_t j = 0; j < n; ++j) c[j] += block[j];
-  }
+  add_blocks(sums.data(), n_blocks, stride, n, c);
 }
 
 // The product without the row scale.
