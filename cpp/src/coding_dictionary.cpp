@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "bytes.hpp"
+#include "cpu.hpp"
 #include "json.hpp"
 #include "smic/container.hpp"
 #include "smic/item_choice.hpp"
@@ -702,17 +703,25 @@ ItemCodes CodingDictionary::decode_chunk_items(const uint8_t* data, std::size_t 
 
 namespace {
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SMIC_DIVIDE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define SMIC_DIVIDE_CLONES
-#endif
-
 // out[j] = float(row[j] / divisor): IEEE division, the same in any vector width (one dimension
 // of 1024 takes about 1.3 us in scalar divisions, a third of that four at a time).
-SMIC_DIVIDE_CLONES
-void divide_row(const double* row, std::size_t dim, double divisor, float* out) {
+void divide_row_generic(const double* row, std::size_t dim, double divisor, float* out) {
   for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(row[j] / divisor);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2"))) void divide_row_avx2(const double* row, std::size_t dim,
+                                                     double divisor, float* out) {
+  for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(row[j] / divisor);
+}
+#endif
+
+void divide_row(const double* row, std::size_t dim, double divisor, float* out) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool avx2 = detail::use_avx2_kernels();
+  if (avx2) return divide_row_avx2(row, dim, divisor, out);
+#endif
+  divide_row_generic(row, dim, divisor, out);
 }
 
 }  // namespace

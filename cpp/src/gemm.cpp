@@ -11,6 +11,7 @@
 #endif
 
 #include "bytes.hpp"
+#include "cpu.hpp"
 #include "gemm_kernels.hpp"
 #include "parallel.hpp"
 #include "smic/error.hpp"
@@ -70,15 +71,6 @@ static_assert(kSmallRows == 5, "row_kernel_generic dispatches 1 to 5 rows");
 
 namespace {
 
-bool cpu_has_avx2() {
-#if defined(SMIC_HAVE_AVX2_KERNEL) && (defined(__GNUC__) || defined(__clang__))
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
-#else
-  return false;
-#endif
-}
-
 struct Kernels {
   MicroKernel micro;
   RowKernel row;
@@ -91,7 +83,7 @@ constexpr Kernels kAvx2{micro_kernel_avx2, row_kernel_avx2, half_row_kernel_avx2
 
 Kernels best_kernels() {
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-  if (cpu_has_avx2()) return kAvx2;
+  if (use_avx2_kernels()) return kAvx2;
 #endif
   return kGeneric;
 }

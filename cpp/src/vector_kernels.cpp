@@ -1,5 +1,7 @@
 #include "vector_kernels.hpp"
 
+#include "cpu.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,8 +48,7 @@ using SubtractCombination = void (*)(const float*, const float* const*, const fl
 
 SubtractCombination pick_subtract_combination() {
 #if defined(__GNUC__) && defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return subtract_combination_avx2;
+  if (use_avx2_kernels()) return subtract_combination_avx2;
 #endif
   return subtract_combination_generic;
 }
@@ -127,7 +128,7 @@ using ArgmaxAbs = std::size_t (*)(const float*, std::size_t, float*);
 
 ArgmaxAbs pick_argmax_abs() {
 #if defined(SMIC_HAVE_AVX2_ARGMAX)
-  if (__builtin_cpu_supports("avx2")) return argmax_abs_avx2;
+  if (use_avx2_kernels()) return argmax_abs_avx2;
 #endif
   return argmax_abs_generic;
 }

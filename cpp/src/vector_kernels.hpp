@@ -1,5 +1,6 @@
-// Internal: the short vector loops of the pursuit, compiled twice (AVX2+FMA and baseline)
-// and picked at load time by the CPU, so one binary is fast on new CPUs and runs on old ones.
+// Internal: the short vector loops of the pursuit, in AVX2 + FMA and in plain C++, picked at
+// load time (cpu.hpp), so one binary is fast on new CPUs and runs on old ones, with the same
+// results on both.
 #pragma once
 #include <cstddef>
 

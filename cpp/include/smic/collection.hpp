@@ -35,7 +35,8 @@ struct SectionBytes {
 };
 
 /// A .smic collection opened for reading. Items decode lazily, one chunk at a time; the
-/// object is immutable, so concurrent reads from several threads are safe.
+/// object does not change once opened (only its cache of decoder checkpoints grows, under a
+/// lock), so concurrent reads from several threads are safe.
 class Collection {
  public:
   Collection(Collection&&) = default;
