@@ -1,22 +1,17 @@
 # The C ABI library smic::c and the installable CMake package (smicConfig.cmake), included at
 # the end of cpp/CMakeLists.txt. Kept apart from the core's own target definitions.
 #
-#   SMIC_BUILD_C_API  build libsmic_c (default: ON, except inside the Python wheel build)
+#   SMIC_BUILD_C_API  build libsmic_c (default: ON; the wheel carries it too)
 #   SMIC_INSTALL_CPP  install headers, libraries and the CMake package (default: ON when cpp/
-#                     or the repository root is the top-level project and not the wheel build)
+#                     or the repository root is the top-level project, the wheel build included)
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-if(DEFINED SKBUILD)
-  set(_smic_c_default OFF)
-else()
-  set(_smic_c_default ON)
-endif()
-option(SMIC_BUILD_C_API "Build the shared library smic_c (smic/smic.h)" ${_smic_c_default})
+option(SMIC_BUILD_C_API "Build the shared library smic_c (smic/smic.h)" ON)
 if(NOT DEFINED SMIC_INSTALL_CPP)
   # A project that add_subdirectory()s cpp/ gets the targets, not an install of smic into its
   # own prefix; the repository root defines SMIC_INSTALL_CPP itself.
-  if(NOT DEFINED SKBUILD AND CMAKE_SOURCE_DIR STREQUAL CMAKE_CURRENT_SOURCE_DIR)
+  if(CMAKE_SOURCE_DIR STREQUAL CMAKE_CURRENT_SOURCE_DIR)
     set(_smic_install_default ON)
   else()
     set(_smic_install_default OFF)
@@ -35,6 +30,11 @@ foreach(_line IN LISTS _smic_version_lines)
   set(_smic_version_${_part} ${_value})
 endforeach()
 set(SMIC_VERSION "${_smic_version_MAJOR}.${_smic_version_MINOR}.${_smic_version_PATCH}")
+# The wheel's version is read from the same macros (pyproject.toml, regex provider): a
+# mismatch means that reading broke, and a wheel would carry two versions.
+if(DEFINED SKBUILD_PROJECT_VERSION AND NOT SKBUILD_PROJECT_VERSION VERSION_EQUAL SMIC_VERSION)
+  message(FATAL_ERROR "wheel version ${SKBUILD_PROJECT_VERSION} != smic.h's ${SMIC_VERSION}")
+endif()
 
 # Headers come from the source tree when building, from <prefix>/include once installed.
 set_property(TARGET smic_core PROPERTY INTERFACE_INCLUDE_DIRECTORIES
@@ -54,10 +54,15 @@ if(SMIC_BUILD_C_API)
   set_target_properties(smic_c PROPERTIES
     EXPORT_NAME c
     OUTPUT_NAME smic_c
-    VERSION ${SMIC_VERSION}
-    SOVERSION ${_smic_version_MAJOR}.${_smic_version_MINOR}
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
+  # A wheel cannot hold symbolic links (libsmic_c.so -> .so.0.1 -> .so.0.1.0 would be three
+  # copies), so inside it the library is one file, libsmic_c.so, and the package is versioned
+  # as a whole.
+  if(NOT DEFINED SKBUILD)
+    set_target_properties(smic_c PROPERTIES
+      VERSION ${SMIC_VERSION} SOVERSION ${_smic_version_MAJOR}.${_smic_version_MINOR})
+  endif()
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_compile_options(smic_c PRIVATE -Wall -Wextra)
   endif()
