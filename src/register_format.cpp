@@ -427,11 +427,12 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
   py::class_<smic::Collection>(m, "Collection", "A .smic collection (C++ reader); see smic_fast.Collection.")
       .def_static(
           "open",
-          [](const std::string& path, Holder shared) {
+          // std::optional: the signature (and so _core.pyi) says `CodingDictionary | None`.
+          [](const std::string& path, std::optional<Holder> shared) {
             py::gil_scoped_release release;
-            return smic::Collection::open(path, std::move(shared));
+            return smic::Collection::open(path, shared.value_or(nullptr));
           },
-          py::arg("path"), py::arg("dictionary") = nullptr)
+          py::arg("path"), py::arg("dictionary") = py::none())
       .def("__len__", &smic::Collection::size)
       .def_property_readonly("dim", &smic::Collection::dim)
       .def_property_readonly("ids", [](const smic::Collection& c) {
@@ -530,8 +531,9 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
   m.def(
       "append_collection",
       [](const std::string& path, const py::array& embeddings, const py::object& ids,
-         const py::object& pixels, bool replace, std::size_t chunk_size, Holder dictionary,
-         int n_threads) {
+         const py::object& pixels, bool replace, std::size_t chunk_size,
+         std::optional<Holder> shared, int n_threads) {
+        Holder dictionary = shared.value_or(nullptr);
         std::size_t n = 0, d = 0;
         const float* e = matrix(embeddings, "E", n, d);
         const auto id_list = strings(ids, "ids");
@@ -546,7 +548,7 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       },
       py::arg("path"), py::arg("embeddings"), py::arg("ids") = py::none(),
       py::arg("pixels") = py::none(), py::arg("replace") = false, py::arg("chunk_size") = 0,
-      py::arg("dictionary") = nullptr, py::arg("n_threads") = 0,
+      py::arg("dictionary") = py::none(), py::arg("n_threads") = 0,
       "Append a batch atomically (earlier bytes untouched unless replace); returns cosines.");
 
   m.def(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, overload
 
 import numpy as np
 
@@ -14,6 +15,19 @@ __all__ = ["learn_dictionary"]
 ProgressCallback = Callable[[int, float], "bool | None"]
 
 
+# The result's type follows return_errors, so a typed caller gets an array, not a union.
+@overload
+def learn_dictionary(
+    X: np.ndarray, n_atoms: int, n_nonzero: int, n_iter: int = 10, seed: int = 0, *,
+    n_threads: int | None = None, max_coherence: float = 0.99, min_usage: float = 0.25,
+    progress: ProgressCallback | None = None, return_errors: Literal[False] = False, device: str = "cpu",
+) -> np.ndarray: ...
+@overload
+def learn_dictionary(
+    X: np.ndarray, n_atoms: int, n_nonzero: int, n_iter: int = 10, seed: int = 0, *,
+    n_threads: int | None = None, max_coherence: float = 0.99, min_usage: float = 0.25,
+    progress: ProgressCallback | None = None, return_errors: Literal[True], device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]: ...
 def learn_dictionary(
     X: np.ndarray, n_atoms: int, n_nonzero: int, n_iter: int = 10, seed: int = 0, *,
     n_threads: int | None = None, max_coherence: float = 0.99, min_usage: float = 0.25,

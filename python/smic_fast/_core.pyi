@@ -1,0 +1,383 @@
+"""
+smic_fast C++ core (batch OMP, K-SVD, quantizer, range coder)
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+import typing_extensions
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'residual_levels', 'set_gemm_kernel', 'write_collection']
+class DecodeError(ValueError):
+    """
+    Coded data is truncated, corrupted or inconsistent with its model.
+    """
+class FormatError(DecodeError):
+    """
+    A .smic or .smicd file is truncated, corrupted, of another kind or of a newer version.
+    """
+class DictionaryMismatchError(FormatError):
+    """
+    A collection refers to a shared dictionary that was not given, or was given another one.
+    """
+class OmpCoder:
+    """
+    A dictionary prepared for batch OMP (packed atoms, Gram matrix).
+    """
+    def __init__(self, D: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
+    def encode(self, X: numpy.ndarray, n_nonzero: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+        """
+        Code the rows of X; tol < 0 means no residual threshold. Returns (indices, coefs).
+        """
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def n_atoms(self) -> int:
+        ...
+class ItemModels:
+    """
+    Static models of the item codec, built once and reused (immutable; safe to share across threads).
+    
+    ItemModels(count_freqs, first_freqs, index_freqs, level_freqs, s_max, paper=False)
+    
+    All tables are 1-D C-contiguous uint32 arrays, every entry >= 1, each summing to <= 2^31.
+    K = len(index_freqs) (number of atoms), L = len(level_freqs) (number of level symbols).
+    
+    paper=False (SMIC's sorted layout): len(count_freqs) == s_max + 1, len(first_freqs) == 2K.
+      Per item: count k in [0, s_max]; if k >= 1 the "first" symbol 2 * atom + sign of the atom of
+      largest |coefficient|; then the k - 1 other atoms strictly ascending, each coded conditionally
+      on exceeding the previous one, each followed by its level symbol.
+      Use encode / decode / item_bits.
+    paper=True (the paper's baseline): every item has exactly s_max atoms, coded in the given order
+      as index then level, unconditionally. count_freqs and first_freqs are unused: pass None or
+      empty arrays. Use encode_paper / decode_paper / item_bits_paper.
+    
+    Items are coded in independent chunks of chunk_size items (random access: decoding one item
+    decodes only its chunk). n_threads: 0 = all available, else that many (chunks in parallel).
+    Bad arguments raise ValueError naming the argument; corrupt data raises DecodeError.
+    """
+    def __init__(self, count_freqs: typing.Any, first_freqs: typing.Any, index_freqs: numpy.ndarray, level_freqs: numpy.ndarray, s_max: typing.SupportsInt | typing.SupportsIndex, paper: bool = False) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def decode(self, data: typing_extensions.Buffer, offsets: numpy.ndarray, n_items: typing.SupportsInt | typing.SupportsIndex, chunk_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, stop: typing.SupportsInt | typing.SupportsIndex | None = None, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+        """
+        Decode items [start, stop) (stop=None: n_items) -> (counts, first, rest_index, rest_level).
+        
+        data: bytes-like (bytes, bytearray, memoryview, 1-D uint8 array) holding all chunks, exactly
+        offsets[-1] bytes; offsets: uint64 (n_chunks + 1,) from encode; n_items, chunk_size as encoded.
+        Only the chunks overlapping [start, stop) are decoded (each in full, with an exact end check).
+        Unused rest slots and first of an empty item are -1. Raises DecodeError for bad offsets or a
+        truncated / corrupt chunk, ValueError for a range outside [0, n_items] or bad argument types.
+        """
+    def decode_paper(self, data: typing_extensions.Buffer, offsets: numpy.ndarray, n_items: typing.SupportsInt | typing.SupportsIndex, chunk_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, stop: typing.SupportsInt | typing.SupportsIndex | None = None, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+        """
+        Decode items [start, stop) of the paper layout -> (index, level), each (stop - start, s_max) int32. Arguments and errors as decode.
+        """
+    def encode(self, counts: numpy.ndarray, first: numpy.ndarray, rest_index: numpy.ndarray, rest_level: numpy.ndarray, chunk_size: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+        """
+        Encode n items (sorted layout) -> (data: bytes, offsets: uint64 (n_chunks + 1,)).
+        
+        counts (n,) int32 in [0, s_max]; first (n,) int32 in [0, 2K) (ignored where count == 0);
+        rest_index, rest_level (n, s_max - 1) int32: row i's first counts[i] - 1 slots hold the other
+        atoms, strictly ascending in [0, K), and their level symbols in [0, L); later slots are ignored.
+        Chunk c holds items [c * chunk_size, (c + 1) * chunk_size) as data[offsets[c]:offsets[c + 1]].
+        """
+    def encode_paper(self, index: numpy.ndarray, level: numpy.ndarray, chunk_size: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+        """
+        Encode n items (paper layout) -> (data: bytes, offsets: uint64 (n_chunks + 1,)).
+        
+        index (n, s_max) int32 in [0, K) and level (n, s_max) int32 in [0, L), coded in the given order.
+        """
+    def item_bits(self, counts: numpy.ndarray, first: numpy.ndarray, rest_index: numpy.ndarray, rest_level: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Ideal code length in bits of each item (float64 (n,)), arguments as encode.
+        
+        Sum of -log2(freq / total) over the item's coded symbols with the coder's conditional totals.
+        A chunk's coded size in bits is the sum over its items plus 56 to 64 bits of flush.
+        """
+    def item_bits_paper(self, index: numpy.ndarray, level: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Ideal code length in bits of each item (float64 (n,)), arguments as encode_paper.
+        """
+    @property
+    def n_atoms(self) -> int:
+        """
+        K, the index alphabet.
+        """
+    @property
+    def n_levels(self) -> int:
+        """
+        L, the level alphabet.
+        """
+    @property
+    def paper(self) -> bool:
+        """
+        True for the paper layout.
+        """
+    @property
+    def s_max(self) -> int:
+        """
+        Most atoms per item.
+        """
+class ResidualCode:
+    """
+    A parsed RESD section (residual refinement).
+    """
+    @staticmethod
+    def parse(payload: bytes, name: str = '<residual>') -> ResidualCode:
+        ...
+    def levels(self, start: typing.SupportsInt | typing.SupportsIndex = 0, stop: typing.SupportsInt | typing.SupportsIndex | None = None) -> numpy.typing.NDArray[numpy.int32]:
+        ...
+    @property
+    def data_size(self) -> int:
+        ...
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def n_items(self) -> int:
+        ...
+    @property
+    def step(self) -> float:
+        ...
+class CodingDictionary:
+    """
+    A coding dictionary (C++): atoms, coding parameters and frequency tables; loads and saves the
+    .smicd format. Immutable; smic_fast.Dictionary is the documented Python API over it.
+    """
+    @staticmethod
+    def from_bytes(data: typing_extensions.Buffer, name: str = '<dictionary>') -> CodingDictionary:
+        ...
+    @staticmethod
+    def load(path: str) -> CodingDictionary:
+        """
+        Read a .smicd file (FormatError if damaged or not a dictionary).
+        """
+    @staticmethod
+    def with_tables(atoms: numpy.ndarray, unit: numpy.ndarray, params: dict, precision: str, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[CodingDictionary, tuple]:
+        """
+        Fit the tables of `atoms` on unit embeddings -> (dictionary, training item symbols).
+        """
+    def __init__(self, atoms: numpy.ndarray, params: dict, precision: str, counts: dict) -> None:
+        ...
+    def choose(self, unit: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[tuple, typing.Any]:
+        """
+        Symbols of unit embeddings -> ((counts, first, rest_index, rest_level), cosine or None).
+        """
+    def decode_items(self, data: typing_extensions.Buffer, offsets: numpy.ndarray, n_items: typing.SupportsInt | typing.SupportsIndex, chunk_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, stop: typing.SupportsInt | typing.SupportsIndex | None = None) -> tuple:
+        ...
+    def decode_one(self, arg0: typing_extensions.Buffer) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        The unit-norm (d,) embedding of encode_one's bytes.
+        """
+    def encode_items(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: numpy.ndarray, arg3: numpy.ndarray, arg4: typing.SupportsInt | typing.SupportsIndex) -> tuple[bytes, numpy.typing.NDArray[numpy.uint64]]:
+        ...
+    def encode_one(self, arg0: numpy.ndarray) -> bytes:
+        """
+        Bytes of one embedding (what the batch path writes for it as a chunk of one).
+        """
+    def reconstruct(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: numpy.ndarray, arg3: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Unit-norm float32 (n, d) embeddings of item symbols.
+        """
+    def save(self, arg0: str) -> None:
+        ...
+    def to_bytes(self) -> bytes:
+        ...
+    @property
+    def atoms(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def encode_bound(self) -> int:
+        ...
+    @property
+    def flat(self) -> bool:
+        ...
+    @property
+    def hash(self) -> str:
+        ...
+    @property
+    def models(self) -> ItemModels:
+        """
+        The item codec's models (ItemModels), e.g. for item_bits.
+        """
+    @property
+    def n_atoms(self) -> int:
+        ...
+    @property
+    def params(self) -> dict:
+        ...
+    @property
+    def precision(self) -> str:
+        ...
+    @property
+    def table_counts(self) -> dict:
+        ...
+class Collection:
+    """
+    A .smic collection (C++ reader); see smic_fast.Collection.
+    """
+    @staticmethod
+    def open(path: str, dictionary: CodingDictionary | None = None) -> Collection:
+        ...
+    def __len__(self) -> int:
+        ...
+    def codes(self, start: typing.SupportsInt | typing.SupportsIndex, stop: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        """
+        Decoded symbols of items [start, stop).
+        """
+    def decode(self, start: typing.SupportsInt | typing.SupportsIndex, stop: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Unit embeddings (stop - start, d) float32 of items [start, stop).
+        """
+    def find(self, arg0: str) -> int | None:
+        ...
+    @property
+    def batch_sizes(self) -> list[int]:
+        ...
+    @property
+    def chunk_size(self) -> int:
+        ...
+    @property
+    def dictionary(self) -> CodingDictionary:
+        ...
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def file_bytes(self) -> int:
+        ...
+    @property
+    def format_version(self) -> int:
+        ...
+    @property
+    def header_json(self) -> str:
+        ...
+    @property
+    def ids(self) -> list:
+        ...
+    @property
+    def pixels(self) -> list:
+        ...
+    @property
+    def residual_step(self) -> float | None:
+        ...
+    @property
+    def section_bytes(self) -> dict:
+        ...
+    @property
+    def shared_dictionary(self) -> bool:
+        ...
+def append_collection(path: str, embeddings: numpy.ndarray, ids: typing.Any = None, pixels: typing.Any = None, replace: bool = False, chunk_size: typing.SupportsInt | typing.SupportsIndex = 0, dictionary: CodingDictionary | None = None, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    Append a batch atomically (earlier bytes untouched unless replace); returns cosines.
+    """
+def atomic_write(arg0: str, arg1: bytes) -> None:
+    """
+    Write bytes to path atomically (temporary file beside it, fsync, rename).
+    """
+def choose_items(coder: OmpCoder, X: numpy.ndarray, s_max: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, rounding: typing.SupportsFloat | typing.SupportsIndex, rd_lambda: typing.SupportsFloat | typing.SupportsIndex, models: ItemModels, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    Rate-distortion choice of the item symbols of unit-norm embeddings (smic layout).
+    
+    choose_items(coder: OmpCoder, X, s_max, step, rounding, rd_lambda, models: ItemModels | None,
+                 n_threads=0) -> (counts, first, rest_index, rest_level, cosine)
+    
+    X: (n, d) float32, C-contiguous, finite, rows of unit norm (zero rows allowed), d = coder.dim.
+    Each item is OMP-coded with up to s_max atoms (1 <= s_max <= min(K, d)); each prefix of k atoms
+    is quantized (ratio quantizer with step in (0, 1] and rounding in [0, 1)) and priced as
+    (1 - cosine) + rd_lambda * bits, with bits from `models` (sorted layout, K atoms, this s_max,
+    2 * floor(1 / step + rounding) + 1 level symbols) or flat models if None; the cheapest prefix
+    wins, ties to the fewest atoms. Same result as smic_fast.codec.choose_items up to float
+    rounding at decision boundaries.
+    
+    Returns counts (n,) int32, first (n,) int32, rest_index and rest_level (n, s_max - 1) int32
+    (unused slots -1) and the cosine of each reconstruction (n,) float64. An all-zero row gets
+    count 1, first 0 and cosine 0. The result of a row does not depend on the other rows or on
+    n_threads (0 = all cores; a call of at most 72 rows runs on the calling thread).
+    Raises ValueError naming the bad argument.
+    """
+def dequantize(q: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex, bias: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    x = sign(q) * (|q| - bias) * step (int32 in, float32 out).
+    """
+def encode_container(magic: bytes, version: typing.SupportsInt | typing.SupportsIndex, sections: collections.abc.Sequence[tuple[bytes, bytes]]) -> bytes:
+    """
+    A container's bytes: preamble, then each (tag, payload) with its length and CRC32.
+    """
+def encode_residual(levels: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex, chunk_size: typing.SupportsInt | typing.SupportsIndex) -> bytes:
+    """
+    The RESD payload of (n, d) int32 residual levels.
+    """
+def frequencies_from_counts(counts: numpy.ndarray, total_bits: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.uint32]:
+    """
+    uint32 frequency table from uint64 counts (total_bits = -1: rescale only past 2^31).
+    """
+def gemm_kernel() -> str:
+    """
+    Name of the product kernel in use.
+    """
+def gemm_nt(A: numpy.ndarray, B: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    A @ B.T in float32 (internal).
+    """
+def learn_dictionary(X: numpy.ndarray, n_atoms: typing.SupportsInt | typing.SupportsIndex, n_nonzero: typing.SupportsInt | typing.SupportsIndex, n_iter: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_coherence: typing.SupportsFloat | typing.SupportsIndex = 0.99, progress: typing.Any = None, power_iterations: typing.SupportsInt | typing.SupportsIndex = 1, min_usage_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.25) -> tuple:
+    """
+    Approximate K-SVD; returns (D, mean squared error per iteration, replaced atoms).
+    """
+def omp(X: numpy.ndarray, D: numpy.ndarray, n_nonzero: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    Batch OMP of the rows of X over the rows of D (strict types).
+    """
+def pack_varints(arg0: numpy.ndarray) -> bytes:
+    """
+    Unsigned LEB128 of each value: how the format stores its count tables.
+    """
+def parse_container(data: typing_extensions.Buffer, magic: bytes, kind: str = 'smic file', name: str = '<bytes>') -> tuple[int, list]:
+    """
+    Verify and split a container -> (version, [(tag, payload), ...]); FormatError if damaged.
+    """
+def quantize(values: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex, rounding: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    q = sign(x) * floor(|x| / step + rounding) (float32 in, int32 out).
+    """
+def range_decode_adaptive(data: bytes, count: typing.SupportsInt | typing.SupportsIndex, alphabet_size: typing.SupportsInt | typing.SupportsIndex, increment: typing.SupportsInt | typing.SupportsIndex, limit: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    Decode `count` symbols coded by range_encode_adaptive.
+    """
+def range_decode_static(data: bytes, freqs: numpy.ndarray, count: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    Decode `count` symbols coded by range_encode_static with the same `freqs`.
+    """
+def range_encode_adaptive(symbols: numpy.ndarray, alphabet_size: typing.SupportsInt | typing.SupportsIndex, increment: typing.SupportsInt | typing.SupportsIndex, limit: typing.SupportsInt | typing.SupportsIndex) -> bytes:
+    """
+    Range-code int32 `symbols` with an adaptive model.
+    """
+def range_encode_static(symbols: numpy.ndarray, freqs: numpy.ndarray) -> bytes:
+    """
+    Range-code int32 `symbols` with the static uint32 frequency table `freqs`.
+    """
+def refine(decoded: numpy.ndarray, levels: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    decoded + levels * step, rows renormalised (what a reader of a refined item gets).
+    """
+def residual_levels(unit: numpy.ndarray, decoded: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    int32 levels of unit - decoded at step (round to nearest).
+    """
+def set_gemm_kernel(name: str) -> None:
+    """
+    Select the product kernel: 'auto', 'avx2' or 'generic' (for tests).
+    """
+def write_collection(path: str, embeddings: numpy.ndarray, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    Write a new collection atomically; returns each item's reconstruction cosine.
+    """
+FORMAT_VERSION: int = 2
+__version__: str = '0.1.0'
