@@ -107,7 +107,7 @@ NOT_THE_CHECKOUT = import importlib.util, sys; \
 	print("smic_fast imported from", spec.origin); \
 	assert "$(CURDIR)/python" not in sys.path, sys.path; \
 	assert not spec.origin.startswith("$(CURDIR)/python"), spec.origin; \
-	print("the checkout's python/ is not on sys.path")
+	print("not importable from the checkout: $(CURDIR)/python is not on sys.path")
 
 test-wheel: $(WHEEL_STAMP)
 	rm -rf $(TW) && mkdir -p $(TW)

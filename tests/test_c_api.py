@@ -8,12 +8,12 @@ the installed libsmic_c.so through ctypes.
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import re
 import shutil
 import subprocess
 import threading
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +180,8 @@ def test_shared_library_exports_only_smic_symbols(prefix):
 
 
 def test_version_matches_the_python_package(lib, prefix):
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    # The version is written once, in smic.h (tests/test_version.py checks every other place).
+    project = importlib.metadata.version("smic-fast")
     assert lib.smic_version_string().decode() == project == smic_fast.__version__
     major, minor, patch = (int(x) for x in project.split("."))
     assert lib.smic_version() == major * 10000 + minor * 100 + patch
