@@ -109,7 +109,7 @@ NOT_THE_CHECKOUT = import importlib.util, sys; \
 	assert not spec.origin.startswith("$(CURDIR)/python"), spec.origin; \
 	print("not importable from the checkout: $(CURDIR)/python is not on sys.path")
 
-test-wheel: $(WHEEL_STAMP)
+test-wheel: wheel
 	rm -rf $(TW) && mkdir -p $(TW)
 	$(PYTHON) -m venv $(TW)/installed
 	$(TW)/installed/bin/pip install --quiet --upgrade pip
