@@ -118,13 +118,14 @@ test-wheel: wheel
 	$(TW)/installed/bin/pip install --quiet "smic-fast[test]"
 	cd $(TW) && ./installed/bin/python -c '$(NOT_THE_CHECKOUT)'
 	cd $(TW) && SMIC_TEST_WHEEL="$$(ls $(CURDIR)/wheelhouse/smic_fast-*.whl)" \
-	    ./installed/bin/python -m pytest $(CURDIR)/tests -p no:cacheprovider -q
+	    ./installed/bin/python -m pytest $(CURDIR)/tests -p no:cacheprovider -q --durations=10
 	$(PYTHON) -m venv $(TW)/lean
 	$(TW)/lean/bin/pip install --quiet --upgrade pip
 	$(TW)/lean/bin/pip install --quiet --no-index --find-links wheelhouse --only-binary smic-fast \
 	    --no-deps smic-fast
 	$(TW)/lean/bin/pip install --quiet smic-fast
-	$(TW)/lean/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is not None)'
+	$(TW)/lean/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is not None)' \
+	    && echo "lean install: torch is not installed"
 	$(call SMOKE,lean)
 	@$(TW)/lean/bin/python tools/install_size.py
 	$(PYTHON) -m venv $(TW)/sdist
