@@ -734,7 +734,7 @@ double checked_norm(const float* r, std::size_t dim, std::size_t row, std::vecto
     squares[j] = static_cast<double>(r[j]) * static_cast<double>(r[j]);
   }
   if (!finite)
-    throw InvalidArgument("E contains NaN or infinity (first at row " + std::to_string(row) + ")");
+    throw InvalidArgument("the embeddings (E) contain NaN or infinity (first at row " + std::to_string(row) + ")");
   return std::sqrt(detail::pairwise_sum(squares.data(), dim));
 }
 
