@@ -14,7 +14,7 @@ import pytest
 import smic_fast as smic
 from smic_fast.cli import main
 from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
-from smic_fast.evaluation.baselines import paper_bits_per_item, pq_codec, scalar_codec
+from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, scalar_codec
 from smic_fast.evaluation.retrieval import query_rows, true_neighbours
 from smic_fast.evaluation.sweep import frontier, rate_at_fidelity
 
@@ -163,6 +163,35 @@ def test_pq_codec_sizes_and_faiss_reconstruction(collection):
         pq_codec(collection, 5, 8)
 
 
+def test_kmeans_codec_assigns_each_item_its_nearest_centroid(collection):
+    coded = kmeans_codec(collection, 32, train_size=600)
+    centroids = np.unique(coded.reconstruction, axis=0)
+    assert len(centroids) <= 32 and coded.fixed_bytes == 32 * 64 * 4
+    assert np.allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-5)
+    # Every item is the centroid of largest cosine (numpy's argmax over the codebook).
+    best = centroids[np.argmax(collection.astype(np.float64) @ centroids.T.astype(np.float64), axis=1)]
+    chosen = np.sum(collection * coded.reconstruction, axis=1)
+    assert np.all(chosen >= np.sum(collection * best, axis=1) - 1e-5)
+    assert coded.item_bytes == math.ceil(len(collection) * 5 / 8)  # 5-bit indices, bit-packed
+    with pytest.raises(ValueError, match="2 <= k <= N"):
+        kmeans_codec(collection, len(collection) + 1)
+
+
+def test_low_end_points_reach_a_few_bits_per_item(collection):
+    # One atom over small dictionaries and k-means: the paper's operating point, a few bits.
+    config = SweepConfig.quick(methods=("smic-1", "kmeans"), one_atom=(16, 64, 1000),
+                               kmeans=(16, 64, 1000), queries=50, pq_train=600)
+    sweep = run_sweep(collection, config, progress=False)
+    one, km = _of(sweep, "smic-1"), _of(sweep, "kmeans")
+    assert [p.settings["K"] for p in one] == [16, 64] and [p.settings["k"] for p in km] == [16, 64]
+    assert {s["method"] for s in sweep.meta["skipped_settings"]} == {"smic-1", "kmeans"}  # 1000 > N
+    for p in one:
+        assert p.marginal_bits_per_item <= math.log2(2 * p.settings["K"]) + 1  # sign + atom, + flush
+        assert p.cosine_mean > 0.5
+    assert one[1].cosine_mean > one[0].cosine_mean and km[1].cosine_mean > km[0].cosine_mean
+    assert [p.marginal_bits_per_item for p in km] == [4.0, 6.0]
+
+
 def test_recall_against_faiss_flat_index(collection, rng):
     noisy = collection + 0.05 * rng.standard_normal(collection.shape).astype(np.float32)
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
@@ -193,7 +222,7 @@ def test_report_files_exist_and_parse(sweep, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(files["results.json"].read_text())
     assert len(data["points"]) == len(sweep.points)
-    assert set(data["comparison"]) == {"smic", "smic-shared", "paper", "scalar", "pq"}
+    assert set(data["comparison"]) == {"smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans"}
     with files["results.csv"].open() as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == len(sweep.points)

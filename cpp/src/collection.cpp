@@ -445,8 +445,8 @@ std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std:
                                                    const std::vector<int64_t>& pixels,
                                                    const WriteOptions& options,
                                                    WriteResult* result, const ItemCodes* codes) {
-  require(n >= 1, "E has no rows (N = 0): nothing to compress");
-  require(dim == dictionary.dim(), "E has dimension " + std::to_string(dim) +
+  require(n >= 1, "the embeddings (E) have no rows (N = 0): nothing to compress");
+  require(dim == dictionary.dim(), "the embeddings (E) have dimension " + std::to_string(dim) +
                                        " but the dictionary has " + std::to_string(dictionary.dim()));
   const std::size_t chunk = checked_chunk(options.chunk_size);
   if (options.residual_step) check_residual_step(*options.residual_step);
@@ -501,8 +501,8 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
                                      std::shared_ptr<const CodingDictionary> shared,
                                      int n_threads) {
   const Collection col = Collection::open(path, std::move(shared));
-  require(n >= 1, "E has no rows (N = 0): nothing to compress");
-  require(dim == col.dim(), "E must have " + std::to_string(col.dim()) + " columns, got " +
+  require(n >= 1, "the embeddings (E) have no rows (N = 0): nothing to compress");
+  require(dim == col.dim(), "the embeddings (E) must have " + std::to_string(col.dim()) + " columns, got " +
                                 std::to_string(dim));
   std::unordered_set<std::string> replaced;
   if (replace)

@@ -91,7 +91,7 @@ def _checked_embeddings(E: object, dim: int | None = None) -> np.ndarray:
     """E as C-contiguous float32 rows (the core normalises them), or ValueError."""
     raw = as_float32_matrix(E, "E", columns=dim)
     if raw.shape[0] == 0:
-        raise ValueError("E has no rows (N = 0): nothing to compress")
+        raise ValueError("the embeddings (E) have no rows (N = 0): nothing to compress")
     return raw
 
 
@@ -144,7 +144,7 @@ def compress(
         if not isinstance(dictionary, Dictionary):
             dictionary = Dictionary.load(dictionary)
         if dictionary.dim != raw.shape[1]:
-            raise ValueError(f"E has dimension {raw.shape[1]} but the dictionary has {dictionary.dim}")
+            raise ValueError(f"the embeddings (E) have dimension {raw.shape[1]} but the dictionary has {dictionary.dim}")
     codes = None if symbols is None else tuple(
         np.ascontiguousarray(getattr(symbols, f), dtype=np.int32)
         for f in ("counts", "first", "rest_index", "rest_level"))

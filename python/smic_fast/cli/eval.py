@@ -21,7 +21,7 @@ from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliErr
 NAME = "eval"
 HELP = "sweep codec settings and baselines over photos or embeddings; write a rate-fidelity report"
 EPILOG = EXIT_CODES_HELP
-_METHODS = ("smic", "smic-shared", "paper", "scalar", "pq")
+_METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     require("eval", "the report's plots", ("matplotlib",))  # a missing extra fails before any work
     if "pq" in methods:
         require("eval", "the FAISS PQ baseline (--methods pq)", ("faiss",))
+    if "kmeans" in methods:
+        require("eval", "the FAISS k-means baseline (--methods kmeans)", ("faiss",))
     generator_info = check_generator(args, methods)  # a bad generator fails before any work
     skipped: list[dict[str, str]] = []
     photo_paths = ids = clip_model = None

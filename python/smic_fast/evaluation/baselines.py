@@ -5,6 +5,9 @@
   counted) beside the data; items are coded in chunks of 256 as in a .smic file.
 * :func:`pq_codec` — FAISS product quantisation (``faiss.ProductQuantizer``): M sub-quantisers
   of ``nbits`` each, M·nbits/8 bytes per item plus the float32 codebook.
+* :func:`kmeans_codec` — spherical k-means (``faiss.Kmeans(spherical=True)``): each item is
+  its nearest centroid by cosine, a fixed-length index of ceil(log2 k) bits (bit-packed), plus
+  the float32 centroids.
 * :func:`paper_bits_per_item` — the SMIC paper's fixed-length code: the rate its layout must
   have, checked against the measured rate of ``compress(..., layout="paper")``.
 
@@ -23,7 +26,7 @@ import numpy as np
 from .. import _core, range_coder
 from ..quantizer import dequantize, quantize
 
-__all__ = ["Coded", "paper_bits_per_item", "pq_codec", "scalar_codec"]
+__all__ = ["Coded", "kmeans_codec", "paper_bits_per_item", "pq_codec", "scalar_codec"]
 
 SCALAR_CHUNK = 256  # items per range-coded chunk (as DEFAULT_CHUNK of a collection)
 _OFFSET_BYTES = 8  # a u64 chunk offset per chunk, as in an ITEM section
@@ -103,6 +106,40 @@ def pq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, train_size: int = 8192
     decode_s = time.perf_counter() - start
     codebook = faiss.vector_to_array(pq.centroids)
     return Coded(reconstruction, int(codes.nbytes), int(codebook.nbytes), encode_s, decode_s, fit_s)
+
+
+def kmeans_codec(unit: np.ndarray, k: int, *, train_size: int = 8192, n_iter: int = 20,
+                 seed: int = 0) -> Coded:
+    """Spherical k-means with `k` centroids (FAISS), trained on a random sample of at most
+    `train_size` items: each item becomes its nearest centroid by cosine, coded as a
+    fixed-length index of ceil(log2 k) bits (the N indices bit-packed); the float32 centroids
+    are the fixed cost."""
+    from .._extras import require
+
+    require("eval", "the FAISS k-means baseline", ("faiss",))
+    import faiss
+    n, d = unit.shape
+    if not 2 <= k <= n:
+        raise ValueError(f"k-means needs 2 <= k <= N = {n} centroids, got {k}")
+    start = time.perf_counter()
+    kmeans = faiss.Kmeans(d, k, niter=n_iter, seed=seed, spherical=True,
+                          max_points_per_centroid=max(1, train_size // k), min_points_per_centroid=1)
+    rng = np.random.default_rng(seed)
+    sample = unit[np.sort(rng.choice(n, size=min(max(train_size, k), n), replace=False))]
+    kmeans.train(np.ascontiguousarray(sample))
+    centroids = _unit(kmeans.centroids)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    index = faiss.IndexFlatIP(d)
+    index.add(centroids)
+    _, nearest = index.search(np.ascontiguousarray(unit), 1)
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reconstruction = centroids[nearest[:, 0]]
+    decode_s = time.perf_counter() - start
+    index_bits = max(1, math.ceil(math.log2(k)))
+    return Coded(reconstruction, math.ceil(n * index_bits / 8), int(centroids.nbytes), encode_s, decode_s,
+                 fit_s)
 
 
 def paper_bits_per_item(n_atoms: int, n_nonzero: int, paper_bits: int) -> int:

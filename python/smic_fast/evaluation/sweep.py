@@ -16,8 +16,12 @@ Methods (the ``method`` of a :class:`Point`):
   Without ``train`` embeddings its dictionary is the one learned on the collection itself (the
   best case of a dictionary trained on similar photos); with ``train`` it is learned there.
 * ``paper`` — the SMIC paper's fixed-length layout (``layout="paper"``) on the same atoms.
+* ``smic-1`` — the low end: one atom per item over small dictionaries learned for one atom
+  (K-SVD with one atom is gain-shape k-means), entropy-coded (``smic_fast.compress`` with
+  ``n_nonzero=1``): a few bits per item, the paper's operating point.
 * ``scalar`` — no dictionary: components scalar-quantised and range-coded (baselines.py).
 * ``pq`` — FAISS product quantisation at several code sizes (baselines.py).
+* ``kmeans`` — FAISS spherical k-means, a fixed-length centroid index (baselines.py).
 
 Per point: total and marginal bits per item (and per pixel when pixel counts are known), mean
 and 5th-percentile cosine similarity to the original embeddings, recall@10 of nearest-neighbour
@@ -47,7 +51,7 @@ from .retrieval import query_rows, recall_at_k, true_neighbours
 
 __all__ = ["Point", "Sweep", "SweepConfig", "frontier", "rate_at_fidelity", "run_sweep", "METHODS"]
 
-METHODS = ("smic", "smic-shared", "paper", "scalar", "pq")
+METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans")
 _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 
 
@@ -58,7 +62,9 @@ class SweepConfig:
     half of it (the smaller dictionary costs less at low rates). ``smic`` settings are (step,
     rd_lambda) pairs coded with at most ``n_nonzero`` atoms, and ``residual`` the refinement
     steps added to the last (finest) of them; ``paper`` settings are (atoms, bits per
-    coefficient); ``pq`` settings are (M, nbits)."""
+    coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
+    one-atom codes (``smic-1``) and ``kmeans`` the centroid counts of k-means (sizes above N are
+    skipped)."""
 
     n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
@@ -69,6 +75,8 @@ class SweepConfig:
     paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
+    one_atom: tuple[int, ...] = (16, 64, 256, 1024)
+    kmeans: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
     n_iter: int = 10
@@ -87,7 +95,7 @@ class SweepConfig:
         """A few points per method, for tests and a first look (seconds on small collections)."""
         base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)), residual=(0.03,),
                    paper=((1, 4), (2, 6), (4, 8)), scalar=(0.2, 0.1, 0.05), pq=((1, 8), (4, 8), (16, 8)),
-                   n_iter=4, queries=64, pq_train=2048)
+                   one_atom=(16, 64), kmeans=(16, 64), n_iter=4, queries=64, pq_train=2048)
         return replace(base, **overrides)
 
 
@@ -244,7 +252,8 @@ def run_sweep(
         smic_settings += [(*config.smic[-1], residual_step) for residual_step in config.residual]
     count = (len(ks) * (len(smic_settings) * (("smic" in methods) + ("smic-shared" in methods))
                         + len(config.paper) * ("paper" in methods))
-             + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods))
+             + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods)
+             + len(config.one_atom) * ("smic-1" in methods) + len(config.kmeans) * ("kmeans" in methods))
     points: list[Point] = []
     skipped: list[dict[str, Any]] = []
     item_bits: dict[str, list[float]] = {}
@@ -253,6 +262,7 @@ def run_sweep(
         folder = Path(tmp)
         for k in ks:
             s_fit = min(config.n_nonzero, k, d)
+            atoms, fit_s = None, 0.0  # learned only for the methods that code with them
             if {"smic", "smic-shared", "paper"} & set(methods):
                 start = time.perf_counter()
                 atoms = _learn(unit, k, s_fit, config, n_threads)
@@ -317,6 +327,29 @@ def run_sweep(
                 continue  # a setting PQ cannot run is reported in meta["skipped"], not an error
             coded = baselines.pq_codec(unit, m, nbits, train_size=config.pq_train, seed=config.seed)
             points.append(measure.point("pq", {"M": m, "nbits": nbits}, coded.reconstruction,
+                                        coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
+                                        coded.encode_s, coded.decode_s, coded.fit_s))
+            bar.update()
+        for k in config.one_atom if "smic-1" in methods else ():
+            if k > n:
+                skipped.append({"method": "smic-1", "K": k, "reason": f"more atoms than the {n} items"})
+                bar.update()
+                continue
+            start = time.perf_counter()
+            atoms = _learn(unit, k, 1, config, n_threads)
+            fit_s = time.perf_counter() - start
+            coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1)
+            total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
+            points.append(measure.point("smic-1", {"K": k, "n_nonzero": 1}, coded["reconstruction"], total,
+                                        coded["item_bytes"], coded["encode_s"], coded["decode_s"], fit_s))
+            bar.update()
+        for k in config.kmeans if "kmeans" in methods else ():
+            if k > n:
+                skipped.append({"method": "kmeans", "k": k, "reason": f"more centroids than the {n} items"})
+                bar.update()
+                continue
+            coded = baselines.kmeans_codec(unit, k, train_size=max(config.pq_train, 4 * k), seed=config.seed)
+            points.append(measure.point("kmeans", {"k": k}, coded.reconstruction,
                                         coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
                                         coded.encode_s, coded.decode_s, coded.fit_s))
             bar.update()
