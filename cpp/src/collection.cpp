@@ -28,6 +28,10 @@ bool implied_ids(const std::vector<std::string>& ids, std::size_t start) {
   return true;
 }
 
+std::vector<uint8_t> items_payload(std::size_t n, std::size_t chunk_size, const EncodedItems& encoded);
+std::vector<uint8_t> ids_payload(const std::vector<std::string>& ids,
+                                 const std::vector<int64_t>& pixels, std::size_t start);
+
 // IDS_, ITEM and (with residual levels) RESD sections of one batch whose first item is at
 // position `start`.
 std::vector<Section> batch_sections(const CodingDictionary& dictionary, const ItemCodes& codes,
@@ -36,12 +40,27 @@ std::vector<Section> batch_sections(const CodingDictionary& dictionary, const It
                                     std::size_t start, const std::vector<int32_t>* levels,
                                     std::optional<double> step, int n_threads) {
   const EncodedItems encoded = dictionary.encode_items(codes, chunk_size, n_threads);
+  std::vector<Section> out;
+  out.push_back({kIds, ids_payload(ids, pixels, start)});
+  out.push_back({kItem, items_payload(codes.n, chunk_size, encoded)});
+  if (levels) out.push_back({kResd, encode_residual(levels->data(), codes.n, dictionary.dim(), *step, chunk_size)});
+  return out;
+}
+
+// The ITEM payload of n items coded in chunks.
+std::vector<uint8_t> items_payload(std::size_t n, std::size_t chunk_size, const EncodedItems& encoded) {
   std::vector<uint8_t> item;
-  detail::put_u32(item, static_cast<uint32_t>(codes.n));
+  detail::put_u32(item, static_cast<uint32_t>(n));
   detail::put_u32(item, static_cast<uint32_t>(chunk_size));
   detail::put_u32(item, static_cast<uint32_t>(encoded.offsets.size() - 1));
   for (uint64_t o : encoded.offsets) detail::put_u64(item, o);
   item.insert(item.end(), encoded.data.begin(), encoded.data.end());
+  return item;
+}
+
+// The IDS_ payload of a batch whose first item is at `start`; empty ids are positions.
+std::vector<uint8_t> ids_payload(const std::vector<std::string>& ids,
+                                 const std::vector<int64_t>& pixels, std::size_t start) {
   // Default ids ("0", "1", ... by position) are implied, not stored: they would cost bits.
   json::Writer w;
   w.begin_object().key("ids");
@@ -62,11 +81,7 @@ std::vector<Section> batch_sections(const CodingDictionary& dictionary, const It
   }
   w.end_object();
   const std::string& text = w.str();
-  std::vector<Section> out;
-  out.push_back({kIds, detail::zlib_compress(reinterpret_cast<const uint8_t*>(text.data()), text.size())});
-  out.push_back({kItem, std::move(item)});
-  if (levels) out.push_back({kResd, encode_residual(levels->data(), codes.n, dictionary.dim(), *step, chunk_size)});
-  return out;
+  return detail::zlib_compress(reinterpret_cast<const uint8_t*>(text.data()), text.size());
 }
 
 void check_ids(const std::vector<std::string>& ids, std::size_t n,
@@ -134,6 +149,44 @@ CodedBatch code_batch(const CodingDictionary& dictionary, const float* embedding
                                 step ? &levels : nullptr, step, n_threads);
   if (norms_out) *norms_out = std::move(norms);
   return out;
+}
+
+// HEAD and DICT (or DREF) of a new collection whose items had these norms.
+std::vector<Section> head_sections(std::size_t dim, const std::vector<double>& norms,
+                                   const CodingDictionary& dictionary, const WriteOptions& options) {
+  json::Writer head;
+  head.begin_object()
+      .key("dim").integer(static_cast<int64_t>(dim))
+      .key("kind").string("smic-collection")
+      .key("mean_norm").number(detail::pairwise_sum(norms.data(), norms.size()) /
+                               static_cast<double>(norms.size()))
+      .key("model");
+  if (options.model) {
+    head.string(*options.model);
+  } else {
+    head.null();
+  }
+  if (options.residual_step) head.key("residual_step").number(*options.residual_step);
+  head.key("writer").string(options.writer).end_object();
+  std::vector<Section> sections;
+  sections.push_back({kHead, {head.str().begin(), head.str().end()}});
+  if (options.embed_dictionary) {
+    sections.push_back({kDict, dictionary.to_bytes()});
+  } else {
+    sections.push_back({kDref, {dictionary.hash().begin(), dictionary.hash().end()}});
+  }
+  return sections;
+}
+
+// CodingDictionary::normalize of rows [start, start + n): a NaN or infinity is reported at its
+// row in the whole input, not in the batch.
+std::vector<double> normalize_rows(const float* rows, std::size_t n, std::size_t dim, float* unit,
+                                   std::size_t start) {
+  for (std::size_t i = 0; i < n * dim; ++i)
+    if (!std::isfinite(rows[i]))
+      throw InvalidArgument("E contains NaN or infinity (first at row " +
+                            std::to_string(start + i / dim) + ")");
+  return CodingDictionary::normalize(rows, n, dim, unit);
 }
 
 std::size_t checked_chunk(std::size_t chunk_size) {
@@ -417,26 +470,7 @@ std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std:
   std::vector<double> norms;
   CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, 0,
                                 options.residual_step, options.n_threads, codes, &norms);
-  json::Writer head;
-  head.begin_object()
-      .key("dim").integer(static_cast<int64_t>(dim))
-      .key("kind").string("smic-collection")
-      .key("mean_norm").number(detail::pairwise_sum(norms.data(), n) / static_cast<double>(n))
-      .key("model");
-  if (options.model) {
-    head.string(*options.model);
-  } else {
-    head.null();
-  }
-  if (options.residual_step) head.key("residual_step").number(*options.residual_step);
-  head.key("writer").string(options.writer).end_object();
-  std::vector<Section> sections;
-  sections.push_back({kHead, {head.str().begin(), head.str().end()}});
-  if (options.embed_dictionary) {
-    sections.push_back({kDict, dictionary.to_bytes()});
-  } else {
-    sections.push_back({kDref, {dictionary.hash().begin(), dictionary.hash().end()}});
-  }
+  std::vector<Section> sections = head_sections(dim, norms, dictionary, options);
   for (auto& s : batch.sections) sections.push_back(std::move(s));
   if (result) result->cosine = std::move(batch.cosine);
   return encode_container(kCollectionMagic, options.residual_step ? 2 : 1, sections);
@@ -532,6 +566,147 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
   for (auto& s : batch.sections) out.push_back(std::move(s));
   const std::vector<uint8_t> bytes = encode_container(kCollectionMagic, col.format_version(), out);
   atomic_write(path, bytes.data(), bytes.size());
+  return result;
+}
+
+// ---- streaming write -------------------------------------------------------------------------
+
+RowReader stacked_rows(std::vector<RowBlock> blocks, std::size_t dim) {
+  std::size_t total = 0;
+  for (const RowBlock& b : blocks) {
+    require(b.data || b.rows == 0, "stacked_rows: a block without data");
+    total += b.rows;
+  }
+  return [blocks = std::move(blocks), dim, total](std::size_t start, std::size_t count, float* out) {
+    require(start <= total && count <= total - start, "rows out of range");
+    std::size_t first = 0;  // row index where the current block starts
+    for (const RowBlock& b : blocks) {
+      if (count == 0) break;
+      if (start >= first + b.rows) {
+        first += b.rows;
+        continue;
+      }
+      const std::size_t local = start - first, take = std::min(count, b.rows - local);
+      const std::size_t values = take * dim, offset = local * dim;
+      switch (b.type) {
+        case RowType::kFloat32: {
+          const float* p = static_cast<const float*>(b.data) + offset;
+          std::copy(p, p + values, out);
+          break;
+        }
+        case RowType::kFloat64: {
+          const double* p = static_cast<const double*>(b.data) + offset;
+          for (std::size_t i = 0; i < values; ++i) out[i] = static_cast<float>(p[i]);
+          break;
+        }
+        case RowType::kFloat16: {
+          const uint16_t* p = static_cast<const uint16_t*>(b.data) + offset;
+          for (std::size_t i = 0; i < values; ++i) out[i] = detail::half_to_float(p[i]);
+          break;
+        }
+      }
+      out += values;
+      start += take;
+      count -= take;
+      first += b.rows;
+    }
+  };
+}
+
+WriteResult CollectionWriter::write_streaming(const std::string& path, const RowReader& rows,
+                                              std::size_t n, std::size_t dim,
+                                              const CodingDictionary& dictionary,
+                                              const std::vector<std::string>& ids,
+                                              const std::vector<int64_t>& pixels,
+                                              const WriteOptions& options, const ItemCodes* codes,
+                                              std::size_t batch_items) {
+  require(n >= 1, "E has no rows (N = 0): nothing to compress");
+  require(n <= 0xFFFFFFFFu, "a batch holds at most 2^32 - 1 items");
+  require(dim == dictionary.dim(), "E has dimension " + std::to_string(dim) +
+                                       " but the dictionary has " + std::to_string(dictionary.dim()));
+  const std::size_t chunk = checked_chunk(options.chunk_size);
+  if (options.residual_step) check_residual_step(*options.residual_step);
+  check_ids(ids, n, {});
+  check_pixels(pixels, n);
+  if (codes)
+    require(codes->n == n, "codes are for " + std::to_string(codes->n) + " items, not " +
+                               std::to_string(n));
+  // Batches hold whole chunks, so each chunk is coded exactly as in one go.
+  const std::size_t wanted = batch_items ? batch_items : kDefaultStreamBatch;
+  const std::size_t batch = std::max<std::size_t>(1, (wanted + chunk - 1) / chunk) * chunk;
+  const std::optional<double> step = options.residual_step;
+
+  // Pass 1: normalise, choose, reconstruct (refine) and range-code each batch; keep per item
+  // only its norm, its cosine and its coded bytes (and, for the refinement pass, its symbols).
+  WriteResult result;
+  result.cosine.resize(n);
+  std::vector<double> norms;
+  norms.reserve(n);
+  EncodedItems items;
+  items.offsets.push_back(0);
+  ItemCodes kept;  // every item's symbols, only when a refinement pass needs them again
+  kept.width = dictionary.models().row_width();
+  std::optional<ResidualWriter> residual;
+  if (step) residual.emplace(*step, dim, chunk);
+  std::vector<float> raw(batch * dim), unit(batch * dim), decoded(batch * dim);
+  std::vector<double> products(dim);
+  for (std::size_t start = 0; start < n; start += batch) {
+    const std::size_t count = std::min(batch, n - start);
+    rows(start, count, raw.data());
+    const std::vector<double> batch_norms = normalize_rows(raw.data(), count, dim, unit.data(), start);
+    norms.insert(norms.end(), batch_norms.begin(), batch_norms.end());
+    const ItemCodes part = codes ? codes->slice(start, start + count)
+                                 : dictionary.choose(unit.data(), count, options.n_threads);
+    dictionary.reconstruct(part, decoded.data());
+    if (step) {
+      const std::vector<int32_t> levels =
+          residual_levels(unit.data(), decoded.data(), count, dim, *step);
+      residual->count(levels.data(), count);
+      refine(decoded.data(), levels.data(), count, dim, *step);
+      if (!codes) {
+        kept.n += part.n;
+        kept.counts.insert(kept.counts.end(), part.counts.begin(), part.counts.end());
+        kept.first.insert(kept.first.end(), part.first.begin(), part.first.end());
+        kept.rest_index.insert(kept.rest_index.end(), part.rest_index.begin(), part.rest_index.end());
+        kept.rest_level.insert(kept.rest_level.end(), part.rest_level.begin(), part.rest_level.end());
+      }
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      for (std::size_t j = 0; j < dim; ++j)
+        products[j] = static_cast<double>(decoded[i * dim + j]) * static_cast<double>(unit[i * dim + j]);
+      result.cosine[start + i] = detail::pairwise_sum(products.data(), dim);
+    }
+    const EncodedItems coded = dictionary.encode_items(part, chunk, options.n_threads);
+    const uint64_t base = items.data.size();
+    items.data.insert(items.data.end(), coded.data.begin(), coded.data.end());
+    for (std::size_t c = 1; c < coded.offsets.size(); ++c) items.offsets.push_back(base + coded.offsets[c]);
+  }
+
+  AtomicFile file(path);
+  std::vector<Section> sections = head_sections(dim, norms, dictionary, options);
+  norms = {};
+  sections.push_back({kIds, ids_payload(ids, pixels, 0)});
+  sections.push_back({kItem, items_payload(n, chunk, items)});
+  items = {};
+  file.write(encode_container(kCollectionMagic, step ? 2 : 1, sections));
+  sections.clear();
+  if (step) {
+    // Pass 2: the refinement levels again, chunk by chunk, now that their table is known.
+    const ItemCodes& all = codes ? *codes : kept;
+    StreamedSection resd(file, kResd, residual->prefix_size());
+    for (std::size_t start = 0; start < n; start += batch) {
+      const std::size_t count = std::min(batch, n - start);
+      rows(start, count, raw.data());
+      normalize_rows(raw.data(), count, dim, unit.data(), start);
+      dictionary.reconstruct(all.slice(start, start + count), decoded.data());
+      const std::vector<int32_t> levels =
+          residual_levels(unit.data(), decoded.data(), count, dim, *step);
+      for (std::size_t c = 0; c < count; c += chunk)
+        resd.data(residual->chunk(levels.data() + c * dim, std::min(chunk, count - c)));
+    }
+    resd.end(residual->prefix());
+  }
+  file.commit();
   return result;
 }
 

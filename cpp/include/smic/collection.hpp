@@ -13,6 +13,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -134,6 +135,27 @@ struct WriteOptions {
   int n_threads = 0;
 };
 
+/// Rows of an input read a batch at a time: read(start, count, out) writes rows
+/// [start, start + count) as float32 into out (count x dim). It may throw; the write then
+/// stops and leaves nothing behind.
+using RowReader = std::function<void(std::size_t start, std::size_t count, float* out)>;
+
+/// Element type of an input matrix.
+enum class RowType : uint8_t { kFloat16, kFloat32, kFloat64 };
+/// A row-major (rows x dim) matrix held by the caller (a memory map, say).
+struct RowBlock {
+  const void* data;
+  std::size_t rows;
+  RowType type;
+};
+/// A RowReader over blocks stacked in order (several .npy files as one input), converting
+/// each value to float32 as numpy's astype does (float16 exactly, float64 to nearest). The
+/// blocks must outlive the reader.
+RowReader stacked_rows(std::vector<RowBlock> blocks, std::size_t dim);
+
+/// Items per batch of CollectionWriter::write_streaming by default (rounded up to whole chunks).
+constexpr std::size_t kDefaultStreamBatch = 4096;
+
 /// Writes and appends collections. Inputs are (n x dim) float32 embeddings of any norm
 /// (normalised here); ids empty means positions ("0", "1", ...: stored as null); pixels empty
 /// means unknown.
@@ -153,6 +175,20 @@ class CollectionWriter {
                                           const std::vector<int64_t>& pixels,
                                           const WriteOptions& options, WriteResult* result,
                                           const ItemCodes* codes = nullptr);
+
+  /// write() for inputs larger than memory: rows are read `batch_items` at a time (0: the
+  /// default, kDefaultStreamBatch; rounded up to whole chunks) and coded batch by batch, so
+  /// memory stays a batch plus, per item, its norm and cosine (16 bytes), its coded bytes and,
+  /// with a refinement layer, its symbols (a second pass re-reads the rows to code the
+  /// refinement once its table is known). The bytes written are exactly write()'s. Written
+  /// through AtomicFile: on failure the target is untouched.
+  static WriteResult write_streaming(const std::string& path, const RowReader& rows,
+                                     std::size_t n, std::size_t dim,
+                                     const CodingDictionary& dictionary,
+                                     const std::vector<std::string>& ids,
+                                     const std::vector<int64_t>& pixels,
+                                     const WriteOptions& options, const ItemCodes* codes = nullptr,
+                                     std::size_t batch_items = 0);
 
   /// Append a batch to the collection at `path` (opened with `shared` when it needs one).
   /// Earlier bytes are copied unchanged and the write is atomic. An id already present is an
