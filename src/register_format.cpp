@@ -480,6 +480,15 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         for (int64_t p : c.pixels()) out.append(p > 0 ? py::object(py::int_(p)) : py::object(py::none()));
         return out;
       })
+      .def(
+          "ids_range",
+          [](const smic::Collection& c, std::size_t start, std::size_t stop) {
+            if (start > stop || stop > c.size()) throw py::index_error("item range out of bounds");
+            py::list out;
+            for (std::size_t i = start; i < stop; ++i) out.append(from_utf8(c.ids()[i]));
+            return out;
+          },
+          py::arg("start"), py::arg("stop"), "The ids of items [start, stop).")
       .def("find", [](const smic::Collection& c, const py::str& id) { return c.find(to_utf8(id, "id")); })
       .def_property_readonly("header_json", &smic::Collection::header_json)
       .def_property_readonly("shared_dictionary", &smic::Collection::shared_dictionary)

@@ -17,7 +17,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ import numpy as np
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
-from .dictionary import Dictionary, normalize_embeddings
+from .dictionary import (LEARN_SAMPLE, Dictionary, default_n_atoms, embedding_blocks, gather_rows,
+                         learning_sample, normalize_embeddings)
 
 __all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
 
@@ -33,6 +34,7 @@ COLLECTION_MAGIC = b"\x89SMIC\r\n\x1a"
 MAX_CHUNK = 1 << 16  # items per chunk, at most
 DEFAULT_CHUNK = 256
 MIN_RESIDUAL_STEP = 1e-4  # finer refinement steps would only code float noise
+STREAM_BATCH = 4096  # rows read and coded at a time by compress, decoded at a time by embeddings
 
 
 def _version() -> str:
@@ -100,19 +102,29 @@ def _summary(cosine: np.ndarray) -> dict:
 
 
 def compress(
-    E: np.ndarray, path: str | os.PathLike, n_atoms: int | None = None, n_nonzero: int | None = None, *,
+    E: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike, n_atoms: int | None = None,
+    n_nonzero: int | None = None, *,
     ids: Sequence[str] | None = None, pixels: Sequence[int] | None = None,
     dictionary: Dictionary | str | os.PathLike | None = None, quality: str = "medium",
     step: float | None = None, rd_lambda: float | None = None, layout: str = "smic",
     paper_bits: int = 8, precision: str = "float16", n_iter: int = 10, seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK, model: str | None = None, n_threads: int | None = None,
     progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
+    sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH,
 ) -> dict:
     """Compress (N, d) embeddings into one .smic file; returns :meth:`Collection.info` plus the
     mean and 5th-percentile cosine similarity between E and its reconstruction.
 
+    Memory stays bounded by a batch, not by N: E is read ``batch_size`` rows at a time, so a
+    numpy memory map (``np.load(path, mmap_mode="r")``) is never loaded whole; what is kept per
+    item is its norm, its cosine and its coded bytes (tens of bytes). Learning a dictionary
+    looks at ``sample_size`` rows at most (docs: :func:`smic_fast.dictionary.learning_sample`).
+
     Args:
-        E: embeddings, one row per image (normalised inside; fidelity is a cosine).
+        E: embeddings, one row per image (normalised inside; fidelity is a cosine): an (N, d)
+            float16, float32 or float64 array (memory maps welcome), or a list of such arrays
+            stacked in order. NaN or infinity anywhere is a ValueError naming the row; nothing
+            is written then.
         path: output file, written atomically (no partial file on failure or Ctrl-C).
         n_atoms, n_nonzero, quality, step, rd_lambda, layout, paper_bits, precision, n_iter,
             seed, progress: dictionary learning and coding; see :meth:`Dictionary.fit`.
@@ -127,30 +139,45 @@ def compress(
             with this step (in [1e-4, 1]) and range-coded. For cosines above what the atoms
             reach (about 0.97), at hundreds of bits per item; every later append uses the same
             step. None (default): atoms only, a handful of bits per item.
+        sample_size: learn the dictionary (atoms and tables) on at most this many rows, a
+            uniform sample drawn with ``seed`` when N is larger (None: all rows). With
+            N <= sample_size the file is what learning on all rows gives.
+        batch_size: rows read and coded at a time (rounded up to whole chunks); the file does
+            not depend on it.
     """
     residual_step = None if residual_step is None else check_residual_step(residual_step)
-    raw = _checked_embeddings(E)
+    blocks = embedding_blocks(E)
+    n_items, dim = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
     chunk_size = _check_chunk(chunk_size)
-    ids_list = _check_ids(ids, len(raw), 0, set())
-    pixels_list = _check_pixels(pixels, len(raw))
+    batch_size = as_count(batch_size, "batch_size", minimum=1)
+    ids_list = _check_ids(ids, n_items, 0, set())
+    pixels_list = _check_pixels(pixels, n_items)
     symbols = None
     embed = dictionary is None
-    if dictionary is None:  # learning needs the unit rows here; the core writes from raw E
-        dictionary, symbols, _ = Dictionary._fit(
-            normalize_embeddings(raw)[0], n_atoms, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
-            paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed,
-            n_threads=n_threads, progress=progress)
+    if dictionary is None:
+        rows = learning_sample(n_items, sample_size, seed)
+        k = default_n_atoms(n_items) if n_atoms is None else n_atoms
+        # The unit rows learned on, normalised here and again by _fit as before sampling
+        # existed: with N <= sample_size the file is byte for byte the earlier one.
+        dictionary, symbols, _, _ = Dictionary._fit(
+            normalize_embeddings(gather_rows(blocks, rows))[0], k, n_nonzero, quality=quality,
+            step=step, rd_lambda=rd_lambda, layout=layout, paper_bits=paper_bits,
+            precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads, progress=progress)
+        if rows is not None:
+            symbols = None  # the sample's symbols: every item is coded in the streaming pass
     else:
         if not isinstance(dictionary, Dictionary):
             dictionary = Dictionary.load(dictionary)
-        if dictionary.dim != raw.shape[1]:
-            raise ValueError(f"E has dimension {raw.shape[1]} but the dictionary has {dictionary.dim}")
+        if dictionary.dim != dim:
+            raise ValueError(f"E has dimension {dim} but the dictionary has {dictionary.dim}")
     codes = None if symbols is None else tuple(
         np.ascontiguousarray(getattr(symbols, f), dtype=np.int32)
         for f in ("counts", "first", "rest_index", "rest_level"))
-    cosine = _core.write_collection(
-        os.fspath(path), raw, dictionary._core, ids_list, pixels_list, model, chunk_size,
-        residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes)
+    del symbols
+    cosine = _core.write_collection_streaming(
+        os.fspath(path), blocks, dictionary._core, ids_list, pixels_list, model, chunk_size,
+        residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes, batch_size)
+    del codes
     info = open(path, dictionary=dictionary).info()
     info.update(_summary(cosine))
     return info
@@ -180,11 +207,17 @@ class Collection:
         self.shared_dictionary: bool = self._core.shared_dictionary
         self.dictionary = given if self.shared_dictionary else Dictionary._from_core(self._core.dictionary)
         self.section_bytes: dict[str, int] = self._core.section_bytes
-        self._ids: list[str] = self._core.ids
+        self._id_list: list[str] | None = None  # built on first use: 1M ids are ~60 MB of str
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._core)
+
+    @property
+    def _ids(self) -> list[str]:
+        if self._id_list is None:
+            self._id_list = self._core.ids
+        return self._id_list
 
     @property
     def ids(self) -> list[str]:
@@ -226,9 +259,45 @@ class Collection:
         """Items per batch, from the ITEM sections' headers (n_items)."""
         return self._core.batch_sizes
 
-    def embeddings(self) -> np.ndarray:
-        """All reconstructed embeddings, (N, d) float32 unit rows, in item order."""
-        return self._core.decode(0, len(self))
+    def embeddings(self, out: np.ndarray | None = None, *, batch_size: int = STREAM_BATCH) -> np.ndarray:
+        """All reconstructed embeddings, (N, d) unit rows, in item order.
+
+        Decoded ``batch_size`` items at a time into ``out`` (default: a new float32 array), so
+        the memory beyond the result is one batch. ``out`` may be any writeable (N, d) float
+        array, a memory map included (``np.lib.format.open_memmap``): float32 C-contiguous
+        arrays are decoded into directly, others receive each batch converted. Returns ``out``.
+        """
+        batch_size = as_count(batch_size, "batch_size", minimum=1)
+        n, d = len(self), self.dim
+        if out is None:
+            out = np.empty((n, d), dtype=np.float32)
+        elif not isinstance(out, np.ndarray) or out.shape != (n, d) or out.dtype.kind != "f":
+            raise ValueError(f"out must be a float array of shape ({n}, {d}), got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        elif not out.flags.writeable:
+            raise ValueError("out must be writeable")
+        direct = out.dtype == np.float32 and out.flags.c_contiguous
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            if direct:
+                self._core.decode_into(start, stop, out[start:stop])
+            else:
+                out[start:stop] = self._core.decode(start, stop)
+        return out
+
+    def iter_batches(self, batch_size: int = STREAM_BATCH) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Stream the collection: ``(ids, embeddings)`` for ``batch_size`` items at a time, in
+        item order, embeddings a fresh (n, d) float32 array of unit rows (the last batch may
+        be shorter). Memory stays one batch, whatever the collection's size; the batches
+        concatenated are :meth:`embeddings` bit for bit.
+
+            for ids, E in col.iter_batches(10_000):
+                index.add_with_ids(E, ids)
+        """
+        batch_size = as_count(batch_size, "batch_size", minimum=1)
+        for start in range(0, len(self), batch_size):
+            stop = min(len(self), start + batch_size)
+            yield self._core.ids_range(start, stop), self._core.decode(start, stop)
 
     # ---------------------------------------------------------------- writing
     def append(self, E: np.ndarray, ids: Sequence[str] | None = None, pixels: Sequence[int] | None = None,
