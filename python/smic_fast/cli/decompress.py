@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .._extras import require
 from ..generate import cli_options as image_flags
+from ._npy import ids_path
 from ._shared import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output, emit, seconds_rows
 
 NAME = "decompress"
@@ -29,10 +31,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     image_flags.add_arguments(p)
 
 
-def ids_path(embeddings_path: str | Path) -> Path:
-    """Where the ids of an embeddings file go: ``out.npy`` -> ``out.ids.json``."""
-    path = Path(embeddings_path)
-    return path.with_name(path.stem + ".ids.json") if path.suffix == ".npy" else path.with_name(path.name + ".ids.json")
+def _stream_npy(collection, out: Path) -> None:
+    """Write every item's embedding to ``out`` (.npy, float32) a batch at a time: the .npy
+    header, then each batch of :meth:`Collection.iter_batches` appended to a temporary file
+    beside ``out``, fsync, rename. Memory stays one batch (plain writes, not a memory map, whose
+    dirty pages would count in the RSS up to the whole file); a failure or Ctrl-C leaves no
+    partial file. The bytes are what ``np.save`` writes for ``collection.embeddings()``."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": (len(collection), collection.dim)}
+    try:
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for _, batch in collection.iter_batches():
+                f.write(batch.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> dict:
@@ -40,16 +58,16 @@ def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> d
 
     out = check_output(args.embeddings, args.force)
     out_ids = check_output(ids_path(out), args.force)
-    with stages.stage("decode"):
+    with stages.stage("decode and write embeddings"):
         if args.ids is None:
-            ids, embeddings = collection.ids, collection.embeddings()
+            ids = collection.ids
+            _stream_npy(collection, out)
         else:
             ids = list(args.ids)
             embeddings = np.stack([collection[i] for i in ids]) if ids else np.zeros((0, collection.dim), np.float32)
-    with stages.stage("write embeddings"):
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
-        atomic_write(str(out), buffer.getvalue())
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
+            atomic_write(str(out), buffer.getvalue())
         atomic_write(str(out_ids), json.dumps(ids, ensure_ascii=False).encode())
     return {"items": len(ids), "embeddings": str(out), "ids": str(out_ids)}
 
