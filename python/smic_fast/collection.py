@@ -156,7 +156,9 @@ def compress(
     embed = dictionary is None
     if dictionary is None:
         rows = learning_sample(n_items, sample_size, seed)
-        k = default_n_atoms(n_items) if n_atoms is None else n_atoms
+        k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        if rows is not None and k > len(rows):
+            raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
         # The unit rows learned on, normalised here and again by _fit as before sampling
         # existed: with N <= sample_size the file is byte for byte the earlier one.
         dictionary, symbols, _, _ = Dictionary._fit(
