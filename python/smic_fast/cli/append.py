@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         ("file size", f"{info['file_bytes']:,} bytes"), ("bits per item", info["bits_per_item"]),
         ("marginal bits per item", info["marginal_bits_per_item"]),
         ("cosine mean (new items)", info["cosine_mean"]), ("cosine 5th percentile (new)", info["cosine_p5"]),
-        *seconds_rows(stages.seconds), ("images per second", summary["images_per_second"]),
+        *seconds_rows(stages.seconds),
+        ("items per second" if npy else "images per second", summary["images_per_second"]),
     ], args.json, title=f"appended to {collection.path}")
     return EXIT_PARTIAL if photos.skipped else EXIT_OK
