@@ -99,8 +99,18 @@ def normalize_embeddings(embeddings: object, name: str = "E", dim: int | None = 
     e = as_float32_matrix(embeddings, name, columns=dim)
     if e.shape[0] == 0:
         raise ValueError(f"{name} has no rows (N = 0): nothing to compress")
-    norms = np.linalg.norm(e.astype(np.float64), axis=1)
-    return (e / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32), norms
+    # Row by row arithmetic, done in blocks: the float64 temporaries stay a block's, and each
+    # row's result is what one whole-array expression gives.
+    unit = np.empty_like(e)
+    norms = np.empty(e.shape[0])
+    for start in range(0, e.shape[0], _NORMALIZE_BLOCK):
+        rows = slice(start, start + _NORMALIZE_BLOCK)
+        norms[rows] = np.linalg.norm(e[rows].astype(np.float64), axis=1)
+        unit[rows] = e[rows] / np.where(norms[rows] > 0, norms[rows], 1.0)[:, None]
+    return unit, norms
+
+
+_NORMALIZE_BLOCK = 8192
 
 
 class Dictionary:
