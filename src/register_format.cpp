@@ -497,6 +497,44 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       .def_property_readonly("format_version", &smic::Collection::format_version)
       .def_property_readonly("chunk_size", &smic::Collection::chunk_size)
       .def_property_readonly("file_bytes", &smic::Collection::file_bytes)
+      .def_property_readonly("torn_bytes", &smic::Collection::torn_bytes)
+      .def(
+          "append_in_place",
+          [](smic::Collection& c, const py::array& embeddings, const py::object& ids,
+             const py::object& pixels, std::size_t chunk_size, int n_threads) {
+            std::size_t n = 0, d = 0;
+            const float* e = matrix(embeddings, "E", n, d);
+            const auto id_list = strings(ids, "ids");
+            const auto pixel_list = pixel_counts(pixels);
+            smic::Collection::PendingAppend batch;
+            {
+              // Coding and the file write only read this object; taking the batch in (below)
+              // changes it, so that part keeps the GIL and no Python thread reads meanwhile.
+              py::gil_scoped_release release;
+              batch = c.prepare_append(e, n, d, id_list, pixel_list, chunk_size, n_threads);
+              c.write_append(batch);
+            }
+            smic::WriteResult result = std::move(batch.result);
+            c.adopt_append(std::move(batch));
+            return to_array(result.cosine);
+          },
+          py::arg("embeddings"), py::arg("ids") = py::none(), py::arg("pixels") = py::none(),
+          py::arg("chunk_size") = 0, py::arg("n_threads") = 0,
+          "Append a batch at the end of the file in place (time proportional to the batch) and "
+          "take it into this reader; returns the new items' cosines.")
+      .def_property_readonly(
+          "pixel_terms",
+          [](const smic::Collection& c) {
+            std::size_t known = 0;
+            double inverse = 0;
+            for (int64_t p : c.pixels())
+              if (p > 0) {
+                ++known;
+                inverse += 1.0 / static_cast<double>(p);
+              }
+            return py::make_tuple(known, inverse);
+          },
+          "(items with a pixel count, sum of 1 / pixels): what bits-per-pixel figures need.")
       .def_property_readonly("batch_sizes", &smic::Collection::batch_sizes)
       .def_property_readonly("section_bytes", [](const smic::Collection& c) {
         const auto& s = c.section_bytes();
@@ -652,6 +690,15 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       py::arg("pixels") = py::none(), py::arg("replace") = false, py::arg("chunk_size") = 0,
       py::arg("dictionary") = nullptr, py::arg("n_threads") = 0,
       "Append a batch atomically (earlier bytes untouched unless replace); returns cosines.");
+
+  m.def(
+      "repack_collection",
+      [](const std::string& path, Holder dictionary, int n_threads) {
+        py::gil_scoped_release release;
+        smic::CollectionWriter::repack(path, std::move(dictionary), n_threads);
+      },
+      py::arg("path"), py::arg("dictionary") = nullptr, py::arg("n_threads") = 0,
+      "Rewrite a collection atomically with its batches merged into one (items decode the same).");
 
   m.def(
       "refine",

@@ -1,8 +1,15 @@
 // Collections: parse, decode, write, append.
 #include "smic/collection.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <unordered_set>
 
 #include "bytes.hpp"
@@ -522,7 +529,13 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
   const auto& sections = col.view_.sections;
   if (replaced.empty()) {
     const std::vector<uint8_t> extra = encode_sections(batch.sections);
-    atomic_append(path, col.bytes_, extra);
+    // The committed part only (not a torn tail); a counted file counts the new sections too.
+    std::vector<uint8_t> head(col.bytes_.begin(), col.bytes_.begin() + static_cast<std::ptrdiff_t>(col.view_.end));
+    if (col.view_.flags & kFlagCommittedCount) {
+      const auto count = static_cast<uint32_t>(sections.size() + batch.sections.size());
+      for (int i = 0; i < 4; ++i) head[12 + i] = static_cast<uint8_t>(count >> (8 * i));
+    }
+    atomic_append(path, head, extra);
     return result;
   }
   // Drop the replaced items: untouched batches keep their bytes (when nothing before them
@@ -708,6 +721,187 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
   }
   file.commit();
   return result;
+}
+
+// ---- appends in place ------------------------------------------------------------------------
+
+Collection::PendingAppend Collection::prepare_append(const float* embeddings, std::size_t n,
+                                                     std::size_t dim,
+                                                     const std::vector<std::string>& ids,
+                                                     const std::vector<int64_t>& pixels,
+                                                     std::size_t chunk_size, int n_threads) const {
+  require(n >= 1, "E has no rows (N = 0): nothing to compress");
+  require(dim == dim_, "E must have " + std::to_string(dim_) + " columns, got " + std::to_string(dim));
+  check_ids(ids, n, {});  // within the batch; against the collection through its index below
+  for (const auto& id : ids) require(!find(id), "duplicate item id '" + id + "'");
+  if (ids.empty())
+    for (std::size_t i = 0; i < n; ++i)
+      require(!find(position_id(size() + i)), "duplicate item id '" + position_id(size() + i) + "'");
+  check_pixels(pixels, n);
+  const std::size_t chunk = checked_chunk(chunk_size ? chunk_size : this->chunk_size());
+  CodedBatch batch = code_batch(*dictionary_, embeddings, n, ids, pixels, chunk, size(),
+                                residual_step_, n_threads, nullptr, nullptr);
+  PendingAppend out;
+  out.bytes = encode_sections(batch.sections);
+  out.n_sections = batch.sections.size();
+  out.result.cosine = std::move(batch.cosine);
+  return out;
+}
+
+namespace {
+
+void pwrite_all(int fd, const uint8_t* data, std::size_t size, uint64_t offset, const std::string& path) {
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd, data, std::min<std::size_t>(size, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(path + ": write failed (" + std::strerror(errno) + ")", errno);
+    }
+    data += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+void sync(int fd, const std::string& path) {
+  if (::fdatasync(fd) != 0) throw IoError(path + ": fdatasync failed (" + std::strerror(errno) + ")", errno);
+}
+
+struct Fd {
+  int fd;
+  ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+}  // namespace
+
+void Collection::write_append(const PendingAppend& batch) const {
+  const std::string& path = name_;
+  Fd file{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+  if (file.fd < 0) {
+    const int error = errno;
+    throw IoError(path + ": cannot open for appending (" + std::strerror(error) + ")", error);
+  }
+  if (::flock(file.fd, LOCK_EX) != 0)  // one appender at a time; readers need no lock
+    throw IoError(path + ": cannot lock (" + std::strerror(errno) + ")", errno);
+  uint8_t preamble[kPreambleBytes];
+  struct stat st;
+  if (::pread(file.fd, preamble, kPreambleBytes, 0) != static_cast<ssize_t>(kPreambleBytes) ||
+      ::fstat(file.fd, &st) != 0)
+    throw IoError(path + ": cannot read its preamble");
+  const uint16_t flags = detail::get_u16(preamble + 10);
+  const bool counted = flags & kFlagCommittedCount;
+  const std::size_t committed = counted ? detail::get_u32(preamble + 12) : 0;
+  const auto size = static_cast<uint64_t>(st.st_size);
+  const bool unchanged = std::memcmp(preamble, bytes_.data(), 10) == 0 && size >= view_.end &&
+                         (counted ? committed == view_.sections.size() : size == view_.end);
+  if (!unchanged)
+    throw IoError(path + ": changed since it was opened (another writer?); open it again to append");
+  const uint64_t count = view_.sections.size() + batch.n_sections;
+  require(count <= 0xFFFFFFFFu, "too many sections for one file; repack it");
+  std::vector<uint8_t> head;
+  if (!counted) {  // first in-place append: count the sections there are before adding any
+    detail::put_u16(head, static_cast<uint16_t>(flags | kFlagCommittedCount));
+    detail::put_u32(head, static_cast<uint32_t>(view_.sections.size()));
+    pwrite_all(file.fd, head.data(), head.size(), 10, path);
+    sync(file.fd, path);
+  }
+  try {
+    if (size > view_.end && ::ftruncate(file.fd, static_cast<off_t>(view_.end)) != 0)  // a torn tail
+      throw IoError(path + ": cannot truncate (" + std::strerror(errno) + ")", errno);
+    pwrite_all(file.fd, batch.bytes.data(), batch.bytes.size(), view_.end, path);
+    sync(file.fd, path);
+    head.clear();
+    detail::put_u32(head, static_cast<uint32_t>(count));  // the commit: 4 bytes in one sector
+    pwrite_all(file.fd, head.data(), head.size(), 12, path);
+    sync(file.fd, path);
+  } catch (...) {
+    // Failed (a full disk, say) rather than killed: put the file back as it was, best effort.
+    // Were this to fail too, the uncommitted tail is ignored by readers all the same.
+    if (::ftruncate(file.fd, static_cast<off_t>(view_.end)) == 0 && !counted &&
+        ::pwrite(file.fd, preamble + 10, 6, 10) == 6)
+      ::fdatasync(file.fd);
+    throw;
+  }
+}
+
+void Collection::adopt_append(PendingAppend&& batch) {
+  appended_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(batch.bytes)));
+  const std::vector<uint8_t>& bytes = *appended_.back();
+  const std::size_t first = view_.sections.size();
+  std::size_t pos = 0;
+  for (std::size_t k = 0; k < batch.n_sections; ++k) {
+    SectionView s;
+    std::memcpy(s.tag.data(), bytes.data() + pos, 4);
+    s.size = static_cast<std::size_t>(detail::get_u64(bytes.data() + pos + 4));
+    s.data = bytes.data() + pos + 12;
+    s.offset = view_.end + pos;
+    view_.sections.push_back(s);
+    pos += 12 + s.size + 4;
+  }
+  view_.end += bytes.size();
+  view_.torn_bytes = 0;
+  view_.flags |= kFlagCommittedCount;
+  const auto& sections = view_.sections;
+  read_batch(sections[first], sections[first + 1], residual_step_ ? &sections[first + 2] : nullptr, first);
+}
+
+WriteResult Collection::append_in_place(const float* embeddings, std::size_t n, std::size_t dim,
+                                        const std::vector<std::string>& ids,
+                                        const std::vector<int64_t>& pixels,
+                                        std::size_t chunk_size, int n_threads) {
+  PendingAppend batch = prepare_append(embeddings, n, dim, ids, pixels, chunk_size, n_threads);
+  write_append(batch);
+  WriteResult result = std::move(batch.result);
+  adopt_append(std::move(batch));
+  return result;
+}
+
+// ---- repack ------------------------------------------------------------------------------------
+
+void CollectionWriter::repack(const std::string& path, std::shared_ptr<const CodingDictionary> shared,
+                              int n_threads) {
+  const Collection col = Collection::open(path, std::move(shared));
+  const std::size_t n = col.size(), dim = col.dim(), chunk = col.chunk_size();
+  require(n >= 1, path + " holds no items");
+  require(n <= 0xFFFFFFFFu, "a batch holds at most 2^32 - 1 items");
+  const ItemCodes codes = col.codes(0, n);
+  const EncodedItems encoded = col.dictionary().encode_items(codes, chunk, n_threads);
+  std::vector<int64_t> pixels = col.pixels();
+  if (std::any_of(pixels.begin(), pixels.end(), [](int64_t p) { return p <= 0; })) pixels.clear();
+  const auto& sections = col.view_.sections;
+  std::vector<Section> out;
+  for (std::size_t s = 0; s < 2; ++s)
+    out.push_back({sections[s].tag, {sections[s].data, sections[s].data + sections[s].size}});
+  out.push_back({kIds, ids_payload(col.ids(), pixels, 0)});
+  out.push_back({kItem, items_payload(n, chunk, encoded)});
+  AtomicFile file(path);
+  file.write(encode_container(kCollectionMagic, col.format_version(), out));
+  out.clear();
+  if (const auto step = col.residual_step()) {
+    // The refinement levels of every item, counted then coded chunk by chunk in one table.
+    ResidualWriter residual(*step, dim, chunk);
+    std::vector<int32_t> levels;
+    auto read_levels = [&](std::size_t start, std::size_t stop) {
+      levels.resize((stop - start) * dim);
+      for (const Collection::Batch& b : col.batches_) {
+        const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
+        if (lo < hi) b.residual->levels(lo - b.start, hi - b.start, levels.data() + (lo - start) * dim, col.name());
+      }
+    };
+    for (std::size_t start = 0; start < n; start += chunk) {
+      const std::size_t stop = std::min(n, start + chunk);
+      read_levels(start, stop);
+      residual.count(levels.data(), stop - start);
+    }
+    StreamedSection resd(file, kResd, residual.prefix_size());
+    for (std::size_t start = 0; start < n; start += chunk) {
+      const std::size_t stop = std::min(n, start + chunk);
+      read_levels(start, stop);
+      resd.data(residual.chunk(levels.data(), stop - start));
+    }
+    resd.end(residual.prefix());
+  }
+  file.commit();
 }
 
 }  // namespace smic

@@ -83,8 +83,14 @@ ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic
                       " is newer than this smic_fast reads (" + std::to_string(kFormatVersion) +
                       "); upgrade smic-fast");
   if (view.version == 0) throw FormatError(name + ": invalid format version 0");
+  view.flags = detail::get_u16(data + 10);
+  const bool counted = view.flags & kFlagCommittedCount;
+  const std::size_t committed = detail::get_u32(data + 12);
   std::size_t pos = kPreambleBytes;
-  while (pos < size) {
+  while (counted ? view.sections.size() < committed : pos < size) {
+    if (counted && pos == size)
+      throw FormatError(name + ": holds " + std::to_string(view.sections.size()) + " of the " +
+                        std::to_string(committed) + " sections it committed (truncated?)");
     if (size - pos < 12)
       throw FormatError(name + ": truncated section header at byte " + std::to_string(pos));
     SectionView s;
@@ -105,6 +111,8 @@ ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic
     view.sections.push_back(s);
     pos = start + s.size + 4;
   }
+  view.end = pos;
+  view.torn_bytes = size - pos;
   return view;
 }
 

@@ -304,28 +304,54 @@ class Collection:
     # ---------------------------------------------------------------- writing
     def append(self, E: np.ndarray, ids: Sequence[str] | None = None, pixels: Sequence[int] | None = None,
                *, replace: bool = False, chunk_size: int | None = None, n_threads: int | None = None) -> dict:
-        """Code new embeddings with the stored dictionary and append them as new sections.
+        """Code new embeddings with the stored dictionary and append them as a new batch.
 
-        Earlier items are untouched (their bytes are copied unchanged); the write is atomic.
+        Without ``replace`` the batch is written in place at the end of the file, in time
+        proportional to the batch, not to the file: its sections go after the committed ones,
+        are synced, and only then does the file's committed section count (in its preamble)
+        take them in. A failed or killed append leaves every earlier item readable and
+        unchanged (docs/format.md, "Appends"). Each append costs its own section headers; after
+        many small ones, :meth:`repack` merges them into one batch.
         New items get the collection's residual refinement, if it has one (same step).
         An id already in the collection is an error, unless `replace`: its old item is then
         dropped (the other items of its batch are re-packed from their decoded symbols, so
-        they decode exactly as before) and the new one appended.
+        they decode exactly as before) and the new one appended; that rewrites the file
+        atomically (time proportional to the file).
         Returns the new :meth:`info` with the cosine summary of the appended items.
         """
         raw = _checked_embeddings(E, dim=self.dim)
-        replaced = set(self._ids) & set(ids or ()) if replace else set()
-        ids_list = _check_ids(ids, len(raw), len(self) - len(replaced), set(self._ids) - replaced)
         pixels_list = _check_pixels(pixels, len(raw))
         chunk = 0 if chunk_size is None else _check_chunk(chunk_size)
-        given = self._given_dictionary
-        cosine = _core.append_collection(
-            os.fspath(self.path), raw, ids_list, pixels_list,
-            bool(replace), chunk, None if given is None else given._core, _threads(n_threads))
-        self._load()
+        if not replace:
+            # Types and duplicates within the batch here; against the collection in the core,
+            # through its index (no set of every id).
+            ids_list = _check_ids(ids, len(raw), len(self), set())
+            cosine = self._core.append_in_place(raw, ids_list, pixels_list, chunk, _threads(n_threads))
+            self.section_bytes = self._core.section_bytes
+            if self._id_list is not None:
+                self._id_list += ids_list if ids_list is not None else [
+                    str(i) for i in range(len(self._id_list), len(self))]
+        else:
+            replaced = set(self._ids) & set(ids or ())
+            ids_list = _check_ids(ids, len(raw), len(self) - len(replaced), set(self._ids) - replaced)
+            given = self._given_dictionary
+            cosine = _core.append_collection(
+                os.fspath(self.path), raw, ids_list, pixels_list,
+                True, chunk, None if given is None else given._core, _threads(n_threads))
+            self._load()
         info = self.info()
         info.update(_summary(cosine))
         return info
+
+    def repack(self, n_threads: int | None = None) -> dict:
+        """Rewrite the file with all its batches merged into one, atomically: after many small
+        appends, the rate per item returns to that of one batch (no section headers, offsets
+        and coder flushes per append). Every item keeps its id and decodes to exactly the same
+        embedding. Returns the new :meth:`info`."""
+        given = self._given_dictionary
+        _core.repack_collection(os.fspath(self.path), None if given is None else given._core, _threads(n_threads))
+        self._load()
+        return self.info()
 
     @property
     def _format_version(self) -> int:
@@ -337,7 +363,7 @@ class Collection:
         n = len(self)
         size = self._core.file_bytes
         item_bits = 8 * (self.section_bytes["items"] + self.section_bytes["residual"])  # the items' own bytes
-        pixels = [p for p in self._core.pixels if p is not None]
+        known, inverse_sum = self._core.pixel_terms  # items with a pixel count, sum of 1 / pixels
         info = {
             "path": str(self.path), "items": n, "dim": self.dim, "model": self.header.get("model"),
             "n_atoms": self.dictionary.n_atoms, "n_nonzero": self.dictionary.params.s_max,
@@ -349,10 +375,9 @@ class Collection:
             "dictionary_share": self.section_bytes["dictionary"] / size,
             "format_version": self._format_version, "residual_step": self.residual_step,
         }
-        if pixels and len(pixels) == n:
-            per_item_total = 8 * size / n
-            info["bits_per_pixel"] = float(np.mean([per_item_total / p for p in pixels]))
-            info["marginal_bits_per_pixel"] = float(np.mean([(item_bits / n) / p for p in pixels]))
+        if n and known == n:
+            info["bits_per_pixel"] = float(8 * size / n * inverse_sum / n)
+            info["marginal_bits_per_pixel"] = float(item_bits / n * inverse_sum / n)
         return info
 
 

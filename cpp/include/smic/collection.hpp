@@ -34,6 +34,12 @@ struct SectionBytes {
   uint64_t header = 0, dictionary = 0, ids = 0, items = 0, residual = 0;
 };
 
+/// What a write or append coded: the cosine of each new item's reconstruction (what a reader
+/// will decode, measured as such).
+struct WriteResult {
+  std::vector<double> cosine;
+};
+
 /// A .smic collection opened for reading. Items decode lazily, one chunk at a time; the
 /// object is immutable, so concurrent reads from several threads are safe.
 class Collection {
@@ -71,7 +77,11 @@ class Collection {
   std::optional<double> residual_step() const { return residual_step_; }
   uint16_t format_version() const { return residual_step_ ? 2 : 1; }
   const SectionBytes& section_bytes() const { return section_bytes_; }
-  uint64_t file_bytes() const { return bytes_.size(); }
+  /// Bytes of the file's committed part (what the sections and preamble take).
+  uint64_t file_bytes() const { return view_.end; }
+  /// Bytes after the committed sections: an in-place append that was interrupted before it
+  /// committed (ignored; the next in-place append overwrites them).
+  uint64_t torn_bytes() const { return view_.torn_bytes; }
   /// Items per chunk of the first batch (appends default to it), kDefaultChunkSize if empty.
   std::size_t chunk_size() const;
 
@@ -86,6 +96,36 @@ class Collection {
   std::vector<float> embeddings() const;
   /// The decoded symbols of items [start, stop) (no reconstruction).
   ItemCodes codes(std::size_t start, std::size_t stop) const;
+
+  // ---- appends in place (docs/format.md, "Appends") -------------------------------------------
+  /// A coded batch ready to go at the end of this collection's file.
+  struct PendingAppend {
+    std::vector<uint8_t> bytes;        ///< its sections, encoded
+    std::size_t n_sections = 0;
+    WriteResult result;
+  };
+  /// Code n new items (n x dim, any norm) as the next batch: ids empty means the next
+  /// positions; duplicates of ids in the collection are an InvalidArgument (in-place appends
+  /// never replace; CollectionWriter::append does). chunk_size 0: the collection's. Reads
+  /// only: safe beside other readers.
+  PendingAppend prepare_append(const float* embeddings, std::size_t n, std::size_t dim,
+                               const std::vector<std::string>& ids,
+                               const std::vector<int64_t>& pixels, std::size_t chunk_size = 0,
+                               int n_threads = 0) const;
+  /// Write a prepared batch at the end of the file this collection was opened from, in time
+  /// proportional to the batch: under an exclusive flock, the sections go after the committed
+  /// ones (over any torn tail), fdatasync, then the preamble's committed count is raised and
+  /// synced again. Killed at any point, the file holds every earlier item unchanged. Throws
+  /// IoError if the file changed since this object read it (then open it again).
+  void write_append(const PendingAppend& batch) const;
+  /// Take a written batch into this object (O(batch); not safe beside concurrent readers of
+  /// this object).
+  void adopt_append(PendingAppend&& batch);
+  /// prepare_append + write_append + adopt_append.
+  WriteResult append_in_place(const float* embeddings, std::size_t n, std::size_t dim,
+                              const std::vector<std::string>& ids,
+                              const std::vector<int64_t>& pixels, std::size_t chunk_size = 0,
+                              int n_threads = 0);
 
  private:
   struct Batch {
@@ -105,6 +145,7 @@ class Collection {
 
   std::string name_;
   std::vector<uint8_t> bytes_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> appended_;  // batches adopt_append took
   ContainerView view_;
   std::string header_json_;
   std::size_t dim_ = 0;
@@ -117,12 +158,6 @@ class Collection {
   std::vector<int64_t> pixels_;
   std::unordered_map<std::string, std::size_t> index_;
   SectionBytes section_bytes_;
-};
-
-/// What a write or append coded: the cosine of each new item's reconstruction (what a reader
-/// will decode, measured as such).
-struct WriteResult {
-  std::vector<double> cosine;
 };
 
 /// Options of a new collection.
@@ -175,6 +210,13 @@ class CollectionWriter {
                                           const std::vector<int64_t>& pixels,
                                           const WriteOptions& options, WriteResult* result,
                                           const ItemCodes* codes = nullptr);
+
+  /// Rewrite the collection at `path` with all its batches merged into one (chunk size: the
+  /// first batch's), atomically: a stream of small appends ends at the rate of one batch.
+  /// Every item keeps its id, pixel count (all or none: a batch without them drops them) and
+  /// decodes to exactly the same embedding (same symbols, same refinement levels).
+  static void repack(const std::string& path, std::shared_ptr<const CodingDictionary> shared = nullptr,
+                     int n_threads = 0);
 
   /// write() for inputs larger than memory: rows are read `batch_items` at a time (0: the
   /// default, kDefaultStreamBatch; rounded up to whole chunks) and coded batch by batch, so

@@ -47,9 +47,18 @@ struct SectionView {
   std::size_t offset;  ///< byte position of the section (its tag) in the buffer
 };
 
+/// Preamble flag: the u32 after the flags counts the committed sections (an in-place append
+/// writes its sections, syncs, then raises the count and syncs again). A reader takes exactly
+/// that many sections: fewer is a truncated file (FormatError); bytes after them are an append
+/// that was interrupted before it committed, ignored (ContainerView::torn_bytes).
+constexpr uint16_t kFlagCommittedCount = 1;
+
 struct ContainerView {
   uint16_t version = 0;
+  uint16_t flags = 0;
   std::vector<SectionView> sections;
+  uint64_t end = 0;         ///< byte offset just after the last (committed) section
+  uint64_t torn_bytes = 0;  ///< bytes after `end`: an interrupted append (counted files only)
 };
 
 /// CRC-32 (zlib's) of `size` bytes, continuing from `crc`.
