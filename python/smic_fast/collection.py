@@ -25,8 +25,7 @@ import numpy as np
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
-from .dictionary import (LEARN_SAMPLE, Dictionary, default_n_atoms, embedding_blocks, gather_rows,
-                         learning_sample, normalize_embeddings)
+from .dictionary import LEARN_SAMPLE, Dictionary, default_n_atoms, embedding_blocks, learning_sample
 
 __all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
 
@@ -159,12 +158,12 @@ def compress(
         k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
         if rows is not None and k > len(rows):
             raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
-        # The unit rows learned on, normalised here and again by _fit as before sampling
-        # existed: with N <= sample_size the file is byte for byte the earlier one.
+        # twice: the rows normalised twice, as compress always did (here, then in _fit): with
+        # N <= sample_size the file is byte for byte the earlier one.
         dictionary, symbols, _, _ = Dictionary._fit(
-            normalize_embeddings(gather_rows(blocks, rows))[0], k, n_nonzero, quality=quality,
-            step=step, rd_lambda=rd_lambda, layout=layout, paper_bits=paper_bits,
-            precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads, progress=progress)
+            blocks, k, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
+            paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads,
+            progress=progress, sample_size=sample_size, twice=True)
         if rows is not None:
             symbols = None  # the sample's symbols: every item is coded in the streaming pass
     else:

@@ -94,14 +94,20 @@ def default_n_atoms(n_items: int) -> int:
     return int(min(max(k, 8), 1024, n_items))
 
 
-def normalize_embeddings(embeddings: object, name: str = "E", dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(unit-norm float32 rows, original norms). Zero rows stay zero."""
+def normalize_embeddings(embeddings: object, name: str = "E", dim: int | None = None, *,
+                         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(unit-norm float32 rows, original norms). Zero rows stay zero. ``out`` (optional): a
+    C-contiguous float32 array of the same shape that receives the rows; it may be the input
+    itself (normalised in place)."""
     e = as_float32_matrix(embeddings, name, columns=dim)
     if e.shape[0] == 0:
         raise ValueError(f"{name} has no rows (N = 0): nothing to compress")
     # Row by row arithmetic, done in blocks: the float64 temporaries stay a block's, and each
-    # row's result is what one whole-array expression gives.
-    unit = np.empty_like(e)
+    # row's result is what one whole-array expression gives (each block is read before it is
+    # written, so `out` may be `e`).
+    if out is not None and (out.shape != e.shape or out.dtype != np.float32 or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {e.shape}")
+    unit = np.empty_like(e) if out is None else out
     norms = np.empty(e.shape[0])
     for start in range(0, e.shape[0], _NORMALIZE_BLOCK):
         rows = slice(start, start + _NORMALIZE_BLOCK)
@@ -236,17 +242,24 @@ class Dictionary:
 
     @classmethod
     def _fit(cls, embeddings, n_atoms, n_nonzero, *, quality, step, rd_lambda, layout, paper_bits,
-             precision, n_iter, seed, n_threads, progress, sample_size=None,
+             precision, n_iter, seed, n_threads, progress, sample_size=None, twice=False,
              ) -> tuple[Dictionary, ItemSymbols, np.ndarray, np.ndarray | None]:
         """fit() that also returns the training items' symbols, their unit embeddings and their
-        rows (None: all rows, in order; else the sample of :func:`learning_sample`)."""
+        rows (None: all rows, in order; else the sample of :func:`learning_sample`). `twice`:
+        normalise the rows twice, as compress() always did (its rows, then fit's), so that its
+        files stay byte for byte what they were."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         blocks = embedding_blocks(embeddings)
         n_items = sum(b.shape[0] for b in blocks)
         rows = learning_sample(n_items, sample_size, seed)
-        unit, _ = normalize_embeddings(gather_rows(blocks, rows))
-        del blocks
+        sample = gather_rows(blocks, rows)
+        owned = not any(np.may_share_memory(sample, b) for b in blocks)
+        # One float32 copy of the rows learned on at most: a gathered sample is normalised in place.
+        unit, _ = normalize_embeddings(sample, out=sample if owned and sample.dtype == np.float32 else None)
+        if twice:
+            normalize_embeddings(unit, out=unit)
+        del blocks, sample
         k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
         if rows is not None and k > len(rows):
             raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
