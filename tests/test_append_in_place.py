@@ -225,3 +225,28 @@ def test_repack_cli_and_shared_dictionary(tmp_path, rows, dictionary, capsys):
     path.write_bytes(path.read_bytes()[:-10])
     assert main(["repack", str(path), "--dictionary", str(d_path)]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+def test_positions_are_found_without_an_index(tmp_path, rows, dictionary):
+    """Implied ids (positions) are not indexed; find() recognises the canonical decimal of a
+    position in a batch without ids, and nothing else."""
+    d, _ = dictionary
+    path = tmp_path / "c.smic"
+    smic.compress(rows[:20], path, dictionary=d)
+    col = smic.open(path, dictionary=d)
+    col.append(rows[20:22], ids=["a", "b"])
+    col.append(rows[22:25])
+    for fresh in (col, smic.open(path, dictionary=d)):
+        for item_id, position in [("0", 0), ("19", 19), ("a", 20), ("b", 21), ("22", 22), ("24", 24)]:
+            assert fresh._core.find(item_id) == position
+            np.testing.assert_array_equal(fresh[item_id], fresh.embeddings()[position])
+        for item_id in ["20", "21", "25", "05", "-1", "+3", "1e1", "", " 3", "9" * 30]:
+            assert fresh._core.find(item_id) is None
+        with pytest.raises(KeyError):
+            fresh["20"]
+        assert fresh.ids == [str(i) for i in range(20)] + ["a", "b", "22", "23", "24"]
+    for taken in ("3", "a", "23"):
+        with pytest.raises(ValueError, match=f"duplicate item id '{taken}'"):
+            col.append(rows[:1], ids=[taken])
+    col.append(rows[:1], ids=["25x"])
+    assert len(smic.open(path, dictionary=d)) == 26

@@ -75,7 +75,7 @@ def test_ids_from_flag_and_siblings(capsys, tmp_path, npy):
 
 def test_decompress_streams_and_round_trips(capsys, tmp_path, npy):
     a, b, E = npy
-    ids = [f"x{i}" for i in range(700)]
+    ids = [f"x{i}" for i in range(698)] + ["café \"quoted\"", "\ud800 lone surrogate"]
     smic.compress(E, tmp_path / "c.smic", n_atoms=16, n_iter=2, ids=ids, chunk_size=32, residual_step=0.05)
     col = smic.open(tmp_path / "c.smic")
     run(capsys, "decompress", tmp_path / "c.smic", "--embeddings", tmp_path / "out.npy")
@@ -84,7 +84,7 @@ def test_decompress_streams_and_round_trips(capsys, tmp_path, npy):
     expected = io.BytesIO()
     np.save(expected, col.embeddings())
     assert (tmp_path / "out.npy").read_bytes() == expected.getvalue()  # what np.save writes
-    assert json.loads((tmp_path / "out.ids.json").read_text()) == ids
+    assert (tmp_path / "out.ids.json").read_bytes() == json.dumps(ids, ensure_ascii=False).encode("utf-8", "surrogatepass")
     assert not [p for p in listing(tmp_path) if p.endswith(".tmp")]
     # and the output goes straight back in, with its ids
     run(capsys, "compress", tmp_path / "out.npy", "-o", tmp_path / "again.smic", "--atoms", "16", "--iterations", "2")

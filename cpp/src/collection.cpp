@@ -354,11 +354,18 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
   if (batch.offsets[0] != 0 || batch.offsets.back() != batch.data_size ||
       !std::is_sorted(batch.offsets.begin(), batch.offsets.end()))
     throw FormatError(name + ": corrupt chunk offsets in items section");
-  {
+  // Implied ids (positions) are unique among themselves and not indexed (a million positions
+  // would cost ~70 bytes each in the index); find() recognises them. Explicit ids must differ
+  // from each other, from earlier explicit ids and from earlier positions.
+  batch.implied = ids->is_null();
+  if (batch.implied) {
+    if (!index_.empty())
+      for (const auto& id : batch_ids)
+        if (index_.count(id)) throw FormatError(name + ": duplicate item ids");
+  } else {
     std::unordered_set<std::string> seen;
     for (const auto& id : batch_ids)
-      if (!seen.insert(id).second || index_.count(id))
-        throw FormatError(name + ": duplicate item ids");
+      if (!seen.insert(id).second || find(id)) throw FormatError(name + ": duplicate item ids");
   }
   if (residual) {
     ResidualCode code = ResidualCode::parse(residual->data, residual->size, name);
@@ -368,8 +375,9 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
     batch.residual = code;
     section_bytes_.residual += kSectionOverhead + residual->size;
   }
-  for (std::size_t k = 0; k < batch_ids.size(); ++k) index_.emplace(batch_ids[k], start + k);
-  ids_.insert(ids_.end(), batch_ids.begin(), batch_ids.end());
+  if (!batch.implied)
+    for (std::size_t k = 0; k < batch_ids.size(); ++k) index_.emplace(batch_ids[k], start + k);
+  ids_.insert(ids_.end(), std::make_move_iterator(batch_ids.begin()), std::make_move_iterator(batch_ids.end()));
   pixels_.insert(pixels_.end(), batch_pixels.begin(), batch_pixels.end());
   section_bytes_.ids += kSectionOverhead + ids_section.size;
   section_bytes_.items += kSectionOverhead + items.size;
@@ -378,8 +386,19 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
 
 std::optional<std::size_t> Collection::find(const std::string& id) const {
   const auto it = index_.find(id);
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
+  if (it != index_.end()) return it->second;
+  // Not indexed: an implied id, the canonical decimal of a position in a batch without ids.
+  if (id.empty() || id.size() > 18 || (id.size() > 1 && id[0] == '0')) return std::nullopt;
+  std::size_t position = 0;
+  for (char c : id) {
+    if (c < '0' || c > '9') return std::nullopt;
+    position = position * 10 + static_cast<std::size_t>(c - '0');
+  }
+  if (position >= ids_.size()) return std::nullopt;
+  const auto batch = std::upper_bound(batches_.begin(), batches_.end(), position,
+                                      [](std::size_t p, const Batch& b) { return p < b.start; });
+  if (batch == batches_.begin() || !std::prev(batch)->implied) return std::nullopt;
+  return position;
 }
 
 std::vector<std::size_t> Collection::batch_sizes() const {

@@ -135,6 +135,7 @@ class Collection {
     std::vector<uint64_t> offsets;
     std::optional<ResidualCode> residual;
     std::size_t first_section = 0;  // index of its IDS_ section in the container
+    bool implied = false;           // ids are positions (stored as null, not indexed)
   };
   friend class CollectionWriter;
   Collection() = default;

@@ -99,7 +99,7 @@ def read_ids_file(path: str | Path) -> list[str]:
     """Ids from a JSON list of strings (``.json``) or a text file of one id per line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8", "surrogatepass")  # ids as the format keeps them
     except FileNotFoundError:
         raise CliError(f"ids file {path} does not exist", EXIT_USAGE) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -31,26 +31,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     image_flags.add_arguments(p)
 
 
-def _stream_npy(collection, out: Path) -> None:
-    """Write every item's embedding to ``out`` (.npy, float32) a batch at a time: the .npy
-    header, then each batch of :meth:`Collection.iter_batches` appended to a temporary file
-    beside ``out``, fsync, rename. Memory stays one batch (plain writes, not a memory map, whose
-    dirty pages would count in the RSS up to the whole file); a failure or Ctrl-C leaves no
-    partial file. The bytes are what ``np.save`` writes for ``collection.embeddings()``."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+def _stream_npy(collection, out: Path, out_ids: Path) -> int:
+    """Write every item's embedding to ``out`` (.npy, float32) and its id to ``out_ids`` (a JSON
+    list) a batch at a time: the .npy header, then each batch of
+    :meth:`Collection.iter_batches` appended to temporary files beside them, fsync, rename.
+    Memory stays one batch (plain writes, not a memory map, whose dirty pages would count in
+    the RSS up to the whole file); a failure or Ctrl-C leaves no partial file. The bytes are
+    what ``np.save(out, collection.embeddings())`` and ``json.dumps(collection.ids,
+    ensure_ascii=False)`` give. Returns the number of items."""
+    tmp, tmp_ids = (p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (out, out_ids))
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
               "shape": (len(collection), collection.dim)}
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f, open(tmp_ids, "w", encoding="utf-8", errors="surrogatepass") as g:
             np.lib.format.write_array_header_1_0(f, header)
-            for _, batch in collection.iter_batches():
+            g.write("[")
+            first = True
+            for ids, batch in collection.iter_batches():
                 f.write(batch.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+                g.write(("" if first else ", ") + ", ".join(json.dumps(i, ensure_ascii=False) for i in ids))
+                first = first and not ids
+            g.write("]")
+            for h in (f, g):
+                h.flush()
+                os.fsync(h.fileno())
         os.replace(tmp, out)
+        os.replace(tmp_ids, out_ids)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        tmp_ids.unlink(missing_ok=True)
         raise
+    return len(collection)
 
 
 def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> dict:
@@ -60,16 +71,16 @@ def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> d
     out_ids = check_output(ids_path(out), args.force)
     with stages.stage("decode and write embeddings"):
         if args.ids is None:
-            ids = collection.ids
-            _stream_npy(collection, out)
+            n = _stream_npy(collection, out, out_ids)
         else:
             ids = list(args.ids)
+            n = len(ids)
             embeddings = np.stack([collection[i] for i in ids]) if ids else np.zeros((0, collection.dim), np.float32)
             buffer = io.BytesIO()
             np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
             atomic_write(str(out), buffer.getvalue())
-        atomic_write(str(out_ids), json.dumps(ids, ensure_ascii=False).encode())
-    return {"items": len(ids), "embeddings": str(out), "ids": str(out_ids)}
+            atomic_write(str(out_ids), json.dumps(ids, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return {"items": n, "embeddings": str(out), "ids": str(out_ids)}
 
 
 def run(args: argparse.Namespace) -> int:
