@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# One core for every column, numpy's floor included: OpenBLAS reads this when numpy loads.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
 import subprocess
 import sys
 import tempfile
@@ -37,6 +42,13 @@ def _timed(call, inputs) -> np.ndarray:
         call(x)
         out[i] = time.perf_counter() - start
     return out * 1e6
+
+
+def _once(call, x) -> float:
+    """Microseconds of one call(x), no warm-up (a first read)."""
+    start = time.perf_counter()
+    call(x)
+    return (time.perf_counter() - start) * 1e6
 
 
 def _quantiles(us: np.ndarray) -> tuple[float, float, float]:
@@ -69,7 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=2000, help="single-item calls timed")
     parser.add_argument("--batch", type=int, default=20000, help="items of the batch run")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core for every column
     rng = np.random.default_rng(0)
     train = clustered(rng, 8000, args.d)
     dictionary = smic.Dictionary.fit(train, n_atoms=args.k, n_iter=3)
@@ -80,12 +91,17 @@ def main(argv: list[str] | None = None) -> None:
     python["decode"] = _timed(dictionary.decode, coded)
     atoms = np.ascontiguousarray(dictionary.atoms)
     floor = _timed(lambda x: atoms @ x, singles)
-    folder = Path(tempfile.mkdtemp())
+    scratch = tempfile.TemporaryDirectory()  # removed when the run ends
+    folder = Path(scratch.name)
     start = time.perf_counter()
     smic.compress(new[: args.batch], folder / "batch.smic", dictionary=dictionary, n_threads=1)
     batch = time.perf_counter() - start
     col = smic.open(folder / "batch.smic", dictionary=dictionary)
     python["item"] = _timed(col.__getitem__, [(i * 7919) % args.batch for i in range(args.items)])
+    fresh = smic.open(folder / "batch.smic", dictionary=dictionary)
+    chunk = fresh._core.chunk_size
+    firsts = [min(args.batch - 1, c * chunk + (c * 7919) % chunk) for c in range(-(-args.batch // chunk))]
+    python["item_cold"] = np.array([_once(fresh.__getitem__, i) for i in firsts])
     dictionary.save(folder / "d.smicd")
     native = _native(folder / "d.smicd", new[: args.items], folder / "batch.smic")
 
@@ -96,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|")
     fmt = "{:.1f} / {:.1f} / {:.1f}".format
     for name, label in (("encode", "encode one item"), ("decode", "decode one item's bytes"),
-                        ("item", "read item i of an open collection")):
+                        ("item", "read item i of an open collection (warm chunks)"),
+                        ("item_cold", "first read in a chunk (decodes the chunk)")):
         c_column = fmt(*native[f"c_{name}"]) if f"c_{name}" in native else "–"
         print(f"| {label} | {fmt(*native[f'cpp_{name}'])} | {c_column} | {fmt(*_quantiles(python[name]))} |")
     print(f"| batch: items/s, one thread | {native['batch'][0]:.0f} (coding only) | – | "

@@ -2,16 +2,16 @@
 from the bytes on disk, and every kind of bad input."""
 from __future__ import annotations
 
+import os
+import struct
 import subprocess
 import sys
-
-import os
 
 import numpy as np
 import pytest
 
 import smic_fast as smic
-from format_helpers import parse_sections
+from format_helpers import Section, parse_sections, read_sections, write_sections
 
 from problems import planted_collection
 
@@ -163,6 +163,62 @@ def test_single_item_encode_matches_collection_coding(embeddings):
     assert _cosines(e[None], embeddings[7:8])[0] > 0.9
     with pytest.raises(ValueError, match="embedding must have 64 values"):
         d.encode(np.ones(3, np.float32))
+
+
+@pytest.mark.parametrize("layout,chunk_size", [("smic", 37), ("smic", 16), ("smic", 1), ("paper", 40)])
+def test_single_item_reads_equal_the_full_decode(tmp_path, embeddings, layout, chunk_size):
+    # The first read of a chunk decodes it in full and keeps decoder checkpoints; later reads
+    # resume from them. Any order, any number of times, over appended batches: same bits.
+    d = smic.Dictionary.fit(embeddings[:300], n_atoms=32, n_nonzero=3, n_iter=3, layout=layout)
+    smic.compress(embeddings[:350], tmp_path / "c.smic", dictionary=d, chunk_size=chunk_size)
+    smic.open(tmp_path / "c.smic", dictionary=d).append(embeddings[350:], ids=[f"x{i}" for i in range(250)])
+    full = smic.open(tmp_path / "c.smic", dictionary=d).embeddings()
+    col = smic.open(tmp_path / "c.smic", dictionary=d)
+    order = np.random.default_rng(1).permutation(len(full))
+    for i in list(order) + list(order[::-1]) + list(range(len(full))):
+        np.testing.assert_array_equal(col[int(i)], full[i])
+    for start in (0, 5, 349, 350, 590):  # short ranges, within a chunk or across
+        np.testing.assert_array_equal(col._core.decode(start, start + 3), full[start:start + 3])
+
+
+def test_a_corrupt_chunk_is_reported_on_its_first_single_read(tmp_path, embeddings):
+    # Damage chunk 2's bytes (CRCs rewritten, so only the range decoder can notice): reading one
+    # of its items fails with a FormatError every time, other chunks still read.
+    d = smic.Dictionary.fit(embeddings[:300], n_atoms=32, n_nonzero=3, n_iter=3)
+    path = tmp_path / "c.smic"
+    smic.compress(embeddings[:200], path, dictionary=d, chunk_size=50)
+    sections = read_sections(path, smic.collection.COLLECTION_MAGIC)
+    item = next(i for i, s in enumerate(sections) if s.tag == b"ITEM")
+    payload = bytearray(sections[item].payload)
+    n_chunks = 4
+    data_start = 12 + 8 * (n_chunks + 1)
+    offsets = struct.unpack_from(f"<{n_chunks + 1}Q", payload, 12)
+    for at in range(data_start + offsets[2], data_start + offsets[3]):
+        payload[at] ^= 0x5A
+    sections[item] = Section(b"ITEM", bytes(payload))
+    write_sections(path, smic.collection.COLLECTION_MAGIC, sections, version=1)
+    col = smic.open(path, dictionary=d)
+    good = col[10]
+    for _ in range(2):
+        with pytest.raises(smic.FormatError, match="corrupt items"):
+            col[120]
+    np.testing.assert_array_equal(col[10], good)
+
+
+@pytest.mark.parametrize("precision", ["float16", "int8"])
+def test_one_item_codes_as_the_batch_does(tmp_path, precision):
+    # One item correlates with the stored atoms' float16 values (or int8 levels) times a factor
+    # per atom, reading a float16 copy; the batch path reads float32 panels. Same codes, bit for
+    # bit, over several depth blocks (d = 520) and atom panels with padding (K = 100).
+    rng = np.random.default_rng(3)
+    e = (rng.standard_normal((300, 40)) ** 3 @ rng.standard_normal((40, 520))).astype(np.float32)
+    d = smic.Dictionary.fit(e[:200], n_atoms=100, n_nonzero=4, n_iter=3, precision=precision)
+    smic.compress(e, tmp_path / "c.smic", dictionary=d)
+    col = smic.open(tmp_path / "c.smic", dictionary=d)
+    for i in range(0, 300, 7):
+        data = d.encode(e[i])
+        assert d.encode(e[i]) == data  # the next call runs over the atoms the other way
+        np.testing.assert_array_equal(d.decode(data), col[i])
 
 
 @pytest.mark.parametrize("precision", ["float16", "int8"])

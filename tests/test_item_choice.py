@@ -206,6 +206,20 @@ def test_row_kernel_equals_micro_kernel(rng, kernel, k, d):
                 np.testing.assert_array_equal(_core.gemm_nt(a[i:i + m], b), full[i:i + m])
 
 
+@pytest.mark.parametrize("k,d", [(1024, 1024), (100, 520), (17, 300), (5, 3)])
+def test_one_row_over_float16_atoms_equals_the_batch_product(rng, kernel, k, d):
+    # Atoms that are exactly float16 (as read from a file) are kept in a float16 copy too; one
+    # row reads it, in alternating directions from call to call, and must give the batch's bits.
+    a = unit_rows(rng, 80, d)
+    b = unit_rows(rng, k, d).astype(np.float16).astype(np.float32)
+    for name in kernel:
+        _core.set_gemm_kernel(name)
+        full = _core.gemm_nt(a, b)
+        for i in (0, 1, 2, 37, 79):
+            for _ in range(3):  # forwards, backwards, forwards
+                np.testing.assert_array_equal(_core.gemm_nt(a[i:i + 1], b), full[i:i + 1])
+
+
 def test_omp_of_one_signal_equals_batch(rng, kernel):
     x, d_atoms = unit_rows(rng, 200, 128), unit_rows(rng, 512, 128)
     coder = _core.OmpCoder(d_atoms, 0)

@@ -4,7 +4,8 @@
 //   bench_latency dictionary.smicd items.f32 dim collection.smic
 //
 // items.f32: n x dim float32 rows to encode one at a time; collection.smic: a collection coded
-// with that dictionary (shared), for item reads. Prints "name p50 p99 p99.9" in microseconds,
+// with that dictionary (shared), for item reads (warm: chunks already read once, whose decoder
+// checkpoints are kept; cold: the first read of each chunk of a freshly opened collection). Prints "name p50 p99 p99.9" in microseconds,
 // one line per measure, then "batch items_per_second". The C ABI's bytes are checked to equal
 // the C++ ones (exit 1 otherwise).
 #include <algorithm>
@@ -70,6 +71,18 @@ int main(int argc, char** argv) {
     report("cpp_decode", timed(n, [&](std::size_t i) { dictionary->decode_one(coded[i].data(), coded[i].size(), out.data()); }));
     const std::size_t m = collection.size();
     report("cpp_item", timed(n, [&](std::size_t i) { collection.decode((i * 7919) % m, (i * 7919) % m + 1, out.data()); }));
+    {  // the first read of each chunk of a freshly opened collection: the chunk decodes in full
+      const auto fresh = smic::Collection::open(argv[4], dictionary);
+      const std::size_t chunk = fresh.chunk_size(), n_chunks = (m + chunk - 1) / chunk;
+      std::vector<double> us(n_chunks);
+      for (std::size_t c = 0; c < n_chunks; ++c) {
+        const std::size_t i = std::min(m - 1, c * chunk + (c * 7919) % chunk);
+        const auto start = Clock::now();
+        fresh.decode(i, i + 1, out.data());
+        us[c] = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+      }
+      report("cpp_item_cold", us);
+    }
 
     smic_dictionary* d = nullptr;
     smic_encoder* encoder = nullptr;

@@ -422,8 +422,46 @@ const Collection::Batch& Collection::locate(std::size_t position, std::size_t& l
                         std::to_string(size()) + " items");
 }
 
+ItemCodes Collection::chunk_codes(std::size_t batch, std::size_t lo, std::size_t hi) const {
+  const Batch& b = batches_[batch];
+  const std::size_t chunk = lo / b.chunk_size;
+  std::shared_ptr<const ChunkCheckpoints> known;
+  {
+    std::lock_guard<std::mutex> lock(checkpoints_->mutex);
+    auto& per_batch = checkpoints_->per_batch;
+    if (per_batch.size() < batches_.size()) per_batch.resize(batches_.size());
+    if (per_batch[batch].size() < b.offsets.size() - 1) per_batch[batch].resize(b.offsets.size() - 1);
+    known = per_batch[batch][chunk];
+  }
+  try {
+    if (known)
+      return dictionary_->decode_chunk_items(b.data, b.data_size, b.offsets.data(),
+                                             b.offsets.size(), b.n_items, b.chunk_size, lo, hi,
+                                             nullptr, known.get());
+    auto record = std::make_shared<ChunkCheckpoints>();
+    ItemCodes out = dictionary_->decode_chunk_items(b.data, b.data_size, b.offsets.data(),
+                                                    b.offsets.size(), b.n_items, b.chunk_size, lo,
+                                                    hi, record.get(), nullptr);
+    std::lock_guard<std::mutex> lock(checkpoints_->mutex);
+    checkpoints_->per_batch[batch][chunk] = std::move(record);
+    return out;
+  } catch (const FormatError&) {
+    throw;
+  } catch (const DecodeError& e) {
+    throw FormatError(name_ + ": corrupt items (" + e.what() + ")");
+  }
+}
+
 ItemCodes Collection::codes(std::size_t start, std::size_t stop) const {
   require(start <= stop && stop <= size(), "need 0 <= start <= stop <= " + std::to_string(size()));
+  if (start < stop) {  // within one chunk: through its checkpoints
+    std::size_t local = 0;
+    const Batch& b = locate(start, local);
+    const std::size_t chunk_end = std::min(b.n_items, (local / b.chunk_size + 1) * b.chunk_size);
+    if (local + (stop - start) <= chunk_end)
+      return chunk_codes(static_cast<std::size_t>(&b - batches_.data()), local,
+                         local + (stop - start));
+  }
   ItemCodes out;
   out.width = dictionary_->models().row_width();
   for (const Batch& b : batches_) {

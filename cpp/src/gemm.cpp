@@ -2,9 +2,16 @@
 #include "smic/gemm.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+#include <immintrin.h>
+#endif
+
+#include "bytes.hpp"
+#include "cpu.hpp"
 #include "gemm_kernels.hpp"
 #include "parallel.hpp"
 #include "smic/error.hpp"
@@ -17,7 +24,7 @@ void micro_kernel_generic(std::size_t kc, const float* a, const float* b, float*
   float tile[kMR][kNR] = {};
   for (std::size_t k = 0; k < kc; ++k, a += kMR, b += kNR)
     for (std::size_t r = 0; r < kMR; ++r)
-      for (std::size_t j = 0; j < kNR; ++j) tile[r][j] += a[r] * b[j];
+      for (std::size_t j = 0; j < kNR; ++j) tile[r][j] = std::fma(a[r], b[j], tile[r][j]);
   for (std::size_t r = 0; r < mr; ++r)
     for (std::size_t j = 0; j < nr; ++j)
       c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
@@ -36,7 +43,7 @@ void row_kernel_generic_rows(std::size_t kc, const float* a, std::size_t lda,
     for (std::size_t k = 0; k < kc; ++k, b += kNR)
       for (std::size_t r = 0; r < R; ++r) {
         const float ar = a[r * lda + k];
-        for (std::size_t j = 0; j < kNR; ++j) tile[r][j] += ar * b[j];
+        for (std::size_t j = 0; j < kNR; ++j) tile[r][j] = std::fma(ar, b[j], tile[r][j]);
       }
     const std::size_t nr = std::min(kNR, n - jp * kNR);
     for (std::size_t r = 0; r < R; ++r) {
@@ -64,26 +71,19 @@ static_assert(kSmallRows == 5, "row_kernel_generic dispatches 1 to 5 rows");
 
 namespace {
 
-bool cpu_has_avx2() {
-#if defined(SMIC_HAVE_AVX2_KERNEL) && (defined(__GNUC__) || defined(__clang__))
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-
 struct Kernels {
   MicroKernel micro;
   RowKernel row;
+  HalfRowKernel half_row;  // nullptr: the family reads float32 panels only
 };
-constexpr Kernels kGeneric{micro_kernel_generic, row_kernel_generic};
+constexpr Kernels kGeneric{micro_kernel_generic, row_kernel_generic, nullptr};
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-constexpr Kernels kAvx2{micro_kernel_avx2, row_kernel_avx2};
+constexpr Kernels kAvx2{micro_kernel_avx2, row_kernel_avx2, half_row_kernel_avx2};
 #endif
 
 Kernels best_kernels() {
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-  if (cpu_has_avx2()) return kAvx2;
+  if (use_avx2_kernels()) return kAvx2;
 #endif
   return kGeneric;
 }
@@ -112,8 +112,10 @@ void pack_a(const float* a, std::size_t m, std::size_t lda, std::size_t p0, std:
 
 using namespace detail;
 
-PackedB::PackedB(const float* b, std::size_t rows, std::size_t depth, std::size_t ldb)
+PackedB::PackedB(const float* b, std::size_t rows, std::size_t depth, std::size_t ldb,
+                 const float* row_scale)
     : rows_(rows), depth_(depth), n_panels_((rows + kNR - 1) / kNR) {
+  if (row_scale) scale_.assign(row_scale, row_scale + rows);
   data_.assign(n_panels_ * kNR * depth, 0.0f);
   for (std::size_t p0 = 0; p0 < depth; p0 += kKC) {
     const std::size_t kc = std::min(kKC, depth - p0);
@@ -126,16 +128,99 @@ PackedB::PackedB(const float* b, std::size_t rows, std::size_t depth, std::size_
       }
     }
   }
+  // The float16 copy, kept only if it loses nothing (padding zeros convert exactly).
+  std::vector<std::uint16_t> half(data_.size());
+  for (std::size_t i = 0; i < data_.size(); ++i) {
+    half[i] = float_to_half(data_[i]);
+    const float back = half_to_float(half[i]);
+    if (std::memcmp(&back, &data_[i], sizeof(float)) != 0) return;
+  }
+  half_ = std::move(half);
+}
+
+std::size_t PackedB::offset(std::size_t depth_block, std::size_t col_panel) const {
+  const std::size_t p0 = depth_block * kKC;
+  const std::size_t kc = std::min(kKC, depth_ - p0);
+  return p0 * n_panels_ * kNR + col_panel * kc * kNR;
 }
 
 const float* PackedB::panel(std::size_t depth_block, std::size_t col_panel) const {
-  const std::size_t p0 = depth_block * kKC;
-  const std::size_t kc = std::min(kKC, depth_ - p0);
-  return data_.data() + p0 * n_panels_ * kNR + col_panel * kc * kNR;
+  return data_.data() + offset(depth_block, col_panel);
 }
 
-void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const PackedB& b, float* c,
-                    std::size_t ldc) {
+const std::uint16_t* PackedB::half_panel(std::size_t depth_block, std::size_t col_panel) const {
+  return half_.data() + offset(depth_block, col_panel);
+}
+
+namespace {
+
+// c[i][j] *= scale[j]: the factored B's row scale, once per entry after all depth blocks.
+void scale_columns(float* c, std::size_t m, std::size_t ldc, std::size_t n, const float* scale) {
+  for (std::size_t i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    for (std::size_t j = 0; j < n; ++j) row[j] *= scale[j];
+  }
+}
+
+// c[j] = ((sums[0][j] + sums[1][j]) + sums[2][j]) + ...: the depth blocks' sums in block order.
+void add_blocks_generic(const float* sums, std::size_t n_blocks, std::size_t stride,
+                        std::size_t n, float* c) {
+  for (std::size_t j = 0; j < n; ++j) c[j] = sums[j];
+  for (std::size_t pb = 1; pb < n_blocks; ++pb)
+    for (std::size_t j = 0; j < n; ++j) c[j] += sums[pb * stride + j];
+}
+
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+__attribute__((target("avx2"))) void add_blocks_avx2(const float* sums, std::size_t n_blocks,
+                                                     std::size_t stride, std::size_t n, float* c) {
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 acc = _mm256_loadu_ps(sums + j);
+    for (std::size_t pb = 1; pb < n_blocks; ++pb)
+      acc = _mm256_add_ps(acc, _mm256_loadu_ps(sums + pb * stride + j));
+    _mm256_storeu_ps(c + j, acc);
+  }
+  add_blocks_generic(sums + j, n_blocks, stride, n - j, c + j);
+}
+#endif
+
+void add_blocks(const float* sums, std::size_t n_blocks, std::size_t stride, std::size_t n,
+                float* c) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (g_kernels.half_row) return add_blocks_avx2(sums, n_blocks, stride, n, c);
+#endif
+  add_blocks_generic(sums, n_blocks, stride, n, c);
+}
+
+// One row against the float16 copy of B: one pass over half the bytes. Each depth block's sums
+// go to their own buffer and are added in block order at the end, as the other kernels add
+// them, so the pass may run in either direction: it alternates, and starts each time where the
+// previous one ended, on the part of B still in the L2 cache (B is larger than the cache:
+// 2 MB at K = d = 1024; a pass in one direction would find none of it there).
+void half_row_product(const float* a, const PackedB& b, std::size_t n_panels, float* c) {
+  const std::size_t n = b.rows(), depth = b.depth();
+  const std::size_t n_blocks = (depth + kKC - 1) / kKC;
+  thread_local std::vector<float> sums;
+  thread_local bool backwards = false;
+  if (n_blocks == 1) {
+    g_kernels.half_row(depth, a, b.half_panel(0, 0), n_panels, n, c, false, false);
+    return;
+  }
+  const std::size_t stride = n_panels * kNR;
+  if (sums.size() < n_blocks * stride) sums.resize(n_blocks * stride);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const std::size_t pb = backwards ? n_blocks - 1 - i : i;
+    const std::size_t p0 = pb * kKC;
+    g_kernels.half_row(std::min(kKC, depth - p0), a + p0, b.half_panel(pb, 0), n_panels, n,
+                       sums.data() + pb * stride, false, backwards);
+  }
+  backwards = !backwards;
+  add_blocks(sums.data(), n_blocks, stride, n, c);
+}
+
+// The product without the row scale.
+void product_unscaled(const float* a, std::size_t m, std::size_t lda, const PackedB& b, float* c,
+                      std::size_t ldc) {
   const std::size_t n = b.rows(), depth = b.depth();
   if (m == 0 || n == 0) return;
   if (depth == 0) {
@@ -143,6 +228,10 @@ void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const Packed
     return;
   }
   const std::size_t n_panels = (n + kNR - 1) / kNR;
+  if (m == 1 && b.has_half() && g_kernels.half_row) {
+    half_row_product(a, b, n_panels, c);
+    return;
+  }
   if (m <= kSmallRows) {  // one pass over B, rows unpadded (memory-bound GEMV for m == 1)
     const RowKernel row = g_kernels.row;
     for (std::size_t p0 = 0, pb = 0; p0 < depth; p0 += kKC, ++pb)
@@ -167,6 +256,14 @@ void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const Packed
       }
     }
   }
+}
+
+}  // namespace
+
+void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const PackedB& b, float* c,
+                    std::size_t ldc) {
+  product_unscaled(a, m, lda, b, c, ldc);
+  if (b.row_scale() && b.depth() > 0) scale_columns(c, m, ldc, b.rows(), b.row_scale());
 }
 
 void gemm_nt(const float* a, std::size_t m, std::size_t lda, const float* b, std::size_t n,

@@ -2,6 +2,7 @@
 #include "smic/item_codec.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <string>
 
@@ -319,6 +320,66 @@ void decode_items(const ItemModels& m, const uint8_t* data, std::size_t size,
                         "): " + e.what());
     }
   });
+}
+
+void decode_chunk_items(const ItemModels& m, const uint8_t* data, std::size_t size,
+                        const uint64_t* offsets, std::size_t n_offsets, std::size_t n_items,
+                        std::size_t chunk_size, std::size_t start, std::size_t stop,
+                        const ItemColumns<int32_t>& out, ChunkCheckpoints* record,
+                        std::size_t stride, const ChunkCheckpoints* resume) {
+  require(chunk_size >= 1, "chunk_size must be >= 1");
+  require(start < stop && stop <= n_items, "need 0 <= start < stop <= n_items");
+  const std::size_t c = start / chunk_size;
+  const std::size_t begin = c * chunk_size, end = begin + std::min(chunk_size, n_items - begin);
+  require(stop <= end, "decode_chunk_items: items " + std::to_string(start) + " to " +
+                           std::to_string(stop - 1) + " span more than one chunk");
+  require(record == nullptr || stride >= 1, "decode_chunk_items: stride must be >= 1");
+  if (c + 1 >= n_offsets || offsets[c] > offsets[c + 1] || offsets[c + 1] > size)
+    throw DecodeError("item codec: bad offsets for chunk " + std::to_string(c));
+  const std::size_t bytes = static_cast<std::size_t>(offsets[c + 1] - offsets[c]);
+  const std::size_t w = m.row_width();
+  const bool paper = m.layout() == ItemLayout::kPaper;
+  try {
+    if (resume == nullptr &&
+        static_cast<double>(end - begin) * min_item_bits(m) * (1 - 1e-9) > 8.0 * static_cast<double>(bytes))
+      throw DecodeError("too few bytes for " + std::to_string(end - begin) + " items");
+    std::size_t i = begin;
+    std::optional<RangeDecoder> dec;
+    if (resume != nullptr) {
+      require(resume->stride >= 1 && !resume->states.empty(), "decode_chunk_items: empty checkpoints");
+      const std::size_t j = std::min((start - begin) / resume->stride, resume->states.size() - 1);
+      dec.emplace(data + offsets[c], bytes, resume->states[j]);
+      i = begin + j * resume->stride;
+    } else {
+      dec.emplace(data + offsets[c], bytes);
+      if (record != nullptr) {
+        record->stride = stride;
+        record->states.clear();
+        record->states.reserve((end - begin + stride - 1) / stride);
+      }
+    }
+    const std::size_t last = resume != nullptr ? stop : end;
+    int32_t scratch[4];
+    std::vector<int32_t> skipped(2 * w);  // rows outside [start, stop)
+    for (; i < last; ++i) {
+      if (record != nullptr && resume == nullptr && (i - begin) % stride == 0)
+        record->states.push_back(dec->state());
+      const bool keep = i >= start && i < stop;
+      const std::size_t r = i - start;
+      int32_t* index = keep ? out.index + r * w : skipped.data();
+      int32_t* level = keep ? out.level + r * w : skipped.data() + w;
+      if (paper) {
+        decode_paper_item(m, *dec, index, level);
+      } else {
+        decode_sorted_item(m, *dec, keep ? out.counts + r : scratch,
+                           keep ? out.first + r : scratch + 1, index, level);
+      }
+    }
+    if (resume == nullptr) dec->finish();
+  } catch (const DecodeError& e) {
+    throw DecodeError("item codec: chunk " + std::to_string(c) + " (items " +
+                      std::to_string(begin) + " to " + std::to_string(end - 1) + "): " + e.what());
+  }
 }
 
 // ---- ideal code lengths -------------------------------------------------------------------

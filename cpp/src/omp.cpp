@@ -15,7 +15,7 @@ namespace {
 // Scratch for one signal's pursuit; one per thread, sized once.
 struct PursuitScratch {
   std::vector<float> alpha;     // correlations of the residual with every atom
-  std::vector<float> rows;      // Gram rows of the chosen atoms, s x K (read once each)
+  std::vector<const float*> rows;  // Gram rows of the chosen atoms (G is symmetric)
   std::vector<float> gamma_f;   // coefficients on the support, float copy for the update
   std::vector<double> chol;     // lower-triangular Cholesky factor of G_II, row-major s x s
   std::vector<double> rhs;      // alpha0 restricted to the support
@@ -24,7 +24,7 @@ struct PursuitScratch {
 
   void resize(std::size_t n_atoms, std::size_t s) {
     alpha.resize(n_atoms);
-    rows.resize(n_atoms * s);
+    rows.resize(s);
     gamma_f.resize(s);
     chol.assign(s * s, 0.0);
     rhs.resize(s);
@@ -68,8 +68,11 @@ std::size_t pursue(const float* alpha0, double norm_sq, const float* gram, std::
     float best_abs = 0.0f;
     const std::size_t best = detail::argmax_abs(alpha, n_atoms, &best_abs);
     if (!(best_abs > negligible)) break;  // residual is (numerically) orthogonal to D
-    float* g_best = s.rows.data() + t * n_atoms;
-    std::copy(gram + best * n_atoms, gram + (best + 1) * n_atoms, g_best);
+    const float* g_best = gram + best * n_atoms;
+    s.rows[t] = g_best;
+    // The row is read in full below; its lines are requested together now (it is seldom in
+    // cache for one item: the pass over the atoms evicts it).
+    for (std::size_t j = 0; j < n_atoms; j += 16) __builtin_prefetch(g_best + j);
     const double g_jj = g_best[best];
     if (t == 0) {
       chol[0] = std::sqrt(g_jj);
@@ -108,13 +111,23 @@ std::size_t pursue(const float* alpha0, double norm_sq, const float* gram, std::
     // alpha = alpha0 - G_I gamma (G symmetric: the saved rows of the chosen atoms); the
     // chosen atoms' own correlations are zero in exact arithmetic and are cleared.
     for (std::size_t i = 0; i <= t; ++i) s.gamma_f[i] = static_cast<float>(s.gamma[i]);
-    detail::subtract_combination(alpha0, s.rows.data(), n_atoms, s.gamma_f.data(), t + 1,
-                                 n_atoms, s.alpha.data());
+    detail::subtract_combination(alpha0, s.rows.data(), s.gamma_f.data(), t + 1, n_atoms,
+                                 s.alpha.data());
     for (std::size_t i = 0; i <= t; ++i) s.alpha[indices[i]] = 0.0f;
     alpha = s.alpha.data();
   }
   for (std::size_t i = 0; i < t; ++i) coefs[i] = static_cast<float>(s.gamma[i]);
   return t;
+}
+
+// ||x||^2 in double, four partial sums (a single one is a chain of dependent adds).
+double squared_norm(const float* x, std::size_t dim) {
+  double part[4] = {0.0, 0.0, 0.0, 0.0};
+  std::size_t i = 0;
+  for (; i + 4 <= dim; i += 4)
+    for (std::size_t l = 0; l < 4; ++l) part[l] += double(x[i + l]) * x[i + l];
+  for (; i < dim; ++i) part[0] += double(x[i]) * x[i];
+  return (part[0] + part[1]) + (part[2] + part[3]);
 }
 
 // Correlations of blocks of kMC signals (one blocked product each, or the row kernel for a
@@ -136,9 +149,7 @@ void for_each_signal(const PackedB& packed, const float* signals, std::size_t n,
     gemm_nt_packed(signals + i0 * dim, m, dim, packed, corr.data(), n_atoms);
     for (std::size_t r = 0; r < m; ++r) {
       const float* x = signals + (i0 + r) * dim;
-      double norm_sq = 0.0;
-      for (std::size_t i = 0; i < dim; ++i) norm_sq += double(x[i]) * x[i];
-      per_signal(i0 + r, corr.data() + r * n_atoms, norm_sq, scratch);
+      per_signal(i0 + r, corr.data() + r * n_atoms, squared_norm(x, dim), scratch);
     }
   });
 }
@@ -154,6 +165,10 @@ void require_finite(const float* values, std::size_t n, const char* what) {
 }
 
 OmpCoder::OmpCoder(const float* atoms, std::size_t n_atoms, std::size_t dim, int n_threads)
+    : OmpCoder(atoms, nullptr, nullptr, n_atoms, dim, n_threads) {}
+
+OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale,
+                   std::size_t n_atoms, std::size_t dim, int n_threads)
     : n_atoms_(n_atoms), dim_(dim) {
   require(n_atoms > 0, "D must have at least one atom (K = 0)");
   require(dim > 0, "D must have at least one dimension (d = 0)");
@@ -165,7 +180,9 @@ OmpCoder::OmpCoder(const float* atoms, std::size_t n_atoms, std::size_t dim, int
       throw InvalidArgument("D must have rows of unit norm: row " + std::to_string(k) +
                             " has norm " + std::to_string(std::sqrt(sq)));
   }
-  packed_ = PackedB(atoms, n_atoms, dim, dim);
+  if (rows) require_finite(rows, n_atoms * dim, "the atoms' rows");
+  if (row_scale) require_finite(row_scale, n_atoms, "the atoms' scales");
+  packed_ = rows ? PackedB(rows, n_atoms, dim, dim, row_scale) : PackedB(atoms, n_atoms, dim, dim);
   gram_.resize(n_atoms * n_atoms);
   gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), n_atoms, n_threads);
 }

@@ -63,6 +63,13 @@ RangeDecoder::RangeDecoder(const uint8_t* data, std::size_t size) : data_(data),
   for (; pos_ < 8; ++pos_) code_ = (code_ << 8) | data_[pos_];
 }
 
+RangeDecoder::RangeDecoder(const uint8_t* data, std::size_t size, const State& state)
+    : data_(data), size_(size), pos_(state.pos), code_(state.code), range_(state.range) {
+  if (size < 8 || state.pos < 8 || state.pos > size || state.range < kTop ||
+      state.code >= state.range)
+    throw DecodeError("range coder: a resume state that does not belong to this stream");
+}
+
 void RangeDecoder::finish() const {
   if (pos_ != size_)
     throw DecodeError("range coder: " + std::to_string(size_ - pos_) +

@@ -1,57 +1,144 @@
 #include "vector_kernels.hpp"
 
+#include "cpu.hpp"
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SMIC_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define SMIC_MULTIVERSION
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
 namespace smic::detail {
 
-SMIC_MULTIVERSION
-void subtract_combination(const float* alpha0, const float* rows, std::size_t stride,
-                          const float* g, std::size_t t, std::size_t n, float* alpha) {
-  // Blocks of 64 entries stay in registers across the t rows.
-  constexpr std::size_t kBlock = 64;
-  std::size_t j0 = 0;
-  for (; j0 + kBlock <= n; j0 += kBlock) {
-    float acc[kBlock];
-    for (std::size_t j = 0; j < kBlock; ++j) acc[j] = alpha0[j0 + j];
-    for (std::size_t i = 0; i < t; ++i) {
-      const float gi = g[i];
-      const float* row = rows + i * stride + j0;
-      for (std::size_t j = 0; j < kBlock; ++j) acc[j] -= gi * row[j];
-    }
-    for (std::size_t j = 0; j < kBlock; ++j) alpha[j0 + j] = acc[j];
-  }
-  for (std::size_t j = j0; j < n; ++j) {
+namespace {
+
+void subtract_combination_generic(const float* alpha0, const float* const* rows, const float* g,
+                                  std::size_t t, std::size_t n, float* alpha) {
+  for (std::size_t j = 0; j < n; ++j) {
     float acc = alpha0[j];
-    for (std::size_t i = 0; i < t; ++i) acc -= g[i] * rows[i * stride + j];
+    for (std::size_t i = 0; i < t; ++i) acc = std::fma(-g[i], rows[i][j], acc);
     alpha[j] = acc;
   }
 }
 
-SMIC_MULTIVERSION
-std::size_t argmax_abs(const float* a, std::size_t n, float* max_abs) {
-  // Pass 1: the maximum magnitude, in 8 independent lanes (vectorised).
-  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#if defined(__GNUC__) && defined(__x86_64__)
+// Eight entries at a time, the rows' fused multiply-adds in row order (as the generic loop).
+__attribute__((target("avx2,fma"))) void subtract_combination_avx2(
+    const float* alpha0, const float* const* rows, const float* g, std::size_t t, std::size_t n,
+    float* alpha) {
   std::size_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (std::size_t l = 0; l < 8; ++l) {
-      const float v = std::fabs(a[j + l]);
-      lanes[l] = lanes[l] < v ? v : lanes[l];
+  for (; j + 8 <= n; j += 8) {
+    __m256 acc = _mm256_loadu_ps(alpha0 + j);
+    for (std::size_t i = 0; i < t; ++i)
+      acc = _mm256_fnmadd_ps(_mm256_set1_ps(g[i]), _mm256_loadu_ps(rows[i] + j), acc);
+    _mm256_storeu_ps(alpha + j, acc);
+  }
+  for (; j < n; ++j) {
+    float acc = alpha0[j];
+    for (std::size_t i = 0; i < t; ++i) acc = std::fma(-g[i], rows[i][j], acc);
+    alpha[j] = acc;
+  }
+}
+#endif
+
+using SubtractCombination = void (*)(const float*, const float* const*, const float*,
+                                     std::size_t, std::size_t, float*);
+
+SubtractCombination pick_subtract_combination() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (use_avx2_kernels()) return subtract_combination_avx2;
+#endif
+  return subtract_combination_generic;
+}
+
+const SubtractCombination g_subtract_combination = pick_subtract_combination();
+
+}  // namespace
+
+void subtract_combination(const float* alpha0, const float* const* rows, const float* g,
+                          std::size_t t, std::size_t n, float* alpha) {
+  g_subtract_combination(alpha0, rows, g, t, n, alpha);
+}
+
+namespace {
+
+std::size_t argmax_abs_generic(const float* a, std::size_t n, float* max_abs) {
+  std::size_t best = 0;
+  float best_abs = 0.0f;
+  for (std::size_t k = 0; k < n; ++k) {
+    const float v = std::fabs(a[k]);
+    if (v > best_abs) {  // strict: ties keep the lowest index, as numpy.argmax
+      best_abs = v;
+      best = k;
     }
-  float best = 0.0f;
-  for (float v : lanes) best = best < v ? v : best;
-  for (; j < n; ++j) best = std::max(best, std::fabs(a[j]));
-  *max_abs = best;
-  // Pass 2: the first index holding it (ties go to the lowest index, as numpy.argmax).
-  for (std::size_t k = 0; k < n; ++k)
-    if (std::fabs(a[k]) == best) return k;
-  return 0;
+  }
+  *max_abs = best_abs;
+  return best;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SMIC_HAVE_AVX2_ARGMAX 1
+// One pass, eight lanes: each lane keeps its largest magnitude and the first index holding
+// it; the lanes are then merged by magnitude, then lowest index. Same result as the generic
+// loop (NaN entries are skipped by both: a comparison with NaN is false).
+__attribute__((target("avx2"))) std::size_t argmax_abs_avx2(const float* a, std::size_t n,
+                                                            float* max_abs) {
+  if (n < 16) return argmax_abs_generic(a, n, max_abs);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 best = _mm256_setzero_ps();
+  __m256i best_index = _mm256_setzero_si256();
+  __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i step = _mm256_set1_epi32(8);
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_andnot_ps(sign, _mm256_loadu_ps(a + j));
+    const __m256 greater = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, v, greater);
+    best_index = _mm256_blendv_epi8(best_index, index, _mm256_castps_si256(greater));
+    index = _mm256_add_epi32(index, step);
+  }
+  alignas(32) float lane_abs[8];
+  alignas(32) int32_t lane_index[8];
+  _mm256_store_ps(lane_abs, best);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lane_index), best_index);
+  float best_abs = 0.0f;
+  std::size_t best_at = 0;
+  for (int l = 0; l < 8; ++l) {
+    const auto at = static_cast<std::size_t>(lane_index[l]);
+    if (lane_abs[l] > best_abs || (lane_abs[l] == best_abs && best_abs > 0.0f && at < best_at)) {
+      best_abs = lane_abs[l];
+      best_at = at;
+    }
+  }
+  for (; j < n; ++j) {
+    const float v = std::fabs(a[j]);
+    if (v > best_abs) {
+      best_abs = v;
+      best_at = j;
+    }
+  }
+  *max_abs = best_abs;
+  return best_at;
+}
+#endif
+
+using ArgmaxAbs = std::size_t (*)(const float*, std::size_t, float*);
+
+ArgmaxAbs pick_argmax_abs() {
+#if defined(SMIC_HAVE_AVX2_ARGMAX)
+  if (use_avx2_kernels()) return argmax_abs_avx2;
+#endif
+  return argmax_abs_generic;
+}
+
+const ArgmaxAbs g_argmax_abs = pick_argmax_abs();
+
+}  // namespace
+
+std::size_t argmax_abs(const float* a, std::size_t n, float* max_abs) {
+  return g_argmax_abs(a, n, max_abs);
 }
 
 }  // namespace smic::detail

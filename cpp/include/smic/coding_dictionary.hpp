@@ -124,6 +124,12 @@ class CodingDictionary {
   ItemCodes decode_items(const uint8_t* data, std::size_t size, const uint64_t* offsets,
                          std::size_t n_offsets, std::size_t n_items, std::size_t chunk_size,
                          std::size_t start, std::size_t stop, int n_threads = 1) const;
+  /// Items [start, stop) of one chunk, recording or resuming from decoder checkpoints (see
+  /// smic::decode_chunk_items): what a reader of single items calls.
+  ItemCodes decode_chunk_items(const uint8_t* data, std::size_t size, const uint64_t* offsets,
+                               std::size_t n_offsets, std::size_t n_items, std::size_t chunk_size,
+                               std::size_t start, std::size_t stop, ChunkCheckpoints* record,
+                               const ChunkCheckpoints* resume) const;
 
   /// One embedding (dim floats, any norm) to its bytes: the item the batch path writes for it
   /// as a chunk of one. Single-threaded, no allocation beyond the result.
@@ -144,6 +150,8 @@ class CodingDictionary {
                    const CodingParams& params, AtomPrecision precision, TableCounts counts,
                    const std::string& name);
   void finish(const std::string& name);
+  ItemCodes empty_codes(std::size_t n) const;
+  void check_decoded(ItemCodes& codes) const;
   std::vector<uint8_t> header_json() const;
   std::vector<uint8_t> tables_payload() const;
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -41,7 +42,8 @@ struct WriteResult {
 };
 
 /// A .smic collection opened for reading. Items decode lazily, one chunk at a time; the
-/// object is immutable, so concurrent reads from several threads are safe.
+/// object does not change once opened (only its cache of decoder checkpoints grows, under a
+/// lock), so concurrent reads from several threads are safe.
 class Collection {
  public:
   Collection(Collection&&) = default;
@@ -91,6 +93,11 @@ class Collection {
   /// Unit embeddings of items [start, stop) into out ((stop - start) x dim floats), decoding
   /// only the chunks that hold them. Throws InvalidArgument for a bad range, FormatError for
   /// corrupt item data.
+  ///
+  /// A range within one chunk (one item, typically) is read through decoder checkpoints: the
+  /// first read of a chunk decodes it in full (with the exact end check) and keeps the
+  /// decoder's state every 16 items (about 1.6 bytes per item, in memory only), so later
+  /// reads in that chunk decode at most 16 items before theirs.
   void decode(std::size_t start, std::size_t stop, float* out) const;
   std::vector<float> item(std::size_t index) const;
   std::vector<float> embeddings() const;
@@ -143,6 +150,13 @@ class Collection {
   void read_batch(const SectionView& ids, const SectionView& items, const SectionView* residual,
                   std::size_t first_section);
   const Batch& locate(std::size_t position, std::size_t& local) const;
+  ItemCodes chunk_codes(std::size_t batch, std::size_t lo, std::size_t hi) const;
+
+  // Checkpoints of the chunks read so far, per batch and chunk (see decode()).
+  struct Checkpoints {
+    std::mutex mutex;
+    std::vector<std::vector<std::shared_ptr<const ChunkCheckpoints>>> per_batch;
+  };
 
   std::string name_;
   std::vector<uint8_t> bytes_;
@@ -159,6 +173,7 @@ class Collection {
   std::vector<int64_t> pixels_;
   std::unordered_map<std::string, std::size_t> index_;
   SectionBytes section_bytes_;
+  std::unique_ptr<Checkpoints> checkpoints_ = std::make_unique<Checkpoints>();
 };
 
 /// Options of a new collection.

@@ -126,6 +126,27 @@ void decode_items(const ItemModels& models, const uint8_t* data, std::size_t siz
                   std::size_t chunk_size, std::size_t start, std::size_t stop,
                   const ItemColumns<int32_t>& out, int n_threads = 0);
 
+/// Decoder states inside one chunk, before every `stride`-th item: a reader that keeps them
+/// (in memory; they are not part of the format) decodes a later item of the chunk from the
+/// nearest one instead of from the chunk's start.
+struct ChunkCheckpoints {
+  std::size_t stride = 0;
+  std::vector<RangeDecoder::State> states;  // states[j]: before item j * stride of the chunk
+};
+
+/// Items [start, stop) of one chunk (start < stop, both within chunk start / chunk_size of the
+/// n_items coded by encode_items) into `out` (stop - start rows). Without `resume` the chunk is
+/// decoded from its start to its end, with the exact end check, and `record` (if given)
+/// receives a checkpoint every `stride` items. With `resume` (recorded by such a call on the
+/// same bytes), decoding starts at the last checkpoint at or before `start` and stops at
+/// `stop`; the end check was made when it was recorded. Only this chunk's two offsets are
+/// read (the caller checked the table). Throws as decode_items.
+void decode_chunk_items(const ItemModels& models, const uint8_t* data, std::size_t size,
+                        const uint64_t* offsets, std::size_t n_offsets, std::size_t n_items,
+                        std::size_t chunk_size, std::size_t start, std::size_t stop,
+                        const ItemColumns<int32_t>& out, ChunkCheckpoints* record = nullptr,
+                        std::size_t stride = 16, const ChunkCheckpoints* resume = nullptr);
+
 /// Ideal code length in bits of each of n items (-log2(freq / total) summed over its coded
 /// symbols, with the same conditional totals as the coder) into bits[0..n). A chunk's coded
 /// size in bits exceeds the sum over its items by 56 to 64 bits (the flush) plus a tiny

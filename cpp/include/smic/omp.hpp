@@ -36,6 +36,12 @@ class OmpCoder {
  public:
   /// `atoms`: n_atoms x dim, row-major, rows of unit norm (checked to 1e-3).
   OmpCoder(const float* atoms, std::size_t n_atoms, std::size_t dim, int n_threads = 0);
+  /// The same, with the correlations D x computed from a factored form of the atoms:
+  /// row_scale ⊙ (R x), where atom j is close to row_scale[j] * R[j] (see PackedB). Atoms
+  /// read from a file are stored so: R holds their float16 values or int8 levels. The Gram
+  /// matrix and the unit-norm check use `atoms`.
+  OmpCoder(const float* atoms, const float* rows, const float* row_scale, std::size_t n_atoms,
+           std::size_t dim, int n_threads = 0);
 
   std::size_t n_atoms() const { return n_atoms_; }
   std::size_t dim() const { return dim_; }

@@ -178,6 +178,18 @@ class RangeDecoder {
   /// Throws DecodeError if `size` < 8 (every stream holds at least the 8 flushed bytes).
   RangeDecoder(const uint8_t* data, std::size_t size);
 
+  /// Where a decoder stands between two symbols. A decoder made from it over the same stream
+  /// decodes the following symbols exactly as the one it was taken from would have.
+  struct State {
+    std::size_t pos = 0;
+    uint64_t code = 0;
+    uint64_t range = 0;
+  };
+  State state() const { return {pos_, code_, range_}; }
+  /// Resume a stream at a state taken from a decoder of it. Throws DecodeError for a state
+  /// that no decoder of a stream this long can be in.
+  RangeDecoder(const uint8_t* data, std::size_t size, const State& state);
+
   /// First half of decoding: the target value in [0, total) that the model maps to a symbol.
   /// Throws InvalidArgument for a total outside [1, 2^31], DecodeError for corrupt data.
   uint32_t decode_target(uint32_t total) {

@@ -1,0 +1,17 @@
+// Internal: which instruction sets the kernels picked at run time may use.
+#pragma once
+
+namespace smic::detail {
+
+/// True when the CPU has AVX2, FMA and F16C (the "avx2" kernels' needs).
+bool cpu_has_avx2();
+
+/// True when SMIC_KERNELS=portable was set when the library loaded: every kernel chosen at run
+/// time then takes its plain x86-64 version (the results are bit-identical either way; this is
+/// for checking that, and for ruling the vector code out when chasing a problem).
+bool kernels_forced_portable();
+
+/// cpu_has_avx2() and not kernels_forced_portable(): what the dispatchers pick by default.
+inline bool use_avx2_kernels() { return cpu_has_avx2() && !kernels_forced_portable(); }
+
+}  // namespace smic::detail

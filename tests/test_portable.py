@@ -1,0 +1,53 @@
+"""SMIC_KERNELS=portable forces the plain x86-64 code of every kernel picked at run time; the
+files it writes must be byte-identical to those of the AVX2 kernels (what a wheel built for
+any x86-64 promises: the same input gives the same file on every machine)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from smic_fast import _core
+
+SCRIPT = r"""
+import sys
+import numpy as np
+import smic_fast as smic
+from smic_fast import _core
+
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+e = (rng.standard_normal((500, 24)) ** 3 @ rng.standard_normal((24, 300))).astype(np.float32)
+smic.compress(e[:400], out + "/own.smic", n_atoms=64, n_nonzero=4, n_iter=3, chunk_size=50)
+d = smic.Dictionary.fit(e[:300], n_atoms=48, n_nonzero=3, n_iter=3, precision="int8")
+d.save(out + "/d.smicd")
+smic.compress(e, out + "/shared.smic", dictionary=d, residual_step=0.05)
+with open(out + "/single.bin", "wb") as f:  # one item at a time: the float16 one-row path
+    for row in e[::25]:
+        f.write(d.encode(row))
+print(_core.gemm_kernel())
+"""
+
+FILES = ("own.smic", "d.smicd", "shared.smic", "single.bin")
+
+
+def _run(folder, portable: bool) -> str:
+    env = dict(os.environ)
+    env.pop("SMIC_KERNELS", None)
+    if portable:
+        env["SMIC_KERNELS"] = "portable"
+    folder.mkdir()
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], env=env, check=True,
+                            capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def test_portable_and_avx2_kernels_write_identical_files(tmp_path):
+    if _core.gemm_kernel() != "avx2":
+        pytest.skip("this CPU has no AVX2/FMA/F16C: only the portable kernels run here")
+    assert _run(tmp_path / "avx2", portable=False) == "avx2"
+    assert _run(tmp_path / "portable", portable=True) == "generic"
+    for name in FILES:
+        assert (tmp_path / "avx2" / name).read_bytes() == (tmp_path / "portable" / name).read_bytes(), name
