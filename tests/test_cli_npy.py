@@ -214,3 +214,16 @@ def test_dictionary_fit_npy_errors(capsys, tmp_path, npy):
     _, err = run(capsys, "dictionary", "fit", a, "--sample", "8", "--atoms", "16", "-o", tmp_path / "d.smicd",
                  expect=2)
     assert "sample_size" in err and not (tmp_path / "d.smicd").exists()
+
+
+def test_ids_flag_is_for_npy_inputs(capsys, tmp_path, npy):
+    a, b, E = npy
+    smic.compress(E, tmp_path / "c.smic", n_atoms=16, n_iter=2)
+    (tmp_path / "p.png").write_bytes(b"\x89PNG")
+    (tmp_path / "ids.txt").write_text("x\n")
+    before = listing(tmp_path)
+    for args in (("compress", tmp_path / "p.png", "-o", tmp_path / "out.smic"),
+                 ("append", tmp_path / "c.smic", tmp_path / "p.png")):
+        _, err = run(capsys, *args, "--ids", tmp_path / "ids.txt", expect=2)
+        assert "--ids is for .npy inputs" in err
+    assert listing(tmp_path) == before
