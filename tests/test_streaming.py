@@ -6,6 +6,7 @@ RSS in a subprocess stays flat as N grows 10x."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -237,6 +238,8 @@ MEASURE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's shadow memory and quarantine (make sanitize) inflate the RSS")
 def test_memory_grows_with_the_batch_not_the_collection(tmp_path):
     """Peak RSS above the start of compress (minus the memory-mapped input, at most all of it
     resident) and of a streamed decode, at N and 10 N: the extra per added item stays small
