@@ -250,3 +250,18 @@ def test_positions_are_found_without_an_index(tmp_path, rows, dictionary):
             col.append(rows[:1], ids=[taken])
     col.append(rows[:1], ids=["25x"])
     assert len(smic.open(path, dictionary=d)) == 26
+
+
+def test_a_reader_of_a_replaced_file_cannot_append(tmp_path, rows, dictionary):
+    """Another file renamed over the one a reader opened, even with the very same bytes (so
+    size and preamble match): refused by the inode check."""
+    d, _ = dictionary
+    path, other = tmp_path / "c.smic", tmp_path / "o.smic"
+    smic.compress(rows[:50], path, dictionary=d)
+    other.write_bytes(path.read_bytes())
+    stale = smic.open(path, dictionary=d)
+    other.replace(path)
+    replaced = path.read_bytes()
+    with pytest.raises(OSError, match="changed since it was opened"):
+        stale.append(rows[100:101])
+    assert path.read_bytes() == replaced

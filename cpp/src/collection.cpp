@@ -207,7 +207,13 @@ std::size_t checked_chunk(std::size_t chunk_size) {
 // ---- reading ---------------------------------------------------------------------------------
 
 Collection Collection::open(const std::string& path, std::shared_ptr<const CodingDictionary> shared) {
-  return from_bytes(read_file(path), std::move(shared), path);
+  // The file's identity before its bytes: an in-place append refuses a file replaced since
+  // (a rename gives a new inode), so a stale reader never appends to another file's content.
+  struct stat st;
+  const bool known = ::stat(path.c_str(), &st) == 0;
+  Collection c = from_bytes(read_file(path), std::move(shared), path);
+  if (known) c.file_identity_ = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  return c;
 }
 
 Collection Collection::from_bytes(std::vector<uint8_t> bytes,
@@ -849,7 +855,9 @@ void Collection::write_append(const PendingAppend& batch) const {
   const bool counted = flags & kFlagCommittedCount;
   const std::size_t committed = counted ? detail::get_u32(preamble + 12) : 0;
   const auto size = static_cast<uint64_t>(st.st_size);
-  const bool unchanged = std::memcmp(preamble, bytes_.data(), 10) == 0 && size >= view_.end &&
+  const bool same_file = !file_identity_ || (file_identity_->first == static_cast<uint64_t>(st.st_dev) &&
+                                             file_identity_->second == static_cast<uint64_t>(st.st_ino));
+  const bool unchanged = same_file && std::memcmp(preamble, bytes_.data(), 10) == 0 && size >= view_.end &&
                          (counted ? committed == view_.sections.size() : size == view_.end);
   if (!unchanged)
     throw IoError(path + ": changed since it was opened (another writer?); open it again to append");

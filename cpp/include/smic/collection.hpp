@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "smic/coding_dictionary.hpp"
@@ -161,6 +162,7 @@ class Collection {
   std::string name_;
   std::vector<uint8_t> bytes_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> appended_;  // batches adopt_append took
+  std::optional<std::pair<uint64_t, uint64_t>> file_identity_;    // (st_dev, st_ino) at open
   ContainerView view_;
   std::string header_json_;
   std::size_t dim_ = 0;
