@@ -703,20 +703,20 @@ ItemCodes CodingDictionary::decode_chunk_items(const uint8_t* data, std::size_t 
 
 namespace {
 
-// out[j] = float(row[j] / divisor): IEEE division, the same in any vector width (one dimension
-// of 1024 takes about 1.3 us in scalar divisions, a third of that four at a time).
-void divide_row_generic(const double* row, std::size_t dim, double divisor, float* out) {
-  for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(row[j] / divisor);
+// out[j] = float(double(row[j]) / divisor): IEEE division, the same in any vector width (one
+// dimension of 1024 takes about 1.3 us in scalar divisions, a third of that four at a time).
+void divide_row_generic(const float* row, std::size_t dim, double divisor, float* out) {
+  for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(static_cast<double>(row[j]) / divisor);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
-__attribute__((target("avx2"))) void divide_row_avx2(const double* row, std::size_t dim,
+__attribute__((target("avx2"))) void divide_row_avx2(const float* row, std::size_t dim,
                                                      double divisor, float* out) {
-  for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(row[j] / divisor);
+  for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(static_cast<double>(row[j]) / divisor);
 }
 #endif
 
-void divide_row(const double* row, std::size_t dim, double divisor, float* out) {
+void divide_row(const float* row, std::size_t dim, double divisor, float* out) {
 #if defined(__GNUC__) && defined(__x86_64__)
   static const bool avx2 = detail::use_avx2_kernels();
   if (avx2) return divide_row_avx2(row, dim, divisor, out);
@@ -724,33 +724,39 @@ void divide_row(const double* row, std::size_t dim, double divisor, float* out) 
   divide_row_generic(row, dim, divisor, out);
 }
 
+// Norm of one row as numpy computes it (squares in float64, pairwise sum); InvalidArgument
+// naming the row if it holds NaN or infinity.
+double checked_norm(const float* r, std::size_t dim, std::size_t row, std::vector<double>& squares) {
+  squares.resize(dim);
+  bool finite = true;
+  for (std::size_t j = 0; j < dim; ++j) {
+    finite &= std::isfinite(r[j]);
+    squares[j] = static_cast<double>(r[j]) * static_cast<double>(r[j]);
+  }
+  if (!finite)
+    throw InvalidArgument("E contains NaN or infinity (first at row " + std::to_string(row) + ")");
+  return std::sqrt(detail::pairwise_sum(squares.data(), dim));
+}
+
 }  // namespace
 
 std::vector<double> CodingDictionary::normalize(const float* rows, std::size_t n, std::size_t dim,
                                                 float* unit) {
   std::vector<double> norms(n);
-  thread_local std::vector<double> row, squares;
-  row.resize(dim);
-  squares.resize(dim);
+  thread_local std::vector<double> squares;
   for (std::size_t i = 0; i < n; ++i) {
-    const float* r = rows + i * dim;
-    bool finite = true;
-    for (std::size_t j = 0; j < dim; ++j) {
-      finite &= std::isfinite(r[j]);
-      row[j] = r[j];
-      squares[j] = row[j] * row[j];
-    }
-    if (!finite)
-      throw InvalidArgument("E contains NaN or infinity (first at row " + std::to_string(i) + ")");
-    norms[i] = std::sqrt(detail::pairwise_sum(squares.data(), dim));
-    divide_row(row.data(), dim, norms[i] > 0 ? norms[i] : 1.0, unit + i * dim);
+    norms[i] = checked_norm(rows + i * dim, dim, i, squares);
+    divide_row(rows + i * dim, dim, norms[i] > 0 ? norms[i] : 1.0, unit + i * dim);
   }
   return norms;
 }
 
 std::vector<uint8_t> CodingDictionary::encode_one(const float* embedding) const {
-  std::vector<float> unit(dim_);
-  normalize(embedding, 1, dim_, unit.data());
+  thread_local std::vector<float> unit;
+  thread_local std::vector<double> squares;
+  unit.resize(dim_);
+  const double norm = checked_norm(embedding, dim_, 0, squares);
+  divide_row(embedding, dim_, norm > 0 ? norm : 1.0, unit.data());
   const ItemCodes codes = choose(unit.data(), 1, 1);
   return encode_items(codes, 1, 1).data;
 }
