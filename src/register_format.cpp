@@ -178,6 +178,42 @@ struct OwnedResidual {
   smic::ResidualCode code;
 };
 
+// Input blocks of a streaming write: 2-D C-contiguous float16/32/64 arrays of `dim` columns
+// (numpy memory maps included: nothing is copied). Checked with the GIL held; the caller keeps
+// the arrays referenced while the core reads them without it.
+std::vector<smic::RowBlock> row_blocks(const py::list& arrays, std::size_t& rows, std::size_t& dim) {
+  std::vector<smic::RowBlock> out;
+  rows = 0;
+  dim = 0;
+  for (const auto& item : arrays) {
+    if (!py::isinstance<py::array>(item)) throw py::value_error("E must be numpy arrays");
+    const auto a = py::reinterpret_borrow<py::array>(item);
+    smic::RowType type;
+    if (a.dtype().is(py::dtype::of<float>())) {
+      type = smic::RowType::kFloat32;
+    } else if (a.dtype().is(py::dtype::of<double>())) {
+      type = smic::RowType::kFloat64;
+    } else if (a.dtype().is(py::dtype("float16"))) {
+      type = smic::RowType::kFloat16;
+    } else {
+      throw py::value_error("E must have dtype float16, float32 or float64, got " +
+                            std::string(py::str(a.dtype())));
+    }
+    if (a.ndim() != 2)
+      throw py::value_error("E must be 2-dimensional, got shape " + smic_py::shape_string(a));
+    if (!(a.flags() & py::array::c_style))
+      throw py::value_error("E must be C-contiguous (use np.ascontiguousarray)");
+    const auto cols = static_cast<std::size_t>(a.shape(1));
+    if (out.empty()) dim = cols;
+    if (cols != dim)
+      throw py::value_error("E blocks differ in dimension: " + std::to_string(dim) + " and " +
+                            std::to_string(cols));
+    out.push_back({a.data(), static_cast<std::size_t>(a.shape(0)), type});
+    rows += static_cast<std::size_t>(a.shape(0));
+  }
+  return out;
+}
+
 smic::Magic magic_from(const py::bytes& b) {
   const std::string s = b;
   if (s.size() != 8) throw py::value_error("magic must be 8 bytes");
@@ -445,6 +481,15 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         for (int64_t p : c.pixels()) out.append(p > 0 ? py::object(py::int_(p)) : py::object(py::none()));
         return out;
       })
+      .def(
+          "ids_range",
+          [](const smic::Collection& c, std::size_t start, std::size_t stop) {
+            if (start > stop || stop > c.size()) throw py::index_error("item range out of bounds");
+            py::list out;
+            for (std::size_t i = start; i < stop; ++i) out.append(from_utf8(c.ids()[i]));
+            return out;
+          },
+          py::arg("start"), py::arg("stop"), "The ids of items [start, stop).")
       .def("find", [](const smic::Collection& c, const py::str& id) { return c.find(to_utf8(id, "id")); })
       .def_property_readonly("header_json", &smic::Collection::header_json)
       .def_property_readonly("shared_dictionary", &smic::Collection::shared_dictionary)
@@ -453,6 +498,44 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       .def_property_readonly("format_version", &smic::Collection::format_version)
       .def_property_readonly("chunk_size", &smic::Collection::chunk_size)
       .def_property_readonly("file_bytes", &smic::Collection::file_bytes)
+      .def_property_readonly("torn_bytes", &smic::Collection::torn_bytes)
+      .def(
+          "append_in_place",
+          [](smic::Collection& c, const py::array& embeddings, const py::object& ids,
+             const py::object& pixels, std::size_t chunk_size, int n_threads) {
+            std::size_t n = 0, d = 0;
+            const float* e = matrix(embeddings, "E", n, d);
+            const auto id_list = strings(ids, "ids");
+            const auto pixel_list = pixel_counts(pixels);
+            smic::Collection::PendingAppend batch;
+            {
+              // Coding and the file write only read this object; taking the batch in (below)
+              // changes it, so that part keeps the GIL and no Python thread reads meanwhile.
+              py::gil_scoped_release release;
+              batch = c.prepare_append(e, n, d, id_list, pixel_list, chunk_size, n_threads);
+              c.write_append(batch);
+            }
+            smic::WriteResult result = std::move(batch.result);
+            c.adopt_append(std::move(batch));
+            return to_array(result.cosine);
+          },
+          py::arg("embeddings"), py::arg("ids") = py::none(), py::arg("pixels") = py::none(),
+          py::arg("chunk_size") = 0, py::arg("n_threads") = 0,
+          "Append a batch at the end of the file in place (time proportional to the batch) and "
+          "take it into this reader; returns the new items' cosines.")
+      .def_property_readonly(
+          "pixel_terms",
+          [](const smic::Collection& c) {
+            std::size_t known = 0;
+            double inverse = 0;
+            for (int64_t p : c.pixels())
+              if (p > 0) {
+                ++known;
+                inverse += 1.0 / static_cast<double>(p);
+              }
+            return py::make_tuple(known, inverse);
+          },
+          "(items with a pixel count, sum of 1 / pixels): what bits-per-pixel figures need.")
       .def_property_readonly("batch_sizes", &smic::Collection::batch_sizes)
       .def_property_readonly("section_bytes", [](const smic::Collection& c) {
         const auto& s = c.section_bytes();
@@ -477,6 +560,22 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
             return out;
           },
           py::arg("start"), py::arg("stop"), "Unit embeddings (stop - start, d) float32 of items [start, stop).")
+      .def(
+          "decode_into",
+          [](const smic::Collection& c, std::size_t start, std::size_t stop, py::array out) {
+            if (start > stop || stop > c.size()) throw py::index_error("item range out of bounds");
+            smic_py::require_array<float>(out, 2, "out");
+            if (static_cast<std::size_t>(out.shape(0)) != stop - start ||
+                static_cast<std::size_t>(out.shape(1)) != c.dim())
+              throw py::value_error("out must have shape (" + std::to_string(stop - start) + ", " +
+                                    std::to_string(c.dim()) + "), got " + smic_py::shape_string(out));
+            if (!out.writeable()) throw py::value_error("out must be writeable");
+            auto* o = static_cast<float*>(out.mutable_data());
+            py::gil_scoped_release release;  // `out` stays referenced by the caller
+            c.decode(start, stop, o);
+          },
+          py::arg("start"), py::arg("stop"), py::arg("out"),
+          "Decode items [start, stop) into out, a writeable C-contiguous (stop - start, d) float32 array.")
       .def(
           "codes",
           [](const smic::Collection& c, std::size_t start, std::size_t stop) {
@@ -529,6 +628,49 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       "Write a new collection atomically; returns each item's reconstruction cosine.");
 
   m.def(
+      "write_collection_streaming",
+      [](const std::string& path, const py::list& blocks, Holder dictionary,
+         const py::object& ids, const py::object& pixels, std::optional<std::string> model,
+         std::size_t chunk_size, std::optional<double> residual_step, const std::string& writer,
+         bool embed_dictionary, int n_threads, const py::object& codes, std::size_t batch_items) {
+        if (!dictionary) throw py::value_error("dictionary is required");
+        std::size_t n = 0, d = 0;
+        std::vector<smic::RowBlock> parts = row_blocks(blocks, n, d);  // sets n and d
+        const smic::RowReader rows = smic::stacked_rows(std::move(parts), d);
+        const auto id_list = strings(ids, "ids");
+        const auto pixel_list = pixel_counts(pixels);
+        std::optional<ItemCodes> given;
+        if (!codes.is_none()) {
+          const auto t = codes.cast<py::tuple>();
+          given = codes_from(*dictionary, t[0], t[1], t[2], t[3]);
+        }
+        smic::WriteOptions options;
+        options.model = std::move(model);
+        options.chunk_size = chunk_size;
+        options.residual_step = residual_step;
+        options.writer = writer;
+        options.embed_dictionary = embed_dictionary;
+        options.n_threads = n_threads;
+        smic::WriteResult result;
+        {
+          // `blocks` (held by the caller's frame) keeps every array alive while the core reads
+          // their buffers without the GIL; no Python object is touched in between.
+          py::gil_scoped_release release;
+          result = smic::CollectionWriter::write_streaming(path, rows, n, d, *dictionary, id_list,
+                                                           pixel_list, options,
+                                                           given ? &*given : nullptr, batch_items);
+        }
+        return to_array(result.cosine);
+      },
+      py::arg("path"), py::arg("blocks"), py::arg("dictionary"), py::arg("ids") = py::none(),
+      py::arg("pixels") = py::none(), py::arg("model") = py::none(),
+      py::arg("chunk_size") = smic::kDefaultChunkSize, py::arg("residual_step") = py::none(),
+      py::arg("writer") = "smic-fast", py::arg("embed_dictionary") = true,
+      py::arg("n_threads") = 0, py::arg("codes") = py::none(), py::arg("batch_items") = 0,
+      "write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read "
+      "batch_items rows at a time; the same bytes in memory bounded by a batch.");
+
+  m.def(
       "append_collection",
       [](const std::string& path, const py::array& embeddings, const py::object& ids,
          const py::object& pixels, bool replace, std::size_t chunk_size,
@@ -550,6 +692,15 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       py::arg("pixels") = py::none(), py::arg("replace") = false, py::arg("chunk_size") = 0,
       py::arg("dictionary") = py::none(), py::arg("n_threads") = 0,
       "Append a batch atomically (earlier bytes untouched unless replace); returns cosines.");
+
+  m.def(
+      "repack_collection",
+      [](const std::string& path, Holder dictionary, int n_threads) {
+        py::gil_scoped_release release;
+        smic::CollectionWriter::repack(path, std::move(dictionary), n_threads);
+      },
+      py::arg("path"), py::arg("dictionary") = nullptr, py::arg("n_threads") = 0,
+      "Rewrite a collection atomically with its batches merged into one (items decode the same).");
 
   m.def(
       "refine",

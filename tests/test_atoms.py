@@ -205,8 +205,11 @@ def test_eval_on_tiny_model_photos(tiny_clip_home, tmp_path, capsys):
     assert [s["id"] for s in summary["skipped"]] == ["broken.png"]
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["items"] == len(pixels) and data["meta"]["dim"] == 32
-    assert {p["method"] for p in data["points"]} == {"smic", "smic-shared", "paper", "scalar"}
-    assert {s["method"] for s in data["meta"]["skipped_settings"]} == {"pq"}  # fewer photos than 256 centroids
+    assert {p["method"] for p in data["points"]} == {"smic", "smic-shared", "smic-1", "paper", "scalar", "kmeans"}
+    # fewer photos than PQ's 256 centroids, and than the larger low-end sizes (16 and 64 quick)
+    skipped = {(s["method"], s.get("K", s.get("k"))) for s in data["meta"]["skipped_settings"] if s["method"] != "pq"}
+    assert skipped == {(m, size) for m in ("smic-1", "kmeans") for size in (16, 64) if size > len(pixels)}
+    assert "pq" in {s["method"] for s in data["meta"]["skipped_settings"]}
     mean_inverse = np.mean(1.0 / np.array(pixels, dtype=np.float64))
     for p in data["points"]:
         assert p["bits_per_pixel"] == pytest.approx(p["bits_per_item"] * mean_inverse)

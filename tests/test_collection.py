@@ -91,7 +91,10 @@ def test_append_codes_new_items_and_keeps_old_bytes(tmp_path, embeddings):
     old = smic.open(path).embeddings()
     col = smic.open(path)
     info = col.append(embeddings[500:], ids=[f"new{i}" for i in range(100)])
-    assert path.read_bytes().startswith(before)
+    after = path.read_bytes()
+    # in place: every earlier section's bytes stay; the preamble now counts the committed sections
+    assert after[:10] == before[:10] and after[16:len(before)] == before[16:]
+    assert after[10:16] == bytes([1, 0, 6, 0, 0, 0])  # flag 1, 6 sections (HEAD DICT + 2 batches)
     assert len(col) == 600 and info["items"] == 600 and info["cosine_mean"] > 0.9
     again = smic.open(path)
     np.testing.assert_array_equal(again.embeddings()[:500], old)

@@ -1,8 +1,15 @@
 // Collections: parse, decode, write, append.
 #include "smic/collection.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <unordered_set>
 
 #include "bytes.hpp"
@@ -28,6 +35,10 @@ bool implied_ids(const std::vector<std::string>& ids, std::size_t start) {
   return true;
 }
 
+std::vector<uint8_t> items_payload(std::size_t n, std::size_t chunk_size, const EncodedItems& encoded);
+std::vector<uint8_t> ids_payload(const std::vector<std::string>& ids,
+                                 const std::vector<int64_t>& pixels, std::size_t start);
+
 // IDS_, ITEM and (with residual levels) RESD sections of one batch whose first item is at
 // position `start`.
 std::vector<Section> batch_sections(const CodingDictionary& dictionary, const ItemCodes& codes,
@@ -36,12 +47,27 @@ std::vector<Section> batch_sections(const CodingDictionary& dictionary, const It
                                     std::size_t start, const std::vector<int32_t>* levels,
                                     std::optional<double> step, int n_threads) {
   const EncodedItems encoded = dictionary.encode_items(codes, chunk_size, n_threads);
+  std::vector<Section> out;
+  out.push_back({kIds, ids_payload(ids, pixels, start)});
+  out.push_back({kItem, items_payload(codes.n, chunk_size, encoded)});
+  if (levels) out.push_back({kResd, encode_residual(levels->data(), codes.n, dictionary.dim(), *step, chunk_size)});
+  return out;
+}
+
+// The ITEM payload of n items coded in chunks.
+std::vector<uint8_t> items_payload(std::size_t n, std::size_t chunk_size, const EncodedItems& encoded) {
   std::vector<uint8_t> item;
-  detail::put_u32(item, static_cast<uint32_t>(codes.n));
+  detail::put_u32(item, static_cast<uint32_t>(n));
   detail::put_u32(item, static_cast<uint32_t>(chunk_size));
   detail::put_u32(item, static_cast<uint32_t>(encoded.offsets.size() - 1));
   for (uint64_t o : encoded.offsets) detail::put_u64(item, o);
   item.insert(item.end(), encoded.data.begin(), encoded.data.end());
+  return item;
+}
+
+// The IDS_ payload of a batch whose first item is at `start`; empty ids are positions.
+std::vector<uint8_t> ids_payload(const std::vector<std::string>& ids,
+                                 const std::vector<int64_t>& pixels, std::size_t start) {
   // Default ids ("0", "1", ... by position) are implied, not stored: they would cost bits.
   json::Writer w;
   w.begin_object().key("ids");
@@ -62,11 +88,7 @@ std::vector<Section> batch_sections(const CodingDictionary& dictionary, const It
   }
   w.end_object();
   const std::string& text = w.str();
-  std::vector<Section> out;
-  out.push_back({kIds, detail::zlib_compress(reinterpret_cast<const uint8_t*>(text.data()), text.size())});
-  out.push_back({kItem, std::move(item)});
-  if (levels) out.push_back({kResd, encode_residual(levels->data(), codes.n, dictionary.dim(), *step, chunk_size)});
-  return out;
+  return detail::zlib_compress(reinterpret_cast<const uint8_t*>(text.data()), text.size());
 }
 
 void check_ids(const std::vector<std::string>& ids, std::size_t n,
@@ -136,6 +158,44 @@ CodedBatch code_batch(const CodingDictionary& dictionary, const float* embedding
   return out;
 }
 
+// HEAD and DICT (or DREF) of a new collection whose items had these norms.
+std::vector<Section> head_sections(std::size_t dim, const std::vector<double>& norms,
+                                   const CodingDictionary& dictionary, const WriteOptions& options) {
+  json::Writer head;
+  head.begin_object()
+      .key("dim").integer(static_cast<int64_t>(dim))
+      .key("kind").string("smic-collection")
+      .key("mean_norm").number(detail::pairwise_sum(norms.data(), norms.size()) /
+                               static_cast<double>(norms.size()))
+      .key("model");
+  if (options.model) {
+    head.string(*options.model);
+  } else {
+    head.null();
+  }
+  if (options.residual_step) head.key("residual_step").number(*options.residual_step);
+  head.key("writer").string(options.writer).end_object();
+  std::vector<Section> sections;
+  sections.push_back({kHead, {head.str().begin(), head.str().end()}});
+  if (options.embed_dictionary) {
+    sections.push_back({kDict, dictionary.to_bytes()});
+  } else {
+    sections.push_back({kDref, {dictionary.hash().begin(), dictionary.hash().end()}});
+  }
+  return sections;
+}
+
+// CodingDictionary::normalize of rows [start, start + n): a NaN or infinity is reported at its
+// row in the whole input, not in the batch.
+std::vector<double> normalize_rows(const float* rows, std::size_t n, std::size_t dim, float* unit,
+                                   std::size_t start) {
+  for (std::size_t i = 0; i < n * dim; ++i)
+    if (!std::isfinite(rows[i]))
+      throw InvalidArgument("the embeddings (E) contain NaN or infinity (first at row " +
+                            std::to_string(start + i / dim) + ")");
+  return CodingDictionary::normalize(rows, n, dim, unit);
+}
+
 std::size_t checked_chunk(std::size_t chunk_size) {
   require(chunk_size >= 1 && chunk_size <= kMaxChunkSize,
           "chunk_size must be in [1, 65536], got " + std::to_string(chunk_size));
@@ -147,7 +207,13 @@ std::size_t checked_chunk(std::size_t chunk_size) {
 // ---- reading ---------------------------------------------------------------------------------
 
 Collection Collection::open(const std::string& path, std::shared_ptr<const CodingDictionary> shared) {
-  return from_bytes(read_file(path), std::move(shared), path);
+  // The file's identity before its bytes: an in-place append refuses a file replaced since
+  // (a rename gives a new inode), so a stale reader never appends to another file's content.
+  struct stat st;
+  const bool known = ::stat(path.c_str(), &st) == 0;
+  Collection c = from_bytes(read_file(path), std::move(shared), path);
+  if (known) c.file_identity_ = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  return c;
 }
 
 Collection Collection::from_bytes(std::vector<uint8_t> bytes,
@@ -294,11 +360,18 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
   if (batch.offsets[0] != 0 || batch.offsets.back() != batch.data_size ||
       !std::is_sorted(batch.offsets.begin(), batch.offsets.end()))
     throw FormatError(name + ": corrupt chunk offsets in items section");
-  {
+  // Implied ids (positions) are unique among themselves and not indexed (a million positions
+  // would cost ~70 bytes each in the index); find() recognises them. Explicit ids must differ
+  // from each other, from earlier explicit ids and from earlier positions.
+  batch.implied = ids->is_null();
+  if (batch.implied) {
+    if (!index_.empty())
+      for (const auto& id : batch_ids)
+        if (index_.count(id)) throw FormatError(name + ": duplicate item ids");
+  } else {
     std::unordered_set<std::string> seen;
     for (const auto& id : batch_ids)
-      if (!seen.insert(id).second || index_.count(id))
-        throw FormatError(name + ": duplicate item ids");
+      if (!seen.insert(id).second || find(id)) throw FormatError(name + ": duplicate item ids");
   }
   if (residual) {
     ResidualCode code = ResidualCode::parse(residual->data, residual->size, name);
@@ -308,8 +381,9 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
     batch.residual = code;
     section_bytes_.residual += kSectionOverhead + residual->size;
   }
-  for (std::size_t k = 0; k < batch_ids.size(); ++k) index_.emplace(batch_ids[k], start + k);
-  ids_.insert(ids_.end(), batch_ids.begin(), batch_ids.end());
+  if (!batch.implied)
+    for (std::size_t k = 0; k < batch_ids.size(); ++k) index_.emplace(batch_ids[k], start + k);
+  ids_.insert(ids_.end(), std::make_move_iterator(batch_ids.begin()), std::make_move_iterator(batch_ids.end()));
   pixels_.insert(pixels_.end(), batch_pixels.begin(), batch_pixels.end());
   section_bytes_.ids += kSectionOverhead + ids_section.size;
   section_bytes_.items += kSectionOverhead + items.size;
@@ -318,8 +392,19 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
 
 std::optional<std::size_t> Collection::find(const std::string& id) const {
   const auto it = index_.find(id);
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
+  if (it != index_.end()) return it->second;
+  // Not indexed: an implied id, the canonical decimal of a position in a batch without ids.
+  if (id.empty() || id.size() > 18 || (id.size() > 1 && id[0] == '0')) return std::nullopt;
+  std::size_t position = 0;
+  for (char c : id) {
+    if (c < '0' || c > '9') return std::nullopt;
+    position = position * 10 + static_cast<std::size_t>(c - '0');
+  }
+  if (position >= ids_.size()) return std::nullopt;
+  const auto batch = std::upper_bound(batches_.begin(), batches_.end(), position,
+                                      [](std::size_t p, const Batch& b) { return p < b.start; });
+  if (batch == batches_.begin() || !std::prev(batch)->implied) return std::nullopt;
+  return position;
 }
 
 std::vector<std::size_t> Collection::batch_sizes() const {
@@ -455,26 +540,7 @@ std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std:
   std::vector<double> norms;
   CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, 0,
                                 options.residual_step, options.n_threads, codes, &norms);
-  json::Writer head;
-  head.begin_object()
-      .key("dim").integer(static_cast<int64_t>(dim))
-      .key("kind").string("smic-collection")
-      .key("mean_norm").number(detail::pairwise_sum(norms.data(), n) / static_cast<double>(n))
-      .key("model");
-  if (options.model) {
-    head.string(*options.model);
-  } else {
-    head.null();
-  }
-  if (options.residual_step) head.key("residual_step").number(*options.residual_step);
-  head.key("writer").string(options.writer).end_object();
-  std::vector<Section> sections;
-  sections.push_back({kHead, {head.str().begin(), head.str().end()}});
-  if (options.embed_dictionary) {
-    sections.push_back({kDict, dictionary.to_bytes()});
-  } else {
-    sections.push_back({kDref, {dictionary.hash().begin(), dictionary.hash().end()}});
-  }
+  std::vector<Section> sections = head_sections(dim, norms, dictionary, options);
   for (auto& s : batch.sections) sections.push_back(std::move(s));
   if (result) result->cosine = std::move(batch.cosine);
   return encode_container(kCollectionMagic, options.residual_step ? 2 : 1, sections);
@@ -526,7 +592,13 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
   const auto& sections = col.view_.sections;
   if (replaced.empty()) {
     const std::vector<uint8_t> extra = encode_sections(batch.sections);
-    atomic_append(path, col.bytes_, extra);
+    // The committed part only (not a torn tail); a counted file counts the new sections too.
+    std::vector<uint8_t> head(col.bytes_.begin(), col.bytes_.begin() + static_cast<std::ptrdiff_t>(col.view_.end));
+    if (col.view_.flags & kFlagCommittedCount) {
+      const auto count = static_cast<uint32_t>(sections.size() + batch.sections.size());
+      for (int i = 0; i < 4; ++i) head[12 + i] = static_cast<uint8_t>(count >> (8 * i));
+    }
+    atomic_append(path, head, extra);
     return result;
   }
   // Drop the replaced items: untouched batches keep their bytes (when nothing before them
@@ -571,6 +643,330 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
   const std::vector<uint8_t> bytes = encode_container(kCollectionMagic, col.format_version(), out);
   atomic_write(path, bytes.data(), bytes.size());
   return result;
+}
+
+// ---- streaming write -------------------------------------------------------------------------
+
+RowReader stacked_rows(std::vector<RowBlock> blocks, std::size_t dim) {
+  std::size_t total = 0;
+  for (const RowBlock& b : blocks) {
+    require(b.data || b.rows == 0, "stacked_rows: a block without data");
+    total += b.rows;
+  }
+  return [blocks = std::move(blocks), dim, total](std::size_t start, std::size_t count, float* out) {
+    require(start <= total && count <= total - start, "rows out of range");
+    std::size_t first = 0;  // row index where the current block starts
+    for (const RowBlock& b : blocks) {
+      if (count == 0) break;
+      if (start >= first + b.rows) {
+        first += b.rows;
+        continue;
+      }
+      const std::size_t local = start - first, take = std::min(count, b.rows - local);
+      const std::size_t values = take * dim, offset = local * dim;
+      switch (b.type) {
+        case RowType::kFloat32: {
+          const float* p = static_cast<const float*>(b.data) + offset;
+          std::copy(p, p + values, out);
+          break;
+        }
+        case RowType::kFloat64: {
+          const double* p = static_cast<const double*>(b.data) + offset;
+          for (std::size_t i = 0; i < values; ++i) out[i] = static_cast<float>(p[i]);
+          break;
+        }
+        case RowType::kFloat16: {
+          const uint16_t* p = static_cast<const uint16_t*>(b.data) + offset;
+          for (std::size_t i = 0; i < values; ++i) out[i] = detail::half_to_float(p[i]);
+          break;
+        }
+      }
+      out += values;
+      start += take;
+      count -= take;
+      first += b.rows;
+    }
+  };
+}
+
+WriteResult CollectionWriter::write_streaming(const std::string& path, const RowReader& rows,
+                                              std::size_t n, std::size_t dim,
+                                              const CodingDictionary& dictionary,
+                                              const std::vector<std::string>& ids,
+                                              const std::vector<int64_t>& pixels,
+                                              const WriteOptions& options, const ItemCodes* codes,
+                                              std::size_t batch_items) {
+  require(n >= 1, "the embeddings (E) have no rows (N = 0): nothing to compress");
+  require(n <= 0xFFFFFFFFu, "a batch holds at most 2^32 - 1 items");
+  require(dim == dictionary.dim(), "the embeddings (E) have dimension " + std::to_string(dim) +
+                                       " but the dictionary has " + std::to_string(dictionary.dim()));
+  const std::size_t chunk = checked_chunk(options.chunk_size);
+  if (options.residual_step) check_residual_step(*options.residual_step);
+  check_ids(ids, n, {});
+  check_pixels(pixels, n);
+  if (codes)
+    require(codes->n == n, "codes are for " + std::to_string(codes->n) + " items, not " +
+                               std::to_string(n));
+  // Batches hold whole chunks, so each chunk is coded exactly as in one go.
+  const std::size_t wanted = batch_items ? batch_items : kDefaultStreamBatch;
+  const std::size_t batch = std::max<std::size_t>(1, (wanted + chunk - 1) / chunk) * chunk;
+  const std::optional<double> step = options.residual_step;
+
+  // Pass 1: normalise, choose, reconstruct (refine) and range-code each batch; keep per item
+  // only its norm, its cosine and its coded bytes (and, for the refinement pass, its symbols).
+  WriteResult result;
+  result.cosine.resize(n);
+  std::vector<double> norms;
+  norms.reserve(n);
+  EncodedItems items;
+  items.offsets.push_back(0);
+  ItemCodes kept;  // every item's symbols, only when a refinement pass needs them again
+  kept.width = dictionary.models().row_width();
+  std::optional<ResidualWriter> residual;
+  if (step) residual.emplace(*step, dim, chunk);
+  std::vector<float> raw(batch * dim), unit(batch * dim), decoded(batch * dim);
+  std::vector<double> products(dim);
+  for (std::size_t start = 0; start < n; start += batch) {
+    const std::size_t count = std::min(batch, n - start);
+    rows(start, count, raw.data());
+    const std::vector<double> batch_norms = normalize_rows(raw.data(), count, dim, unit.data(), start);
+    norms.insert(norms.end(), batch_norms.begin(), batch_norms.end());
+    const ItemCodes part = codes ? codes->slice(start, start + count)
+                                 : dictionary.choose(unit.data(), count, options.n_threads);
+    dictionary.reconstruct(part, decoded.data());
+    if (step) {
+      const std::vector<int32_t> levels =
+          residual_levels(unit.data(), decoded.data(), count, dim, *step);
+      residual->count(levels.data(), count);
+      refine(decoded.data(), levels.data(), count, dim, *step);
+      if (!codes) {
+        kept.n += part.n;
+        kept.counts.insert(kept.counts.end(), part.counts.begin(), part.counts.end());
+        kept.first.insert(kept.first.end(), part.first.begin(), part.first.end());
+        kept.rest_index.insert(kept.rest_index.end(), part.rest_index.begin(), part.rest_index.end());
+        kept.rest_level.insert(kept.rest_level.end(), part.rest_level.begin(), part.rest_level.end());
+      }
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      for (std::size_t j = 0; j < dim; ++j)
+        products[j] = static_cast<double>(decoded[i * dim + j]) * static_cast<double>(unit[i * dim + j]);
+      result.cosine[start + i] = detail::pairwise_sum(products.data(), dim);
+    }
+    const EncodedItems coded = dictionary.encode_items(part, chunk, options.n_threads);
+    const uint64_t base = items.data.size();
+    items.data.insert(items.data.end(), coded.data.begin(), coded.data.end());
+    for (std::size_t c = 1; c < coded.offsets.size(); ++c) items.offsets.push_back(base + coded.offsets[c]);
+  }
+
+  AtomicFile file(path);
+  std::vector<Section> sections = head_sections(dim, norms, dictionary, options);
+  norms = {};
+  sections.push_back({kIds, ids_payload(ids, pixels, 0)});
+  sections.push_back({kItem, items_payload(n, chunk, items)});
+  items = {};
+  file.write(encode_container(kCollectionMagic, step ? 2 : 1, sections));
+  sections.clear();
+  if (step) {
+    // Pass 2: the refinement levels again, chunk by chunk, now that their table is known.
+    const ItemCodes& all = codes ? *codes : kept;
+    StreamedSection resd(file, kResd, residual->prefix_size());
+    for (std::size_t start = 0; start < n; start += batch) {
+      const std::size_t count = std::min(batch, n - start);
+      rows(start, count, raw.data());
+      normalize_rows(raw.data(), count, dim, unit.data(), start);
+      dictionary.reconstruct(all.slice(start, start + count), decoded.data());
+      const std::vector<int32_t> levels =
+          residual_levels(unit.data(), decoded.data(), count, dim, *step);
+      for (std::size_t c = 0; c < count; c += chunk)
+        resd.data(residual->chunk(levels.data() + c * dim, std::min(chunk, count - c)));
+    }
+    resd.end(residual->prefix());
+  }
+  file.commit();
+  return result;
+}
+
+// ---- appends in place ------------------------------------------------------------------------
+
+Collection::PendingAppend Collection::prepare_append(const float* embeddings, std::size_t n,
+                                                     std::size_t dim,
+                                                     const std::vector<std::string>& ids,
+                                                     const std::vector<int64_t>& pixels,
+                                                     std::size_t chunk_size, int n_threads) const {
+  require(n >= 1, "the embeddings (E) have no rows (N = 0): nothing to compress");
+  require(dim == dim_, "E must have " + std::to_string(dim_) + " columns, got " + std::to_string(dim));
+  check_ids(ids, n, {});  // within the batch; against the collection through its index below
+  for (const auto& id : ids) require(!find(id), "duplicate item id '" + id + "'");
+  if (ids.empty())
+    for (std::size_t i = 0; i < n; ++i)
+      require(!find(position_id(size() + i)), "duplicate item id '" + position_id(size() + i) + "'");
+  check_pixels(pixels, n);
+  const std::size_t chunk = checked_chunk(chunk_size ? chunk_size : this->chunk_size());
+  CodedBatch batch = code_batch(*dictionary_, embeddings, n, ids, pixels, chunk, size(),
+                                residual_step_, n_threads, nullptr, nullptr);
+  PendingAppend out;
+  out.bytes = encode_sections(batch.sections);
+  out.n_sections = batch.sections.size();
+  out.result.cosine = std::move(batch.cosine);
+  return out;
+}
+
+namespace {
+
+void pwrite_all(int fd, const uint8_t* data, std::size_t size, uint64_t offset, const std::string& path) {
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd, data, std::min<std::size_t>(size, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(path + ": write failed (" + std::strerror(errno) + ")", errno);
+    }
+    data += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+void sync(int fd, const std::string& path) {
+  if (::fdatasync(fd) != 0) throw IoError(path + ": fdatasync failed (" + std::strerror(errno) + ")", errno);
+}
+
+struct Fd {
+  int fd;
+  ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+}  // namespace
+
+void Collection::write_append(const PendingAppend& batch) const {
+  const std::string& path = name_;
+  Fd file{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+  if (file.fd < 0) {
+    const int error = errno;
+    throw IoError(path + ": cannot open for appending (" + std::strerror(error) + ")", error);
+  }
+  if (::flock(file.fd, LOCK_EX) != 0)  // one appender at a time; readers need no lock
+    throw IoError(path + ": cannot lock (" + std::strerror(errno) + ")", errno);
+  uint8_t preamble[kPreambleBytes];
+  struct stat st;
+  if (::pread(file.fd, preamble, kPreambleBytes, 0) != static_cast<ssize_t>(kPreambleBytes) ||
+      ::fstat(file.fd, &st) != 0)
+    throw IoError(path + ": cannot read its preamble");
+  const uint16_t flags = detail::get_u16(preamble + 10);
+  const bool counted = flags & kFlagCommittedCount;
+  const std::size_t committed = counted ? detail::get_u32(preamble + 12) : 0;
+  const auto size = static_cast<uint64_t>(st.st_size);
+  const bool same_file = !file_identity_ || (file_identity_->first == static_cast<uint64_t>(st.st_dev) &&
+                                             file_identity_->second == static_cast<uint64_t>(st.st_ino));
+  const bool unchanged = same_file && std::memcmp(preamble, bytes_.data(), 10) == 0 && size >= view_.end &&
+                         (counted ? committed == view_.sections.size() : size == view_.end);
+  if (!unchanged)
+    throw IoError(path + ": changed since it was opened (another writer?); open it again to append");
+  const uint64_t count = view_.sections.size() + batch.n_sections;
+  require(count <= 0xFFFFFFFFu, "too many sections for one file; repack it");
+  std::vector<uint8_t> head;
+  if (!counted) {  // first in-place append: count the sections there are before adding any
+    detail::put_u16(head, static_cast<uint16_t>(flags | kFlagCommittedCount));
+    detail::put_u32(head, static_cast<uint32_t>(view_.sections.size()));
+    pwrite_all(file.fd, head.data(), head.size(), 10, path);
+    sync(file.fd, path);
+  }
+  try {
+    if (size > view_.end && ::ftruncate(file.fd, static_cast<off_t>(view_.end)) != 0)  // a torn tail
+      throw IoError(path + ": cannot truncate (" + std::strerror(errno) + ")", errno);
+    pwrite_all(file.fd, batch.bytes.data(), batch.bytes.size(), view_.end, path);
+    sync(file.fd, path);
+    head.clear();
+    detail::put_u32(head, static_cast<uint32_t>(count));  // the commit: 4 bytes in one sector
+    pwrite_all(file.fd, head.data(), head.size(), 12, path);
+    sync(file.fd, path);
+  } catch (...) {
+    // Failed (a full disk, say) rather than killed: put the file back as it was, best effort.
+    // Were this to fail too, the uncommitted tail is ignored by readers all the same.
+    if (::ftruncate(file.fd, static_cast<off_t>(view_.end)) == 0 && !counted &&
+        ::pwrite(file.fd, preamble + 10, 6, 10) == 6)
+      ::fdatasync(file.fd);
+    throw;
+  }
+}
+
+void Collection::adopt_append(PendingAppend&& batch) {
+  appended_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(batch.bytes)));
+  const std::vector<uint8_t>& bytes = *appended_.back();
+  const std::size_t first = view_.sections.size();
+  std::size_t pos = 0;
+  for (std::size_t k = 0; k < batch.n_sections; ++k) {
+    SectionView s;
+    std::memcpy(s.tag.data(), bytes.data() + pos, 4);
+    s.size = static_cast<std::size_t>(detail::get_u64(bytes.data() + pos + 4));
+    s.data = bytes.data() + pos + 12;
+    s.offset = view_.end + pos;
+    view_.sections.push_back(s);
+    pos += 12 + s.size + 4;
+  }
+  view_.end += bytes.size();
+  view_.torn_bytes = 0;
+  view_.flags |= kFlagCommittedCount;
+  const auto& sections = view_.sections;
+  read_batch(sections[first], sections[first + 1], residual_step_ ? &sections[first + 2] : nullptr, first);
+}
+
+WriteResult Collection::append_in_place(const float* embeddings, std::size_t n, std::size_t dim,
+                                        const std::vector<std::string>& ids,
+                                        const std::vector<int64_t>& pixels,
+                                        std::size_t chunk_size, int n_threads) {
+  PendingAppend batch = prepare_append(embeddings, n, dim, ids, pixels, chunk_size, n_threads);
+  write_append(batch);
+  WriteResult result = std::move(batch.result);
+  adopt_append(std::move(batch));
+  return result;
+}
+
+// ---- repack ------------------------------------------------------------------------------------
+
+void CollectionWriter::repack(const std::string& path, std::shared_ptr<const CodingDictionary> shared,
+                              int n_threads) {
+  const Collection col = Collection::open(path, std::move(shared));
+  const std::size_t n = col.size(), dim = col.dim(), chunk = col.chunk_size();
+  require(n >= 1, path + " holds no items");
+  require(n <= 0xFFFFFFFFu, "a batch holds at most 2^32 - 1 items");
+  const ItemCodes codes = col.codes(0, n);
+  const EncodedItems encoded = col.dictionary().encode_items(codes, chunk, n_threads);
+  std::vector<int64_t> pixels = col.pixels();
+  if (std::any_of(pixels.begin(), pixels.end(), [](int64_t p) { return p <= 0; })) pixels.clear();
+  const auto& sections = col.view_.sections;
+  std::vector<Section> out;
+  for (std::size_t s = 0; s < 2; ++s)
+    out.push_back({sections[s].tag, {sections[s].data, sections[s].data + sections[s].size}});
+  out.push_back({kIds, ids_payload(col.ids(), pixels, 0)});
+  out.push_back({kItem, items_payload(n, chunk, encoded)});
+  AtomicFile file(path);
+  file.write(encode_container(kCollectionMagic, col.format_version(), out));
+  out.clear();
+  if (const auto step = col.residual_step()) {
+    // The refinement levels of every item, counted then coded chunk by chunk in one table.
+    ResidualWriter residual(*step, dim, chunk);
+    std::vector<int32_t> levels;
+    auto read_levels = [&](std::size_t start, std::size_t stop) {
+      levels.resize((stop - start) * dim);
+      for (const Collection::Batch& b : col.batches_) {
+        const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
+        if (lo < hi) b.residual->levels(lo - b.start, hi - b.start, levels.data() + (lo - start) * dim, col.name());
+      }
+    };
+    for (std::size_t start = 0; start < n; start += chunk) {
+      const std::size_t stop = std::min(n, start + chunk);
+      read_levels(start, stop);
+      residual.count(levels.data(), stop - start);
+    }
+    StreamedSection resd(file, kResd, residual.prefix_size());
+    for (std::size_t start = 0; start < n; start += chunk) {
+      const std::size_t stop = std::min(n, start + chunk);
+      read_levels(start, stop);
+      resd.data(residual.chunk(levels.data(), stop - start));
+    }
+    resd.end(residual.prefix());
+  }
+  file.commit();
 }
 
 }  // namespace smic

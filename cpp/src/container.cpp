@@ -83,8 +83,14 @@ ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic
                       " is newer than this smic_fast reads (" + std::to_string(kFormatVersion) +
                       "); upgrade smic-fast");
   if (view.version == 0) throw FormatError(name + ": invalid format version 0");
+  view.flags = detail::get_u16(data + 10);
+  const bool counted = view.flags & kFlagCommittedCount;
+  const std::size_t committed = detail::get_u32(data + 12);
   std::size_t pos = kPreambleBytes;
-  while (pos < size) {
+  while (counted ? view.sections.size() < committed : pos < size) {
+    if (counted && pos == size)
+      throw FormatError(name + ": holds " + std::to_string(view.sections.size()) + " of the " +
+                        std::to_string(committed) + " sections it committed (truncated?)");
     if (size - pos < 12)
       throw FormatError(name + ": truncated section header at byte " + std::to_string(pos));
     SectionView s;
@@ -105,6 +111,8 @@ ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic
     view.sections.push_back(s);
     pos = start + s.size + 4;
   }
+  view.end = pos;
+  view.torn_bytes = size - pos;
   return view;
 }
 
@@ -203,5 +211,95 @@ void atomic_append(const std::string& path, const std::vector<uint8_t>& original
 }
 
 void append_varint(std::vector<uint8_t>& out, uint64_t value) { detail::put_varint(out, value); }
+
+// ---- AtomicFile ------------------------------------------------------------------------------
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+  static std::atomic<unsigned> counter{0};
+  const std::string dir = parent_of(path);
+  for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
+    tmp_ = dir + "/." + base_of(path) + "." + std::to_string(::getpid()) + ".s" +
+           std::to_string(counter++) + ".tmp";
+    fd_ = ::open(tmp_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ < 0 && errno != EEXIST) {
+      const int error = errno;
+      throw IoError(path + ": cannot create a file in " + dir + " (" + std::strerror(error) + ")",
+                    error);
+    }
+  }
+  if (fd_ < 0) throw IoError(path + ": cannot create a temporary file in " + dir);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) ::fchmod(fd_, st.st_mode & 07777);  // keep its mode
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const uint8_t* data, std::size_t size) {
+  require(fd_ >= 0, "AtomicFile: already committed");
+  write_all(fd_, data, size, tmp_);
+  size_ += size;
+}
+
+void AtomicFile::write_at(uint64_t offset, const uint8_t* data, std::size_t size) {
+  require(fd_ >= 0, "AtomicFile: already committed");
+  require(offset + size <= size_, "AtomicFile: write_at past the end");
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd_, data, std::min<std::size_t>(size, 1u << 30),
+                               static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(tmp_ + ": write failed (" + std::strerror(errno) + ")");
+    }
+    data += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+void AtomicFile::commit() {
+  require(fd_ >= 0, "AtomicFile: already committed");
+  if (::fsync(fd_) != 0) throw IoError(tmp_ + ": fsync failed (" + std::strerror(errno) + ")");
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    ::unlink(tmp_.c_str());
+    throw IoError(tmp_ + ": close failed (" + std::strerror(errno) + ")");
+  }
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(tmp_.c_str());
+    throw IoError(path_ + ": cannot replace (" + std::strerror(error) + ")", error);
+  }
+}
+
+StreamedSection::StreamedSection(AtomicFile& file, const Tag& tag, std::size_t prefix_size)
+    : file_(file), tag_(tag), prefix_size_(prefix_size), start_(file.size()) {
+  const std::vector<uint8_t> reserved(12 + prefix_size, 0);
+  file_.write(reserved);
+}
+
+void StreamedSection::data(const uint8_t* bytes, std::size_t size) {
+  file_.write(bytes, size);
+  data_crc_ = crc32(bytes, size, data_crc_);
+  data_size_ += size;
+}
+
+void StreamedSection::end(const std::vector<uint8_t>& prefix) {
+  require(prefix.size() == prefix_size_, "StreamedSection: prefix of the wrong size");
+  std::vector<uint8_t> head(tag_.begin(), tag_.end());
+  detail::put_u64(head, prefix_size_ + data_size_);
+  head.insert(head.end(), prefix.begin(), prefix.end());
+  file_.write_at(start_, head.data(), head.size());
+  const uint32_t crc = static_cast<uint32_t>(
+      ::crc32_combine(crc32(head.data(), head.size()), data_crc_, static_cast<z_off_t>(data_size_)));
+  std::vector<uint8_t> tail;
+  detail::put_u32(tail, crc);
+  file_.write(tail);
+}
 
 }  // namespace smic

@@ -79,6 +79,71 @@ std::vector<uint8_t> encode_residual(const int32_t* levels, std::size_t n, std::
   return out;
 }
 
+ResidualWriter::ResidualWriter(double step, std::size_t dim, std::size_t chunk_size)
+    : step_(step), dim_(dim), chunk_size_(chunk_size) {
+  check_residual_step(step);
+  require(dim >= 1 && chunk_size >= 1, "ResidualWriter: dim and chunk_size must be >= 1");
+  // A unit vector minus a unit vector has coordinates in [-2, 2]: |level| <= 2 / step + 1.
+  bound_ = static_cast<int64_t>(2.0 / step) + 2;
+  histogram_.assign(static_cast<std::size_t>(2 * bound_ + 1), 0);
+}
+
+void ResidualWriter::count(const int32_t* levels, std::size_t n) {
+  require(!model_, "ResidualWriter: count() after the first chunk()");
+  for (std::size_t i = 0; i < n * dim_; ++i) {
+    const int64_t level = levels[i];
+    require(level >= -bound_ && level <= bound_,
+            "residual level " + std::to_string(level) + " out of range");
+    ++histogram_[static_cast<std::size_t>(level + bound_)];
+    max_level_ = std::max(max_level_, static_cast<uint32_t>(level < 0 ? -level : level));
+  }
+  n_items_ += n;
+}
+
+void ResidualWriter::freeze() {
+  if (model_) return;
+  const auto m = static_cast<int64_t>(max_level_);
+  counts_.assign(histogram_.begin() + (bound_ - m), histogram_.begin() + (bound_ + m + 1));
+  const std::vector<uint32_t> freqs = frequencies_from_counts(counts_.data(), counts_.size());
+  model_ = std::make_shared<const StaticModel>(freqs.data(), freqs.size());
+}
+
+std::size_t ResidualWriter::prefix_size() const {
+  const std::size_t n_chunks = (n_items_ + chunk_size_ - 1) / chunk_size_;
+  std::vector<uint8_t> varints;
+  const auto m = static_cast<int64_t>(max_level_);
+  for (int64_t l = -m; l <= m; ++l) detail::put_varint(varints, histogram_[static_cast<std::size_t>(l + bound_)]);
+  return 8 + 4 + 4 * 4 + varints.size() + 8 * (n_chunks + 1);
+}
+
+std::vector<uint8_t> ResidualWriter::prefix() const {
+  const std::size_t n_chunks = (n_items_ + chunk_size_ - 1) / chunk_size_;
+  std::vector<uint8_t> out;
+  detail::put_f64(out, step_);
+  detail::put_u32(out, max_level_);
+  for (std::size_t v : {n_items_, dim_, chunk_size_, n_chunks}) detail::put_u32(out, static_cast<uint32_t>(v));
+  const auto m = static_cast<int64_t>(max_level_);
+  for (int64_t l = -m; l <= m; ++l) detail::put_varint(out, histogram_[static_cast<std::size_t>(l + bound_)]);
+  std::vector<uint64_t> offsets = offsets_;
+  offsets.resize(n_chunks + 1, offsets_.back());  // chunks not coded (yet) are empty
+  for (uint64_t o : offsets) detail::put_u64(out, o);
+  return out;
+}
+
+std::vector<uint8_t> ResidualWriter::chunk(const int32_t* levels, std::size_t n) {
+  freeze();
+  require(n >= 1 && n <= chunk_size_ && coded_items_ + n <= n_items_ &&
+              (n == chunk_size_ || coded_items_ + n == n_items_),
+          "ResidualWriter: chunks must hold chunk_size items (fewer only for the last)");
+  symbols_.resize(n * dim_);
+  const auto m = static_cast<int32_t>(max_level_);
+  for (std::size_t i = 0; i < n * dim_; ++i) symbols_[i] = levels[i] + m;
+  std::vector<uint8_t> out = encode_static(symbols_.data(), symbols_.size(), *model_);
+  offsets_.push_back(offsets_.back() + out.size());
+  coded_items_ += n;
+  return out;
+}
+
 ResidualCode ResidualCode::parse(const uint8_t* payload, std::size_t size, const std::string& name) {
   detail::Reader reader(payload, size, name + ": residual section");
   if (size < 28) throw FormatError(name + ": truncated residual section");

@@ -17,7 +17,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ import numpy as np
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
-from .dictionary import Dictionary, normalize_embeddings
+from .dictionary import LEARN_SAMPLE, Dictionary, default_n_atoms, embedding_blocks, learning_sample
 
 __all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
 
@@ -33,6 +33,7 @@ COLLECTION_MAGIC = b"\x89SMIC\r\n\x1a"
 MAX_CHUNK = 1 << 16  # items per chunk, at most
 DEFAULT_CHUNK = 256
 MIN_RESIDUAL_STEP = 1e-4  # finer refinement steps would only code float noise
+STREAM_BATCH = 4096  # rows read and coded at a time by compress, decoded at a time by embeddings
 
 
 def _version() -> str:
@@ -100,19 +101,29 @@ def _summary(cosine: np.ndarray) -> dict:
 
 
 def compress(
-    E: np.ndarray, path: str | os.PathLike, n_atoms: int | None = None, n_nonzero: int | None = None, *,
+    E: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike, n_atoms: int | None = None,
+    n_nonzero: int | None = None, *,
     ids: Sequence[str] | None = None, pixels: Sequence[int] | None = None,
     dictionary: Dictionary | str | os.PathLike | None = None, quality: str = "medium",
     step: float | None = None, rd_lambda: float | None = None, layout: str = "smic",
     paper_bits: int = 8, precision: str = "float16", n_iter: int = 10, seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK, model: str | None = None, n_threads: int | None = None,
     progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
+    sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH,
 ) -> dict:
     """Compress (N, d) embeddings into one .smic file; returns :meth:`Collection.info` plus the
     mean and 5th-percentile cosine similarity between E and its reconstruction.
 
+    Memory stays bounded by a batch, not by N: E is read ``batch_size`` rows at a time, so a
+    numpy memory map (``np.load(path, mmap_mode="r")``) is never loaded whole; what is kept per
+    item is its norm, its cosine and its coded bytes (tens of bytes). Learning a dictionary
+    looks at ``sample_size`` rows at most (docs: :func:`smic_fast.dictionary.learning_sample`).
+
     Args:
-        E: embeddings, one row per image (normalised inside; fidelity is a cosine).
+        E: embeddings, one row per image (normalised inside; fidelity is a cosine): an (N, d)
+            float16, float32 or float64 array (memory maps welcome), or a list of such arrays
+            stacked in order. NaN or infinity anywhere is a ValueError naming the row; nothing
+            is written then.
         path: output file, written atomically (no partial file on failure or Ctrl-C).
         n_atoms, n_nonzero, quality, step, rd_lambda, layout, paper_bits, precision, n_iter,
             seed, progress: dictionary learning and coding; see :meth:`Dictionary.fit`.
@@ -127,30 +138,47 @@ def compress(
             with this step (in [1e-4, 1]) and range-coded. For cosines above what the atoms
             reach (about 0.97), at hundreds of bits per item; every later append uses the same
             step. None (default): atoms only, a handful of bits per item.
+        sample_size: learn the dictionary (atoms and tables) on at most this many rows, a
+            uniform sample drawn with ``seed`` when N is larger (None: all rows). With
+            N <= sample_size the file is what learning on all rows gives.
+        batch_size: rows read and coded at a time (rounded up to whole chunks); the file does
+            not depend on it.
     """
     residual_step = None if residual_step is None else check_residual_step(residual_step)
-    raw = _checked_embeddings(E)
+    blocks = embedding_blocks(E)
+    n_items, dim = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
     chunk_size = _check_chunk(chunk_size)
-    ids_list = _check_ids(ids, len(raw), 0, set())
-    pixels_list = _check_pixels(pixels, len(raw))
+    batch_size = as_count(batch_size, "batch_size", minimum=1)
+    ids_list = _check_ids(ids, n_items, 0, set())
+    pixels_list = _check_pixels(pixels, n_items)
     symbols = None
     embed = dictionary is None
-    if dictionary is None:  # learning needs the unit rows here; the core writes from raw E
-        dictionary, symbols, _ = Dictionary._fit(
-            normalize_embeddings(raw)[0], n_atoms, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
-            paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed,
-            n_threads=n_threads, progress=progress)
+    if dictionary is None:
+        rows = learning_sample(n_items, sample_size, seed)
+        k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        if rows is not None and k > len(rows):
+            raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
+        # twice: the rows normalised twice, as compress always did (here, then in _fit): with
+        # N <= sample_size the file is byte for byte the earlier one.
+        dictionary, symbols, _, _ = Dictionary._fit(
+            blocks, k, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
+            paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads,
+            progress=progress, sample_size=sample_size, twice=True)
+        if rows is not None:
+            symbols = None  # the sample's symbols: every item is coded in the streaming pass
     else:
         if not isinstance(dictionary, Dictionary):
             dictionary = Dictionary.load(dictionary)
-        if dictionary.dim != raw.shape[1]:
-            raise ValueError(f"the embeddings (E) have dimension {raw.shape[1]} but the dictionary has {dictionary.dim}")
+        if dictionary.dim != dim:
+            raise ValueError(f"the embeddings (E) have dimension {dim} but the dictionary has {dictionary.dim}")
     codes = None if symbols is None else tuple(
         np.ascontiguousarray(getattr(symbols, f), dtype=np.int32)
         for f in ("counts", "first", "rest_index", "rest_level"))
-    cosine = _core.write_collection(
-        os.fspath(path), raw, dictionary._core, ids_list, pixels_list, model, chunk_size,
-        residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes)
+    del symbols
+    cosine = _core.write_collection_streaming(
+        os.fspath(path), blocks, dictionary._core, ids_list, pixels_list, model, chunk_size,
+        residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes, batch_size)
+    del codes
     info = open(path, dictionary=dictionary).info()
     info.update(_summary(cosine))
     return info
@@ -180,11 +208,17 @@ class Collection:
         self.shared_dictionary: bool = self._core.shared_dictionary
         self.dictionary = given if self.shared_dictionary else Dictionary._from_core(self._core.dictionary)
         self.section_bytes: dict[str, int] = self._core.section_bytes
-        self._ids: list[str] = self._core.ids
+        self._id_list: list[str] | None = None  # built on first use: 1M ids are ~60 MB of str
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._core)
+
+    @property
+    def _ids(self) -> list[str]:
+        if self._id_list is None:
+            self._id_list = self._core.ids
+        return self._id_list
 
     @property
     def ids(self) -> list[str]:
@@ -226,35 +260,97 @@ class Collection:
         """Items per batch, from the ITEM sections' headers (n_items)."""
         return self._core.batch_sizes
 
-    def embeddings(self) -> np.ndarray:
-        """All reconstructed embeddings, (N, d) float32 unit rows, in item order."""
-        return self._core.decode(0, len(self))
+    def embeddings(self, out: np.ndarray | None = None, *, batch_size: int = STREAM_BATCH) -> np.ndarray:
+        """All reconstructed embeddings, (N, d) unit rows, in item order.
+
+        Decoded ``batch_size`` items at a time into ``out`` (default: a new float32 array), so
+        the memory beyond the result is one batch. ``out`` may be any writeable (N, d) float
+        array, a memory map included (``np.lib.format.open_memmap``): float32 C-contiguous
+        arrays are decoded into directly, others receive each batch converted. Returns ``out``.
+        """
+        batch_size = as_count(batch_size, "batch_size", minimum=1)
+        n, d = len(self), self.dim
+        if out is None:
+            out = np.empty((n, d), dtype=np.float32)
+        elif not isinstance(out, np.ndarray) or out.shape != (n, d) or out.dtype.kind != "f":
+            raise ValueError(f"out must be a float array of shape ({n}, {d}), got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        elif not out.flags.writeable:
+            raise ValueError("out must be writeable")
+        direct = out.dtype == np.float32 and out.flags.c_contiguous
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            if direct:
+                self._core.decode_into(start, stop, out[start:stop])
+            else:
+                out[start:stop] = self._core.decode(start, stop)
+        return out
+
+    def iter_batches(self, batch_size: int = STREAM_BATCH) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Stream the collection: ``(ids, embeddings)`` for ``batch_size`` items at a time, in
+        item order, embeddings a fresh (n, d) float32 array of unit rows (the last batch may
+        be shorter). Memory stays one batch, whatever the collection's size; the batches
+        concatenated are :meth:`embeddings` bit for bit.
+
+            for ids, E in col.iter_batches(10_000):
+                index.add_with_ids(E, ids)
+        """
+        batch_size = as_count(batch_size, "batch_size", minimum=1)
+        for start in range(0, len(self), batch_size):
+            stop = min(len(self), start + batch_size)
+            yield self._core.ids_range(start, stop), self._core.decode(start, stop)
 
     # ---------------------------------------------------------------- writing
     def append(self, E: np.ndarray, ids: Sequence[str] | None = None, pixels: Sequence[int] | None = None,
                *, replace: bool = False, chunk_size: int | None = None, n_threads: int | None = None) -> dict:
-        """Code new embeddings with the stored dictionary and append them as new sections.
+        """Code new embeddings with the stored dictionary and append them as a new batch.
 
-        Earlier items are untouched (their bytes are copied unchanged); the write is atomic.
+        Without ``replace`` the batch is written in place at the end of the file, in time
+        proportional to the batch, not to the file: its sections go after the committed ones,
+        are synced, and only then does the file's committed section count (in its preamble)
+        take them in. A failed or killed append leaves every earlier item readable and
+        unchanged (docs/format.md, "Appends"). Each append costs its own section headers; after
+        many small ones, :meth:`repack` merges them into one batch.
         New items get the collection's residual refinement, if it has one (same step).
         An id already in the collection is an error, unless `replace`: its old item is then
         dropped (the other items of its batch are re-packed from their decoded symbols, so
-        they decode exactly as before) and the new one appended.
+        they decode exactly as before) and the new one appended; that rewrites the file
+        atomically (time proportional to the file).
         Returns the new :meth:`info` with the cosine summary of the appended items.
         """
         raw = _checked_embeddings(E, dim=self.dim)
-        replaced = set(self._ids) & set(ids or ()) if replace else set()
-        ids_list = _check_ids(ids, len(raw), len(self) - len(replaced), set(self._ids) - replaced)
         pixels_list = _check_pixels(pixels, len(raw))
         chunk = 0 if chunk_size is None else _check_chunk(chunk_size)
-        given = self._given_dictionary
-        cosine = _core.append_collection(
-            os.fspath(self.path), raw, ids_list, pixels_list,
-            bool(replace), chunk, None if given is None else given._core, _threads(n_threads))
-        self._load()
+        if not replace:
+            # Types and duplicates within the batch here; against the collection in the core,
+            # through its index (no set of every id).
+            ids_list = _check_ids(ids, len(raw), len(self), set())
+            cosine = self._core.append_in_place(raw, ids_list, pixels_list, chunk, _threads(n_threads))
+            self.section_bytes = self._core.section_bytes
+            if self._id_list is not None:
+                self._id_list += ids_list if ids_list is not None else [
+                    str(i) for i in range(len(self._id_list), len(self))]
+        else:
+            replaced = set(self._ids) & set(ids or ())
+            ids_list = _check_ids(ids, len(raw), len(self) - len(replaced), set(self._ids) - replaced)
+            given = self._given_dictionary
+            cosine = _core.append_collection(
+                os.fspath(self.path), raw, ids_list, pixels_list,
+                True, chunk, None if given is None else given._core, _threads(n_threads))
+            self._load()
         info = self.info()
         info.update(_summary(cosine))
         return info
+
+    def repack(self, n_threads: int | None = None) -> dict:
+        """Rewrite the file with all its batches merged into one, atomically: after many small
+        appends, the rate per item returns to that of one batch (no section headers, offsets
+        and coder flushes per append). Every item keeps its id and decodes to exactly the same
+        embedding. Returns the new :meth:`info`."""
+        given = self._given_dictionary
+        _core.repack_collection(os.fspath(self.path), None if given is None else given._core, _threads(n_threads))
+        self._load()
+        return self.info()
 
     @property
     def _format_version(self) -> int:
@@ -266,7 +362,7 @@ class Collection:
         n = len(self)
         size = self._core.file_bytes
         item_bits = 8 * (self.section_bytes["items"] + self.section_bytes["residual"])  # the items' own bytes
-        pixels = [p for p in self._core.pixels if p is not None]
+        known, inverse_sum = self._core.pixel_terms  # items with a pixel count, sum of 1 / pixels
         info = {
             "path": str(self.path), "items": n, "dim": self.dim, "model": self.header.get("model"),
             "n_atoms": self.dictionary.n_atoms, "n_nonzero": self.dictionary.params.s_max,
@@ -278,10 +374,9 @@ class Collection:
             "dictionary_share": self.section_bytes["dictionary"] / size,
             "format_version": self._format_version, "residual_step": self.residual_step,
         }
-        if pixels and len(pixels) == n:
-            per_item_total = 8 * size / n
-            info["bits_per_pixel"] = float(np.mean([per_item_total / p for p in pixels]))
-            info["marginal_bits_per_pixel"] = float(np.mean([(item_bits / n) / p for p in pixels]))
+        if n and known == n:
+            info["bits_per_pixel"] = float(8 * size / n * inverse_sum / n)
+            info["marginal_bits_per_pixel"] = float(item_bits / n * inverse_sum / n)
         return info
 
 

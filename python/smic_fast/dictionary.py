@@ -19,10 +19,68 @@ from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import QUALITY_PRESETS, CodingParams, ItemSymbols
 from .ksvd import learn_dictionary
 
-__all__ = ["Dictionary", "default_n_atoms", "normalize_embeddings", "DICTIONARY_MAGIC"]
+__all__ = ["Dictionary", "default_n_atoms", "normalize_embeddings", "learning_sample",
+           "DICTIONARY_MAGIC", "LEARN_SAMPLE"]
 
 DICTIONARY_MAGIC = b"\x89SMID\r\n\x1a"
 PRECISIONS = ("float16", "int8")
+#: Most items dictionary learning (K-SVD and the coding tables) looks at: larger inputs are
+#: learned on a seeded uniform sample of this many rows (:func:`learning_sample`). 50,000
+#: rows of d = 768 take about 150 MB and a minute of K-SVD at K = 1024 on two cores.
+LEARN_SAMPLE = 50_000
+
+
+def learning_sample(n_items: int, sample_size: int | None = LEARN_SAMPLE, seed: int = 0) -> np.ndarray | None:
+    """The rows dictionary learning uses out of `n_items`: None (all of them, in order) when
+    ``n_items <= sample_size`` or ``sample_size`` is None; otherwise ``sample_size`` distinct
+    rows drawn uniformly without replacement by ``np.random.default_rng(seed)``, in increasing
+    order. Deterministic: the same (n_items, sample_size, seed) always give the same rows."""
+    n_items = as_count(n_items, "n_items", minimum=1)
+    if sample_size is None:
+        return None
+    sample_size = as_count(sample_size, "sample_size", minimum=1)
+    if n_items <= sample_size:
+        return None
+    rows = np.random.default_rng(seed).choice(n_items, size=sample_size, replace=False)
+    return np.sort(rows)
+
+
+def embedding_blocks(embeddings: object, name: str = "E", dim: int | None = None) -> list[np.ndarray]:
+    """Embeddings as a list of 2-D float16/32/64 C-contiguous arrays with the same number of
+    columns, stacked in order: one (N, d) array (a numpy memory map stays one, not copied) or a
+    list/tuple of such arrays (several .npy files as one input). Other inputs go through
+    np.asarray; non-contiguous arrays are copied. ValueError for other dtypes, ranks, mixed
+    dimensions or no rows at all. NaN and infinity are found later, batch by batch."""
+    parts = (list(embeddings) if isinstance(embeddings, (list, tuple)) and embeddings
+             and all(isinstance(p, np.ndarray) and p.ndim == 2 for p in embeddings) else [embeddings])
+    blocks = []
+    for part in parts:
+        array = np.asarray(part)
+        if array.dtype not in (np.float16, np.float32, np.float64):
+            raise ValueError(f"{name} must be a float16, float32 or float64 array, got dtype {array.dtype}")
+        if array.ndim != 2:
+            raise ValueError(f"{name} must be 2-dimensional (n, d), got shape {array.shape}")
+        wanted = dim if dim is not None else (blocks[0].shape[1] if blocks else None)
+        if wanted is not None and array.shape[1] != wanted:
+            raise ValueError(f"{name} must have {wanted} columns, got shape {array.shape}")
+        blocks.append(array if array.flags.c_contiguous else np.ascontiguousarray(array))
+    if sum(b.shape[0] for b in blocks) == 0:
+        raise ValueError(f"{name} has no rows (N = 0): nothing to compress")
+    return blocks
+
+
+def gather_rows(blocks: list[np.ndarray], rows: np.ndarray | None) -> np.ndarray:
+    """Rows (sorted positions over the stacked blocks; None: all) as one float32 array."""
+    if rows is None:
+        if len(blocks) == 1:
+            return blocks[0]
+        return np.concatenate([b.astype(np.float32, copy=False) for b in blocks])
+    out, start = [], 0
+    for block in blocks:
+        mine = rows[(rows >= start) & (rows < start + block.shape[0])] - start
+        out.append(np.asarray(block[mine], dtype=np.float32))
+        start += block.shape[0]
+    return np.concatenate(out)
 
 
 def default_n_atoms(n_items: int) -> int:
@@ -36,13 +94,29 @@ def default_n_atoms(n_items: int) -> int:
     return int(min(max(k, 8), 1024, n_items))
 
 
-def normalize_embeddings(embeddings: object, name: str = "E", dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(unit-norm float32 rows, original norms). Zero rows stay zero."""
+def normalize_embeddings(embeddings: object, name: str = "E", dim: int | None = None, *,
+                         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(unit-norm float32 rows, original norms). Zero rows stay zero. ``out`` (optional): a
+    C-contiguous float32 array of the same shape that receives the rows; it may be the input
+    itself (normalised in place)."""
     e = as_float32_matrix(embeddings, name, columns=dim)
     if e.shape[0] == 0:
         raise ValueError(f"{name} has no rows (N = 0): nothing to compress")
-    norms = np.linalg.norm(e.astype(np.float64), axis=1)
-    return (e / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32), norms
+    # Row by row arithmetic, done in blocks: the float64 temporaries stay a block's, and each
+    # row's result is what one whole-array expression gives (each block is read before it is
+    # written, so `out` may be `e`).
+    if out is not None and (out.shape != e.shape or out.dtype != np.float32 or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {e.shape}")
+    unit = np.empty_like(e) if out is None else out
+    norms = np.empty(e.shape[0])
+    for start in range(0, e.shape[0], _NORMALIZE_BLOCK):
+        rows = slice(start, start + _NORMALIZE_BLOCK)
+        norms[rows] = np.linalg.norm(e[rows].astype(np.float64), axis=1)
+        unit[rows] = e[rows] / np.where(norms[rows] > 0, norms[rows], 1.0)[:, None]
+    return unit, norms
+
+
+_NORMALIZE_BLOCK = 8192
 
 
 class Dictionary:
@@ -110,12 +184,16 @@ class Dictionary:
         layout: str = "smic", paper_bits: int = 8, precision: str = "float16", n_iter: int = 10,
         seed: int = 0, n_threads: int | None = None,
         progress: Callable[[int, float], object] | None = None,
+        sample_size: int | None = LEARN_SAMPLE,
     ) -> Dictionary:
         """Learn a dictionary and its coding tables from (N, d) embeddings.
 
         Args:
-            embeddings: rows are normalised first (fidelity is measured by cosine).
-            n_atoms: K; default :func:`default_n_atoms` of N.
+            embeddings: rows are normalised first (fidelity is measured by cosine). An (N, d)
+                float16/32/64 array (a memory map is read, not loaded) or a list of them.
+            n_atoms: K; default :func:`default_n_atoms` of N (of all N, not of the sample).
+            sample_size: learn atoms and tables on at most this many rows: above it, a seeded
+                uniform sample (:func:`learning_sample` with ``seed``). None: all rows.
             n_nonzero: most atoms per item; default from ``quality``.
             quality: preset of (n_nonzero, step, rd_lambda): one of ``QUALITY_PRESETS``.
             step: quantizer step of coefficient ratios (in (0, 1]); default from ``quality``.
@@ -130,7 +208,7 @@ class Dictionary:
         return cls._fit(embeddings, n_atoms, n_nonzero, quality=quality, step=step,
                         rd_lambda=rd_lambda, layout=layout, paper_bits=paper_bits,
                         precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads,
-                        progress=progress)[0]
+                        progress=progress, sample_size=sample_size)[0]
 
     @classmethod
     def from_atoms(
@@ -164,18 +242,33 @@ class Dictionary:
 
     @classmethod
     def _fit(cls, embeddings, n_atoms, n_nonzero, *, quality, step, rd_lambda, layout, paper_bits,
-             precision, n_iter, seed, n_threads, progress) -> tuple[Dictionary, ItemSymbols, np.ndarray]:
-        """fit() that also returns the training items' symbols and unit embeddings."""
+             precision, n_iter, seed, n_threads, progress, sample_size=None, twice=False,
+             ) -> tuple[Dictionary, ItemSymbols, np.ndarray, np.ndarray | None]:
+        """fit() that also returns the training items' symbols, their unit embeddings and their
+        rows (None: all rows, in order; else the sample of :func:`learning_sample`). `twice`:
+        normalise the rows twice, as compress() always did (its rows, then fit's), so that its
+        files stay byte for byte what they were."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        unit, _ = normalize_embeddings(embeddings)
-        k = default_n_atoms(unit.shape[0]) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        blocks = embedding_blocks(embeddings)
+        n_items = sum(b.shape[0] for b in blocks)
+        rows = learning_sample(n_items, sample_size, seed)
+        sample = gather_rows(blocks, rows)
+        owned = not any(np.may_share_memory(sample, b) for b in blocks)
+        # One float32 copy of the rows learned on at most: a gathered sample is normalised in place.
+        unit, _ = normalize_embeddings(sample, out=sample if owned and sample.dtype == np.float32 else None)
+        if twice:
+            normalize_embeddings(unit, out=unit)
+        del blocks, sample
+        k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        if rows is not None and k > len(rows):
+            raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
         params = cls._params(k, unit.shape[1], n_nonzero, quality, step, rd_lambda, layout, paper_bits)
         atoms = learn_dictionary(unit, k, params.s_max, n_iter=n_iter, seed=seed, n_threads=n_threads,
                                  progress=progress)
-        return cls._with_tables(atoms, unit, params.s_max, quality=quality, step=params.step,
-                                rd_lambda=params.rd_lambda, layout=layout, paper_bits=paper_bits,
-                                precision=precision, n_threads=n_threads)
+        return (*cls._with_tables(atoms, unit, params.s_max, quality=quality, step=params.step,
+                                  rd_lambda=params.rd_lambda, layout=layout, paper_bits=paper_bits,
+                                  precision=precision, n_threads=n_threads), rows)
 
     @classmethod
     def _with_tables(cls, atoms, unit, n_nonzero, *, quality, step, rd_lambda, layout, paper_bits,

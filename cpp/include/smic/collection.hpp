@@ -13,11 +13,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "smic/coding_dictionary.hpp"
@@ -32,6 +34,12 @@ constexpr std::size_t kDefaultChunkSize = 256;
 /// Bytes of each kind of section, their overhead included (they sum to the file size).
 struct SectionBytes {
   uint64_t header = 0, dictionary = 0, ids = 0, items = 0, residual = 0;
+};
+
+/// What a write or append coded: the cosine of each new item's reconstruction (what a reader
+/// will decode, measured as such).
+struct WriteResult {
+  std::vector<double> cosine;
 };
 
 /// A .smic collection opened for reading. Items decode lazily, one chunk at a time; the
@@ -72,7 +80,11 @@ class Collection {
   std::optional<double> residual_step() const { return residual_step_; }
   uint16_t format_version() const { return residual_step_ ? 2 : 1; }
   const SectionBytes& section_bytes() const { return section_bytes_; }
-  uint64_t file_bytes() const { return bytes_.size(); }
+  /// Bytes of the file's committed part (what the sections and preamble take).
+  uint64_t file_bytes() const { return view_.end; }
+  /// Bytes after the committed sections: an in-place append that was interrupted before it
+  /// committed (ignored; the next in-place append overwrites them).
+  uint64_t torn_bytes() const { return view_.torn_bytes; }
   /// Items per chunk of the first batch (appends default to it), kDefaultChunkSize if empty.
   std::size_t chunk_size() const;
 
@@ -93,6 +105,36 @@ class Collection {
   /// The decoded symbols of items [start, stop) (no reconstruction).
   ItemCodes codes(std::size_t start, std::size_t stop) const;
 
+  // ---- appends in place (docs/format.md, "Appends") -------------------------------------------
+  /// A coded batch ready to go at the end of this collection's file.
+  struct PendingAppend {
+    std::vector<uint8_t> bytes;        ///< its sections, encoded
+    std::size_t n_sections = 0;
+    WriteResult result;
+  };
+  /// Code n new items (n x dim, any norm) as the next batch: ids empty means the next
+  /// positions; duplicates of ids in the collection are an InvalidArgument (in-place appends
+  /// never replace; CollectionWriter::append does). chunk_size 0: the collection's. Reads
+  /// only: safe beside other readers.
+  PendingAppend prepare_append(const float* embeddings, std::size_t n, std::size_t dim,
+                               const std::vector<std::string>& ids,
+                               const std::vector<int64_t>& pixels, std::size_t chunk_size = 0,
+                               int n_threads = 0) const;
+  /// Write a prepared batch at the end of the file this collection was opened from, in time
+  /// proportional to the batch: under an exclusive flock, the sections go after the committed
+  /// ones (over any torn tail), fdatasync, then the preamble's committed count is raised and
+  /// synced again. Killed at any point, the file holds every earlier item unchanged. Throws
+  /// IoError if the file changed since this object read it (then open it again).
+  void write_append(const PendingAppend& batch) const;
+  /// Take a written batch into this object (O(batch); not safe beside concurrent readers of
+  /// this object).
+  void adopt_append(PendingAppend&& batch);
+  /// prepare_append + write_append + adopt_append.
+  WriteResult append_in_place(const float* embeddings, std::size_t n, std::size_t dim,
+                              const std::vector<std::string>& ids,
+                              const std::vector<int64_t>& pixels, std::size_t chunk_size = 0,
+                              int n_threads = 0);
+
  private:
   struct Batch {
     std::size_t start = 0, n_items = 0, chunk_size = 0;
@@ -101,6 +143,7 @@ class Collection {
     std::vector<uint64_t> offsets;
     std::optional<ResidualCode> residual;
     std::size_t first_section = 0;  // index of its IDS_ section in the container
+    bool implied = false;           // ids are positions (stored as null, not indexed)
   };
   friend class CollectionWriter;
   Collection() = default;
@@ -118,6 +161,8 @@ class Collection {
 
   std::string name_;
   std::vector<uint8_t> bytes_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> appended_;  // batches adopt_append took
+  std::optional<std::pair<uint64_t, uint64_t>> file_identity_;    // (st_dev, st_ino) at open
   ContainerView view_;
   std::string header_json_;
   std::size_t dim_ = 0;
@@ -133,12 +178,6 @@ class Collection {
   std::unique_ptr<Checkpoints> checkpoints_ = std::make_unique<Checkpoints>();
 };
 
-/// What a write or append coded: the cosine of each new item's reconstruction (what a reader
-/// will decode, measured as such).
-struct WriteResult {
-  std::vector<double> cosine;
-};
-
 /// Options of a new collection.
 struct WriteOptions {
   std::optional<std::string> model;          ///< CLIP model name recorded in HEAD
@@ -148,6 +187,27 @@ struct WriteOptions {
   bool embed_dictionary = true;              ///< DICT (true) or DREF to a shared .smicd
   int n_threads = 0;
 };
+
+/// Rows of an input read a batch at a time: read(start, count, out) writes rows
+/// [start, start + count) as float32 into out (count x dim). It may throw; the write then
+/// stops and leaves nothing behind.
+using RowReader = std::function<void(std::size_t start, std::size_t count, float* out)>;
+
+/// Element type of an input matrix.
+enum class RowType : uint8_t { kFloat16, kFloat32, kFloat64 };
+/// A row-major (rows x dim) matrix held by the caller (a memory map, say).
+struct RowBlock {
+  const void* data;
+  std::size_t rows;
+  RowType type;
+};
+/// A RowReader over blocks stacked in order (several .npy files as one input), converting
+/// each value to float32 as numpy's astype does (float16 exactly, float64 to nearest). The
+/// blocks must outlive the reader.
+RowReader stacked_rows(std::vector<RowBlock> blocks, std::size_t dim);
+
+/// Items per batch of CollectionWriter::write_streaming by default (rounded up to whole chunks).
+constexpr std::size_t kDefaultStreamBatch = 4096;
 
 /// Writes and appends collections. Inputs are (n x dim) float32 embeddings of any norm
 /// (normalised here); ids empty means positions ("0", "1", ...: stored as null); pixels empty
@@ -168,6 +228,27 @@ class CollectionWriter {
                                           const std::vector<int64_t>& pixels,
                                           const WriteOptions& options, WriteResult* result,
                                           const ItemCodes* codes = nullptr);
+
+  /// Rewrite the collection at `path` with all its batches merged into one (chunk size: the
+  /// first batch's), atomically: a stream of small appends ends at the rate of one batch.
+  /// Every item keeps its id, pixel count (all or none: a batch without them drops them) and
+  /// decodes to exactly the same embedding (same symbols, same refinement levels).
+  static void repack(const std::string& path, std::shared_ptr<const CodingDictionary> shared = nullptr,
+                     int n_threads = 0);
+
+  /// write() for inputs larger than memory: rows are read `batch_items` at a time (0: the
+  /// default, kDefaultStreamBatch; rounded up to whole chunks) and coded batch by batch, so
+  /// memory stays a batch plus, per item, its norm and cosine (16 bytes), its coded bytes and,
+  /// with a refinement layer, its symbols (a second pass re-reads the rows to code the
+  /// refinement once its table is known). The bytes written are exactly write()'s. Written
+  /// through AtomicFile: on failure the target is untouched.
+  static WriteResult write_streaming(const std::string& path, const RowReader& rows,
+                                     std::size_t n, std::size_t dim,
+                                     const CodingDictionary& dictionary,
+                                     const std::vector<std::string>& ids,
+                                     const std::vector<int64_t>& pixels,
+                                     const WriteOptions& options, const ItemCodes* codes = nullptr,
+                                     std::size_t batch_items = 0);
 
   /// Append a batch to the collection at `path` (opened with `shared` when it needs one).
   /// Earlier bytes are copied unchanged and the write is atomic. An id already present is an

@@ -47,9 +47,18 @@ struct SectionView {
   std::size_t offset;  ///< byte position of the section (its tag) in the buffer
 };
 
+/// Preamble flag: the u32 after the flags counts the committed sections (an in-place append
+/// writes its sections, syncs, then raises the count and syncs again). A reader takes exactly
+/// that many sections: fewer is a truncated file (FormatError); bytes after them are an append
+/// that was interrupted before it committed, ignored (ContainerView::torn_bytes).
+constexpr uint16_t kFlagCommittedCount = 1;
+
 struct ContainerView {
   uint16_t version = 0;
+  uint16_t flags = 0;
   std::vector<SectionView> sections;
+  uint64_t end = 0;         ///< byte offset just after the last (committed) section
+  uint64_t torn_bytes = 0;  ///< bytes after `end`: an interrupted append (counted files only)
 };
 
 /// CRC-32 (zlib's) of `size` bytes, continuing from `crc`.
@@ -82,5 +91,54 @@ void atomic_write(const std::string& path, const uint8_t* data, std::size_t size
 /// rename): the original is left as it was if anything fails.
 void atomic_append(const std::string& path, const std::vector<uint8_t>& original,
                    const std::vector<uint8_t>& extra);
+
+/// A file written atomically piece by piece, for content too large to hold in memory: bytes go
+/// to a fresh temporary file beside `path` (O_EXCL, the target's mode kept); commit() fsyncs
+/// and renames it over `path`. Destroyed without commit() (an exception, a cancelled write),
+/// the temporary is removed and the target is untouched. A killed process can leave the
+/// temporary (".NAME.PID.N.tmp") behind, never a partial target.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  /// Append bytes at the end. Throws IoError.
+  void write(const uint8_t* data, std::size_t size);
+  void write(const std::vector<uint8_t>& bytes) { write(bytes.data(), bytes.size()); }
+  /// Overwrite bytes already written (a length or a table patched once known).
+  void write_at(uint64_t offset, const uint8_t* data, std::size_t size);
+  /// Bytes written so far (the end of the file).
+  uint64_t size() const { return size_; }
+  /// fsync, close, rename over the target. Throws IoError (the temporary is then removed).
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+/// A section whose payload is `prefix` (known only at the end: a table of offsets, a length)
+/// followed by streamed data. begin() reserves the tag, length and prefix_size bytes; data()
+/// appends payload bytes after the prefix; end(prefix) writes the prefix, the length and the
+/// CRC (of tag, length, prefix and data, combined without reading the data back).
+class StreamedSection {
+ public:
+  StreamedSection(AtomicFile& file, const Tag& tag, std::size_t prefix_size);
+  void data(const uint8_t* bytes, std::size_t size);
+  void data(const std::vector<uint8_t>& bytes) { data(bytes.data(), bytes.size()); }
+  /// Finish the section; `prefix` must have prefix_size bytes.
+  void end(const std::vector<uint8_t>& prefix);
+
+ private:
+  AtomicFile& file_;
+  Tag tag_;
+  std::size_t prefix_size_;
+  uint64_t start_;
+  uint64_t data_size_ = 0;
+  uint32_t data_crc_ = 0;
+};
 
 }  // namespace smic

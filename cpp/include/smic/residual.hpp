@@ -35,6 +35,39 @@ void refine(float* decoded, const int32_t* levels, std::size_t n, std::size_t di
 std::vector<uint8_t> encode_residual(const int32_t* levels, std::size_t n, std::size_t dim,
                                      double step, std::size_t chunk_size);
 
+/// The RESD payload of a batch too large to hold its levels, in two passes: count() the levels
+/// of every item in order, then prefix() (its size is known from then on) and, chunk by chunk
+/// in order, chunk() with that chunk's levels. The bytes are those encode_residual gives for
+/// the same levels (prefix() + the chunks + nothing else), so a file written this way is the
+/// file written in one go.
+class ResidualWriter {
+ public:
+  ResidualWriter(double step, std::size_t dim, std::size_t chunk_size);
+  /// Count the levels of n more items (n x dim). InvalidArgument for a level beyond 2/step + 1.
+  void count(const int32_t* levels, std::size_t n);
+  /// Items counted so far.
+  std::size_t n_items() const { return n_items_; }
+  /// Bytes of prefix(): the header, the counts and the chunk offsets.
+  std::size_t prefix_size() const;
+  /// The payload's first prefix_size() bytes, with the offsets of the chunks coded so far
+  /// (call it after the last chunk).
+  std::vector<uint8_t> prefix() const;
+  /// The range-coded bytes of one chunk (chunk_size items, fewer for the last), in order.
+  std::vector<uint8_t> chunk(const int32_t* levels, std::size_t n);
+
+ private:
+  void freeze();
+  double step_;
+  std::size_t dim_, chunk_size_, n_items_ = 0, coded_items_ = 0;
+  int64_t bound_;
+  std::vector<uint64_t> histogram_;  // level + bound_
+  uint32_t max_level_ = 0;
+  std::vector<uint64_t> counts_;     // level + max_level_, once frozen
+  std::shared_ptr<const StaticModel> model_;
+  std::vector<uint64_t> offsets_{0};
+  std::vector<int32_t> symbols_;
+};
+
 /// A parsed RESD section (views into the payload's bytes, which must outlive it).
 class ResidualCode {
  public:

@@ -14,12 +14,18 @@ from ._shared import EXIT_USAGE, CliError, positive_int, progress_bar
 DEFAULT_MODEL = "default"
 
 
-def add_encoder_flags(p: argparse.ArgumentParser, model_default: str | None = DEFAULT_MODEL) -> None:
-    """--model, --int8, --glob, --batch-size, --providers."""
+def add_encoder_flags(p: argparse.ArgumentParser, model_default: str | None = DEFAULT_MODEL, *,
+                      npy: bool = False) -> None:
+    """--model, --int8, --glob, --batch-size, --providers. With `npy` (the command also takes
+    .npy embeddings) --model defaults to None: photos then use `model_default`, and a .npy
+    input records --model only when it is given."""
     shown = model_default or "the collection's own model"
-    p.add_argument("--model", default=model_default, metavar="NAME|PATH.onnx",
+    npy_help = ("; with .npy inputs, the name recorded as the model that made them (default: none)"
+                if npy else "")
+    p.add_argument("--model", default=None if npy else model_default, metavar="NAME|PATH.onnx",
                    help="CLIP image tower: a pairing (default, small, kandinsky, fast, tiny) or open_clip "
-                        f"architecture exported with `smic export-clip`, or an .onnx file (default: {shown})")
+                        f"architecture exported with `smic export-clip`, or an .onnx file (default: {shown})"
+                        + npy_help)
     p.add_argument("--int8", action="store_true",
                    help="with a model name: use its int8 export (`smic export-clip --precision int8`), "
                         "about 1.6x faster on a CPU, cosine ~0.9997 to fp32 (default: fp32)")

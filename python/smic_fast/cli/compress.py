@@ -1,23 +1,29 @@
-"""``smic compress PHOTOS... -o photos.smic``: photos to CLIP embeddings to one .smic file."""
+"""``smic compress PHOTOS... -o photos.smic``: photos to CLIP embeddings to one .smic file;
+``smic compress E.npy [MORE.npy ...] -o out.smic``: embeddings a user already has, memory-mapped
+and coded a batch at a time."""
 from __future__ import annotations
 
 import argparse
 import time
 
-from ._photos import add_encoder_flags, encode_photos
-from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, CliError, Stages, add_output_flags, check_output,
+from ._npy import npy_inputs, open_embeddings
+from ._photos import DEFAULT_MODEL, EncodedPhotos, add_encoder_flags, encode_photos
+from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output,
                       emit, positive_float, positive_int, progress_bar, seconds_rows)
 
 NAME = "compress"
-HELP = "compress photos (files and folders) into one .smic file"
+HELP = "compress photos (files and folders) or .npy embeddings into one .smic file"
 EPILOG = EXIT_CODES_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="PHOTOS",
-                   help="image files and folders (walked recursively); ids are paths relative to their common root")
+    p.add_argument("inputs", nargs="+", metavar="PHOTOS_or_EMBEDDINGS.npy",
+                   help="image files and folders (walked recursively; ids are paths relative to their common "
+                        "root), or .npy files of (N, d) float16/float32 embeddings, memory-mapped and stacked "
+                        "in order (not both kinds in one call)")
     p.add_argument("-o", "--output", required=True, metavar="PATH.smic", help="the collection file to write")
-    add_encoder_flags(p)
+    add_npy_flags(p)
+    add_encoder_flags(p, npy=True)
     p.add_argument("--dictionary", default=None, metavar="FILE.smicd",
                    help="code with this shared dictionary (the file stores only its hash); default: learn "
                         "one on the collection and store it in the file")
@@ -38,7 +44,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how a learned dictionary is stored (default: float16)")
     p.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="dictionary learning seed (default: 0)")
+    p.add_argument("--sample", type=positive_int, default=None, metavar="N",
+                   help="learn the dictionary on at most N items, a uniform sample drawn with --seed "
+                        "(default: 50000)")
     add_output_flags(p)
+
+
+def add_npy_flags(p: argparse.ArgumentParser) -> None:
+    """--ids, for .npy inputs."""
+    p.add_argument("--ids", default=None, metavar="IDS.json|IDS.txt",
+                   help=".npy inputs: item ids, a JSON list or one per line, as many as rows in all the files "
+                        "(default: each E.npy's sibling E.ids.json as `smic decompress` writes it, else "
+                        "positions 0..N-1)")
 
 
 def _residual_step(text: str) -> float:
@@ -62,27 +79,39 @@ def _learning_progress(bar, marks: list[float]):
 
 def run(args: argparse.Namespace) -> int:
     import smic_fast as smic
+    from ..dictionary import LEARN_SAMPLE
 
+    npy = npy_inputs(args.inputs)
+    if args.ids is not None and not npy:
+        raise CliError("--ids is for .npy inputs (photos are named by their paths)", EXIT_USAGE)
     out = check_output(args.output, args.force)
     stages = Stages()
     dictionary = None
     if args.dictionary is not None:
         with stages.stage("load dictionary"):
             dictionary = smic.Dictionary.load(args.dictionary)
-    with stages.stage("encode images"):
-        photos = encode_photos(args.inputs, args, args.model)
-    if dictionary is not None and dictionary.dim != photos.embeddings.shape[1]:
-        raise CliError(f"the dictionary {args.dictionary} has dimension {dictionary.dim} but model "
-                       f"{photos.model} gives {photos.embeddings.shape[1]}")
+    if npy:
+        with stages.stage("check embeddings"):
+            given = open_embeddings(args.inputs, args.ids, dim=None)
+        photos = EncodedPhotos(embeddings=given.blocks, ids=given.ids, pixels=[], model=args.model, provider="none",
+                               paths=given.paths)
+        n_items, dim, label = given.n, given.dim, f"{', '.join(given.paths)[:200]}"
+    else:
+        with stages.stage("encode images"):
+            photos = encode_photos(args.inputs, args, args.model or DEFAULT_MODEL)
+        n_items, dim, label = len(photos.ids), photos.embeddings.shape[1], f"model {photos.model}"
+    if dictionary is not None and dictionary.dim != dim:
+        raise CliError(f"the dictionary {args.dictionary} has dimension {dictionary.dim} but {label} gives {dim}")
     marks: list[float] = []
     start = time.perf_counter()
     with progress_bar(None if dictionary else args.iterations, "learning dictionary",
                       args.quiet or dictionary is not None) as bar:
         info = smic.compress(
             photos.embeddings, out, n_atoms=args.atoms, n_nonzero=args.sparsity, ids=photos.ids,
-            pixels=photos.pixels_or_none, dictionary=dictionary, quality=args.quality, step=args.step,
-            precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
-            progress=_learning_progress(bar, marks), residual_step=args.residual_step)
+            pixels=None if npy else photos.pixels_or_none, dictionary=dictionary, quality=args.quality,
+            step=args.step, precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
+            progress=_learning_progress(bar, marks), residual_step=args.residual_step,
+            sample_size=args.sample or LEARN_SAMPLE)
     end = time.perf_counter()
     learned = (marks[-1] if marks else start) - start  # until K-SVD's last iteration
     if dictionary is None:
@@ -99,14 +128,20 @@ def run(args: argparse.Namespace) -> int:
         "seconds": {**stages.seconds, "total": total},
         "images_per_second": (info["items"] + len(photos.skipped)) / total,
     }
+    if npy:
+        summary.update(inputs=given.paths, ids=given.ids_source)
+        del summary["images_per_second"], summary["provider"]
+        summary["items_per_second"] = info["items"] / total
     emit(summary, [
         ("items written", info["items"]), ("inputs skipped", len(photos.skipped)),
-        ("file size", f"{info['file_bytes']:,} bytes"), ("model", f"{photos.model} ({photos.provider})"),
+        ("file size", f"{info['file_bytes']:,} bytes"),
+        ("model", f"{photos.model} ({photos.provider})" if not npy else photos.model),
         ("atoms", info["n_atoms"]), ("residual step", info["residual_step"]),
         ("bits per item", info["bits_per_item"]),
         ("marginal bits per item", info["marginal_bits_per_item"]),
         ("bits per pixel", info.get("bits_per_pixel")), ("cosine mean", info["cosine_mean"]),
         ("cosine 5th percentile", info["cosine_p5"]), *seconds_rows(stages.seconds),
-        ("images per second", summary["images_per_second"]),
+        ("images per second" if not npy else "items per second",
+         summary.get("images_per_second", summary.get("items_per_second"))),
     ], args.json, title=f"wrote {out}")
     return EXIT_PARTIAL if photos.skipped else EXIT_OK

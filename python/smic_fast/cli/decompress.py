@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .._extras import require
 from ..generate import cli_options as image_flags
+from ._npy import ids_path
 from ._shared import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output, emit, seconds_rows
 
 NAME = "decompress"
@@ -29,10 +31,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     image_flags.add_arguments(p)
 
 
-def ids_path(embeddings_path: str | Path) -> Path:
-    """Where the ids of an embeddings file go: ``out.npy`` -> ``out.ids.json``."""
-    path = Path(embeddings_path)
-    return path.with_name(path.stem + ".ids.json") if path.suffix == ".npy" else path.with_name(path.name + ".ids.json")
+def _stream_npy(collection, out: Path, out_ids: Path) -> int:
+    """Write every item's embedding to ``out`` (.npy, float32) and its id to ``out_ids`` (a JSON
+    list) a batch at a time: the .npy header, then each batch of
+    :meth:`Collection.iter_batches` appended to temporary files beside them, fsync, rename.
+    Memory stays one batch (plain writes, not a memory map, whose dirty pages would count in
+    the RSS up to the whole file); a failure or Ctrl-C leaves no partial file. The bytes are
+    what ``np.save(out, collection.embeddings())`` and ``json.dumps(collection.ids,
+    ensure_ascii=False)`` give. Returns the number of items."""
+    tmp, tmp_ids = (p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (out, out_ids))
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": (len(collection), collection.dim)}
+    try:
+        with open(tmp, "wb") as f, open(tmp_ids, "w", encoding="utf-8", errors="surrogatepass") as g:
+            np.lib.format.write_array_header_1_0(f, header)
+            g.write("[")
+            first = True
+            for ids, batch in collection.iter_batches():
+                f.write(batch.tobytes())
+                g.write(("" if first else ", ") + ", ".join(json.dumps(i, ensure_ascii=False) for i in ids))
+                first = first and not ids
+            g.write("]")
+            for h in (f, g):
+                h.flush()
+                os.fsync(h.fileno())
+        os.replace(tmp, out)
+        os.replace(tmp_ids, out_ids)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        tmp_ids.unlink(missing_ok=True)
+        raise
+    return len(collection)
 
 
 def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> dict:
@@ -40,18 +69,18 @@ def _write_embeddings(args: argparse.Namespace, collection, stages: Stages) -> d
 
     out = check_output(args.embeddings, args.force)
     out_ids = check_output(ids_path(out), args.force)
-    with stages.stage("decode"):
+    with stages.stage("decode and write embeddings"):
         if args.ids is None:
-            ids, embeddings = collection.ids, collection.embeddings()
+            n = _stream_npy(collection, out, out_ids)
         else:
             ids = list(args.ids)
+            n = len(ids)
             embeddings = np.stack([collection[i] for i in ids]) if ids else np.zeros((0, collection.dim), np.float32)
-    with stages.stage("write embeddings"):
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
-        atomic_write(str(out), buffer.getvalue())
-        atomic_write(str(out_ids), json.dumps(ids, ensure_ascii=False).encode())
-    return {"items": len(ids), "embeddings": str(out), "ids": str(out_ids)}
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(embeddings, dtype=np.float32))
+            atomic_write(str(out), buffer.getvalue())
+            atomic_write(str(out_ids), json.dumps(ids, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return {"items": n, "embeddings": str(out), "ids": str(out_ids)}
 
 
 def run(args: argparse.Namespace) -> int:

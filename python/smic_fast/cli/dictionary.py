@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._photos import add_encoder_flags, encode_photos
+from ._npy import npy_inputs, open_embeddings
+from ._photos import DEFAULT_MODEL, add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags,
                       check_output, emit, load_embeddings, positive_float, positive_int, progress_bar, seconds_rows)
 
@@ -23,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fit.add_argument("inputs", nargs="+", metavar="PHOTOS_or_EMBEDDINGS.npy",
                      help="image files and folders, or .npy files of embeddings (not both)")
     fit.add_argument("-o", "--output", required=True, metavar="FILE.smicd")
-    add_encoder_flags(fit)
+    add_encoder_flags(fit, npy=True)
     fit.add_argument("--atoms", type=positive_int, default=None, metavar="K",
                      help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024)")
     fit.add_argument("--sparsity", type=positive_int, default=None, metavar="N", help="most atoms per item")
@@ -33,46 +34,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fit.add_argument("--precision", choices=("float16", "int8"), default="float16",
                      help="how atoms are stored (default: float16)")
     fit.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
-    fit.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of K-SVD and of the sample (default: 0)")
+    fit.add_argument("--sample", type=positive_int, default=None, metavar="N",
+                     help="learn on at most N items, a uniform sample drawn with --seed (default: 50000)")
     add_output_flags(fit)
     info = sub.add_parser("info", help="describe a .smicd file")
     info.add_argument("dictionary", metavar="FILE.smicd")
     add_output_flags(info, force=False)
 
 
-def _load_embeddings(paths: list[str]) -> np.ndarray:
-    parts = [load_embeddings(path) for path in paths]
-    if len({p.shape[1] for p in parts}) != 1:
-        raise CliError("the .npy files have different dimensions: " + ", ".join(str(p.shape) for p in parts))
-    return np.concatenate(parts)
-
-
 def _fit(args: argparse.Namespace) -> int:
     import smic_fast as smic
+    from ..dictionary import LEARN_SAMPLE
 
     out = check_output(args.output, args.force)
     stages = Stages()
-    npy = [p.endswith(".npy") for p in args.inputs]
+    npy = npy_inputs(args.inputs)
     skipped: list[dict[str, str]] = []
-    with stages.stage("read embeddings" if all(npy) else "encode images"):
-        if all(npy):
-            embeddings = _load_embeddings(args.inputs)
-        elif any(npy):
-            raise CliError("give either photos or .npy embeddings, not both", EXIT_USAGE)
+    with stages.stage("check embeddings" if npy else "encode images"):
+        if npy:  # memory-mapped: only the learning sample is read into memory
+            embeddings = open_embeddings(args.inputs).blocks
         else:
-            photos = encode_photos(args.inputs, args, args.model)
-            embeddings, skipped = photos.embeddings, photos.skipped
+            photos = encode_photos(args.inputs, args, args.model or DEFAULT_MODEL)
+            embeddings, skipped = [photos.embeddings], photos.skipped
+    n_items = sum(len(e) for e in embeddings)
+    sample = args.sample or LEARN_SAMPLE
     with stages.stage("learn dictionary"):
         with progress_bar(args.iterations, "learning dictionary", args.quiet) as bar:
             dictionary = smic.Dictionary.fit(
                 embeddings, args.atoms, args.sparsity, quality=args.quality, step=args.step,
                 precision=args.precision, n_iter=args.iterations, seed=args.seed,
-                progress=lambda i, e: bar.update(1))
+                progress=lambda i, e: bar.update(1), sample_size=sample)
         dictionary.save(out)
-    summary = {"command": "dictionary fit", "output": str(out), "trained_on": len(embeddings),
-               "skipped": skipped, **_describe(dictionary, out),
+    summary = {"command": "dictionary fit", "output": str(out), "items": n_items,
+               "trained_on": min(n_items, sample), "skipped": skipped, **_describe(dictionary, out),
                "seconds": {**stages.seconds, "total": stages.total()}}
-    emit(summary, [("trained on", f"{len(embeddings):,} embeddings"), ("inputs skipped", len(skipped)),
+    emit(summary, [("items", f"{n_items:,} embeddings"),
+                   ("trained on", f"{summary['trained_on']:,} embeddings"), ("inputs skipped", len(skipped)),
                    *_rows(summary), *seconds_rows(stages.seconds)], args.json, title=f"wrote {out}")
     return EXIT_PARTIAL if skipped else EXIT_OK
 
