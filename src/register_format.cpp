@@ -695,11 +695,11 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
 
   m.def(
       "repack_collection",
-      [](const std::string& path, Holder dictionary, int n_threads) {
+      [](const std::string& path, std::optional<Holder> dictionary, int n_threads) {
         py::gil_scoped_release release;
-        smic::CollectionWriter::repack(path, std::move(dictionary), n_threads);
+        smic::CollectionWriter::repack(path, dictionary.value_or(nullptr), n_threads);
       },
-      py::arg("path"), py::arg("dictionary") = nullptr, py::arg("n_threads") = 0,
+      py::arg("path"), py::arg("dictionary") = py::none(), py::arg("n_threads") = 0,
       "Rewrite a collection atomically with its batches merged into one (items decode the same).");
 
   m.def(

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'residual_levels', 'set_gemm_kernel', 'write_collection']
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
 class DecodeError(ValueError):
     """
     Coded data is truncated, corrupted or inconsistent with its model.
@@ -228,6 +228,10 @@ class Collection:
         ...
     def __len__(self) -> int:
         ...
+    def append_in_place(self, embeddings: numpy.ndarray, ids: typing.Any = None, pixels: typing.Any = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Append a batch at the end of the file in place (time proportional to the batch) and take it into this reader; returns the new items' cosines.
+        """
     def codes(self, start: typing.SupportsInt | typing.SupportsIndex, stop: typing.SupportsInt | typing.SupportsIndex) -> tuple:
         """
         Decoded symbols of items [start, stop).
@@ -236,8 +240,16 @@ class Collection:
         """
         Unit embeddings (stop - start, d) float32 of items [start, stop).
         """
+    def decode_into(self, start: typing.SupportsInt | typing.SupportsIndex, stop: typing.SupportsInt | typing.SupportsIndex, out: numpy.ndarray) -> None:
+        """
+        Decode items [start, stop) into out, a writeable C-contiguous (stop - start, d) float32 array.
+        """
     def find(self, arg0: str) -> int | None:
         ...
+    def ids_range(self, start: typing.SupportsInt | typing.SupportsIndex, stop: typing.SupportsInt | typing.SupportsIndex) -> list:
+        """
+        The ids of items [start, stop).
+        """
     @property
     def batch_sizes(self) -> list[int]:
         ...
@@ -263,6 +275,11 @@ class Collection:
     def ids(self) -> list:
         ...
     @property
+    def pixel_terms(self) -> tuple[int, float]:
+        """
+        (items with a pixel count, sum of 1 / pixels): what bits-per-pixel figures need.
+        """
+    @property
     def pixels(self) -> list:
         ...
     @property
@@ -273,6 +290,9 @@ class Collection:
         ...
     @property
     def shared_dictionary(self) -> bool:
+        ...
+    @property
+    def torn_bytes(self) -> int:
         ...
 def append_collection(path: str, embeddings: numpy.ndarray, ids: typing.Any = None, pixels: typing.Any = None, replace: bool = False, chunk_size: typing.SupportsInt | typing.SupportsIndex = 0, dictionary: CodingDictionary | None = None, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
     """
@@ -367,6 +387,10 @@ def refine(decoded: numpy.ndarray, levels: numpy.ndarray, step: typing.SupportsF
     """
     decoded + levels * step, rows renormalised (what a reader of a refined item gets).
     """
+def repack_collection(path: str, dictionary: CodingDictionary | None = None, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    """
+    Rewrite a collection atomically with its batches merged into one (items decode the same).
+    """
 def residual_levels(unit: numpy.ndarray, decoded: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
     """
     int32 levels of unit - decoded at step (round to nearest).
@@ -378,6 +402,10 @@ def set_gemm_kernel(name: str) -> None:
 def write_collection(path: str, embeddings: numpy.ndarray, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
     """
     Write a new collection atomically; returns each item's reconstruction cosine.
+    """
+def write_collection_streaming(path: str, blocks: list, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None, batch_items: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read batch_items rows at a time; the same bytes in memory bounded by a batch.
     """
 FORMAT_VERSION: int = 2
 __version__: str = '0.1.0'
