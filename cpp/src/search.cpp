@@ -18,8 +18,8 @@ namespace {
 using Candidate = std::pair<float, uint32_t>;  // (score, position)
 
 constexpr std::size_t kBuildItems = 16384;  // items decoded per parallel task (whole chunks)
-constexpr std::size_t kTileItems = 8192;    // items scanned by a block of queries at a time
-constexpr std::size_t kQueryBlock = 8;      // queries sharing one pass over a tile
+constexpr std::size_t kTileItems = 4096;    // items scanned by a block of queries at a time
+constexpr std::size_t kQueryBlock = 16;     // queries sharing one pass over a tile
 constexpr std::size_t kMinPartItems = 1024; // fewest items worth a task of their own
 constexpr uint8_t kPositive = 1, kNegative = 2;
 
@@ -242,8 +242,7 @@ std::size_t SearchIndex::memory_bytes() const {
 }
 
 template <class Code>
-void SearchIndex::scan(const float* table, std::size_t begin, std::size_t end, std::size_t list,
-                       std::size_t k, std::vector<Candidate>& heap) const {
+void SearchIndex::tile_weights(std::size_t begin, std::size_t end, float* out) const {
   const std::size_t T = terms_;
   const Code* codes = nullptr;
   if constexpr (sizeof(Code) == 1) {
@@ -251,30 +250,77 @@ void SearchIndex::scan(const float* table, std::size_t begin, std::size_t end, s
   } else {
     codes = codes16_.data();
   }
-  const float* w = weights_.data();
-  const float* inverse = inverse_norms_.data();
-  const uint16_t* atoms = atoms_.data();
-  const float lead = list < n_atoms_ ? table[list] : 0.0f;
+  for (std::size_t i = begin; i < end; ++i) {
+    const float inverse = inverse_norms_[i];
+    const Code* c = codes + i * T;
+    for (std::size_t j = 0; j < T; ++j) out[(i - begin) * T + j] = weights_[c[j]] * inverse;
+  }
+}
+
+void SearchIndex::weights_of(std::size_t begin, std::size_t end, float* out) const {
+  if (wide_codes_) {
+    tile_weights<uint16_t>(begin, end, out);
+  } else {
+    tile_weights<uint8_t>(begin, end, out);
+  }
+}
+
+namespace {
+
+// Score items [begin, end) of one list: s = w_0 t[lead] + sum_j w_j t[a_j], with the weights
+// already divided by the item's norm (`weights`, row i - begin). T terms (compile-time when
+// known, so the loop unrolls). The same operations in the same order on every path.
+template <int kTerms>
+void scan_rows(const float* table, const float* weights, const uint16_t* atoms, std::size_t terms,
+               const uint32_t* positions, std::size_t begin, std::size_t end, float lead,
+               std::size_t k, std::vector<Candidate>& heap) {
+  const std::size_t T = kTerms > 0 ? static_cast<std::size_t>(kTerms) : terms;
   float worst = heap.size() < k ? -std::numeric_limits<float>::infinity() : heap.front().first;
   for (std::size_t i = begin; i < end; ++i) {
-    const Code* c = codes + i * T;
+    const float* w = weights + (i - begin) * T;
     const uint16_t* a = atoms + i * (T - 1);
-    float s = w[c[0]] * lead;
-    for (std::size_t j = 1; j < T; ++j) s += w[c[j]] * table[a[j - 1]];
-    s *= inverse[i];
+    float s = w[0] * lead;
+    for (std::size_t j = 1; j < T; ++j) s += w[j] * table[a[j - 1]];
     if (s >= worst) {
-      offer(heap, k, {s, positions_[i]});
+      offer(heap, k, {s, positions[i]});
       if (heap.size() == k) worst = heap.front().first;
     }
   }
 }
 
-void SearchIndex::scan_any(const float* table, std::size_t begin, std::size_t end,
-                           std::size_t list, std::size_t k, std::vector<Candidate>& heap) const {
-  if (wide_codes_) {
-    scan<uint16_t>(table, begin, end, list, k, heap);
-  } else {
-    scan<uint8_t>(table, begin, end, list, k, heap);
+}  // namespace
+
+void SearchIndex::scan(const float* table, const float* weights, std::size_t begin,
+                       std::size_t end, std::size_t list, std::size_t k,
+                       std::vector<Candidate>& heap) const {
+  const float lead = list < n_atoms_ ? table[list] : 0.0f;
+  const uint16_t* atoms = atoms_.data();
+  const uint32_t* positions = positions_.data();
+  switch (terms_) {
+    case 1: return scan_rows<1>(table, weights, atoms, 1, positions, begin, end, lead, k, heap);
+    case 2: return scan_rows<2>(table, weights, atoms, 2, positions, begin, end, lead, k, heap);
+    case 3: return scan_rows<3>(table, weights, atoms, 3, positions, begin, end, lead, k, heap);
+    case 4: return scan_rows<4>(table, weights, atoms, 4, positions, begin, end, lead, k, heap);
+    case 5: return scan_rows<5>(table, weights, atoms, 5, positions, begin, end, lead, k, heap);
+    case 6: return scan_rows<6>(table, weights, atoms, 6, positions, begin, end, lead, k, heap);
+    case 8: return scan_rows<8>(table, weights, atoms, 8, positions, begin, end, lead, k, heap);
+    default:
+      return scan_rows<0>(table, weights, atoms, terms_, positions, begin, end, lead, k, heap);
+  }
+}
+
+void SearchIndex::scan_lists(const float* table, const std::vector<std::size_t>& lists,
+                             std::size_t first, std::size_t step, std::size_t k,
+                             std::vector<Candidate>& heap) const {
+  std::vector<float> weights;
+  for (std::size_t j = first; j < lists.size(); j += step) {
+    const std::size_t l = lists[j];
+    for (std::size_t begin = list_offsets_[l]; begin < list_offsets_[l + 1]; begin += kTileItems) {
+      const std::size_t end = std::min(list_offsets_[l + 1], begin + kTileItems);
+      weights.resize((end - begin) * terms_);
+      weights_of(begin, end, weights.data());
+      scan(table, weights.data(), begin, end, l, k, heap);
+    }
   }
 }
 
@@ -293,10 +339,12 @@ std::vector<float> SearchIndex::scores(const float* query) const {
   const std::vector<float> table = atom_products(unit.data(), 1, 1);
   std::vector<float> out(n_, 0.0f);
   std::vector<Candidate> heap;
+  std::vector<float> row_weights(terms_);
   for (std::size_t l = 0; l <= n_atoms_; ++l)
     for (std::size_t i = list_offsets_[l]; i < list_offsets_[l + 1]; ++i) {
       heap.clear();  // a one-slot heap gives the item's score alone
-      scan_any(table.data(), i, i + 1, l, 1, heap);
+      weights_of(i, i + 1, row_weights.data());
+      scan(table.data(), row_weights.data(), i, i + 1, l, 1, heap);
       out[positions_[i]] = heap.front().first;
     }
   return out;
@@ -358,16 +406,15 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
       const auto& lists = probed[q];
       auto& heap = heaps[q * parts + part];
       heap.reserve(wanted);
-      for (std::size_t j = part; j < lists.size(); j += parts) {
-        const std::size_t l = lists[j];
-        scan_any(table.data() + q * K, list_offsets_[l], list_offsets_[l + 1], l, wanted, heap);
-      }
+      scan_lists(table.data() + q * K, lists, part, parts, wanted, heap);
       return;
     }
     const std::size_t q0 = block * kQueryBlock, q1 = std::min(n, q0 + kQueryBlock);
     const std::size_t begin = n_ * part / parts, end = n_ * (part + 1) / parts;
+    std::vector<float> weights(kTileItems * terms_);
     for (std::size_t tile = begin; tile < end; tile += kTileItems) {
       const std::size_t tile_end = std::min(end, tile + kTileItems);
+      weights_of(tile, tile_end, weights.data());  // shared by the block's queries
       for (std::size_t q = q0; q < q1; ++q) {
         auto& heap = heaps[q * parts + part];
         // The lists overlapping [tile, tile_end), each scanned with its lead atom's product.
@@ -375,7 +422,8 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
             std::upper_bound(list_offsets_.begin(), list_offsets_.end(), tile) - list_offsets_.begin() - 1);
         for (std::size_t i = tile; i < tile_end; ++l) {
           const std::size_t stop = std::min(tile_end, list_offsets_[l + 1]);
-          if (stop > i) scan_any(table.data() + q * K, i, stop, l, wanted, heap);
+          if (stop > i)
+            scan(table.data() + q * K, weights.data() + (i - tile) * terms_, i, stop, l, wanted, heap);
           i = std::max(i, stop);
         }
       }

@@ -82,11 +82,16 @@ class SearchIndex {
   std::vector<float> scores(const float* query) const;
 
  private:
+  // Each term's weight divided by its item's norm, rows [begin, end) ((end - begin) x terms).
   template <class Code>
-  void scan(const float* table, std::size_t begin, std::size_t end, std::size_t list,
-            std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
-  void scan_any(const float* table, std::size_t begin, std::size_t end, std::size_t list,
-                std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
+  void tile_weights(std::size_t begin, std::size_t end, float* out) const;
+  void weights_of(std::size_t begin, std::size_t end, float* out) const;
+  // Offer items [begin, end) of list `list` (their weights from weights_of) to a top-k heap.
+  void scan(const float* table, const float* weights, std::size_t begin, std::size_t end,
+            std::size_t list, std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
+  // Scan lists[first], lists[first + step], ... whole.
+  void scan_lists(const float* table, const std::vector<std::size_t>& lists, std::size_t first,
+                  std::size_t step, std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
   std::vector<float> atom_products(const float* queries, std::size_t n, int n_threads) const;
   void rerank(const float* unit_queries, std::size_t n, SearchResult& result, int n_threads) const;
 
