@@ -166,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
     cache = {"model": args.model, "cache_dir": args.cache_dir}
     try:
         vectors = [resolve_term(t.ref, collection, cache) for t in terms]
+        for term, vector in zip(terms, vectors):
+            if len(vector) != collection.dim:
+                raise ValueError(f"{term.ref} has dimension {len(vector)}, the collection {collection.dim}: "
+                                 "pass the --model that made the collection")
         result = combine([(t.weight, v) for t, v in zip(terms, vectors)], collection=collection)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
