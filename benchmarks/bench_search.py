@@ -79,6 +79,14 @@ def timed(fn, repeat: int):
     return best, out
 
 
+def _machine() -> str:
+    try:
+        from _common import machine
+        return machine()
+    except ImportError:  # threadpoolctl ([bench] extra) absent
+        return f"{os.cpu_count()} cores"
+
+
 def faiss_bytes(index) -> int:
     import faiss
     return int(faiss.serialize_index(index).size)
@@ -97,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quality", default="medium")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each search")
     parser.add_argument("--skip-flat", action="store_true", help="skip IndexFlatIP (needs 2 x N x d x 4 bytes)")
     parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the rows here")
     args = parser.parse_args(argv)
@@ -113,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     train = clustered(rng, args.train, args.d, concepts, args.noise)
     truth = exact_top(Q, E, K_RESULTS)
     print(f"# search, N={args.n:,}, d={args.d}, {args.queries} queries, k={K_RESULTS}, {args.threads} threads; "
-          f"data and exact top-{K_RESULTS} in {time.perf_counter() - t0:.0f} s")
+          f"data and exact top-{K_RESULTS} in {time.perf_counter() - t0:.0f} s; {_machine()}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     rows: list[dict] = []
 
     def report(method: str, seconds: float, found: np.ndarray, bytes_per_item: float, bits: float | None,
@@ -193,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds, (_, found) = timed(lambda: flat.search(Q, K_RESULTS), 1)
         report("faiss IndexFlatIP decoded", seconds, found, faiss_bytes(flat) / args.n, 32.0 * args.d,
                decode_s=round(decode_s, 1))
+    print(f"# load average at the end {os.getloadavg()[0]:.1f} (other work on this machine slows every row alike)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
 
