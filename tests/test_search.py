@@ -169,6 +169,8 @@ def test_rerank_with_the_refinement_layer(files, rng):
     everything = col.search(queries, k=10, rerank=len(col))
     np.testing.assert_array_equal(everything.positions, order)
     np.testing.assert_allclose(everything.scores, np.take_along_axis(exact, order, 1), atol=1e-5)
+    beyond = col.search(queries, k=10, rerank=10**12)  # more than every item: every item, nothing allocated for more
+    np.testing.assert_array_equal(beyond.positions, everything.positions)
 
     def recall(result):
         return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(order.tolist(), result.positions.tolist())])

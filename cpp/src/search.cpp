@@ -364,7 +364,8 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
   const int threads = detail::resolve_threads(options.n_threads);
   const std::vector<float> table = atom_products(unit.data(), n, threads);
   const std::size_t K = n_atoms_;
-  const std::size_t wanted = std::max(options.k, options.rerank);
+  // Candidates kept per query: k, or the rerank count (at most every item) when larger.
+  const std::size_t wanted = std::max(options.k, std::min(options.rerank, n_));
   const bool probe = options.nprobe > 0 && options.nprobe < K;
 
   // Lists each query scans: all (one range), or the nprobe best by sign-aware lead score,

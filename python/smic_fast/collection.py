@@ -19,6 +19,7 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
 from .dictionary import Dictionary, normalize_embeddings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .search import SearchResult
 
 __all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
 
@@ -258,7 +262,7 @@ class Collection:
 
     # ---------------------------------------------------------------- search
     def search(self, queries: np.ndarray, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-               n_threads: int | None = None):
+               n_threads: int | None = None) -> SearchResult:
         """Cosine top-k of (q, d) query embeddings (or one (d,) query) over the stored codes,
         without decoding the collection: a :class:`smic_fast.search.SearchResult` (ids, scores,
         positions, best first). Scores are the cosines with the decoded items (atoms only when

@@ -18,7 +18,7 @@ open collection; :func:`index_info` reports its memory.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +45,6 @@ class SearchResult:
     positions: np.ndarray
     nprobe: int | None = None
     rerank: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
