@@ -139,3 +139,18 @@ def test_search_file_errors(tiny_collection, tmp_path, capsys):
     smic.open(tiny_collection / "tiny.smic").dictionary.save(dictionary)
     assert main(["search", str(dictionary), "--like", "img1.jpg"]) == 1  # a dictionary, not a collection
     assert "d.smicd" in capsys.readouterr().err
+
+
+def test_every_flag_is_documented():
+    """docs/search.md names every flag of smic search and smic arith."""
+    import argparse
+    from pathlib import Path
+
+    from smic_fast.cli import setup_args
+
+    text = (Path(__file__).parent.parent / "docs" / "search.md").read_text(encoding="utf-8")
+    sub = next(a for a in setup_args()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("search", "arith"):
+        flags = {s for action in sub.choices[name]._actions for s in action.option_strings if s.startswith("--")}
+        missing = sorted(f for f in flags - {"--help"} if f"`{f}" not in text)
+        assert not missing, f"smic {name}: {missing} not in docs/search.md"

@@ -406,7 +406,7 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
       const std::size_t q = block;
       const auto& lists = probed[q];
       auto& heap = heaps[q * parts + part];
-      heap.reserve(wanted);
+      heap.reserve(std::min(wanted, n_));
       scan_lists(table.data() + q * K, lists, part, parts, wanted, heap);
       return;
     }
