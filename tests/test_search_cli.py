@@ -154,3 +154,32 @@ def test_every_flag_is_documented():
         flags = {s for action in sub.choices[name]._actions for s in action.option_strings if s.startswith("--")}
         missing = sorted(f for f in flags - {"--help"} if f"`{f}" not in text)
         assert not missing, f"smic {name}: {missing} not in docs/search.md"
+
+
+# ---------------------------------------------------------------- optional modules
+
+
+def test_search_and_arith_need_no_extra(tiny_clip_home, tiny_collection):
+    """Search and arithmetic run on the core and ONNX Runtime alone (the towers exported
+    beforehand): every optional module unimportable."""
+    import os
+
+    from test_extras import ALL_OPTIONAL, smic_without
+
+    env = {**os.environ, "SMIC_HOME": str(tiny_clip_home)}
+    tiny = tiny_collection / "tiny.smic"
+    for args in (("search", tiny, "--like", "img3.jpg", "--json"), ("search", tiny, "--text", "a cat", "--json"),
+                 ("arith", f"{tiny}:img3.jpg", "+", "text:snow", "--search", "--json")):
+        result = smic_without(ALL_OPTIONAL, *args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        assert json.loads(result.stdout)["command"] == args[0]
+
+
+@pytest.mark.parametrize("module", ["torch", "diffusers"])
+def test_arith_images_names_its_extra_before_any_work(tiny_collection, tmp_path, module):
+    from test_extras import assert_names_extra, smic_without
+
+    result = smic_without([module], "arith", f"{tiny_collection / 'tiny.smic'}:img3.jpg", "--images", tmp_path / "out",
+                          "--generator", tmp_path / "no-such-folder", forbid=["smic_fast.collection:open"])
+    assert_names_extra(result, "arith", "generate", module)
+    assert not (tmp_path / "out").exists()
