@@ -309,21 +309,6 @@ void SearchIndex::scan(const float* table, const float* weights, std::size_t beg
   }
 }
 
-void SearchIndex::scan_lists(const float* table, const std::vector<std::size_t>& lists,
-                             std::size_t first, std::size_t step, std::size_t k,
-                             std::vector<Candidate>& heap) const {
-  std::vector<float> weights;
-  for (std::size_t j = first; j < lists.size(); j += step) {
-    const std::size_t l = lists[j];
-    for (std::size_t begin = list_offsets_[l]; begin < list_offsets_[l + 1]; begin += kTileItems) {
-      const std::size_t end = std::min(list_offsets_[l + 1], begin + kTileItems);
-      weights.resize((end - begin) * terms_);
-      weights_of(begin, end, weights.data());
-      scan(table, weights.data(), begin, end, l, k, heap);
-    }
-  }
-}
-
 std::vector<float> SearchIndex::atom_products(const float* queries, std::size_t n,
                                               int n_threads) const {
   std::vector<float> table(n * n_atoms_);
@@ -391,45 +376,68 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
     });
   }
 
-  // Work units: blocks of queries x parts of the items (or of the probed lists), so that one
-  // query still uses every thread. Each unit keeps its own heaps; they are merged below.
-  const std::size_t blocks = probe ? n : (n + kQueryBlock - 1) / kQueryBlock;
-  const std::size_t parts =
-      std::max<std::size_t>(1, std::min<std::size_t>(blocks >= static_cast<std::size_t>(threads)
-                                                         ? 1
-                                                         : (threads + blocks - 1) / blocks,
-                                                     std::max<std::size_t>(1, n_ / kMinPartItems)));
-  std::vector<std::vector<Candidate>> heaps(n * parts);
-  detail::parallel_for(blocks * parts, threads, [&](std::size_t u) {
-    const std::size_t block = u / parts, part = u % parts;
-    if (probe) {
-      const std::size_t q = block;
-      const auto& lists = probed[q];
-      auto& heap = heaps[q * parts + part];
-      heap.reserve(std::min(wanted, n_));
-      scan_lists(table.data() + q * K, lists, part, parts, wanted, heap);
-      return;
+  std::size_t parts = 1;
+  std::vector<std::vector<Candidate>> heaps;
+  if (probe) {
+    // List-major: each probed list is scanned once for the whole batch, its tiles' weights
+    // shared by every query that probes it. Lists go round-robin to the parts, largest work
+    // first; each part keeps a heap per query, merged below.
+    std::vector<std::vector<uint32_t>> queries_of(K + 1);
+    for (std::size_t q = 0; q < n; ++q)
+      for (std::size_t l : probed[q]) queries_of[l].push_back(static_cast<uint32_t>(q));
+    std::vector<std::pair<std::size_t, std::size_t>> busy;  // (work, list)
+    for (std::size_t l = 0; l <= K; ++l) {
+      const std::size_t items = list_offsets_[l + 1] - list_offsets_[l];
+      if (items && !queries_of[l].empty()) busy.emplace_back(items * queries_of[l].size(), l);
     }
-    const std::size_t q0 = block * kQueryBlock, q1 = std::min(n, q0 + kQueryBlock);
-    const std::size_t begin = n_ * part / parts, end = n_ * (part + 1) / parts;
-    std::vector<float> weights(kTileItems * terms_);
-    for (std::size_t tile = begin; tile < end; tile += kTileItems) {
-      const std::size_t tile_end = std::min(end, tile + kTileItems);
-      weights_of(tile, tile_end, weights.data());  // shared by the block's queries
-      for (std::size_t q = q0; q < q1; ++q) {
-        auto& heap = heaps[q * parts + part];
-        // The lists overlapping [tile, tile_end), each scanned with its lead atom's product.
-        std::size_t l = static_cast<std::size_t>(
-            std::upper_bound(list_offsets_.begin(), list_offsets_.end(), tile) - list_offsets_.begin() - 1);
-        for (std::size_t i = tile; i < tile_end; ++l) {
-          const std::size_t stop = std::min(tile_end, list_offsets_[l + 1]);
-          if (stop > i)
-            scan(table.data() + q * K, weights.data() + (i - tile) * terms_, i, stop, l, wanted, heap);
-          i = std::max(i, stop);
+    std::sort(busy.begin(), busy.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    parts = std::max<std::size_t>(1, std::min<std::size_t>(busy.size(), 4 * static_cast<std::size_t>(threads)));
+    heaps.resize(n * parts);
+    detail::parallel_for(parts, threads, [&](std::size_t part) {
+      std::vector<float> weights;
+      for (std::size_t j = part; j < busy.size(); j += parts) {
+        const std::size_t l = busy[j].second;
+        for (std::size_t begin = list_offsets_[l]; begin < list_offsets_[l + 1]; begin += kTileItems) {
+          const std::size_t end = std::min(list_offsets_[l + 1], begin + kTileItems);
+          weights.resize((end - begin) * terms_);
+          weights_of(begin, end, weights.data());
+          for (uint32_t q : queries_of[l])
+            scan(table.data() + q * K, weights.data(), begin, end, l, wanted, heaps[q * parts + part]);
         }
       }
-    }
-  });
+    });
+  } else {
+    // Blocks of queries x parts of the items, so that one query still uses every thread.
+    const std::size_t blocks = (n + kQueryBlock - 1) / kQueryBlock;
+    parts = std::max<std::size_t>(
+        1, std::min<std::size_t>(blocks >= static_cast<std::size_t>(threads) ? 1 : (threads + blocks - 1) / blocks,
+                                 std::max<std::size_t>(1, n_ / kMinPartItems)));
+    heaps.resize(n * parts);
+    detail::parallel_for(blocks * parts, threads, [&](std::size_t u) {
+      const std::size_t block = u / parts, part = u % parts;
+      const std::size_t q0 = block * kQueryBlock, q1 = std::min(n, q0 + kQueryBlock);
+      const std::size_t begin = n_ * part / parts, end = n_ * (part + 1) / parts;
+      std::vector<float> weights(kTileItems * terms_);
+      for (std::size_t tile = begin; tile < end; tile += kTileItems) {
+        const std::size_t tile_end = std::min(end, tile + kTileItems);
+        weights_of(tile, tile_end, weights.data());  // shared by the block's queries
+        for (std::size_t q = q0; q < q1; ++q) {
+          auto& heap = heaps[q * parts + part];
+          // The lists overlapping [tile, tile_end), each scanned with its lead atom's product.
+          std::size_t l = static_cast<std::size_t>(
+              std::upper_bound(list_offsets_.begin(), list_offsets_.end(), tile) - list_offsets_.begin() - 1);
+          for (std::size_t i = tile; i < tile_end; ++l) {
+            const std::size_t stop = std::min(tile_end, list_offsets_[l + 1]);
+            if (stop > i)
+              scan(table.data() + q * K, weights.data() + (i - tile) * terms_, i, stop, l, wanted, heap);
+            i = std::max(i, stop);
+          }
+        }
+      }
+    });
+  }
 
   SearchResult result;
   result.n_queries = n;

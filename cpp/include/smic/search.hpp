@@ -89,9 +89,6 @@ class SearchIndex {
   // Offer items [begin, end) of list `list` (their weights from weights_of) to a top-k heap.
   void scan(const float* table, const float* weights, std::size_t begin, std::size_t end,
             std::size_t list, std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
-  // Scan lists[first], lists[first + step], ... whole.
-  void scan_lists(const float* table, const std::vector<std::size_t>& lists, std::size_t first,
-                  std::size_t step, std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
   std::vector<float> atom_products(const float* queries, std::size_t n, int n_threads) const;
   void rerank(const float* unit_queries, std::size_t n, SearchResult& result, int n_threads) const;
 
