@@ -13,6 +13,7 @@ void register_range_coder(py::module_& m);
 void register_item_codec(py::module_& m);
 void register_item_choice(py::module_& m);
 void register_format(py::module_& m);
+void register_search(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "smic_fast C++ core (batch OMP, K-SVD, quantizer, range coder)";
@@ -42,4 +43,5 @@ PYBIND11_MODULE(_core, m) {
   register_item_codec(m);
   register_item_choice(m);
   register_format(m);
+  register_search(m);
 }

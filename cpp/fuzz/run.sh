@@ -12,7 +12,7 @@ fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(fuzz_dictionary_load fuzz_collection_decode fuzz_item_decode fuzz_round_trip
-           fuzz_c_encode_buffer)
+           fuzz_c_encode_buffer fuzz_search)
 fi
 sources=$(ls cpp/src/*.cpp | grep -v gemm_avx2.cpp)
 mkdir -p build/fuzz

@@ -413,6 +413,14 @@ std::vector<std::size_t> Collection::batch_sizes() const {
   return out;
 }
 
+std::vector<std::size_t> Collection::chunk_bounds() const {
+  std::vector<std::size_t> out;
+  for (const Batch& b : batches_)
+    for (std::size_t local = 0; local < b.n_items; local += b.chunk_size) out.push_back(b.start + local);
+  out.push_back(size());
+  return out;
+}
+
 std::size_t Collection::chunk_size() const {
   return batches_.empty() ? kDefaultChunkSize : batches_.front().chunk_size;
 }

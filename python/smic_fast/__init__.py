@@ -3,13 +3,16 @@
 Collections: :func:`compress` embeddings into a .smic file, :func:`open` it again,
 :class:`Dictionary` for a dictionary shared by many collections.
 
+Search and semantic arithmetic on the codes: :meth:`Collection.search`
+(:mod:`smic_fast.search`), :func:`smic_fast.semantics.combine`.
+
 The C++ core exposed here: batch OMP (:func:`omp`), K-SVD dictionary learning
 (:func:`learn_dictionary`), a dead-zone scalar quantizer (:func:`quantize`,
 :func:`dequantize`) and a range coder with integer models (:mod:`smic_fast.range_coder`).
 """
 from __future__ import annotations
 
-from . import _core, range_coder
+from . import _core, range_coder, search, semantics
 from ._core import DecodeError
 from .clip_models import ModelNotFoundError
 from .clip_onnx import ClipEncoder, EncodeResult
@@ -44,4 +47,6 @@ __all__ = [
     "quantize",
     "range_coder",
     "reconstruct",
+    "search",
+    "semantics",
 ]

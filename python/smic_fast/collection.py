@@ -19,6 +19,7 @@ import numbers
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
 from .dictionary import LEARN_SAMPLE, Dictionary, default_n_atoms, embedding_blocks, learning_sample
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .search import SearchResult
 
 __all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
 
@@ -351,6 +355,30 @@ class Collection:
         _core.repack_collection(os.fspath(self.path), None if given is None else given._core, _threads(n_threads))
         self._load()
         return self.info()
+
+    # ---------------------------------------------------------------- search
+    def search(self, queries: np.ndarray, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
+               n_threads: int | None = None) -> SearchResult:
+        """Cosine top-k of (q, d) query embeddings (or one (d,) query) over the stored codes,
+        without decoding the collection: a :class:`smic_fast.search.SearchResult` (ids, scores,
+        positions, best first). Scores are the cosines with the decoded items (atoms only when
+        the file has a refinement layer, unless reranked).
+
+        Args:
+            queries: embeddings from the collection's CLIP model (any non-zero norm).
+            k: results per query (at most len(self)).
+            nprobe: scan only the nprobe lists (one per atom, items grouped by their largest
+                atom) whose atoms score highest with the query: faster, approximate. None or
+                >= the number of atoms: every item.
+            rerank: with a refinement layer (RESD), re-score the `rerank` best candidates with
+                their refined embeddings (exact decoded cosines for those).
+            n_threads: threads for the search (None: all); results do not depend on it.
+
+        The index is built in the C++ core on the first call and kept with this object; see
+        :func:`smic_fast.search.index_info` for its memory.
+        """
+        from .search import search
+        return search(self, queries, k, nprobe=nprobe, rerank=rerank, n_threads=n_threads)
 
     @property
     def _format_version(self) -> int:

@@ -90,6 +90,9 @@ class Collection {
 
   /// Items of each batch (the first write, then each append), in order.
   std::vector<std::size_t> batch_sizes() const;
+  /// Position of the first item of every chunk of every batch, in order, then size(): the
+  /// ranges that decode() and codes() decode as a whole (e.g. to group random reads).
+  std::vector<std::size_t> chunk_bounds() const;
 
   /// Unit embeddings of items [start, stop) into out ((stop - start) x dim floats), decoding
   /// only the chunks that hold them. Throws InvalidArgument for a bad range, FormatError for

@@ -1,0 +1,219 @@
+"""Search in the compressed domain against FAISS: queries per second, recall@10 against exact
+search on the original embeddings, and RAM per item, for
+
+* smic: Collection.search on the stored codes, exhaustive and with nprobe (smic_fast.search);
+* FAISS IndexFlatIP on the decoded embeddings (what a user does today: decode, then index);
+* FAISS IndexPQ and IndexIVFPQ at the bits per item of the smic codes (nbits = 8, M sub-vectors
+  with 8 M >= the smic marginal bits per item, M dividing d).
+
+Data: clustered synthetic CLIP-like unit embeddings (each item mixes 1-4 of 1024 concepts with
+Zipf-like popularity, plus noise; benchmarks/_common.clustered, vectorised). Queries are new
+draws from the same distribution. The dictionary is learned on --train items and shared (the
+file pays no dictionary bits, as for a large collection), items are coded with it.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_search.py
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import smic_fast as smic
+from smic_fast.search import index_info, search_index
+
+K_RESULTS = 10
+
+
+def clustered(rng: np.random.Generator, n: int, d: int, concepts: np.ndarray, noise: float,
+              block: int = 100_000) -> np.ndarray:
+    """Unit rows mixing 1-4 concepts (Zipf-like popularity) plus isotropic noise."""
+    n_concepts = len(concepts)
+    popularity = 1.0 / np.arange(1, n_concepts + 1) ** 0.8
+    popularity /= popularity.sum()
+    out = np.empty((n, d), np.float32)
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        counts = np.minimum(rng.geometric(0.5, m), 4)
+        picked = rng.choice(n_concepts, size=(m, 4), p=popularity)
+        weights = rng.uniform(0.3, 1.0, (m, 4)) * (np.arange(4)[None, :] < counts[:, None])
+        x = np.einsum("mk,mkd->md", weights.astype(np.float32), concepts[picked])
+        x += (noise / math.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def exact_top(queries: np.ndarray, base: np.ndarray, k: int, block: int = 200_000) -> np.ndarray:
+    """Exact inner-product top-k (positions) of unit queries over unit base rows, by blocks."""
+    best_scores = np.full((len(queries), k), -np.inf, np.float32)
+    best_ids = np.zeros((len(queries), k), np.int64)
+    for start in range(0, len(base), block):
+        scores = queries @ base[start:start + block].T
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
+        merged_ids = np.concatenate([best_ids, top + start], axis=1)
+        order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(merged_scores, order, 1)
+        best_ids = np.take_along_axis(merged_ids, order, 1)
+    return best_ids
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / truth.shape[1] for f, t in zip(found.tolist(), truth.tolist())]))
+
+
+def timed(fn, repeat: int):
+    """(best seconds, result of the last call)."""
+    best, out = math.inf, None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def _machine() -> str:
+    try:
+        from _common import machine
+        return machine()
+    except ImportError:  # threadpoolctl ([bench] extra) absent
+        return f"{os.cpu_count()} cores"
+
+
+def faiss_bytes(index) -> int:
+    import faiss
+    return int(faiss.serialize_index(index).size)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="items (default: 1,000,000)")
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--concepts", type=int, default=1024)
+    parser.add_argument("--noise", type=float, default=0.5, help="noise length relative to a unit concept mix")
+    parser.add_argument("--atoms", type=int, default=1024, help="dictionary atoms K (= IVF lists)")
+    parser.add_argument("--train", type=int, default=50_000, help="items the dictionary and PQ learn from")
+    parser.add_argument("--iterations", type=int, default=5, help="K-SVD iterations")
+    parser.add_argument("--quality", default="medium")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each search")
+    parser.add_argument("--skip-flat", action="store_true", help="skip IndexFlatIP (needs 2 x N x d x 4 bytes)")
+    parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    import faiss
+    faiss.omp_set_num_threads(args.threads)
+    folder = Path(tempfile.mkdtemp())
+    rng = np.random.default_rng(0)
+    concepts = rng.standard_normal((args.concepts, args.d)).astype(np.float32)
+    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    E = clustered(rng, args.n, args.d, concepts, args.noise)
+    Q = clustered(rng, args.queries, args.d, concepts, args.noise)
+    train = clustered(rng, args.train, args.d, concepts, args.noise)
+    truth = exact_top(Q, E, K_RESULTS)
+    print(f"# search, N={args.n:,}, d={args.d}, {args.queries} queries, k={K_RESULTS}, {args.threads} threads; "
+          f"data and exact top-{K_RESULTS} in {time.perf_counter() - t0:.0f} s; {_machine()}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    rows: list[dict] = []
+
+    def report(method: str, seconds: float, found: np.ndarray, bytes_per_item: float, bits: float | None,
+               **extra) -> None:
+        row = {"method": method, "qps": args.queries / seconds, "recall_at_10": recall(found, truth),
+               "ram_bytes_per_item": bytes_per_item, "code_bits_per_item": bits, **extra}
+        rows.append(row)
+        print(f"{method:<28} {row['qps']:>10,.0f} q/s  recall@10 {row['recall_at_10']:.3f}  "
+              f"RAM {bytes_per_item:>8.1f} B/item" + (f"  code {bits:.1f} bits/item" if bits else "")
+              + "".join(f"  {k} {v}" for k, v in extra.items()), flush=True)
+
+    # ---- smic
+    t0 = time.perf_counter()
+    dictionary = smic.Dictionary.fit(train, n_atoms=args.atoms, quality=args.quality, n_iter=args.iterations)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    info = smic.compress(E, folder / "c.smic", dictionary=dictionary)
+    code_s = time.perf_counter() - t0
+    col = smic.open(folder / "c.smic", dictionary=dictionary)
+    t0 = time.perf_counter()
+    index = search_index(col)
+    build_s = time.perf_counter() - t0
+    memory = index_info(col)
+    bits = info["marginal_bits_per_item"]
+    ram = memory["index_bytes_per_item"] + col._core.file_bytes / args.n  # the index + the file the reader holds
+    print(f"# smic: K={args.atoms}, dictionary learned on {args.train:,} items in {fit_s:.0f} s, coded in "
+          f"{code_s:.0f} s, {bits:.1f} bits/item on disk (marginal), cosine mean {info['cosine_mean']:.3f}; "
+          f"index built in {build_s:.2f} s, {memory['index_bytes_per_item']:.1f} B/item "
+          f"({memory['terms_per_item']} terms) + the file {col._core.file_bytes / args.n:.1f} B/item")
+    exhaustive_s, exhaustive = timed(lambda: col.search(Q, K_RESULTS, n_threads=args.threads), args.repeat)
+    report("smic exhaustive", exhaustive_s, exhaustive.positions, ram, bits)
+    base_recall = rows[-1]["recall_at_10"]
+    for nprobe in args.nprobe:
+        seconds, result = timed(lambda: col.search(Q, K_RESULTS, nprobe=nprobe, n_threads=args.threads), args.repeat)
+        report(f"smic nprobe={nprobe}", seconds, result.positions, ram, bits)
+        rows[-1]["speedup_vs_exhaustive"] = exhaustive_s / seconds
+        rows[-1]["recall_vs_exhaustive_recall"] = rows[-1]["recall_at_10"] / base_recall if base_recall else None
+        print(f"{'':<28} {exhaustive_s / seconds:>10.1f}x faster than exhaustive, "
+              f"{rows[-1]['recall_vs_exhaustive_recall'] or 0:.3f} of its recall", flush=True)
+
+    # ---- FAISS PQ / IVFPQ at the smic bits (nbits 8, M | d, 8 M >= bits)
+    m = next(m for m in range(max(1, math.ceil(bits / 8)), args.d + 1) if args.d % m == 0)
+    pq = faiss.IndexPQ(args.d, m, 8, faiss.METRIC_INNER_PRODUCT)
+    t0 = time.perf_counter()
+    pq.train(train)
+    pq.add(E)
+    pq_build = time.perf_counter() - t0
+    seconds, (_, found) = timed(lambda: pq.search(Q, K_RESULTS), args.repeat)
+    report(f"faiss IndexPQ M={m}x8", seconds, found, faiss_bytes(pq) / args.n, 8.0 * m, build_s=round(pq_build, 1))
+    # The two exhaustive scans again, alternately (a shared machine's load drifts between rows).
+    smic_best = pq_best = math.inf
+    for _ in range(args.repeat):
+        smic_best = min(smic_best, timed(lambda: col.search(Q, K_RESULTS, n_threads=args.threads), 1)[0])
+        pq_best = min(pq_best, timed(lambda: pq.search(Q, K_RESULTS), 1)[0])
+    print(f"# head to head, alternately: smic exhaustive {args.queries / smic_best:,.0f} q/s, IndexPQ "
+          f"{args.queries / pq_best:,.0f} q/s: smic {pq_best / smic_best:.2f}x", flush=True)
+    rows.append({"method": "head to head", "smic_qps": args.queries / smic_best, "pq_qps": args.queries / pq_best})
+    del pq
+    quantizer = faiss.IndexFlatIP(args.d)
+    ivf = faiss.IndexIVFPQ(quantizer, args.d, args.atoms, m, 8, faiss.METRIC_INNER_PRODUCT)
+    t0 = time.perf_counter()
+    ivf.train(train)
+    ivf.add(E)
+    ivf_build = time.perf_counter() - t0
+    ivf_ram = faiss_bytes(ivf) / args.n
+    for nprobe in args.nprobe:
+        ivf.nprobe = nprobe
+        seconds, (_, found) = timed(lambda: ivf.search(Q, K_RESULTS), args.repeat)
+        report(f"faiss IVF{args.atoms},PQ{m} nprobe={nprobe}", seconds, found, ivf_ram, 8.0 * m,
+               build_s=round(ivf_build, 1))
+    del ivf, quantizer
+    gc.collect()
+
+    # ---- FAISS flat on the decoded embeddings (decode, then index: today's route)
+    if not args.skip_flat:
+        del E
+        gc.collect()
+        t0 = time.perf_counter()
+        decoded = col.embeddings()
+        decode_s = time.perf_counter() - t0
+        flat = faiss.IndexFlatIP(args.d)
+        flat.add(decoded)
+        del decoded
+        gc.collect()
+        seconds, (_, found) = timed(lambda: flat.search(Q, K_RESULTS), 1)
+        report("faiss IndexFlatIP decoded", seconds, found, faiss_bytes(flat) / args.n, 32.0 * args.d,
+               decode_s=round(decode_s, 1))
+    print(f"# load average at the end {os.getloadavg()[0]:.1f} (other work on this machine slows every row alike)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

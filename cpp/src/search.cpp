@@ -1,0 +1,525 @@
+// Search in the compressed domain (search.hpp): index build, list selection, scans, rerank.
+#include "smic/search.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "parallel.hpp"
+#include "smic/error.hpp"
+#include "smic/gemm.hpp"
+#include "smic/quantizer.hpp"
+
+namespace smic {
+
+namespace {
+
+using Candidate = std::pair<float, uint32_t>;  // (score, position)
+
+constexpr std::size_t kBuildItems = 16384;  // items decoded per parallel task (whole chunks)
+constexpr std::size_t kTileItems = 4096;    // items scanned by a block of queries at a time
+constexpr std::size_t kQueryBlock = 16;     // queries sharing one pass over a tile
+constexpr std::size_t kMinPartItems = 1024; // fewest items worth a task of their own
+constexpr uint8_t kPositive = 1, kNegative = 2;
+
+// Higher score first, then lower position: the total order every result follows.
+inline bool better(const Candidate& a, const Candidate& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+// Keep the k best candidates in a heap whose front is the worst of them.
+inline void offer(std::vector<Candidate>& heap, std::size_t k, const Candidate& c) {
+  if (heap.size() < k) {
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), better);
+  } else if (better(c, heap.front())) {
+    std::pop_heap(heap.begin(), heap.end(), better);
+    heap.back() = c;
+    std::push_heap(heap.begin(), heap.end(), better);
+  }
+}
+
+// One decoded term of an item before the index is laid out.
+struct Term {
+  int32_t atom = 0;
+  int32_t code = 0;  // index into the weight table
+};
+
+}  // namespace
+
+SearchIndex::SearchIndex(const Collection& collection, int n_threads, std::size_t gram_limit)
+    : collection_(&collection) {
+  const CodingDictionary& dictionary = collection.dictionary();
+  const CodingParams& params = dictionary.params();
+  n_ = collection.size();
+  dim_ = collection.dim();
+  n_atoms_ = dictionary.n_atoms();
+  require(n_ <= std::numeric_limits<uint32_t>::max(),
+          "a search index holds at most 2^32 - 1 items, the collection has " + std::to_string(n_));
+  require(n_atoms_ <= std::size_t{1} << 16, "a search index needs K <= 65536 atoms");
+
+  // The weight of each code: 0 unused, 1 and 2 the +1 / -1 lead of the smic layout, then one
+  // per level symbol, as CodingDictionary::reconstruct dequantises it.
+  weights_ = {0.0f, 1.0f, -1.0f};
+  const bool paper = params.layout == ItemLayout::kPaper;
+  const uint32_t n_levels = params.level_alphabet();
+  const auto max_level = static_cast<int32_t>(params.max_level());
+  const double half = paper ? static_cast<double>(uint32_t{1} << (params.paper_bits - 1)) : 0.0;
+  const double paper_scale = paper ? params.paper_range / half : 0.0;
+  std::vector<double> level_weight(n_levels);
+  for (uint32_t l = 0; l < n_levels; ++l) {
+    if (paper) {
+      level_weight[l] = (static_cast<double>(l) - half) * paper_scale;
+    } else {
+      const ScalarQuantizer q{params.step, 0.5, 0.0};
+      const int32_t value = static_cast<int32_t>(l) - max_level;
+      float w;
+      q.dequantize(&value, 1, &w);
+      level_weight[l] = w;
+    }
+    weights_.push_back(static_cast<float>(level_weight[l]));
+  }
+  wide_codes_ = weights_.size() > 256;
+
+  // Decode every item's terms (lead first), whole chunks per task.
+  const std::size_t slots = params.s_max;
+  std::vector<Term> terms(n_ * slots);
+  std::vector<int32_t> n_terms(n_, 0);
+  std::vector<double> lead_weight(n_, 0.0);
+  const std::vector<std::size_t> bounds = collection.chunk_bounds();
+  std::vector<std::pair<std::size_t, std::size_t>> tasks;
+  for (std::size_t c = 0; c + 1 < bounds.size();) {
+    std::size_t e = c + 1;
+    while (e + 1 < bounds.size() && bounds[e] - bounds[c] < kBuildItems) ++e;
+    tasks.emplace_back(bounds[c], bounds[e]);
+    c = e;
+  }
+  const std::string& name = collection.name();
+  detail::parallel_for(tasks.size(), n_threads, [&](std::size_t t) {
+    const auto [lo, hi] = tasks[t];
+    const ItemCodes codes = collection.codes(lo, hi);
+    const std::size_t w = codes.width;
+    for (std::size_t r = 0; r < codes.n; ++r) {
+      const std::size_t i = lo + r;
+      Term* out = terms.data() + i * slots;
+      std::vector<double> weight;
+      int32_t m = 0;
+      auto add = [&](int32_t atom, int32_t code, double value) {
+        if (atom < 0 || static_cast<std::size_t>(atom) >= n_atoms_)
+          throw FormatError(name + ": item " + std::to_string(i) + " uses atom " +
+                            std::to_string(atom) + " of a " + std::to_string(n_atoms_) +
+                            "-atom dictionary");
+        if (value == 0.0) return;  // contributes nothing
+        out[m] = {atom, code};
+        weight.push_back(value);
+        ++m;
+      };
+      const int32_t* index = codes.rest_index.data() + r * w;
+      const int32_t* level = codes.rest_level.data() + r * w;
+      auto level_code = [&](int32_t l) {
+        if (l < 0 || static_cast<uint32_t>(l) >= n_levels)
+          throw FormatError(name + ": item " + std::to_string(i) + " has level " +
+                            std::to_string(l) + " of " + std::to_string(n_levels));
+        return l;
+      };
+      if (paper) {
+        for (std::size_t j = 0; j < w; ++j) {
+          const int32_t l = level_code(level[j]);
+          add(index[j], 3 + l, level_weight[static_cast<std::size_t>(l)]);
+        }
+        // The largest |weight| leads (the first of equals), as the item's list.
+        int32_t lead = 0;
+        for (int32_t j = 1; j < m; ++j)
+          if (std::fabs(weight[j]) > std::fabs(weight[lead])) lead = j;
+        if (m > 0) {
+          std::swap(out[0], out[lead]);
+          std::swap(weight[0], weight[lead]);
+        }
+      } else if (codes.counts[r] > 0) {
+        const int32_t first = codes.first[r];
+        add(first / 2, first % 2 ? 2 : 1, first % 2 ? -1.0 : 1.0);
+        for (std::size_t j = 0; j < w; ++j) {
+          if (index[j] < 0) continue;
+          const int32_t l = level_code(level[j]);
+          add(index[j], 3 + l, level_weight[static_cast<std::size_t>(l)]);
+        }
+      }
+      n_terms[i] = m;
+      lead_weight[i] = m > 0 ? weight[0] : 0.0;
+    }
+  });
+
+  // Inverse norms: ||sum_j w_j a_j||^2 = sum_jl w_j w_l G[a_j][a_l].
+  const std::vector<float>& atoms = dictionary.atoms();
+  std::vector<float> gram;
+  if (n_atoms_ <= gram_limit) {
+    gram.resize(n_atoms_ * n_atoms_);
+    gemm_nt(atoms.data(), n_atoms_, dim_, atoms.data(), n_atoms_, dim_, dim_, gram.data(), n_atoms_,
+            n_threads);
+  }
+  std::vector<float> inverse(n_, 0.0f);
+  detail::parallel_for((n_ + kBuildItems - 1) / kBuildItems, n_threads, [&](std::size_t t) {
+    std::vector<double> row;
+    for (std::size_t i = t * kBuildItems; i < std::min(n_, (t + 1) * kBuildItems); ++i) {
+      const Term* term = terms.data() + i * slots;
+      const int32_t m = n_terms[i];
+      double squared = 0;
+      if (!gram.empty()) {
+        for (int32_t j = 0; j < m; ++j) {
+          const double wj = weights_[static_cast<std::size_t>(term[j].code)];
+          const float* g = gram.data() + static_cast<std::size_t>(term[j].atom) * n_atoms_;
+          for (int32_t l = 0; l < m; ++l)
+            squared += wj * static_cast<double>(weights_[static_cast<std::size_t>(term[l].code)]) *
+                       static_cast<double>(g[term[l].atom]);
+        }
+      } else if (m > 0) {
+        row.assign(dim_, 0.0);
+        for (int32_t j = 0; j < m; ++j) {
+          const double wj = weights_[static_cast<std::size_t>(term[j].code)];
+          const float* a = atoms.data() + static_cast<std::size_t>(term[j].atom) * dim_;
+          for (std::size_t x = 0; x < dim_; ++x) row[x] += wj * static_cast<double>(a[x]);
+        }
+        for (double v : row) squared += v * v;
+      }
+      inverse[i] = squared > 0 ? static_cast<float>(1.0 / std::sqrt(squared)) : 0.0f;
+    }
+  });
+
+  // Lists: by lead atom, list K for items with no atom (or a zero reconstruction).
+  std::vector<uint32_t> list_of(n_);
+  list_signs_.assign(n_atoms_, 0);
+  std::vector<std::size_t> counts(n_atoms_ + 1, 0);
+  terms_ = 1;
+  for (std::size_t i = 0; i < n_; ++i) {
+    const bool empty = n_terms[i] == 0 || inverse[i] == 0.0f;
+    list_of[i] = empty ? static_cast<uint32_t>(n_atoms_) : static_cast<uint32_t>(terms[i * slots].atom);
+    ++counts[list_of[i]];
+    if (!empty) {
+      list_signs_[list_of[i]] |= lead_weight[i] > 0 ? kPositive : kNegative;
+      terms_ = std::max(terms_, static_cast<std::size_t>(n_terms[i]));
+    }
+  }
+  list_offsets_.assign(n_atoms_ + 2, 0);
+  for (std::size_t l = 0; l <= n_atoms_; ++l) list_offsets_[l + 1] = list_offsets_[l] + counts[l];
+  std::vector<std::size_t> fill(list_offsets_.begin(), list_offsets_.end() - 1);
+  const std::size_t T = terms_;
+  if (wide_codes_) {
+    codes16_.assign(n_ * T, 0);
+  } else {
+    codes8_.assign(n_ * T, 0);
+  }
+  atoms_.assign(n_ * (T - 1), 0);
+  inverse_norms_.assign(n_, 0.0f);
+  positions_.assign(n_, 0);
+  for (std::size_t i = 0; i < n_; ++i) {
+    const std::size_t s = fill[list_of[i]]++;
+    positions_[s] = static_cast<uint32_t>(i);
+    if (list_of[i] == n_atoms_) continue;  // empty: codes 0, inverse norm 0
+    inverse_norms_[s] = inverse[i];
+    const Term* term = terms.data() + i * slots;
+    for (int32_t j = 0; j < n_terms[i]; ++j) {
+      if (wide_codes_) {
+        codes16_[s * T + j] = static_cast<uint16_t>(term[j].code);
+      } else {
+        codes8_[s * T + j] = static_cast<uint8_t>(term[j].code);
+      }
+      if (j > 0) atoms_[s * (T - 1) + j - 1] = static_cast<uint16_t>(term[j].atom);
+    }
+  }
+}
+
+std::vector<std::size_t> SearchIndex::list_sizes() const {
+  std::vector<std::size_t> out(n_atoms_ + 1);
+  for (std::size_t l = 0; l <= n_atoms_; ++l) out[l] = list_offsets_[l + 1] - list_offsets_[l];
+  return out;
+}
+
+std::size_t SearchIndex::memory_bytes() const {
+  return codes8_.size() + 2 * codes16_.size() + 2 * atoms_.size() + 4 * inverse_norms_.size() +
+         4 * positions_.size() + sizeof(std::size_t) * list_offsets_.size() + list_signs_.size() +
+         4 * weights_.size() + sizeof(*this);
+}
+
+template <class Code>
+void SearchIndex::tile_weights(std::size_t begin, std::size_t end, float* out) const {
+  const std::size_t T = terms_;
+  const Code* codes = nullptr;
+  if constexpr (sizeof(Code) == 1) {
+    codes = codes8_.data();
+  } else {
+    codes = codes16_.data();
+  }
+  for (std::size_t i = begin; i < end; ++i) {
+    const float inverse = inverse_norms_[i];
+    const Code* c = codes + i * T;
+    for (std::size_t j = 0; j < T; ++j) out[(i - begin) * T + j] = weights_[c[j]] * inverse;
+  }
+}
+
+void SearchIndex::weights_of(std::size_t begin, std::size_t end, float* out) const {
+  if (wide_codes_) {
+    tile_weights<uint16_t>(begin, end, out);
+  } else {
+    tile_weights<uint8_t>(begin, end, out);
+  }
+}
+
+namespace {
+
+// Score items [begin, end) of one list: s = w_0 t[lead] + sum_j w_j t[a_j], with the weights
+// already divided by the item's norm (`weights`, row i - begin). T terms (compile-time when
+// known, so the loop unrolls). The same operations in the same order on every path.
+template <int kTerms>
+void scan_rows(const float* table, const float* weights, const uint16_t* atoms, std::size_t terms,
+               const uint32_t* positions, std::size_t begin, std::size_t end, float lead,
+               std::size_t k, std::vector<Candidate>& heap) {
+  const std::size_t T = kTerms > 0 ? static_cast<std::size_t>(kTerms) : terms;
+  float worst = heap.size() < k ? -std::numeric_limits<float>::infinity() : heap.front().first;
+  for (std::size_t i = begin; i < end; ++i) {
+    const float* w = weights + (i - begin) * T;
+    const uint16_t* a = atoms + i * (T - 1);
+    float s = w[0] * lead;
+    for (std::size_t j = 1; j < T; ++j) s += w[j] * table[a[j - 1]];
+    if (s >= worst) {
+      offer(heap, k, {s, positions[i]});
+      if (heap.size() == k) worst = heap.front().first;
+    }
+  }
+}
+
+}  // namespace
+
+void SearchIndex::scan(const float* table, const float* weights, std::size_t begin,
+                       std::size_t end, std::size_t list, std::size_t k,
+                       std::vector<Candidate>& heap) const {
+  const float lead = list < n_atoms_ ? table[list] : 0.0f;
+  const uint16_t* atoms = atoms_.data();
+  const uint32_t* positions = positions_.data();
+  switch (terms_) {
+    case 1: return scan_rows<1>(table, weights, atoms, 1, positions, begin, end, lead, k, heap);
+    case 2: return scan_rows<2>(table, weights, atoms, 2, positions, begin, end, lead, k, heap);
+    case 3: return scan_rows<3>(table, weights, atoms, 3, positions, begin, end, lead, k, heap);
+    case 4: return scan_rows<4>(table, weights, atoms, 4, positions, begin, end, lead, k, heap);
+    case 5: return scan_rows<5>(table, weights, atoms, 5, positions, begin, end, lead, k, heap);
+    case 6: return scan_rows<6>(table, weights, atoms, 6, positions, begin, end, lead, k, heap);
+    case 8: return scan_rows<8>(table, weights, atoms, 8, positions, begin, end, lead, k, heap);
+    default:
+      return scan_rows<0>(table, weights, atoms, terms_, positions, begin, end, lead, k, heap);
+  }
+}
+
+std::vector<float> SearchIndex::atom_products(const float* queries, std::size_t n,
+                                              int n_threads) const {
+  std::vector<float> table(n * n_atoms_);
+  const std::vector<float>& atoms = collection_->dictionary().atoms();
+  gemm_nt(queries, n, dim_, atoms.data(), n_atoms_, dim_, dim_, table.data(), n_atoms_, n_threads);
+  return table;
+}
+
+std::vector<float> SearchIndex::scores(const float* query) const {
+  std::vector<float> unit(dim_);
+  const std::vector<double> norm = CodingDictionary::normalize(query, 1, dim_, unit.data());
+  require(norm[0] > 0, "the query is zero");
+  const std::vector<float> table = atom_products(unit.data(), 1, 1);
+  std::vector<float> out(n_, 0.0f);
+  std::vector<Candidate> heap;
+  std::vector<float> row_weights(terms_);
+  for (std::size_t l = 0; l <= n_atoms_; ++l)
+    for (std::size_t i = list_offsets_[l]; i < list_offsets_[l + 1]; ++i) {
+      heap.clear();  // a one-slot heap gives the item's score alone
+      weights_of(i, i + 1, row_weights.data());
+      scan(table.data(), row_weights.data(), i, i + 1, l, 1, heap);
+      out[positions_[i]] = heap.front().first;
+    }
+  return out;
+}
+
+SearchResult SearchIndex::search(const float* queries, std::size_t n,
+                                 const SearchOptions& options) const {
+  require(options.k >= 1, "k must be >= 1");
+  if (options.rerank)
+    require(collection_->residual_step().has_value(),
+            collection_->name() + " has no refinement layer (RESD): its scores are already those "
+                                  "of the decoded embeddings, there is nothing to rerank");
+  std::vector<float> unit(n * dim_);
+  const std::vector<double> norms = CodingDictionary::normalize(queries, n, dim_, unit.data());
+  for (std::size_t q = 0; q < n; ++q)
+    require(norms[q] > 0, "query " + std::to_string(q) + " is zero (a cosine needs a direction)");
+  const int threads = detail::resolve_threads(options.n_threads);
+  const std::vector<float> table = atom_products(unit.data(), n, threads);
+  const std::size_t K = n_atoms_;
+  // Candidates kept per query: k, or the rerank count (at most every item) when larger.
+  const std::size_t wanted = std::max(options.k, std::min(options.rerank, n_));
+  const bool probe = options.nprobe > 0 && options.nprobe < K;
+
+  // Lists each query scans: all (one range), or the nprobe best by sign-aware lead score,
+  // always with the list of empty items.
+  std::vector<std::vector<std::size_t>> probed(probe ? n : 0);
+  if (probe) {
+    detail::parallel_for(n, threads, [&](std::size_t q) {
+      const float* t = table.data() + q * K;
+      std::vector<std::pair<float, uint32_t>> rank;
+      rank.reserve(K);
+      for (std::size_t l = 0; l < K; ++l) {
+        if (!list_signs_[l]) continue;  // no items
+        float s = -std::numeric_limits<float>::infinity();
+        if (list_signs_[l] & kPositive) s = t[l];
+        if (list_signs_[l] & kNegative) s = std::max(s, -t[l]);
+        rank.emplace_back(s, static_cast<uint32_t>(l));
+      }
+      const std::size_t m = std::min(options.nprobe, rank.size());
+      std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(m), rank.end(), better);
+      auto& lists = probed[q];
+      for (std::size_t j = 0; j < m; ++j) lists.push_back(rank[j].second);
+      lists.push_back(K);
+    });
+  }
+
+  std::size_t parts = 1;
+  std::vector<std::vector<Candidate>> heaps;
+  if (probe) {
+    // List-major: each probed list is scanned once for the whole batch, its tiles' weights
+    // shared by every query that probes it. Lists go round-robin to the parts, largest work
+    // first; each part keeps a heap per query, merged below.
+    std::vector<std::vector<uint32_t>> queries_of(K + 1);
+    for (std::size_t q = 0; q < n; ++q)
+      for (std::size_t l : probed[q]) queries_of[l].push_back(static_cast<uint32_t>(q));
+    std::vector<std::pair<std::size_t, std::size_t>> busy;  // (work, list)
+    for (std::size_t l = 0; l <= K; ++l) {
+      const std::size_t items = list_offsets_[l + 1] - list_offsets_[l];
+      if (items && !queries_of[l].empty()) busy.emplace_back(items * queries_of[l].size(), l);
+    }
+    std::sort(busy.begin(), busy.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    parts = std::max<std::size_t>(1, std::min<std::size_t>(busy.size(), 4 * static_cast<std::size_t>(threads)));
+    heaps.resize(n * parts);
+    detail::parallel_for(parts, threads, [&](std::size_t part) {
+      std::vector<float> weights;
+      for (std::size_t j = part; j < busy.size(); j += parts) {
+        const std::size_t l = busy[j].second;
+        for (std::size_t begin = list_offsets_[l]; begin < list_offsets_[l + 1]; begin += kTileItems) {
+          const std::size_t end = std::min(list_offsets_[l + 1], begin + kTileItems);
+          weights.resize((end - begin) * terms_);
+          weights_of(begin, end, weights.data());
+          for (uint32_t q : queries_of[l])
+            scan(table.data() + q * K, weights.data(), begin, end, l, wanted, heaps[q * parts + part]);
+        }
+      }
+    });
+  } else {
+    // Blocks of queries x parts of the items, so that one query still uses every thread.
+    const std::size_t blocks = (n + kQueryBlock - 1) / kQueryBlock;
+    parts = std::max<std::size_t>(
+        1, std::min<std::size_t>(blocks >= static_cast<std::size_t>(threads) ? 1 : (threads + blocks - 1) / blocks,
+                                 std::max<std::size_t>(1, n_ / kMinPartItems)));
+    heaps.resize(n * parts);
+    detail::parallel_for(blocks * parts, threads, [&](std::size_t u) {
+      const std::size_t block = u / parts, part = u % parts;
+      const std::size_t q0 = block * kQueryBlock, q1 = std::min(n, q0 + kQueryBlock);
+      const std::size_t begin = n_ * part / parts, end = n_ * (part + 1) / parts;
+      std::vector<float> weights(kTileItems * terms_);
+      for (std::size_t tile = begin; tile < end; tile += kTileItems) {
+        const std::size_t tile_end = std::min(end, tile + kTileItems);
+        weights_of(tile, tile_end, weights.data());  // shared by the block's queries
+        for (std::size_t q = q0; q < q1; ++q) {
+          auto& heap = heaps[q * parts + part];
+          // The lists overlapping [tile, tile_end), each scanned with its lead atom's product.
+          std::size_t l = static_cast<std::size_t>(
+              std::upper_bound(list_offsets_.begin(), list_offsets_.end(), tile) - list_offsets_.begin() - 1);
+          for (std::size_t i = tile; i < tile_end; ++l) {
+            const std::size_t stop = std::min(tile_end, list_offsets_[l + 1]);
+            if (stop > i)
+              scan(table.data() + q * K, weights.data() + (i - tile) * terms_, i, stop, l, wanted, heap);
+            i = std::max(i, stop);
+          }
+        }
+      }
+    });
+  }
+
+  SearchResult result;
+  result.n_queries = n;
+  result.k = wanted;
+  result.positions.assign(n * wanted, -1);
+  result.scores.assign(n * wanted, -std::numeric_limits<float>::infinity());
+  for (std::size_t q = 0; q < n; ++q) {
+    std::vector<Candidate> all;
+    for (std::size_t p = 0; p < parts; ++p)
+      all.insert(all.end(), heaps[q * parts + p].begin(), heaps[q * parts + p].end());
+    const std::size_t m = std::min(wanted, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(m), all.end(), better);
+    for (std::size_t j = 0; j < m; ++j) {
+      result.positions[q * wanted + j] = all[j].second;
+      result.scores[q * wanted + j] = all[j].first;
+    }
+  }
+  if (options.rerank) rerank(unit.data(), n, result, threads);
+  if (result.k != options.k) {  // keep the best k columns
+    SearchResult kept;
+    kept.n_queries = n;
+    kept.k = options.k;
+    for (std::size_t q = 0; q < n; ++q) {
+      kept.positions.insert(kept.positions.end(), result.positions.begin() + q * result.k,
+                            result.positions.begin() + q * result.k + options.k);
+      kept.scores.insert(kept.scores.end(), result.scores.begin() + q * result.k,
+                         result.scores.begin() + q * result.k + options.k);
+    }
+    result = std::move(kept);
+  }
+  return result;
+}
+
+void SearchIndex::rerank(const float* unit_queries, std::size_t n, SearchResult& result,
+                         int n_threads) const {
+  // The refined embeddings of every candidate, decoded once each, a chunk at a time (reading
+  // one item of a refinement chunk decodes the rows before it in that chunk).
+  std::vector<uint32_t> wanted;
+  for (int64_t p : result.positions)
+    if (p >= 0) wanted.push_back(static_cast<uint32_t>(p));
+  std::sort(wanted.begin(), wanted.end());
+  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+  const std::vector<std::size_t> bounds = collection_->chunk_bounds();
+  std::vector<std::pair<std::size_t, std::size_t>> groups;  // [first, last) into wanted
+  for (std::size_t j = 0; j < wanted.size();) {
+    const std::size_t chunk = static_cast<std::size_t>(
+        std::upper_bound(bounds.begin(), bounds.end(), wanted[j]) - bounds.begin() - 1);
+    std::size_t e = j + 1;
+    while (e < wanted.size() && wanted[e] < bounds[chunk + 1]) ++e;
+    groups.emplace_back(j, e);
+    j = e;
+  }
+  std::vector<float> refined(wanted.size() * dim_);
+  detail::parallel_for(groups.size(), n_threads, [&](std::size_t g) {
+    const auto [first, last] = groups[g];
+    const std::size_t lo = wanted[first], hi = wanted[last - 1] + 1;
+    std::vector<float> rows((hi - lo) * dim_);
+    collection_->decode(lo, hi, rows.data());
+    for (std::size_t j = first; j < last; ++j)
+      std::copy_n(rows.data() + (wanted[j] - lo) * dim_, dim_, refined.data() + j * dim_);
+  });
+  const std::size_t width = result.k;
+  detail::parallel_for(n, n_threads, [&](std::size_t q) {
+    std::vector<Candidate> rescored;
+    const float* query = unit_queries + q * dim_;
+    for (std::size_t j = 0; j < width; ++j) {
+      const int64_t p = result.positions[q * width + j];
+      if (p < 0) continue;
+      const std::size_t row = static_cast<std::size_t>(
+          std::lower_bound(wanted.begin(), wanted.end(), static_cast<uint32_t>(p)) - wanted.begin());
+      const float* x = refined.data() + row * dim_;
+      double dot = 0;
+      for (std::size_t i = 0; i < dim_; ++i) dot += static_cast<double>(x[i]) * query[i];
+      rescored.emplace_back(static_cast<float>(dot), static_cast<uint32_t>(p));
+    }
+    std::sort(rescored.begin(), rescored.end(), better);
+    for (std::size_t j = 0; j < width; ++j) {
+      result.positions[q * width + j] = j < rescored.size() ? static_cast<int64_t>(rescored[j].second) : -1;
+      result.scores[q * width + j] =
+          j < rescored.size() ? rescored[j].first : -std::numeric_limits<float>::infinity();
+    }
+  });
+}
+
+}  // namespace smic

@@ -1,0 +1,77 @@
+// Binding of smic::SearchIndex (smic/search.hpp): search a collection's codes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "smic/search.hpp"
+#include "validate.hpp"
+
+namespace py = pybind11;
+
+void register_search(py::module_& m) {
+  py::class_<smic::SearchIndex>(m, "SearchIndex",
+                                "In-memory search index of a collection's codes; see smic_fast.search.")
+      .def(py::init([](const smic::Collection& collection, int n_threads, std::size_t gram_limit) {
+             if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
+             py::gil_scoped_release release;  // the collection is immutable; the index owns its arrays
+             return new smic::SearchIndex(collection, n_threads, gram_limit);
+           }),
+           py::arg("collection"), py::arg("n_threads") = 0, py::arg("gram_limit") = 4096,
+           py::keep_alive<1, 2>())  // rerank decodes from the collection: it lives as long
+      .def("__len__", &smic::SearchIndex::size)
+      .def_property_readonly("dim", &smic::SearchIndex::dim)
+      .def_property_readonly("n_lists", &smic::SearchIndex::n_lists)
+      .def_property_readonly("terms", &smic::SearchIndex::terms)
+      .def_property_readonly("memory_bytes", &smic::SearchIndex::memory_bytes)
+      .def_property_readonly("list_sizes", &smic::SearchIndex::list_sizes)
+      .def(
+          "search",
+          [](const smic::SearchIndex& index, const py::array& queries, std::size_t k, std::size_t nprobe,
+             std::size_t rerank, int n_threads) {
+            smic_py::require_array<float>(queries, 2, "queries");
+            if (static_cast<std::size_t>(queries.shape(1)) != index.dim())
+              throw py::value_error("queries have dimension " + std::to_string(queries.shape(1)) +
+                                    ", the collection " + std::to_string(index.dim()));
+            if (k < 1) throw py::value_error("k must be >= 1");
+            if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
+            const std::size_t n = static_cast<std::size_t>(queries.shape(0));
+            // The caller passes an array it does not share (the Python wrapper's own copy), so
+            // reading it without the GIL is safe.
+            const float* q = static_cast<const float*>(queries.data());
+            smic::SearchResult result;
+            {
+              py::gil_scoped_release release;
+              result = index.search(q, n, smic::SearchOptions{k, nprobe, rerank, n_threads});
+            }
+            const auto rows = static_cast<py::ssize_t>(result.n_queries);
+            const auto cols = static_cast<py::ssize_t>(result.k);
+            py::array_t<int64_t> positions({rows, cols});
+            py::array_t<float> scores({rows, cols});
+            std::copy(result.positions.begin(), result.positions.end(), positions.mutable_data());
+            std::copy(result.scores.begin(), result.scores.end(), scores.mutable_data());
+            return py::make_tuple(positions, scores);
+          },
+          py::arg("queries"), py::arg("k"), py::arg("nprobe") = 0, py::arg("rerank") = 0,
+          py::arg("n_threads") = 0,
+          "(positions (q, k) int64, scores (q, k) float32) of (q, d) float32 queries.")
+      .def(
+          "scores",
+          [](const smic::SearchIndex& index, const py::array& query) {
+            smic_py::require_array<float>(query, 1, "query");
+            if (static_cast<std::size_t>(query.shape(0)) != index.dim())
+              throw py::value_error("the query has dimension " + std::to_string(query.shape(0)) +
+                                    ", the collection " + std::to_string(index.dim()));
+            const float* q = static_cast<const float*>(query.data());
+            std::vector<float> out;
+            {
+              py::gil_scoped_release release;
+              out = index.scores(q);
+            }
+            py::array_t<float> array(static_cast<py::ssize_t>(out.size()));
+            std::copy(out.begin(), out.end(), array.mutable_data());
+            return array;
+          },
+          py::arg("query"), "Atoms-only cosine (N,) float32 of every item with one (d,) query.");
+}
