@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
 class DecodeError(ValueError):
     """
     Coded data is truncated, corrupted or inconsistent with its model.
@@ -293,6 +293,37 @@ class Collection:
         ...
     @property
     def torn_bytes(self) -> int:
+        ...
+class SearchIndex:
+    """
+    In-memory search index of a collection's codes; see smic_fast.search.
+    """
+    def __init__(self, collection: Collection, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, gram_limit: typing.SupportsInt | typing.SupportsIndex = 4096) -> None:
+        ...
+    def __len__(self) -> int:
+        ...
+    def scores(self, query: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Atoms-only cosine (N,) float32 of every item with one (d,) query.
+        """
+    def search(self, queries: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex = 0, rerank: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float32]]:
+        """
+        (positions (q, k) int64, scores (q, k) float32) of (q, d) float32 queries.
+        """
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def list_sizes(self) -> list[int]:
+        ...
+    @property
+    def memory_bytes(self) -> int:
+        ...
+    @property
+    def n_lists(self) -> int:
+        ...
+    @property
+    def terms(self) -> int:
         ...
 def append_collection(path: str, embeddings: numpy.ndarray, ids: typing.Any = None, pixels: typing.Any = None, replace: bool = False, chunk_size: typing.SupportsInt | typing.SupportsIndex = 0, dictionary: CodingDictionary | None = None, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
     """
