@@ -110,6 +110,26 @@ ItemCodes codes_from(const CodingDictionary& d, const py::array& counts, const p
   return c;
 }
 
+// The arguments both collection writers share.
+std::optional<ItemCodes> given_codes(const smic::CodingDictionary& dictionary, const py::object& codes) {
+  if (codes.is_none()) return std::nullopt;
+  const auto t = codes.cast<py::tuple>();
+  return codes_from(dictionary, t[0], t[1], t[2], t[3]);
+}
+
+smic::WriteOptions write_options(std::optional<std::string> model, std::size_t chunk_size,
+                                 std::optional<double> residual_step, const std::string& writer,
+                                 bool embed_dictionary, int n_threads) {
+  smic::WriteOptions options;
+  options.model = std::move(model);
+  options.chunk_size = chunk_size;
+  options.residual_step = residual_step;
+  options.writer = writer;
+  options.embed_dictionary = embed_dictionary;
+  options.n_threads = n_threads;
+  return options;
+}
+
 // ---- coding parameters as the Python dict of CodingParams.to_json() ----------------------
 
 smic::CodingParams params_from(const py::dict& p) {
@@ -600,18 +620,9 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         const float* e = matrix(embeddings, "E", n, d);
         const auto id_list = strings(ids, "ids");
         const auto pixel_list = pixel_counts(pixels);
-        std::optional<ItemCodes> given;
-        if (!codes.is_none()) {
-          const auto t = codes.cast<py::tuple>();
-          given = codes_from(*dictionary, t[0], t[1], t[2], t[3]);
-        }
-        smic::WriteOptions options;
-        options.model = std::move(model);
-        options.chunk_size = chunk_size;
-        options.residual_step = residual_step;
-        options.writer = writer;
-        options.embed_dictionary = embed_dictionary;
-        options.n_threads = n_threads;
+        const std::optional<ItemCodes> given = given_codes(*dictionary, codes);
+        const smic::WriteOptions options = write_options(std::move(model), chunk_size, residual_step,
+                                                         writer, embed_dictionary, n_threads);
         smic::WriteResult result;
         {
           py::gil_scoped_release release;
@@ -639,18 +650,9 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         const smic::RowReader rows = smic::stacked_rows(std::move(parts), d);
         const auto id_list = strings(ids, "ids");
         const auto pixel_list = pixel_counts(pixels);
-        std::optional<ItemCodes> given;
-        if (!codes.is_none()) {
-          const auto t = codes.cast<py::tuple>();
-          given = codes_from(*dictionary, t[0], t[1], t[2], t[3]);
-        }
-        smic::WriteOptions options;
-        options.model = std::move(model);
-        options.chunk_size = chunk_size;
-        options.residual_step = residual_step;
-        options.writer = writer;
-        options.embed_dictionary = embed_dictionary;
-        options.n_threads = n_threads;
+        const std::optional<ItemCodes> given = given_codes(*dictionary, codes);
+        const smic::WriteOptions options = write_options(std::move(model), chunk_size, residual_step,
+                                                         writer, embed_dictionary, n_threads);
         smic::WriteResult result;
         {
           // `blocks` (held by the caller's frame) keeps every array alive while the core reads

@@ -531,13 +531,10 @@ std::vector<float> Collection::embeddings() const {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std::size_t n,
-                                                   std::size_t dim,
-                                                   const CodingDictionary& dictionary,
-                                                   const std::vector<std::string>& ids,
-                                                   const std::vector<int64_t>& pixels,
-                                                   const WriteOptions& options,
-                                                   WriteResult* result, const ItemCodes* codes) {
+// The arguments of a new collection, checked the same way by every writer; returns the chunk size.
+static std::size_t check_new_collection(std::size_t n, std::size_t dim, const CodingDictionary& dictionary,
+                                  const std::vector<std::string>& ids,
+                                  const std::vector<int64_t>& pixels, const WriteOptions& options) {
   require(n >= 1, "the embeddings (E) have no rows (N = 0): nothing to compress");
   require(dim == dictionary.dim(), "the embeddings (E) have dimension " + std::to_string(dim) +
                                        " but the dictionary has " + std::to_string(dictionary.dim()));
@@ -545,6 +542,17 @@ std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std:
   if (options.residual_step) check_residual_step(*options.residual_step);
   check_ids(ids, n, {});
   check_pixels(pixels, n);
+  return chunk;
+}
+
+std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std::size_t n,
+                                                   std::size_t dim,
+                                                   const CodingDictionary& dictionary,
+                                                   const std::vector<std::string>& ids,
+                                                   const std::vector<int64_t>& pixels,
+                                                   const WriteOptions& options,
+                                                   WriteResult* result, const ItemCodes* codes) {
+  const std::size_t chunk = check_new_collection(n, dim, dictionary, ids, pixels, options);
   std::vector<double> norms;
   CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, 0,
                                 options.residual_step, options.n_threads, codes, &norms);
@@ -704,14 +712,8 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
                                               const std::vector<int64_t>& pixels,
                                               const WriteOptions& options, const ItemCodes* codes,
                                               std::size_t batch_items) {
-  require(n >= 1, "the embeddings (E) have no rows (N = 0): nothing to compress");
   require(n <= 0xFFFFFFFFu, "a batch holds at most 2^32 - 1 items");
-  require(dim == dictionary.dim(), "the embeddings (E) have dimension " + std::to_string(dim) +
-                                       " but the dictionary has " + std::to_string(dictionary.dim()));
-  const std::size_t chunk = checked_chunk(options.chunk_size);
-  if (options.residual_step) check_residual_step(*options.residual_step);
-  check_ids(ids, n, {});
-  check_pixels(pixels, n);
+  const std::size_t chunk = check_new_collection(n, dim, dictionary, ids, pixels, options);
   if (codes)
     require(codes->n == n, "codes are for " + std::to_string(codes->n) + " items, not " +
                                std::to_string(n));
