@@ -97,10 +97,14 @@ void register_omp(py::module_& m) {
   m.def(
       "set_gemm_kernel",
       [](const std::string& name) {
-        if (!smic::set_gemm_kernel(name.c_str()))
-          throw py::value_error("kernel '" + name +
-                                "' is not available here; choose from 'auto', 'generic'" +
-                                std::string(smic::set_gemm_kernel("avx2") ? ", 'avx2'" : ""));
+        if (!smic::set_gemm_kernel(name.c_str())) {
+          std::string choices = "'auto', 'generic'";
+          for (const char* family : {"avx2", "avx512"})
+            if (smic::gemm_kernel_available(family)) choices += std::string(", '") + family + "'";
+          throw py::value_error("kernel '" + name + "' is not available here; choose from " +
+                                choices);
+        }
       },
-      py::arg("name"), "Select the product kernel: 'auto', 'avx2' or 'generic' (for tests).");
+      py::arg("name"),
+      "Select the product kernel: 'auto', 'avx512', 'avx2' or 'generic' (for tests).");
 }

@@ -20,3 +20,19 @@ def planted_collection(rng: np.random.Generator, n: int, n_atoms: int, dim: int,
     return x.astype(np.float32), atoms.astype(np.float32)
 
 
+def vector_kernel_families() -> list[str]:
+    """The product kernel families besides "generic" that this CPU runs ("avx2", "avx512")."""
+    from smic_fast import _core
+
+    found = []
+    try:
+        for name in ("avx2", "avx512"):
+            try:
+                _core.set_gemm_kernel(name)
+            except ValueError:
+                continue
+            found.append(name)
+    finally:
+        _core.set_gemm_kernel("auto")
+    return found
+

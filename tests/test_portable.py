@@ -1,6 +1,7 @@
-"""SMIC_KERNELS=portable forces the plain x86-64 code of every kernel picked at run time; the
-files it writes must be byte-identical to those of the AVX2 kernels (what a wheel built for
-any x86-64 promises: the same input gives the same file on every machine)."""
+"""SMIC_KERNELS=portable forces the plain x86-64 code of every kernel picked at run time, and
+SMIC_KERNELS=avx2 keeps the AVX-512 ones out; the files each writes must be byte-identical to
+those of the best kernels (what a wheel built for any x86-64 promises: the same input gives
+the same file on every machine)."""
 from __future__ import annotations
 
 import os
@@ -33,21 +34,26 @@ print(_core.gemm_kernel())
 FILES = ("own.smic", "d.smicd", "shared.smic", "single.bin")
 
 
-def _run(folder, portable: bool) -> str:
+def _run(folder, kernels: str | None) -> str:
     env = dict(os.environ)
     env.pop("SMIC_KERNELS", None)
-    if portable:
-        env["SMIC_KERNELS"] = "portable"
+    if kernels:
+        env["SMIC_KERNELS"] = kernels
     folder.mkdir()
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], env=env, check=True,
                             capture_output=True, text=True)
     return result.stdout.strip()
 
 
-def test_portable_and_avx2_kernels_write_identical_files(tmp_path):
-    if _core.gemm_kernel() != "avx2":
+def test_every_kernel_family_writes_identical_files(tmp_path):
+    best = _core.gemm_kernel()
+    if best == "generic":
         pytest.skip("this CPU has no AVX2/FMA/F16C: only the portable kernels run here")
-    assert _run(tmp_path / "avx2", portable=False) == "avx2"
-    assert _run(tmp_path / "portable", portable=True) == "generic"
-    for name in FILES:
-        assert (tmp_path / "avx2" / name).read_bytes() == (tmp_path / "portable" / name).read_bytes(), name
+    assert _run(tmp_path / "best", None) == best
+    runs = {"portable": "generic"}
+    if best == "avx512":
+        runs["avx2"] = "avx2"
+    for setting, family in runs.items():
+        assert _run(tmp_path / setting, setting) == family
+        for name in FILES:
+            assert (tmp_path / setting / name).read_bytes() == (tmp_path / "best" / name).read_bytes(), (setting, name)

@@ -1,6 +1,7 @@
 """The shipped machine code targets plain x86-64: instructions beyond SSE2 (AVX, FMA, F16C,
 BMI, SSE3/SSSE3/SSE4, POPCNT, ...) appear only in the kernels picked at run time after a CPU
-check (cpp/src/gemm_avx2.cpp and the functions named *_avx2), and no shared library carries
+check (cpp/src/gemm_avx2.cpp, cpp/src/gemm_avx512.cpp and the functions named *_avx2 or
+*_avx512), and no shared library carries
 an x86 ISA "needed" note (the property auditwheel reads to require x86_64_v2/v3/v4). A build
 with -march=native, or -mavx2 outside those kernels, fails here.
 
@@ -21,8 +22,8 @@ import smic_fast
 
 PACKAGE = Path(smic_fast.__file__).parent
 ARCHIVE = PACKAGE / "lib" / "libsmic_core.a"
-KERNEL_OBJECT = "gemm_avx2.cpp.o"
-KERNEL_NAME = re.compile(r"_avx2\b")
+KERNEL_OBJECTS = ("gemm_avx2.cpp.o", "gemm_avx512.cpp.o")
+KERNEL_NAME = re.compile(r"_avx(2|512)\b")
 # Mnemonics outside baseline x86-64 (SSE2): any VEX/EVEX instruction (v...), BMI1/2, LZCNT,
 # POPCNT, MOVBE, and the SSE3 / SSSE3 / SSE4.1 / SSE4.2 instructions a compiler emits.
 BEYOND_BASELINE = re.compile(
@@ -68,25 +69,28 @@ def objects(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="x86-64 ELF objects")
 def test_only_the_run_time_kernels_use_instructions_beyond_x86_64(objects):
-    assert KERNEL_OBJECT in objects and len(objects) > 10, sorted(objects)
+    assert all(name in objects for name in KERNEL_OBJECTS) and len(objects) > 10, sorted(objects)
     outside = {}
-    kernels_seen = set()
+    kernels_seen, objects_seen = set(), set()
     for name, obj in objects.items():
         for function, mnemonics in instructions_beyond_baseline(obj).items():
-            if name == KERNEL_OBJECT or KERNEL_NAME.search(function):
+            if name in KERNEL_OBJECTS or KERNEL_NAME.search(function):
                 kernels_seen.add(function)
+                objects_seen.add(name)
             else:
                 outside[f"{name}: {function}"] = sorted(mnemonics)
     assert outside == {}, "instructions beyond x86-64 outside the run-time kernels"
     # The check sees the kernels themselves (so a broken disassembly cannot pass it).
     assert any("micro_kernel_avx2" in f for f in kernels_seen), kernels_seen
+    assert objects_seen >= set(KERNEL_OBJECTS), objects_seen
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="x86-64 ELF objects")
-def test_the_avx2_object_lends_no_code_to_the_rest(objects):
-    """Inline functions and templates compiled with -mavx2 must not be shared (weak/COMDAT)
-    symbols: the linker could pick that copy for every caller, AVX2 or not."""
-    table = subprocess.run([tool("nm"), "-C", str(objects[KERNEL_OBJECT])], capture_output=True,
+@pytest.mark.parametrize("kernel_object", KERNEL_OBJECTS)
+def test_the_kernel_objects_lend_no_code_to_the_rest(objects, kernel_object):
+    """Inline functions and templates compiled with -mavx2 or -mavx512f must not be shared
+    (weak/COMDAT) symbols: the linker could pick that copy for every caller, AVX2 or not."""
+    table = subprocess.run([tool("nm"), "-C", str(objects[kernel_object])], capture_output=True,
                            text=True, check=True).stdout
     shared = [line for line in table.splitlines() if re.match(r"^[0-9a-f]+ [WVuiB] ", line)]
     assert shared == []

@@ -12,6 +12,7 @@
 #include "bytes.hpp"
 #include "cpu.hpp"
 #include "json.hpp"
+#include "vector_kernels.hpp"
 #include "smic/container.hpp"
 #include "smic/item_choice.hpp"
 #include "smic/quantizer.hpp"
@@ -728,12 +729,12 @@ void divide_row(const float* row, std::size_t dim, double divisor, float* out) {
 // naming the row if it holds NaN or infinity.
 double checked_norm(const float* r, std::size_t dim, std::size_t row, std::vector<double>& squares) {
   squares.resize(dim);
-  bool finite = true;
+  std::uint32_t nonfinite = 0;
   for (std::size_t j = 0; j < dim; ++j) {
-    finite &= std::isfinite(r[j]);
+    nonfinite |= detail::is_nonfinite(r[j]);
     squares[j] = static_cast<double>(r[j]) * static_cast<double>(r[j]);
   }
-  if (!finite)
+  if (nonfinite != 0)
     throw InvalidArgument("the embeddings (E) contain NaN or infinity (first at row " + std::to_string(row) + ")");
   return std::sqrt(detail::pairwise_sum(squares.data(), dim));
 }

@@ -24,12 +24,33 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // libgcc sets "avx512f" only when the OS also saves the 512-bit state (XCR0).
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+  return has;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+bool kernels_env_is(const char* want) {
+  const char* value = std::getenv("SMIC_KERNELS");
+  return value != nullptr && std::strcmp(value, want) == 0;
+}
+
+}  // namespace
+
 bool kernels_forced_portable() {
-  static const bool forced = [] {
-    const char* value = std::getenv("SMIC_KERNELS");
-    return value != nullptr && std::strcmp(value, "portable") == 0;
-  }();
+  static const bool forced = kernels_env_is("portable");
   return forced;
+}
+
+bool kernels_capped_at_avx2() {
+  static const bool capped = kernels_env_is("avx2");
+  return capped;
 }
 
 }  // namespace smic::detail

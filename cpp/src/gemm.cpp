@@ -75,13 +75,21 @@ struct Kernels {
   MicroKernel micro;
   RowKernel row;
   HalfRowKernel half_row;  // nullptr: the family reads float32 panels only
+  std::size_t half_group;  // panels the one-row kernel carries per pass
 };
-constexpr Kernels kGeneric{micro_kernel_generic, row_kernel_generic, nullptr};
+constexpr Kernels kGeneric{micro_kernel_generic, row_kernel_generic, nullptr, 4};
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-constexpr Kernels kAvx2{micro_kernel_avx2, row_kernel_avx2, half_row_kernel_avx2};
+constexpr Kernels kAvx2{micro_kernel_avx2, row_kernel_avx2, half_row_kernel_avx2, 4};
+#endif
+#if defined(SMIC_HAVE_AVX512_KERNEL)
+// AVX2's kernels but the one-row float16 product, which is bound by the FMA chains in flight.
+constexpr Kernels kAvx512{micro_kernel_avx2, row_kernel_avx2, half_row_kernel_avx512, 8};
 #endif
 
 Kernels best_kernels() {
+#if defined(SMIC_HAVE_AVX512_KERNEL)
+  if (use_avx512_kernels()) return kAvx512;
+#endif
 #if defined(SMIC_HAVE_AVX2_KERNEL)
   if (use_avx2_kernels()) return kAvx2;
 #endif
@@ -89,6 +97,12 @@ Kernels best_kernels() {
 }
 
 Kernels g_kernels = best_kernels();
+
+}  // namespace
+
+std::size_t half_group_width() { return g_kernels.half_group; }
+
+namespace {
 
 // Pack rows [0, m) x depth [p0, p0 + kc) of A into MR-row micro-panels, k-major, zero-padded.
 void pack_a(const float* a, std::size_t m, std::size_t lda, std::size_t p0, std::size_t kc,
@@ -128,12 +142,27 @@ PackedB::PackedB(const float* b, std::size_t rows, std::size_t depth, std::size_
       }
     }
   }
-  // The float16 copy, kept only if it loses nothing (padding zeros convert exactly).
+  // The float16 copy, kept only if it loses nothing (padding zeros convert exactly); its
+  // groups of panels interleaved by depth (see HalfRowKernel).
+  half_group_ = half_group_width();
   std::vector<std::uint16_t> half(data_.size());
-  for (std::size_t i = 0; i < data_.size(); ++i) {
-    half[i] = float_to_half(data_[i]);
-    const float back = half_to_float(half[i]);
-    if (std::memcmp(&back, &data_[i], sizeof(float)) != 0) return;
+  for (std::size_t pb = 0, p0 = 0; p0 < depth; ++pb, p0 += kKC) {
+    const std::size_t kc = std::min(kKC, depth - p0);
+    for (std::size_t g0 = 0; g0 < n_panels_; g0 += half_group_) {
+      const std::size_t width = std::min(half_group_, n_panels_ - g0);
+      std::uint16_t* group = half.data() + offset(pb, g0);
+      for (std::size_t p = 0; p < width; ++p) {
+        const float* panel_values = panel(pb, g0 + p);
+        for (std::size_t k = 0; k < kc; ++k)
+          for (std::size_t j = 0; j < kNR; ++j) {
+            const float value = panel_values[k * kNR + j];
+            const std::uint16_t h = float_to_half(value);
+            const float back = half_to_float(h);
+            if (std::memcmp(&back, &value, sizeof(float)) != 0) return;
+            group[k * width * kNR + p * kNR + j] = h;
+          }
+      }
+    }
   }
   half_ = std::move(half);
 }
@@ -148,8 +177,8 @@ const float* PackedB::panel(std::size_t depth_block, std::size_t col_panel) cons
   return data_.data() + offset(depth_block, col_panel);
 }
 
-const std::uint16_t* PackedB::half_panel(std::size_t depth_block, std::size_t col_panel) const {
-  return half_.data() + offset(depth_block, col_panel);
+const std::uint16_t* PackedB::half_block(std::size_t depth_block) const {
+  return half_.data() + offset(depth_block, 0);
 }
 
 namespace {
@@ -203,7 +232,7 @@ void half_row_product(const float* a, const PackedB& b, std::size_t n_panels, fl
   thread_local std::vector<float> sums;
   thread_local bool backwards = false;
   if (n_blocks == 1) {
-    g_kernels.half_row(depth, a, b.half_panel(0, 0), n_panels, n, c, false, false);
+    g_kernels.half_row(depth, a, b.half_block(0), n_panels, b.half_group(), n, c, false, false);
     return;
   }
   const std::size_t stride = n_panels * kNR;
@@ -211,8 +240,8 @@ void half_row_product(const float* a, const PackedB& b, std::size_t n_panels, fl
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const std::size_t pb = backwards ? n_blocks - 1 - i : i;
     const std::size_t p0 = pb * kKC;
-    g_kernels.half_row(std::min(kKC, depth - p0), a + p0, b.half_panel(pb, 0), n_panels, n,
-                       sums.data() + pb * stride, false, backwards);
+    g_kernels.half_row(std::min(kKC, depth - p0), a + p0, b.half_block(pb), n_panels,
+                       b.half_group(), n, sums.data() + pb * stride, false, backwards);
   }
   backwards = !backwards;
   add_blocks(sums.data(), n_blocks, stride, n, c);
@@ -277,29 +306,46 @@ void gemm_nt(const float* a, std::size_t m, std::size_t lda, const float* b, std
 }
 
 const char* gemm_kernel_name() {
+#if defined(SMIC_HAVE_AVX512_KERNEL)
+  if (g_kernels.half_row == half_row_kernel_avx512) return "avx512";
+#endif
 #if defined(SMIC_HAVE_AVX2_KERNEL)
   if (g_kernels.micro == micro_kernel_avx2) return "avx2";
 #endif
   return "generic";
 }
 
-bool set_gemm_kernel(const char* name) {
+bool gemm_kernel_available(const char* name) {
   const std::string want = name ? name : "auto";
-  if (want == "auto") {
-    g_kernels = best_kernels();
-    return true;
-  }
-  if (want == "generic") {
-    g_kernels = kGeneric;
-    return true;
-  }
+  if (want == "auto" || want == "generic") return true;
 #if defined(SMIC_HAVE_AVX2_KERNEL)
-  if (want == "avx2" && cpu_has_avx2()) {
-    g_kernels = kAvx2;
-    return true;
-  }
+  if (want == "avx2") return cpu_has_avx2();
+#endif
+#if defined(SMIC_HAVE_AVX512_KERNEL)
+  if (want == "avx512") return cpu_has_avx512();
 #endif
   return false;
+}
+
+bool set_gemm_kernel(const char* name) {
+  const std::string want = name ? name : "auto";
+  if (!gemm_kernel_available(want.c_str())) return false;
+  if (want == "auto") {
+    g_kernels = best_kernels();
+  } else if (want == "generic") {
+    g_kernels = kGeneric;
+  }
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  else if (want == "avx2") {
+    g_kernels = kAvx2;
+  }
+#endif
+#if defined(SMIC_HAVE_AVX512_KERNEL)
+  else if (want == "avx512") {
+    g_kernels = kAvx512;
+  }
+#endif
+  return true;
 }
 
 }  // namespace smic

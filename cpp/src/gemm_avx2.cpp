@@ -11,6 +11,8 @@
 #if defined(SMIC_HAVE_AVX2_KERNEL)
 #include <immintrin.h>
 
+#include "half_row_kernel.hpp"
+
 namespace smic::detail {
 
 void micro_kernel_avx2(std::size_t kc, const float* a, const float* b, float* c, std::size_t ldc,
@@ -64,23 +66,6 @@ void micro_kernel_avx2(std::size_t kc, const float* a, const float* b, float* c,
 }
 
 namespace {
-
-// Write or add acc (kNR lanes) into the first nr entries of crow, as the micro-kernel does.
-inline void store_row(__m256 lo, __m256 hi, float* crow, std::size_t nr, bool accumulate) {
-  if (nr == kNR) {
-    if (accumulate) {
-      lo = _mm256_add_ps(lo, _mm256_loadu_ps(crow));
-      hi = _mm256_add_ps(hi, _mm256_loadu_ps(crow + 8));
-    }
-    _mm256_storeu_ps(crow, lo);
-    _mm256_storeu_ps(crow + 8, hi);
-    return;
-  }
-  alignas(32) float tile[kNR];
-  _mm256_store_ps(tile, lo);
-  _mm256_store_ps(tile + 8, hi);
-  for (std::size_t j = 0; j < nr; ++j) crow[j] = accumulate ? crow[j] + tile[j] : tile[j];
-}
 
 // R rows against P consecutive panels starting at panel jp0 (R * P <= 5: R = 1..5 with P = 1,
 // or 1 x 4, or 2 x 2). Each accumulator pair is one row's FMA chain over k from zero, exactly
@@ -177,59 +162,10 @@ void row_kernel_avx2(std::size_t kc, const float* a, std::size_t m, std::size_t 
 }
 static_assert(kSmallRows == 5, "row_kernel_avx2 dispatches 1 to 5 rows");
 
-namespace {
-
-inline __m256 load_halves(const std::uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-// One row against P consecutive half panels from jp0: row_panels<1, P>'s FMA chains, with each
-// B vector converted from 8 halves (exact) instead of loaded as 8 floats.
-template <std::size_t P>
-inline void half_row_panels(std::size_t kc, const float* a, const std::uint16_t* panels,
-                            std::size_t jp0, std::size_t n, float* c, bool accumulate) {
-  static_assert(P == 1 || P == 4, "unsupported half row kernel shape");
-  __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0,
-         h3 = l0;
-  const std::size_t ps = kc * kNR;
-  const std::uint16_t* b = panels + jp0 * ps;
-  for (std::size_t k = 0; k < kc; ++k, b += kNR) {
-    const __m256 av = _mm256_broadcast_ss(a + k);
-    l0 = _mm256_fmadd_ps(av, load_halves(b), l0);
-    h0 = _mm256_fmadd_ps(av, load_halves(b + 8), h0);
-    if constexpr (P == 4) {
-      l1 = _mm256_fmadd_ps(av, load_halves(b + ps), l1);
-      h1 = _mm256_fmadd_ps(av, load_halves(b + ps + 8), h1);
-      l2 = _mm256_fmadd_ps(av, load_halves(b + 2 * ps), l2);
-      h2 = _mm256_fmadd_ps(av, load_halves(b + 2 * ps + 8), h2);
-      l3 = _mm256_fmadd_ps(av, load_halves(b + 3 * ps), l3);
-      h3 = _mm256_fmadd_ps(av, load_halves(b + 3 * ps + 8), h3);
-    }
-  }
-  const __m256 lo[4] = {l0, l1, l2, l3}, hi[4] = {h0, h1, h2, h3};
-  for (std::size_t p = 0; p < P; ++p) {
-    const std::size_t col = (jp0 + p) * kNR;
-    store_row(lo[p], hi[p], c + col, n - col < kNR ? n - col : kNR, accumulate);
-  }
-}
-
-}  // namespace
-
 void half_row_kernel_avx2(std::size_t kc, const float* a, const std::uint16_t* panels,
-                          std::size_t n_panels, std::size_t n, float* c, bool accumulate,
-                          bool backwards) {
-  const std::size_t n_groups = n_panels / 4, rest = n_panels % 4;
-  if (backwards) {
-    for (std::size_t jp = n_panels; jp-- > n_groups * 4;)
-      half_row_panels<1>(kc, a, panels, jp, n, c, accumulate);
-    for (std::size_t g = n_groups; g-- > 0;)
-      half_row_panels<4>(kc, a, panels, 4 * g, n, c, accumulate);
-    return;
-  }
-  for (std::size_t g = 0; g < n_groups; ++g)
-    half_row_panels<4>(kc, a, panels, 4 * g, n, c, accumulate);
-  for (std::size_t jp = n_groups * 4; jp < n_groups * 4 + rest; ++jp)
-    half_row_panels<1>(kc, a, panels, jp, n, c, accumulate);
+                          std::size_t n_panels, std::size_t group, std::size_t n, float* c,
+                          bool accumulate, bool backwards) {
+  half_row_groups<4>(kc, a, panels, n_panels, group, n, c, accumulate, backwards);  // 8 of 16 registers
 }
 
 }  // namespace smic::detail

@@ -157,6 +157,7 @@ void for_each_signal(const PackedB& packed, const float* signals, std::size_t n,
 }  // namespace
 
 void require_finite(const float* values, std::size_t n, const char* what) {
+  if (detail::all_finite(values, n)) return;
   for (std::size_t i = 0; i < n; ++i) {
     if (!std::isfinite(values[i]))
       throw InvalidArgument(std::string(what) + " contains NaN or infinity (first at flat index " +

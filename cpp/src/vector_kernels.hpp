@@ -3,6 +3,8 @@
 // results on both.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace smic::detail {
 
@@ -10,6 +12,21 @@ namespace smic::detail {
 /// per row, in row order, on every machine (std::fma where the CPU has no FMA).
 void subtract_combination(const float* alpha0, const float* const* rows, const float* g,
                           std::size_t t, std::size_t n, float* alpha);
+
+/// Whether 1 marks a float that is NaN or infinite (all exponent bits set): an integer test
+/// that compilers vectorize, where a loop of std::isfinite stays scalar.
+inline std::uint32_t is_nonfinite(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+}
+
+/// True when no entry is NaN or infinite (one pass, no early exit: the common case is clean).
+inline bool all_finite(const float* values, std::size_t n) {
+  std::uint32_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad |= is_nonfinite(values[i]);
+  return bad == 0;
+}
 
 /// Index of the first entry of largest magnitude (0 for n == 0); its magnitude in *max_abs.
 std::size_t argmax_abs(const float* a, std::size_t n, float* max_abs);

@@ -428,7 +428,7 @@ def residual_levels(unit: numpy.ndarray, decoded: numpy.ndarray, step: typing.Su
     """
 def set_gemm_kernel(name: str) -> None:
     """
-    Select the product kernel: 'auto', 'avx2' or 'generic' (for tests).
+    Select the product kernel: 'auto', 'avx512', 'avx2' or 'generic' (for tests).
     """
 def write_collection(path: str, embeddings: numpy.ndarray, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
     """

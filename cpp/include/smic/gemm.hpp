@@ -31,14 +31,17 @@ class PackedB {
   const float* panel(std::size_t depth_block, std::size_t col_panel) const;
   /// Whether the float16 copy exists (every value of R is exactly a float16).
   bool has_half() const { return !half_.empty(); }
-  const std::uint16_t* half_panel(std::size_t depth_block, std::size_t col_panel) const;
+  /// The float16 copy's depth block (its panels grouped for one-row passes; internal layout).
+  const std::uint16_t* half_block(std::size_t depth_block) const;
+  /// Panels per group of the float16 copy (internal layout).
+  std::size_t half_group() const { return half_group_; }
   /// The per-row factors, or nullptr when B was given whole.
   const float* row_scale() const { return scale_.empty() ? nullptr : scale_.data(); }
 
  private:
   std::size_t offset(std::size_t depth_block, std::size_t col_panel) const;
 
-  std::size_t rows_ = 0, depth_ = 0, n_panels_ = 0;
+  std::size_t rows_ = 0, depth_ = 0, n_panels_ = 0, half_group_ = 1;
   std::vector<float> data_;
   std::vector<std::uint16_t> half_;
   std::vector<float> scale_;
@@ -58,11 +61,16 @@ void gemm_nt_packed(const float* a, std::size_t m, std::size_t lda, const Packed
 void gemm_nt(const float* a, std::size_t m, std::size_t lda, const float* b, std::size_t n,
              std::size_t ldb, std::size_t k, float* c, std::size_t ldc, int n_threads = 0);
 
-/// Name of the kernel in use: "avx2" (AVX2 + F16C; a one-row product over a B with a float16
-/// copy reads that copy) or "generic" (plain C++, float32 panels).
+/// Name of the kernel in use: "avx512" (AVX2's kernels, and AVX-512F for a one-row product
+/// over a B with a float16 copy), "avx2" (AVX2 + F16C; a one-row product over a B with a
+/// float16 copy reads that copy) or "generic" (plain C++, float32 panels). All give the same
+/// bits.
 const char* gemm_kernel_name();
-/// Select the kernel: "auto" (best the CPU supports), "avx2" or "generic". Returns false if
-/// the request cannot be honoured on this CPU. Not thread-safe; meant for tests and benchmarks.
+/// True when set_gemm_kernel(name) would succeed on this CPU ("auto" and "generic" always).
+bool gemm_kernel_available(const char* name);
+/// Select the kernel: "auto" (best the CPU supports), "avx512", "avx2" or "generic". Returns
+/// false if the request cannot be honoured on this CPU. Not thread-safe; meant for tests and
+/// benchmarks.
 bool set_gemm_kernel(const char* name);
 
 }  // namespace smic
