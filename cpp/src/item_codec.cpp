@@ -117,7 +117,8 @@ int threads_for(std::size_t items, int n_threads) {
 }
 
 // Fewest bits any item can take under the models (for a cheap plausibility check of how many
-// items a chunk of a given size can hold). The conditional index code may cost 0 bits.
+// items a chunk of a given size can hold). The conditional index code may cost 0 bits. It
+// scans the tables (K entries): ItemModels keeps the result, computed once.
 double min_item_bits(const ItemModels& m) {
   const auto min_of = [](const std::vector<double>& v) {
     return *std::min_element(v.begin(), v.end());
@@ -179,6 +180,7 @@ ItemModels::ItemModels(FrequencyTable count, FrequencyTable first, FrequencyTabl
     index_log2_freq_[s] = std::log2(static_cast<double>(c[s + 1] - c[s]));
     index_log2_tail_[s] = std::log2(static_cast<double>(c[n_atoms_] - c[s]));
   }
+  min_item_bits_ = smic::min_item_bits(*this);
 }
 
 // ---- validation ---------------------------------------------------------------------------
@@ -267,9 +269,10 @@ void decode_items(const ItemModels& m, const uint8_t* data, std::size_t size,
                   std::size_t chunk_size, std::size_t start, std::size_t stop,
                   const ItemColumns<int32_t>& out, int n_threads) {
   const std::size_t n_chunks = item_chunk_count(n_items, chunk_size);
-  require(start <= stop && stop <= n_items,
-          "need 0 <= start <= stop <= n_items, got start = " + std::to_string(start) +
-              ", stop = " + std::to_string(stop) + ", n_items = " + std::to_string(n_items));
+  if (!(start <= stop && stop <= n_items))  // (the message is built only on failure)
+    throw InvalidArgument("need 0 <= start <= stop <= n_items, got start = " +
+                          std::to_string(start) + ", stop = " + std::to_string(stop) +
+                          ", n_items = " + std::to_string(n_items));
   // The whole offsets table is checked (cheap), so a damaged index is noticed on any access.
   if (n_offsets != n_chunks + 1)
     throw DecodeError("item codec: " + std::to_string(n_items) + " items in chunks of " +
@@ -286,7 +289,7 @@ void decode_items(const ItemModels& m, const uint8_t* data, std::size_t size,
 
   const std::size_t w = m.row_width();
   const bool paper = m.layout() == ItemLayout::kPaper;
-  const double min_bits = min_item_bits(m) * (1 - 1e-9);  // slack for rounding
+  const double min_bits = m.min_item_bits() * (1 - 1e-9);  // slack for rounding
   const std::size_t c_begin = start / chunk_size, c_end = (stop - 1) / chunk_size + 1;
   const std::size_t decoded = (c_end == n_chunks ? n_items : c_end * chunk_size) - c_begin * chunk_size;
   detail::parallel_for(c_end - c_begin, threads_for(decoded, n_threads), [&](std::size_t ci) {
@@ -331,8 +334,9 @@ void decode_chunk_items(const ItemModels& m, const uint8_t* data, std::size_t si
   require(start < stop && stop <= n_items, "need 0 <= start < stop <= n_items");
   const std::size_t c = start / chunk_size;
   const std::size_t begin = c * chunk_size, end = begin + std::min(chunk_size, n_items - begin);
-  require(stop <= end, "decode_chunk_items: items " + std::to_string(start) + " to " +
-                           std::to_string(stop - 1) + " span more than one chunk");
+  if (stop > end)  // (the message is built only on failure: this runs for every col[i])
+    throw InvalidArgument("decode_chunk_items: items " + std::to_string(start) + " to " +
+                          std::to_string(stop - 1) + " span more than one chunk");
   require(record == nullptr || stride >= 1, "decode_chunk_items: stride must be >= 1");
   if (c + 1 >= n_offsets || offsets[c] > offsets[c + 1] || offsets[c + 1] > size)
     throw DecodeError("item codec: bad offsets for chunk " + std::to_string(c));
@@ -341,7 +345,7 @@ void decode_chunk_items(const ItemModels& m, const uint8_t* data, std::size_t si
   const bool paper = m.layout() == ItemLayout::kPaper;
   try {
     if (resume == nullptr &&
-        static_cast<double>(end - begin) * min_item_bits(m) * (1 - 1e-9) > 8.0 * static_cast<double>(bytes))
+        static_cast<double>(end - begin) * m.min_item_bits() * (1 - 1e-9) > 8.0 * static_cast<double>(bytes))
       throw DecodeError("too few bytes for " + std::to_string(end - begin) + " items");
     std::size_t i = begin;
     std::optional<RangeDecoder> dec;

@@ -7,12 +7,15 @@
 
 namespace smic {
 
+// Messages are built only on failure: this runs on every (de)quantization, one atom's
+// coefficient included, and formatting a double costs more than the call.
 void ScalarQuantizer::validate() const {
-  require(std::isfinite(step) && step > 0.0, "step must be a finite number > 0, got " +
-                                                  std::to_string(step));
-  require(rounding >= 0.0 && rounding < 1.0,
-          "rounding must be in [0, 1), got " + std::to_string(rounding));
-  require(bias >= 0.0 && bias < 1.0, "bias must be in [0, 1), got " + std::to_string(bias));
+  if (!(std::isfinite(step) && step > 0.0))
+    throw InvalidArgument("step must be a finite number > 0, got " + std::to_string(step));
+  if (!(rounding >= 0.0 && rounding < 1.0))
+    throw InvalidArgument("rounding must be in [0, 1), got " + std::to_string(rounding));
+  if (!(bias >= 0.0 && bias < 1.0))
+    throw InvalidArgument("bias must be in [0, 1), got " + std::to_string(bias));
 }
 
 void ScalarQuantizer::quantize(const float* x, std::size_t n, std::int32_t* q) const {

@@ -139,6 +139,9 @@ class Collection {
                               int n_threads = 0);
 
  private:
+  /// InvalidArgument unless 0 <= start <= stop <= size().
+  void check_range(std::size_t start, std::size_t stop) const;
+
   struct Batch {
     std::size_t start = 0, n_items = 0, chunk_size = 0;
     const uint8_t* data = nullptr;

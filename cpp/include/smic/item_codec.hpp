@@ -78,6 +78,8 @@ class ItemModels {
   const std::vector<double>& level_bits() const { return level_bits_; }
   const std::vector<double>& index_log2_freq() const { return index_log2_freq_; }
   const std::vector<double>& index_log2_tail() const { return index_log2_tail_; }
+  /// Fewest bits any item can take under these models (bounds the items a chunk can hold).
+  double min_item_bits() const { return min_item_bits_; }
 
  private:
   ItemLayout layout_;
@@ -85,6 +87,7 @@ class ItemModels {
   std::vector<StaticModel> models_;  // count, first, index, level (kPaper: index, level copied
                                      // into slots 2 and 3; slots 0 and 1 hold 1-symbol tables)
   std::vector<double> count_bits_, first_bits_, level_bits_, index_log2_freq_, index_log2_tail_;
+  double min_item_bits_ = 0.0;
 };
 
 /// Row-major item arrays of either layout (see the top of this file). T is int32_t for inputs
