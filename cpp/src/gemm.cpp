@@ -145,7 +145,7 @@ PackedB::PackedB(const float* b, std::size_t rows, std::size_t depth, std::size_
   // The float16 copy, kept only if it loses nothing (padding zeros convert exactly); its
   // groups of panels interleaved by depth (see HalfRowKernel).
   half_group_ = half_group_width();
-  std::vector<std::uint16_t> half(data_.size());
+  std::vector<std::uint16_t, HugePageAllocator<std::uint16_t>> half(data_.size());
   for (std::size_t pb = 0, p0 = 0; p0 < depth; ++pb, p0 += kKC) {
     const std::size_t kc = std::min(kKC, depth - p0);
     for (std::size_t g0 = 0; g0 < n_panels_; g0 += half_group_) {

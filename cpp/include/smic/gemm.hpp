@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "smic/huge_page_allocator.hpp"
+
 namespace smic {
 
 /// B packed once into the micro-panel layout of the kernels, so that many products against the
@@ -43,7 +45,7 @@ class PackedB {
 
   std::size_t rows_ = 0, depth_ = 0, n_panels_ = 0, half_group_ = 1;
   std::vector<float> data_;
-  std::vector<std::uint16_t> half_;
+  std::vector<std::uint16_t, HugePageAllocator<std::uint16_t>> half_;
   std::vector<float> scale_;
 };
 
