@@ -121,8 +121,12 @@ struct CodedBatch {
   IndexModel index_model = IndexModel::kOrder0;
 };
 
-// The items coded with `wanted`, or (nullopt) with the model of the fewer bytes: kRemaining
-// only where it is strictly smaller (the paper layout has no choice).
+// What HEAD's index_model field adds to a file: the remaining-atoms model's only cost.
+constexpr std::size_t kIndexModelHeadBytes = sizeof(R"("index_model": "remaining", )") - 1;
+
+// The items coded with `wanted`, or (nullopt) with the model of the smaller file: kRemaining
+// only where its items section is smaller by more than the header field it needs (the paper
+// layout has no choice).
 EncodedItems encode_chosen(const CodingDictionary& dictionary, const ItemCodes& codes,
                            std::size_t chunk_size, int n_threads,
                            std::optional<IndexModel> wanted, IndexModel& chosen) {
@@ -138,7 +142,8 @@ EncodedItems encode_chosen(const CodingDictionary& dictionary, const ItemCodes& 
   }
   EncodedItems order0 = dictionary.encode_items(codes, chunk_size, n_threads, IndexModel::kOrder0);
   EncodedItems remaining = dictionary.encode_items(codes, chunk_size, n_threads, IndexModel::kRemaining);
-  chosen = remaining.data.size() < order0.data.size() ? IndexModel::kRemaining : IndexModel::kOrder0;
+  chosen = remaining.data.size() + kIndexModelHeadBytes < order0.data.size() ? IndexModel::kRemaining
+                                                                             : IndexModel::kOrder0;
   return chosen == IndexModel::kRemaining ? std::move(remaining) : std::move(order0);
 }
 
@@ -829,7 +834,7 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
     if (both) add(items_remaining, IndexModel::kRemaining);
   }
   IndexModel index_model = fixed;
-  if (both && items_remaining.data.size() < items.data.size()) {
+  if (both && items_remaining.data.size() + kIndexModelHeadBytes < items.data.size()) {
     index_model = IndexModel::kRemaining;
     items = std::move(items_remaining);
   }

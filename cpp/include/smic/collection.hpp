@@ -198,7 +198,8 @@ struct WriteOptions {
   bool embed_dictionary = true;              ///< DICT (true) or DREF to a shared .smicd
   /// How items' other atoms are coded: kOrder0 (format version 1 or 2, as files before the
   /// remaining-atoms model), kRemaining (version 3), or nullopt: whichever gives the smaller
-  /// items section (ties and the paper layout: kOrder0). The model costs no table bytes.
+  /// file (kRemaining must save more than the 28 bytes of its header field; ties and the paper
+  /// layout: kOrder0). The model has no tables: its tables derive from the index table.
   std::optional<IndexModel> index_model;
   int n_threads = 0;
 };
