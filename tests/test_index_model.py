@@ -55,6 +55,10 @@ def test_auto_uses_the_model_where_it_pays_and_decodes_the_same_symbols(dictiona
         np.testing.assert_array_equal(a[field], b[field])
     assert (a["counts"] >= 3).mean() > 0.3
     np.testing.assert_array_equal(cols["order0"].embeddings(), cols["remaining"].embeddings())
+    # Search reads the codes through the collection: the same answers from either file.
+    found = [cols[m].search(e[:5], 3) for m in ("order0", "remaining")]
+    np.testing.assert_array_equal(found[0].positions, found[1].positions)
+    np.testing.assert_array_equal(found[0].scores, found[1].scores)
     assert "index_model" not in cols["order0"].header and cols["remaining"].header["index_model"] == "remaining"
 
 
