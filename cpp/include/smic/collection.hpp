@@ -254,8 +254,9 @@ class CollectionWriter {
 
   /// write() for inputs larger than memory: rows are read `batch_items` at a time (0: the
   /// default, kDefaultStreamBatch; rounded up to whole chunks) and coded batch by batch, so
-  /// memory stays a batch plus, per item, its norm and cosine (16 bytes), its coded bytes and,
-  /// with a refinement layer, its symbols (a second pass re-reads the rows to code the
+  /// memory stays a batch plus, per item, its norm and cosine (16 bytes), its coded bytes (with
+  /// index_model nullopt, under both index models until the smaller is kept) and, with a
+  /// refinement layer, its symbols (a second pass re-reads the rows to code the
   /// refinement once its table is known). The bytes written are exactly write()'s. Written
   /// through AtomicFile: on failure the target is untouched.
   static WriteResult write_streaming(const std::string& path, const RowReader& rows,
