@@ -172,3 +172,22 @@ def test_info_cli_names_the_model(capsys):
     assert info["index_model"] == "remaining" and info["format_version"] == 3
     assert main(["info", str(GOLDEN / "own_float16.smic")]) == 0
     assert "order0" in capsys.readouterr().out
+
+
+def test_item_models_with_remaining_tables_code_what_item_bits_prices(dictionary):
+    unit, _ = normalize_embeddings(planted(8, 400))
+    codes = dictionary._core.choose(unit, 1)[0]
+    order0 = dictionary._core.models
+    remaining = order0.derive_remaining()
+    assert (order0.index_model, remaining.index_model) == ("order0", "remaining")
+    sizes = {}
+    for models in (order0, remaining):
+        data, offsets = models.encode(*codes, chunk_size=50)
+        back = models.decode(data, offsets, 400, 50)
+        np.testing.assert_array_equal(back[0], codes[0])
+        np.testing.assert_array_equal(back[2], codes[2])
+        # Ideal code lengths: each of the 8 chunks costs them plus its 56 to 64 flushed bits.
+        extra = 8 * len(data) - models.item_bits(*codes).sum()
+        assert 8 * 56 - 1 <= extra <= 8 * 64 + 4, extra
+        sizes[models.index_model] = len(data)
+    assert sizes["remaining"] < sizes["order0"]

@@ -76,6 +76,10 @@ class ItemModels:
         """
         Decode items [start, stop) of the paper layout -> (index, level), each (stop - start, s_max) int32. Arguments and errors as decode.
         """
+    def derive_remaining(self) -> ItemModels:
+        """
+        These models with the remaining-atoms index model (format version 3): each other atom coded with the table of the smallest of the atoms still to code, derived from the index table (docs/format.md).
+        """
     def encode(self, counts: numpy.ndarray, first: numpy.ndarray, rest_index: numpy.ndarray, rest_level: numpy.ndarray, chunk_size: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
         """
         Encode n items (sorted layout) -> (data: bytes, offsets: uint64 (n_chunks + 1,)).
@@ -101,6 +105,11 @@ class ItemModels:
     def item_bits_paper(self, index: numpy.ndarray, level: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
         """
         Ideal code length in bits of each item (float64 (n,)), arguments as encode_paper.
+        """
+    @property
+    def index_model(self) -> str:
+        """
+        'order0' or 'remaining' (see derive_remaining).
         """
     @property
     def n_atoms(self) -> int:
