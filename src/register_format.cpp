@@ -117,10 +117,24 @@ std::optional<ItemCodes> given_codes(const smic::CodingDictionary& dictionary, c
   return codes_from(dictionary, t[0], t[1], t[2], t[3]);
 }
 
+// "auto" (nullopt: the writer picks the smaller), "order0" or "remaining".
+std::optional<smic::IndexModel> index_model_from(const std::string& name) {
+  if (name == "auto") return std::nullopt;
+  if (name == "order0") return smic::IndexModel::kOrder0;
+  if (name == "remaining") return smic::IndexModel::kRemaining;
+  throw py::value_error("index_model must be one of 'auto', 'order0', 'remaining', got '" + name + "'");
+}
+
+const char* index_model_name(smic::IndexModel m) {
+  return m == smic::IndexModel::kRemaining ? "remaining" : "order0";
+}
+
 smic::WriteOptions write_options(std::optional<std::string> model, std::size_t chunk_size,
                                  std::optional<double> residual_step, const std::string& writer,
-                                 bool embed_dictionary, int n_threads) {
+                                 bool embed_dictionary, int n_threads,
+                                 const std::string& index_model) {
   smic::WriteOptions options;
+  options.index_model = index_model_from(index_model);
   options.model = std::move(model);
   options.chunk_size = chunk_size;
   options.residual_step = residual_step;
@@ -387,7 +401,8 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         out["level"] = to_array(d.table_counts().level);
         return out;
       })
-      .def_property_readonly("models", &CodingDictionary::models, py::return_value_policy::reference_internal,
+      .def_property_readonly("models", [](const CodingDictionary& d) -> const smic::ItemModels& { return d.models(); },
+                             py::return_value_policy::reference_internal,
                              "The item codec's models (ItemModels), e.g. for item_bits.")
       .def("to_bytes", [](const CodingDictionary& d) { return as_bytes(d.to_bytes()); })
       .def("save", [](const CodingDictionary& d, const std::string& path) {
@@ -516,6 +531,9 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       .def_property_readonly("dictionary", [](const smic::Collection& c) { return held(c.dictionary_ptr()); })
       .def_property_readonly("residual_step", &smic::Collection::residual_step)
       .def_property_readonly("format_version", &smic::Collection::format_version)
+      .def_property_readonly(
+          "index_model", [](const smic::Collection& c) { return index_model_name(c.index_model()); },
+          "How the items' other atoms are coded: 'order0' or 'remaining' (format version 3).")
       .def_property_readonly("chunk_size", &smic::Collection::chunk_size)
       .def_property_readonly("file_bytes", &smic::Collection::file_bytes)
       .def_property_readonly("torn_bytes", &smic::Collection::torn_bytes)
@@ -614,7 +632,8 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       [](const std::string& path, const py::array& embeddings, Holder dictionary,
          const py::object& ids, const py::object& pixels, std::optional<std::string> model,
          std::size_t chunk_size, std::optional<double> residual_step, const std::string& writer,
-         bool embed_dictionary, int n_threads, const py::object& codes) {
+         bool embed_dictionary, int n_threads, const py::object& codes,
+         const std::string& index_model) {
         if (!dictionary) throw py::value_error("dictionary is required");
         std::size_t n = 0, d = 0;
         const float* e = matrix(embeddings, "E", n, d);
@@ -622,7 +641,8 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         const auto pixel_list = pixel_counts(pixels);
         const std::optional<ItemCodes> given = given_codes(*dictionary, codes);
         const smic::WriteOptions options = write_options(std::move(model), chunk_size, residual_step,
-                                                         writer, embed_dictionary, n_threads);
+                                                         writer, embed_dictionary, n_threads,
+                                                         index_model);
         smic::WriteResult result;
         {
           py::gil_scoped_release release;
@@ -635,15 +655,17 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       py::arg("pixels") = py::none(), py::arg("model") = py::none(),
       py::arg("chunk_size") = smic::kDefaultChunkSize, py::arg("residual_step") = py::none(),
       py::arg("writer") = "smic-fast", py::arg("embed_dictionary") = true,
-      py::arg("n_threads") = 0, py::arg("codes") = py::none(),
-      "Write a new collection atomically; returns each item's reconstruction cosine.");
+      py::arg("n_threads") = 0, py::arg("codes") = py::none(), py::arg("index_model") = "auto",
+      "Write a new collection atomically; returns each item's reconstruction cosine. "
+      "index_model: 'auto' (the smaller of the two), 'order0' or 'remaining'.");
 
   m.def(
       "write_collection_streaming",
       [](const std::string& path, const py::list& blocks, Holder dictionary,
          const py::object& ids, const py::object& pixels, std::optional<std::string> model,
          std::size_t chunk_size, std::optional<double> residual_step, const std::string& writer,
-         bool embed_dictionary, int n_threads, const py::object& codes, std::size_t batch_items) {
+         bool embed_dictionary, int n_threads, const py::object& codes, std::size_t batch_items,
+         const std::string& index_model) {
         if (!dictionary) throw py::value_error("dictionary is required");
         std::size_t n = 0, d = 0;
         std::vector<smic::RowBlock> parts = row_blocks(blocks, n, d);  // sets n and d
@@ -652,7 +674,8 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         const auto pixel_list = pixel_counts(pixels);
         const std::optional<ItemCodes> given = given_codes(*dictionary, codes);
         const smic::WriteOptions options = write_options(std::move(model), chunk_size, residual_step,
-                                                         writer, embed_dictionary, n_threads);
+                                                         writer, embed_dictionary, n_threads,
+                                                         index_model);
         smic::WriteResult result;
         {
           // `blocks` (held by the caller's frame) keeps every array alive while the core reads
@@ -669,6 +692,7 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       py::arg("chunk_size") = smic::kDefaultChunkSize, py::arg("residual_step") = py::none(),
       py::arg("writer") = "smic-fast", py::arg("embed_dictionary") = true,
       py::arg("n_threads") = 0, py::arg("codes") = py::none(), py::arg("batch_items") = 0,
+      py::arg("index_model") = "auto",
       "write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read "
       "batch_items rows at a time; the same bytes in memory bounded by a batch.");
 

@@ -203,6 +203,21 @@ Bad arguments raise ValueError naming the argument; corrupt data raises DecodeEr
       .def_property_readonly(
           "paper", [](const smic::ItemModels& self) { return self.layout() == Layout::kPaper; },
           "True for the paper layout.")
+      .def(
+          "derive_remaining",
+          [](const smic::ItemModels& self) {
+            require_layout(self, false, "derive_remaining");
+            return self.derive_remaining();
+          },
+          "These models with the remaining-atoms index model (format version 3): each other atom "
+          "coded with the table of the smallest of the atoms still to code, derived from the "
+          "index table (docs/format.md).")
+      .def_property_readonly(
+          "index_model",
+          [](const smic::ItemModels& self) {
+            return self.index_model() == smic::IndexModel::kRemaining ? "remaining" : "order0";
+          },
+          "'order0' or 'remaining' (see derive_remaining).")
       .def("__repr__",
            [](const smic::ItemModels& self) {
              return "ItemModels(s_max=" + std::to_string(self.s_max()) +

@@ -386,6 +386,32 @@ def test_collection_reads_like_python(lib, data):
         lib.smic_collection_free(handle)
 
 
+@pytest.mark.parametrize("name", ["remaining", "remaining_shared"])
+def test_collection_reads_format_version_3(lib, name):
+    # The golden files of the remaining-atoms index model, item by item and as a whole.
+    golden = ROOT / "tests" / "golden"
+    expected = np.load(golden / f"{name}.expected.npz")["embeddings"]
+    dictionary = _load_dictionary(lib, golden / "shared.smicd") if name == "remaining_shared" else None
+    handle = ctypes.c_void_p()
+    try:
+        _check(lib, lib.smic_collection_open(str(golden / f"{name}.smic").encode(), dictionary,
+                                             ctypes.byref(handle)))
+        n = ctypes.c_size_t()
+        _check(lib, lib.smic_collection_size(handle, ctypes.byref(n)))
+        assert n.value == len(expected)
+        one = np.empty((1, expected.shape[1]), np.float32)
+        for i in reversed(range(n.value)):
+            _check(lib, lib.smic_collection_decode(handle, i, i + 1, one.ctypes.data))
+            np.testing.assert_allclose(one[0], expected[i], atol=1e-6)
+        out = np.empty_like(expected)
+        _check(lib, lib.smic_collection_decode(handle, 0, n.value, out.ctypes.data))
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+    finally:
+        lib.smic_collection_free(handle)
+        if dictionary is not None:
+            lib.smic_dictionary_free(dictionary)
+
+
 def test_write_is_byte_identical_to_python_and_append_replaces(lib, data, tmp_path):
     E, dictionary = data["E"][:40], data["dictionary"]
     handle = _load_dictionary(lib, data["smicd"])

@@ -45,7 +45,63 @@ def test_reencoding_with_the_golden_dictionary_gives_the_same_items(tmp_path):
     # The encoder is deterministic too: same dictionary + same embeddings -> same bytes.
     dictionary = smic.Dictionary.load(GOLDEN / "shared.smicd")
     e = make_golden.embeddings(0)
-    smic.compress(e[:25], tmp_path / "again.smic", dictionary=dictionary, chunk_size=10)
+    smic.compress(e[:25], tmp_path / "again.smic", dictionary=dictionary, chunk_size=10,
+                  index_model="order0")  # the version-1 coding of the golden file
     original = (GOLDEN / "shared.smic").read_bytes()
     again = (tmp_path / "again.smic").read_bytes()
     assert original.startswith(again)  # the first batch is byte-identical
+
+
+# ---- format version 3: the remaining-atoms index model ------------------------------------------
+
+def _open_v3(name, folder=GOLDEN):
+    dictionary = make_golden.VERSION3[name]
+    return smic.open(folder / f"{name}.smic", dictionary=None if dictionary is None else GOLDEN / dictionary)
+
+
+@pytest.mark.parametrize("name", sorted(make_golden.VERSION3))
+def test_golden_version3_decodes_to_pinned_symbols(name):
+    col = _open_v3(name)
+    info = col.info()
+    assert info["format_version"] == 3 and info["index_model"] == "remaining"
+    assert col._batch_sizes() == ([40, 10] if name == "remaining" else [25, 15])
+    expected = np.load(GOLDEN / f"{name}.expected.npz")
+    for i, symbols in enumerate(col._symbols()):
+        for field in ("counts", "first", "rest_index", "rest_level"):
+            np.testing.assert_array_equal(getattr(symbols, field), expected[f"{field}_{i}"])
+    # Items with 3 and 4 atoms: the derived tables of r = 2 and 3 are what decodes them.
+    assert (expected["counts_0"] >= 3).sum() >= 10
+    np.testing.assert_allclose(col.embeddings(), expected["embeddings"], atol=1e-6)
+    # One item at a time, last first: every read after the first in a chunk resumes from a
+    # checkpoint (every 16 items of the 32-item chunks).
+    fresh = _open_v3(name)
+    for i in reversed(range(len(fresh))):
+        np.testing.assert_allclose(fresh[i], expected["embeddings"][i], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(make_golden.VERSION3))
+def test_golden_version3_is_what_the_writer_writes(tmp_path, name):
+    golden = _open_v3(name)
+    dictionary = golden.dictionary if name == "remaining" else smic.Dictionary.load(GOLDEN / "shared.smicd")
+    again = tmp_path / f"{name}.smic"
+    make_golden.version3_again(name, make_golden.embeddings(0), dictionary, again, golden.header["writer"])
+    assert again.read_bytes() == (GOLDEN / f"{name}.smic").read_bytes()
+
+
+def test_golden_version3_symbols_coded_order0_give_other_bytes(tmp_path):
+    # The model changes the bytes: a reader that ignored it would decode other symbols.
+    from smic_fast import _core
+    col = _open_v3("remaining")
+    codes = tuple(np.ascontiguousarray(getattr(col._symbols()[0], f), dtype=np.int32)
+                  for f in ("counts", "first", "rest_index", "rest_level"))
+    e = make_golden.embeddings(0)
+    sizes = {}
+    for model in ("order0", "remaining"):
+        path = tmp_path / f"{model}.smic"
+        _core.write_collection(str(path), e, col.dictionary._core, chunk_size=32, codes=codes, index_model=model)
+        written = smic.open(path)
+        assert written.info()["format_version"] == (3 if model == "remaining" else 1)
+        assert "index_model" in written.header if model == "remaining" else "index_model" not in written.header
+        sizes[model] = written.section_bytes["items"]
+        np.testing.assert_array_equal(written._symbols()[0].rest_index, codes[2])
+    assert sizes["remaining"] < sizes["order0"]

@@ -25,13 +25,14 @@ smic.compress(e[:400], out + "/own.smic", n_atoms=64, n_nonzero=4, n_iter=3, chu
 d = smic.Dictionary.fit(e[:300], n_atoms=48, n_nonzero=3, n_iter=3, precision="int8")
 d.save(out + "/d.smicd")
 smic.compress(e, out + "/shared.smic", dictionary=d, residual_step=0.05)
+smic.compress(e, out + "/remaining.smic", dictionary=d, index_model="remaining")  # version 3
 with open(out + "/single.bin", "wb") as f:  # one item at a time: the float16 one-row path
     for row in e[::25]:
         f.write(d.encode(row))
 print(_core.gemm_kernel())
 """
 
-FILES = ("own.smic", "d.smicd", "shared.smic", "single.bin")
+FILES = ("own.smic", "d.smicd", "shared.smic", "remaining.smic", "single.bin")
 
 
 def _run(folder, kernels: str | None) -> str:

@@ -1,5 +1,6 @@
 // libFuzzer target: one item's bytes (as Dictionary.decode takes them) against a fixed small
-// dictionary: decode or raise, never crash.
+// dictionary: decode or raise, never crash. The same bytes after a first byte are also decoded
+// as a chunk of 1 to 8 items with the remaining-atoms index model (format version 3).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -28,6 +29,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   try {
     d->decode_one(data, size, out.data());
   } catch (const std::exception&) {
+  }
+  if (size >= 1) {
+    const std::size_t n = 1 + data[0] % 8, rest = size - 1;
+    const uint64_t offsets[2] = {0, rest};
+    try {
+      d->decode_items(data + 1, rest, offsets, 2, n, n, 0, n, 1, smic::IndexModel::kRemaining);
+    } catch (const std::exception&) {
+    }
   }
   return 0;
 }

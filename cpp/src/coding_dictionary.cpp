@@ -645,9 +645,19 @@ void CodingDictionary::reconstruct(const ItemCodes& codes, float* out) const {
   }
 }
 
+const ItemModels& CodingDictionary::models(IndexModel index_model) const {
+  if (index_model == IndexModel::kOrder0) return *models_;
+  require(params_.layout == ItemLayout::kSorted,
+          "the remaining-atoms index model needs a dictionary of the smic layout");
+  std::call_once(remaining_once_, [this] {
+    remaining_models_ = std::make_unique<ItemModels>(models_->derive_remaining());
+  });
+  return *remaining_models_;
+}
+
 EncodedItems CodingDictionary::encode_items(const ItemCodes& codes, std::size_t chunk_size,
-                                            int n_threads) const {
-  return smic::encode_items(*models_, codes.columns(), codes.n, chunk_size, n_threads);
+                                            int n_threads, IndexModel index_model) const {
+  return smic::encode_items(models(index_model), codes.columns(), codes.n, chunk_size, n_threads);
 }
 
 ItemCodes CodingDictionary::empty_codes(std::size_t n) const {
@@ -677,9 +687,9 @@ ItemCodes CodingDictionary::decode_items(const uint8_t* data, std::size_t size,
                                          const uint64_t* offsets, std::size_t n_offsets,
                                          std::size_t n_items, std::size_t chunk_size,
                                          std::size_t start, std::size_t stop,
-                                         int n_threads) const {
+                                         int n_threads, IndexModel index_model) const {
   ItemCodes codes = empty_codes(stop - start);
-  smic::decode_items(*models_, data, size, offsets, n_offsets, n_items, chunk_size, start, stop,
+  smic::decode_items(models(index_model), data, size, offsets, n_offsets, n_items, chunk_size, start, stop,
                      {codes.counts.data(), codes.first.data(), codes.rest_index.data(),
                       codes.rest_level.data()},
                      n_threads);
@@ -692,9 +702,10 @@ ItemCodes CodingDictionary::decode_chunk_items(const uint8_t* data, std::size_t 
                                                std::size_t n_items, std::size_t chunk_size,
                                                std::size_t start, std::size_t stop,
                                                ChunkCheckpoints* record,
-                                               const ChunkCheckpoints* resume) const {
+                                               const ChunkCheckpoints* resume,
+                                               IndexModel index_model) const {
   ItemCodes codes = empty_codes(stop - start);
-  smic::decode_chunk_items(*models_, data, size, offsets, n_offsets, n_items, chunk_size, start,
+  smic::decode_chunk_items(models(index_model), data, size, offsets, n_offsets, n_items, chunk_size, start,
                            stop,
                            {codes.counts.data(), codes.first.data(), codes.rest_index.data(),
                             codes.rest_level.data()},

@@ -45,8 +45,11 @@ std::vector<Section> batch_sections(const CodingDictionary& dictionary, const It
                                     const std::vector<std::string>& ids,
                                     const std::vector<int64_t>& pixels, std::size_t chunk_size,
                                     std::size_t start, const std::vector<int32_t>* levels,
-                                    std::optional<double> step, int n_threads) {
-  const EncodedItems encoded = dictionary.encode_items(codes, chunk_size, n_threads);
+                                    std::optional<double> step, int n_threads,
+                                    IndexModel index_model, const EncodedItems* coded = nullptr) {
+  EncodedItems own;
+  if (!coded) own = dictionary.encode_items(codes, chunk_size, n_threads, index_model);
+  const EncodedItems& encoded = coded ? *coded : own;
   std::vector<Section> out;
   out.push_back({kIds, ids_payload(ids, pixels, start)});
   out.push_back({kItem, items_payload(codes.n, chunk_size, encoded)});
@@ -115,14 +118,42 @@ void check_pixels(const std::vector<int64_t>& pixels, std::size_t n) {
 struct CodedBatch {
   std::vector<Section> sections;
   std::vector<double> cosine;
+  IndexModel index_model = IndexModel::kOrder0;
 };
+
+// What HEAD's index_model field adds to a file: the remaining-atoms model's only cost.
+constexpr std::size_t kIndexModelHeadBytes = sizeof(R"("index_model": "remaining", )") - 1;
+
+// The items coded with `wanted`, or (nullopt) with the model of the smaller file: kRemaining
+// only where its items section is smaller by more than the header field it needs (the paper
+// layout has no choice).
+EncodedItems encode_chosen(const CodingDictionary& dictionary, const ItemCodes& codes,
+                           std::size_t chunk_size, int n_threads,
+                           std::optional<IndexModel> wanted, IndexModel& chosen) {
+  if (dictionary.params().layout == ItemLayout::kPaper) {
+    require(!wanted || *wanted == IndexModel::kOrder0,
+            "the remaining-atoms index model needs a dictionary of the smic layout");
+    chosen = IndexModel::kOrder0;
+    return dictionary.encode_items(codes, chunk_size, n_threads);
+  }
+  if (wanted) {
+    chosen = *wanted;
+    return dictionary.encode_items(codes, chunk_size, n_threads, chosen);
+  }
+  EncodedItems order0 = dictionary.encode_items(codes, chunk_size, n_threads, IndexModel::kOrder0);
+  EncodedItems remaining = dictionary.encode_items(codes, chunk_size, n_threads, IndexModel::kRemaining);
+  chosen = remaining.data.size() + kIndexModelHeadBytes < order0.data.size() ? IndexModel::kRemaining
+                                                                             : IndexModel::kOrder0;
+  return chosen == IndexModel::kRemaining ? std::move(remaining) : std::move(order0);
+}
 
 // Normalise, choose (unless codes are given), reconstruct as a reader will, refine, and make
 // the sections of one batch.
 CodedBatch code_batch(const CodingDictionary& dictionary, const float* embeddings, std::size_t n,
                       const std::vector<std::string>& ids, const std::vector<int64_t>& pixels,
                       std::size_t chunk_size, std::size_t start, std::optional<double> step,
-                      int n_threads, const ItemCodes* given, std::vector<double>* norms_out) {
+                      int n_threads, const ItemCodes* given, std::vector<double>* norms_out,
+                      std::optional<IndexModel> index_model) {
   const std::size_t d = dictionary.dim();
   std::vector<float> unit(n * d);
   std::vector<double> norms = CodingDictionary::normalize(embeddings, n, d, unit.data());
@@ -152,19 +183,22 @@ CodedBatch code_batch(const CodingDictionary& dictionary, const float* embedding
   std::vector<std::string> ids_all = ids;
   if (ids_all.empty())
     for (std::size_t i = 0; i < n; ++i) ids_all.push_back(position_id(start + i));
+  const EncodedItems encoded =
+      encode_chosen(dictionary, codes, chunk_size, n_threads, index_model, out.index_model);
   out.sections = batch_sections(dictionary, codes, ids_all, pixels, chunk_size, start,
-                                step ? &levels : nullptr, step, n_threads);
+                                step ? &levels : nullptr, step, n_threads, out.index_model, &encoded);
   if (norms_out) *norms_out = std::move(norms);
   return out;
 }
 
 // HEAD and DICT (or DREF) of a new collection whose items had these norms.
 std::vector<Section> head_sections(std::size_t dim, const std::vector<double>& norms,
-                                   const CodingDictionary& dictionary, const WriteOptions& options) {
+                                   const CodingDictionary& dictionary, const WriteOptions& options,
+                                   IndexModel index_model) {
   json::Writer head;
-  head.begin_object()
-      .key("dim").integer(static_cast<int64_t>(dim))
-      .key("kind").string("smic-collection")
+  head.begin_object().key("dim").integer(static_cast<int64_t>(dim));
+  if (index_model == IndexModel::kRemaining) head.key("index_model").string("remaining");
+  head.key("kind").string("smic-collection")
       .key("mean_norm").number(detail::pairwise_sum(norms.data(), norms.size()) /
                                static_cast<double>(norms.size()))
       .key("model");
@@ -194,6 +228,11 @@ std::vector<double> normalize_rows(const float* rows, std::size_t n, std::size_t
       throw InvalidArgument("the embeddings (E) contain NaN or infinity (first at row " +
                             std::to_string(start + i / dim) + ")");
   return CodingDictionary::normalize(rows, n, dim, unit);
+}
+
+// The lowest format version that describes a collection (docs/format.md).
+uint16_t file_version(IndexModel index_model, bool residual) {
+  return index_model == IndexModel::kRemaining ? 3 : residual ? 2 : 1;
 }
 
 std::size_t checked_chunk(std::size_t chunk_size) {
@@ -253,6 +292,14 @@ void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
       }
       residual_step_ = s->as_double();
     }
+    if (const json::Value* m = header.find("index_model")) {
+      if (m->kind != json::Value::Kind::kString || m->text != "remaining")
+        throw std::invalid_argument("unknown index_model (this library knows \"remaining\")");
+      if (view_.version < 3)
+        throw std::invalid_argument("index_model needs format version 3, the file says " +
+                                    std::to_string(view_.version));
+      index_model_ = IndexModel::kRemaining;
+    }
   } catch (const std::invalid_argument& e) {
     throw FormatError(name + ": unreadable header (" + e.what() + ")");
   }
@@ -285,6 +332,8 @@ void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
   if (dictionary_->dim() != dim_)
     throw FormatError(name + ": header dimension " + std::to_string(dim_) +
                       " != dictionary dimension " + std::to_string(dictionary_->dim()));
+  if (index_model_ == IndexModel::kRemaining && dictionary_->params().layout != ItemLayout::kSorted)
+    throw FormatError(name + ": index_model \"remaining\" with a paper-layout dictionary");
   const std::size_t per_batch = residual_step_ ? 3 : 2;
   const std::size_t rest = sections.size() - 2;
   if (rest % per_batch) throw FormatError(name + ": a batch with missing sections (truncated?)");
@@ -451,11 +500,11 @@ ItemCodes Collection::chunk_codes(std::size_t batch, std::size_t lo, std::size_t
     if (known)
       return dictionary_->decode_chunk_items(b.data, b.data_size, b.offsets.data(),
                                              b.offsets.size(), b.n_items, b.chunk_size, lo, hi,
-                                             nullptr, known.get());
+                                             nullptr, known.get(), index_model_);
     auto record = std::make_shared<ChunkCheckpoints>();
     ItemCodes out = dictionary_->decode_chunk_items(b.data, b.data_size, b.offsets.data(),
                                                     b.offsets.size(), b.n_items, b.chunk_size, lo,
-                                                    hi, record.get(), nullptr);
+                                                    hi, record.get(), nullptr, index_model_);
     std::lock_guard<std::mutex> lock(checkpoints_->mutex);
     checkpoints_->per_batch[batch][chunk] = std::move(record);
     return out;
@@ -490,7 +539,8 @@ ItemCodes Collection::codes(std::size_t start, std::size_t stop) const {
     ItemCodes part;
     try {
       part = dictionary_->decode_items(b.data, b.data_size, b.offsets.data(), b.offsets.size(),
-                                       b.n_items, b.chunk_size, lo - b.start, hi - b.start, 1);
+                                       b.n_items, b.chunk_size, lo - b.start, hi - b.start, 1,
+                                       index_model_);
     } catch (const FormatError&) {
       throw;
     } catch (const DecodeError& e) {
@@ -561,11 +611,14 @@ std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std:
   const std::size_t chunk = check_new_collection(n, dim, dictionary, ids, pixels, options);
   std::vector<double> norms;
   CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, 0,
-                                options.residual_step, options.n_threads, codes, &norms);
-  std::vector<Section> sections = head_sections(dim, norms, dictionary, options);
+                                options.residual_step, options.n_threads, codes, &norms,
+                                options.index_model);
+  std::vector<Section> sections = head_sections(dim, norms, dictionary, options, batch.index_model);
   for (auto& s : batch.sections) sections.push_back(std::move(s));
   if (result) result->cosine = std::move(batch.cosine);
-  return encode_container(kCollectionMagic, options.residual_step ? 2 : 1, sections);
+  return encode_container(kCollectionMagic,
+                          file_version(batch.index_model, options.residual_step.has_value()),
+                          sections);
 }
 
 WriteResult CollectionWriter::write(const std::string& path, const float* embeddings,
@@ -609,7 +662,8 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
   const CodingDictionary& dictionary = col.dictionary();
   const std::size_t start = col.size() - replaced.size();
   CodedBatch batch = code_batch(dictionary, embeddings, n, ids, pixels, chunk, start,
-                                col.residual_step(), n_threads, nullptr, nullptr);
+                                col.residual_step(), n_threads, nullptr, nullptr,
+                                col.index_model());
   WriteResult result{std::move(batch.cosine)};
   const auto& sections = col.view_.sections;
   if (replaced.empty()) {
@@ -656,7 +710,8 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
           levels.insert(levels.end(), all.begin() + r * col.dim(), all.begin() + (r + 1) * col.dim());
       }
       for (auto& s : batch_sections(dictionary, kept, kept_ids, kept_pixels, b.chunk_size, position,
-                                    b.residual ? &levels : nullptr, col.residual_step(), n_threads))
+                                    b.residual ? &levels : nullptr, col.residual_step(), n_threads,
+                                    col.index_model()))
         out.push_back(std::move(s));
     }
     position += rows.size();
@@ -734,8 +789,15 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
   result.cosine.resize(n);
   std::vector<double> norms;
   norms.reserve(n);
-  EncodedItems items;
+  // Without a given index model both are coded, batch by batch, and the smaller kept at the end.
+  const bool paper = dictionary.params().layout == ItemLayout::kPaper;
+  require(!paper || !options.index_model || *options.index_model == IndexModel::kOrder0,
+          "the remaining-atoms index model needs a dictionary of the smic layout");
+  const bool both = !paper && !options.index_model;
+  const IndexModel fixed = options.index_model.value_or(IndexModel::kOrder0);
+  EncodedItems items, items_remaining;
   items.offsets.push_back(0);
+  items_remaining.offsets.push_back(0);
   ItemCodes kept;  // every item's symbols, only when a refinement pass needs them again
   kept.width = dictionary.models().row_width();
   std::optional<ResidualWriter> residual;
@@ -768,19 +830,29 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
         products[j] = static_cast<double>(decoded[i * dim + j]) * static_cast<double>(unit[i * dim + j]);
       result.cosine[start + i] = detail::pairwise_sum(products.data(), dim);
     }
-    const EncodedItems coded = dictionary.encode_items(part, chunk, options.n_threads);
-    const uint64_t base = items.data.size();
-    items.data.insert(items.data.end(), coded.data.begin(), coded.data.end());
-    for (std::size_t c = 1; c < coded.offsets.size(); ++c) items.offsets.push_back(base + coded.offsets[c]);
+    const auto add = [&](EncodedItems& to, IndexModel model) {
+      const EncodedItems coded = dictionary.encode_items(part, chunk, options.n_threads, model);
+      const uint64_t base = to.data.size();
+      to.data.insert(to.data.end(), coded.data.begin(), coded.data.end());
+      for (std::size_t c = 1; c < coded.offsets.size(); ++c) to.offsets.push_back(base + coded.offsets[c]);
+    };
+    add(items, both ? IndexModel::kOrder0 : fixed);
+    if (both) add(items_remaining, IndexModel::kRemaining);
   }
+  IndexModel index_model = fixed;
+  if (both && items_remaining.data.size() + kIndexModelHeadBytes < items.data.size()) {
+    index_model = IndexModel::kRemaining;
+    items = std::move(items_remaining);
+  }
+  items_remaining = {};
 
   AtomicFile file(path);
-  std::vector<Section> sections = head_sections(dim, norms, dictionary, options);
+  std::vector<Section> sections = head_sections(dim, norms, dictionary, options, index_model);
   norms = {};
   sections.push_back({kIds, ids_payload(ids, pixels, 0)});
   sections.push_back({kItem, items_payload(n, chunk, items)});
   items = {};
-  file.write(encode_container(kCollectionMagic, step ? 2 : 1, sections));
+  file.write(encode_container(kCollectionMagic, file_version(index_model, step.has_value()), sections));
   sections.clear();
   if (step) {
     // Pass 2: the refinement levels again, chunk by chunk, now that their table is known.
@@ -819,7 +891,7 @@ Collection::PendingAppend Collection::prepare_append(const float* embeddings, st
   check_pixels(pixels, n);
   const std::size_t chunk = checked_chunk(chunk_size ? chunk_size : this->chunk_size());
   CodedBatch batch = code_batch(*dictionary_, embeddings, n, ids, pixels, chunk, size(),
-                                residual_step_, n_threads, nullptr, nullptr);
+                                residual_step_, n_threads, nullptr, nullptr, index_model_);
   PendingAppend out;
   out.bytes = encode_sections(batch.sections);
   out.n_sections = batch.sections.size();
@@ -946,7 +1018,7 @@ void CollectionWriter::repack(const std::string& path, std::shared_ptr<const Cod
   require(n >= 1, path + " holds no items");
   require(n <= 0xFFFFFFFFu, "a batch holds at most 2^32 - 1 items");
   const ItemCodes codes = col.codes(0, n);
-  const EncodedItems encoded = col.dictionary().encode_items(codes, chunk, n_threads);
+  const EncodedItems encoded = col.dictionary().encode_items(codes, chunk, n_threads, col.index_model());
   std::vector<int64_t> pixels = col.pixels();
   if (std::any_of(pixels.begin(), pixels.end(), [](int64_t p) { return p <= 0; })) pixels.clear();
   const auto& sections = col.view_.sections;

@@ -49,15 +49,15 @@ void encode_sorted_item(const ItemModels& m, RangeEncoder& enc, uint32_t count, 
   m.count().encode_unchecked(enc, count);
   if (count == 0) return;
   m.first().encode_unchecked(enc, first);
-  const uint32_t* c = m.index().cumulative();
-  const uint32_t c_end = c[m.n_atoms()];
-  uint32_t base = 0;  // C[b] for the lower bound b = previous atom + 1
+  uint32_t b = 0;  // lower bound: previous atom + 1
   for (uint32_t j = 0; j + 1 < count; ++j) {
+    const uint32_t* c = m.rest_model(count - 1 - j).cumulative();
+    const uint32_t c_end = c[m.n_atoms()], base = c[b];
     const auto s = static_cast<uint32_t>(index[j]);
     // Conditional on s >= b: the interval of s within [C[b], C[K]), shifted to start at 0.
     enc.encode_unchecked(c[s] - base, c[s + 1] - c[s], c_end - base);
     m.level().encode_unchecked(enc, static_cast<uint32_t>(level[j]));
-    base = c[s + 1];
+    b = s + 1;
   }
 }
 
@@ -73,16 +73,16 @@ void decode_sorted_item(const ItemModels& m, RangeDecoder& dec, int32_t* count, 
     return;
   }
   *first = static_cast<int32_t>(m.first().decode(dec));
-  const uint32_t* c = m.index().cumulative();
   const uint32_t n_atoms = m.n_atoms();
-  const uint32_t c_end = c[n_atoms];
   uint32_t b = 0;  // lower bound: previous atom + 1
   for (uint32_t j = 0; j + 1 < k; ++j) {
     // An encoder never codes an atom after atom K - 1: only corrupt data gets here.
     if (b >= n_atoms) throw DecodeError("an item's atoms run past the last atom");
-    const uint32_t base = c[b];
+    const StaticModel& model = m.rest_model(k - 1 - j);
+    const uint32_t* c = model.cumulative();
+    const uint32_t c_end = c[n_atoms], base = c[b];
     const uint32_t v = dec.decode_target_unchecked(c_end - base);  // < c_end - base: checked
-    const uint32_t s = m.index().lookup(v + base);                  // >= b since C increases
+    const uint32_t s = model.lookup(v + base);                      // >= b since C increases
     dec.consume_unchecked(c[s] - base, c[s + 1] - c[s]);
     index[j] = static_cast<int32_t>(s);
     level[j] = static_cast<int32_t>(m.level().decode(dec));
@@ -181,6 +181,31 @@ ItemModels::ItemModels(FrequencyTable count, FrequencyTable first, FrequencyTabl
     index_log2_tail_[s] = std::log2(static_cast<double>(c[n_atoms_] - c[s]));
   }
   min_item_bits_ = smic::min_item_bits(*this);
+}
+
+ItemModels ItemModels::derive_remaining() const {
+  require(layout_ == ItemLayout::kSorted, "the remaining-atoms index model needs the smic layout");
+  ItemModels out = *this;
+  out.index_model_ = IndexModel::kRemaining;
+  out.remaining_.clear();
+  const uint32_t k = n_atoms_;
+  const uint32_t* c = index().cumulative();
+  const uint64_t t0 = c[k];  // T(0), >= K >= 1
+  constexpr unsigned kBits = 30;
+  // t(s) = floor(T(s) 2^30 / T(0)) <= 2^30: products of two stay below 2^61.
+  std::vector<uint64_t> t(std::size_t{k} + 1, 0), u(std::size_t{k} + 1, 0);
+  for (uint32_t s = 0; s < k; ++s) t[s] = ((uint64_t{c[k] - c[s]}) << kBits) / t0;
+  u = t;
+  const uint32_t last = std::min(s_max_ - 1, kMaxRemainingTables + 1);
+  std::vector<uint64_t> counts(k);
+  for (uint32_t r = 2; r <= last; ++r) {
+    for (uint32_t s = 0; s < k; ++s) u[s] = (u[s] * t[s]) >> kBits;  // non-increasing in s
+    for (uint32_t s = 0; s < k; ++s) counts[s] = u[s] - u[s + 1];
+    // Sum u_r(0) <= 2^30 plus at most K <= 2^30 zeros made 1: within 2^31 as they are.
+    const std::vector<uint32_t> freqs = frequencies_from_counts(counts.data(), k);
+    out.remaining_.emplace_back(freqs.data(), freqs.size());
+  }
+  return out;
 }
 
 // ---- validation ---------------------------------------------------------------------------
@@ -414,7 +439,15 @@ void item_bits(const ItemModels& m, const ItemColumns<const int32_t>& items, std
           std::size_t lower = 0;  // previous atom + 1
           for (std::size_t j = 0; j + 1 < k; ++j) {
             const auto s = static_cast<std::size_t>(index[j]);
-            b += lt[lower] - lf[s] + lv[level[j]];
+            const auto r = static_cast<uint32_t>(k - 1 - j);
+            if (r <= 1 || m.index_model() == IndexModel::kOrder0) {
+              b += lt[lower] - lf[s];
+            } else {  // a derived table: from its cumulative (same totals as the coder)
+              const uint32_t* c = m.rest_model(r).cumulative();
+              b += std::log2(static_cast<double>(c[m.n_atoms()] - c[lower])) -
+                   std::log2(static_cast<double>(c[s + 1] - c[s]));
+            }
+            b += lv[level[j]];
             lower = s + 1;
           }
         }

@@ -76,6 +76,10 @@ class ItemModels:
         """
         Decode items [start, stop) of the paper layout -> (index, level), each (stop - start, s_max) int32. Arguments and errors as decode.
         """
+    def derive_remaining(self) -> ItemModels:
+        """
+        These models with the remaining-atoms index model (format version 3): each other atom coded with the table of the smallest of the atoms still to code, derived from the index table (docs/format.md).
+        """
     def encode(self, counts: numpy.ndarray, first: numpy.ndarray, rest_index: numpy.ndarray, rest_level: numpy.ndarray, chunk_size: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
         """
         Encode n items (sorted layout) -> (data: bytes, offsets: uint64 (n_chunks + 1,)).
@@ -101,6 +105,11 @@ class ItemModels:
     def item_bits_paper(self, index: numpy.ndarray, level: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
         """
         Ideal code length in bits of each item (float64 (n,)), arguments as encode_paper.
+        """
+    @property
+    def index_model(self) -> str:
+        """
+        'order0' or 'remaining' (see derive_remaining).
         """
     @property
     def n_atoms(self) -> int:
@@ -275,6 +284,11 @@ class Collection:
     def ids(self) -> list:
         ...
     @property
+    def index_model(self) -> str:
+        """
+        How the items' other atoms are coded: 'order0' or 'remaining' (format version 3).
+        """
+    @property
     def pixel_terms(self) -> tuple[int, float]:
         """
         (items with a pixel count, sum of 1 / pixels): what bits-per-pixel figures need.
@@ -430,13 +444,13 @@ def set_gemm_kernel(name: str) -> None:
     """
     Select the product kernel: 'auto', 'avx512', 'avx2' or 'generic' (for tests).
     """
-def write_collection(path: str, embeddings: numpy.ndarray, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
+def write_collection(path: str, embeddings: numpy.ndarray, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None, index_model: str = 'auto') -> numpy.typing.NDArray[numpy.float64]:
     """
-    Write a new collection atomically; returns each item's reconstruction cosine.
+    Write a new collection atomically; returns each item's reconstruction cosine. index_model: 'auto' (the smaller of the two), 'order0' or 'remaining'.
     """
-def write_collection_streaming(path: str, blocks: list, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None, batch_items: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+def write_collection_streaming(path: str, blocks: list, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None, batch_items: typing.SupportsInt | typing.SupportsIndex = 0, index_model: str = 'auto') -> numpy.typing.NDArray[numpy.float64]:
     """
     write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read batch_items rows at a time; the same bytes in memory bounded by a batch.
     """
-FORMAT_VERSION: int = 2
+FORMAT_VERSION: int = 3
 __version__: str = '0.1.0'

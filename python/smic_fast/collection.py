@@ -100,6 +100,10 @@ def _checked_embeddings(E: object, dim: int | None = None) -> np.ndarray:
     return raw
 
 
+#: values of compress(index_model=...)
+INDEX_MODELS = ("auto", "order0", "remaining")
+
+
 def _summary(cosine: np.ndarray) -> dict:
     return {"cosine_mean": float(np.mean(cosine)), "cosine_p5": float(np.percentile(cosine, 5))}
 
@@ -114,6 +118,7 @@ def compress(
     chunk_size: int = DEFAULT_CHUNK, model: str | None = None, n_threads: int | None = None,
     progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
     sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH,
+    index_model: str = "auto",
 ) -> dict:
     """Compress (N, d) embeddings into one .smic file; returns :meth:`Collection.info` plus the
     mean and 5th-percentile cosine similarity between E and its reconstruction.
@@ -147,8 +152,15 @@ def compress(
             N <= sample_size the file is what learning on all rows gives.
         batch_size: rows read and coded at a time (rounded up to whole chunks); the file does
             not depend on it.
+        index_model: how each item's other atoms are coded: ``"order0"`` (one index table, as
+            files of format versions 1 and 2), ``"remaining"`` (the table of the smallest of the
+            atoms still to code, derived from the index table: no extra bytes; format version
+            3), or ``"auto"`` (default): whichever gives the smaller file. Every later append
+            uses the collection's model.
     """
     residual_step = None if residual_step is None else check_residual_step(residual_step)
+    if index_model not in INDEX_MODELS:  # before learning: a typo should not cost a K-SVD
+        raise ValueError(f"index_model must be one of {INDEX_MODELS}, got {index_model!r}")
     blocks = embedding_blocks(E)
     n_items, dim = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
     chunk_size = _check_chunk(chunk_size)
@@ -181,7 +193,8 @@ def compress(
     del symbols
     cosine = _core.write_collection_streaming(
         os.fspath(path), blocks, dictionary._core, ids_list, pixels_list, model, chunk_size,
-        residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes, batch_size)
+        residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes, batch_size,
+        index_model)
     del codes
     info = open(path, dictionary=dictionary).info()
     info.update(_summary(cosine))
@@ -401,6 +414,7 @@ class Collection:
             "marginal_bits_per_item": item_bits / n if n else None,
             "dictionary_share": self.section_bytes["dictionary"] / size,
             "format_version": self._format_version, "residual_step": self.residual_step,
+            "index_model": self._core.index_model,
         }
         if n and known == n:
             info["bits_per_pixel"] = float(8 * size / n * inverse_sum / n)

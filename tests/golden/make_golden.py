@@ -41,5 +41,48 @@ def write_all(folder: Path = HERE) -> dict[str, Path]:
     return written
 
 
+#: Version 3 (the remaining-atoms index model): (file, dictionary file or None).
+VERSION3 = {"remaining": None, "remaining_shared": "shared.smicd"}
+
+
+def write_version3(folder: Path = HERE) -> dict[str, Path]:
+    """The version-3 files, with the dictionaries they carry or refer to, written by the same
+    calls as `version3_again` (which tests/test_golden.py repeats to check byte equality).
+    The version-1 files above are never rewritten for this."""
+    e = embeddings(0)
+    own = smic.Dictionary.fit(e, n_atoms=8, n_nonzero=4, n_iter=3, rd_lambda=0.0)
+    written = {}
+    for name, path in (("remaining", folder / "remaining.smic"),
+                       ("remaining_shared", folder / "remaining_shared.smic")):
+        dictionary = own if name == "remaining" else smic.Dictionary.load(folder / "shared.smicd")
+        version3_again(name, e, dictionary, path, "smic-fast golden")
+        col = smic.open(path, dictionary=None if name == "remaining" else folder / "shared.smicd")
+        assert col.info()["format_version"] == 3 and col.info()["index_model"] == "remaining"
+        symbols = col._symbols()
+        np.savez(folder / f"{name}.expected.npz", embeddings=col.embeddings(),
+                 **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
+                    for field in ("counts", "first", "rest_index", "rest_level")})
+        written[name] = path
+    return written
+
+
+def version3_again(name: str, e: np.ndarray, dictionary: smic.Dictionary, path: Path, writer: str) -> None:
+    """Write version-3 file `name` at `path` from the golden embeddings and its dictionary:
+    "remaining" embeds a K=8, 4-atom dictionary, 32-item chunks (checkpoints inside a chunk),
+    40 items then 10 appended in place; "remaining_shared" refers to shared.smicd and has a
+    refinement layer (RESD), 25 items in chunks of 10, then 15 appended in place."""
+    from smic_fast import _core
+    if name == "remaining":
+        first, rest, chunk, step, embed = e, embeddings(2, n=10), 32, None, True
+    else:
+        first, rest, chunk, step, embed = e[:25], e[25:], 10, 0.25, False
+    _core.write_collection(str(path), first, dictionary._core, ids=[f"v3_{i}" for i in range(len(first))],
+                           chunk_size=chunk, residual_step=step, writer=writer,
+                           embed_dictionary=embed, index_model="remaining")
+    col = smic.open(path, dictionary=None if embed else dictionary)
+    col.append(rest, ids=[f"v3_extra_{i}" for i in range(len(rest))])
+
+
 if __name__ == "__main__":
     write_all()
+    # write_version3() only for a new version-3 golden set (never over the version-1 files)

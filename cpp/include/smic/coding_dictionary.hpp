@@ -100,6 +100,9 @@ class CodingDictionary {
   /// True while no table has been fitted (codes are then priced with flat models).
   bool flat() const { return flat_; }
   const ItemModels& models() const { return *models_; }
+  /// The models with the given index model (kRemaining: derived on first use; the smic
+  /// layout only, else InvalidArgument).
+  const ItemModels& models(IndexModel index_model) const;
   /// The OMP coder of the atoms (built on first use: it costs the K^2 d Gram matrix).
   const OmpCoder& coder() const;
 
@@ -119,17 +122,20 @@ class CodingDictionary {
   /// Unit-norm embeddings (n x dim, float32) of item codes; zero rows for empty items.
   void reconstruct(const ItemCodes& codes, float* out) const;
   /// Range-code items in chunks of chunk_size.
-  EncodedItems encode_items(const ItemCodes& codes, std::size_t chunk_size, int n_threads = 0) const;
+  EncodedItems encode_items(const ItemCodes& codes, std::size_t chunk_size, int n_threads = 0,
+                            IndexModel index_model = IndexModel::kOrder0) const;
   /// Decode items [start, stop) of n_items coded in chunks (only the chunks needed).
   ItemCodes decode_items(const uint8_t* data, std::size_t size, const uint64_t* offsets,
                          std::size_t n_offsets, std::size_t n_items, std::size_t chunk_size,
-                         std::size_t start, std::size_t stop, int n_threads = 1) const;
+                         std::size_t start, std::size_t stop, int n_threads = 1,
+                         IndexModel index_model = IndexModel::kOrder0) const;
   /// Items [start, stop) of one chunk, recording or resuming from decoder checkpoints (see
   /// smic::decode_chunk_items): what a reader of single items calls.
   ItemCodes decode_chunk_items(const uint8_t* data, std::size_t size, const uint64_t* offsets,
                                std::size_t n_offsets, std::size_t n_items, std::size_t chunk_size,
                                std::size_t start, std::size_t stop, ChunkCheckpoints* record,
-                               const ChunkCheckpoints* resume) const;
+                               const ChunkCheckpoints* resume,
+                               IndexModel index_model = IndexModel::kOrder0) const;
 
   /// One embedding (dim floats, any norm) to its bytes: the item the batch path writes for it
   /// as a chunk of one. Single-threaded, no allocation beyond the result.
@@ -163,6 +169,8 @@ class CodingDictionary {
   TableCounts counts_;
   bool flat_ = true;
   std::unique_ptr<ItemModels> models_;
+  mutable std::once_flag remaining_once_;
+  mutable std::unique_ptr<ItemModels> remaining_models_;
   mutable std::array<uint8_t, 32> hash_{};
   mutable std::once_flag hash_once_;
   mutable std::once_flag coder_once_;

@@ -1,8 +1,9 @@
 // SMIC collections: many embeddings in one .smic file of a few bits per item.
 //
 // Sections (docs/format.md), in the container of container.hpp with magic "\x89SMIC\r\n\x1a":
-//   HEAD  JSON {"dim", "kind": "smic-collection", "mean_norm", "model", ["residual_step",]
-//         "writer"}
+//   HEAD  JSON {"dim", ["index_model": "remaining",] "kind": "smic-collection", "mean_norm",
+//         "model", ["residual_step",] "writer"}; index_model (format version 3) says every
+//         batch codes its items' other atoms with IndexModel::kRemaining (item_codec.hpp)
 //   DICT  an embedded .smicd (whole file bytes), or DREF: the 32-byte SHA-256 of a shared one
 //   then per batch of items (the first write and each append):
 //   IDS_  zlib of JSON {"ids": [...] or null (positions), "pixels": [...] or null}
@@ -78,7 +79,13 @@ class Collection {
   const std::optional<std::string>& model() const { return model_; }
   std::optional<double> mean_norm() const { return mean_norm_; }
   std::optional<double> residual_step() const { return residual_step_; }
-  uint16_t format_version() const { return residual_step_ ? 2 : 1; }
+  /// How every batch codes its items' atoms (HEAD "index_model"; appends keep it).
+  IndexModel index_model() const { return index_model_; }
+  /// The lowest version that describes the file: 3 with the remaining-atoms index model, else
+  /// 2 with a refinement layer, else 1.
+  uint16_t format_version() const {
+    return index_model_ == IndexModel::kRemaining ? 3 : residual_step_ ? 2 : 1;
+  }
   const SectionBytes& section_bytes() const { return section_bytes_; }
   /// Bytes of the file's committed part (what the sections and preamble take).
   uint64_t file_bytes() const { return view_.end; }
@@ -174,6 +181,7 @@ class Collection {
   std::size_t dim_ = 0;
   std::optional<std::string> model_;
   std::optional<double> mean_norm_, residual_step_;
+  IndexModel index_model_ = IndexModel::kOrder0;
   std::shared_ptr<const CodingDictionary> dictionary_;
   bool shared_ = false;
   std::vector<Batch> batches_;
@@ -191,6 +199,11 @@ struct WriteOptions {
   std::optional<double> residual_step;       ///< add a refinement layer (residual.hpp)
   std::string writer = "smic-fast";          ///< HEAD "writer", e.g. "smic-fast 0.1.0"
   bool embed_dictionary = true;              ///< DICT (true) or DREF to a shared .smicd
+  /// How items' other atoms are coded: kOrder0 (format version 1 or 2, as files before the
+  /// remaining-atoms model), kRemaining (version 3), or nullopt: whichever gives the smaller
+  /// file (kRemaining must save more than the 28 bytes of its header field; ties and the paper
+  /// layout: kOrder0). The model has no tables: its tables derive from the index table.
+  std::optional<IndexModel> index_model;
   int n_threads = 0;
 };
 
@@ -244,8 +257,9 @@ class CollectionWriter {
 
   /// write() for inputs larger than memory: rows are read `batch_items` at a time (0: the
   /// default, kDefaultStreamBatch; rounded up to whole chunks) and coded batch by batch, so
-  /// memory stays a batch plus, per item, its norm and cosine (16 bytes), its coded bytes and,
-  /// with a refinement layer, its symbols (a second pass re-reads the rows to code the
+  /// memory stays a batch plus, per item, its norm and cosine (16 bytes), its coded bytes (with
+  /// index_model nullopt, under both index models until the smaller is kept) and, with a
+  /// refinement layer, its symbols (a second pass re-reads the rows to code the
   /// refinement once its table is known). The bytes written are exactly write()'s. Written
   /// through AtomicFile: on failure the target is untouched.
   static WriteResult write_streaming(const std::string& path, const RowReader& rows,

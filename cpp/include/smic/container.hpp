@@ -18,8 +18,9 @@
 
 namespace smic {
 
-/// Newest container format version this library reads (2: collections with RESD sections).
-constexpr uint16_t kFormatVersion = 2;
+/// Newest container format version this library reads (2: collections with RESD sections;
+/// 3: collections whose items use the remaining-atoms index model).
+constexpr uint16_t kFormatVersion = 3;
 constexpr std::size_t kPreambleBytes = 16;
 /// Bytes a section adds around its payload: tag, length, CRC.
 constexpr std::size_t kSectionOverhead = 16;

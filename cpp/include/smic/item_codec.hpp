@@ -25,6 +25,15 @@
 //            is set to -1 for an empty item).
 //   kPaper:  counts and first unused (may be null), index and level (n, s_max).
 //
+// Index models (IndexModel; kSorted only): kOrder0 codes every one of the k - 1 atoms with the
+//   index table as above. kRemaining codes the atom that still has r atoms at or after it
+//   (r = k - 1 - j for slot j) with the table of the smallest of r independent draws from the
+//   index table: f_r(s) proportional to T(s)^r - T(s + 1)^r, T(s) the index table's tail
+//   C[K] - C[s]. r = 1 is the index table itself; r > kMaxRemainingTables + 1 uses the table of
+//   kMaxRemainingTables + 1. The tables are derived from the index table by integer arithmetic
+//   (ItemModels::derive_remaining), so they cost no bytes in a file; the conditional code on
+//   the lower bound is the same as above with the table of r.
+//
 // Chunks: items [c * chunk_size, (c + 1) * chunk_size) form chunk c, one independent range-coded
 // stream (see range_coder.hpp; each stream ends with its 8 flushed bytes). The encoded form is
 // the concatenation of all chunks plus n_chunks + 1 byte offsets (offsets[0] == 0,
@@ -32,6 +41,7 @@
 // checks that the chunk ends exactly where its offsets say.
 #pragma once
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -40,6 +50,12 @@
 namespace smic {
 
 enum class ItemLayout : uint8_t { kSorted = 0, kPaper = 1 };
+
+/// How the k - 1 other atoms of a kSorted item are coded (see the top of this file).
+enum class IndexModel : uint8_t { kOrder0 = 0, kRemaining = 1 };
+
+/// Derived tables of kRemaining: r = 2 .. kMaxRemainingTables + 1 (larger r share the last).
+constexpr uint32_t kMaxRemainingTables = 7;
 
 /// A caller-owned frequency table (each entry >= 1, sum <= 2^31).
 struct FrequencyTable {
@@ -71,6 +87,21 @@ class ItemModels {
   const StaticModel& index() const { return models_[2]; }
   const StaticModel& level() const { return models_[3]; }
 
+  IndexModel index_model() const { return index_model_; }
+  /// The table of an atom that has `remaining` >= 1 atoms at or after it (kRemaining), or the
+  /// index table (kOrder0, or remaining == 1).
+  const StaticModel& rest_model(uint32_t remaining) const {
+    if (remaining <= 1 || remaining_.empty()) return models_[2];
+    return remaining_[std::min<std::size_t>(remaining, remaining_.size() + 1) - 2];
+  }
+
+  /// These models with the kRemaining tables derived from the index table: for r >= 2, with
+  /// T(s) = C[K] - C[s] and t(s) = floor(T(s) 2^30 / T(0)), u_1 = t, u_r(s) =
+  /// floor(u_{r-1}(s) t(s) / 2^30), the table of r is frequencies_from_counts of the counts
+  /// u_r(s) - u_r(s + 1) (u_r(K) = 0; zeros become 1). Tables for r = 2 .. min(s_max - 1,
+  /// kMaxRemainingTables + 1). Throws InvalidArgument for the kPaper layout.
+  ItemModels derive_remaining() const;
+
   /// -log2(freq / total) of every symbol, and log2(C[K] - C[b]) for each lower bound b of the
   /// conditional index code (for item_bits).
   const std::vector<double>& count_bits() const { return count_bits_; }
@@ -83,7 +114,9 @@ class ItemModels {
 
  private:
   ItemLayout layout_;
+  IndexModel index_model_ = IndexModel::kOrder0;
   uint32_t s_max_, n_atoms_, n_levels_;
+  std::vector<StaticModel> remaining_;  // kRemaining: tables of r = 2, 3, ...
   std::vector<StaticModel> models_;  // count, first, index, level (kPaper: index, level copied
                                      // into slots 2 and 3; slots 0 and 1 hold 1-symbol tables)
   std::vector<double> count_bits_, first_bits_, level_bits_, index_log2_freq_, index_log2_tail_;

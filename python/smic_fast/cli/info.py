@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         ("bits per pixel", info.get("bits_per_pixel")),
         ("marginal bits per pixel", info.get("marginal_bits_per_pixel")),
         ("dictionary share", f"{100 * info['dictionary_share']:.1f}% of the file"),
+        ("index model", info["index_model"]),
         ("format version", info["format_version"]),
     ], args.json, title=str(args.collection))
     return EXIT_OK
