@@ -209,11 +209,11 @@ std::vector<smic::RowBlock> row_blocks(const py::list& arrays, std::size_t& rows
     if (!py::isinstance<py::array>(item)) throw py::value_error("E must be numpy arrays");
     const auto a = py::reinterpret_borrow<py::array>(item);
     smic::RowType type;
-    if (a.dtype().is(py::dtype::of<float>())) {
+    if (a.dtype().equal(py::dtype::of<float>())) {
       type = smic::RowType::kFloat32;
-    } else if (a.dtype().is(py::dtype::of<double>())) {
+    } else if (a.dtype().equal(py::dtype::of<double>())) {
       type = smic::RowType::kFloat64;
-    } else if (a.dtype().is(py::dtype("float16"))) {
+    } else if (a.dtype().equal(py::dtype("float16"))) {
       type = smic::RowType::kFloat16;
     } else {
       throw py::value_error("E must have dtype float16, float32 or float64, got " +

@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -190,7 +191,12 @@ def _encode_rows(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: 
     (name, embedding, pixels, error) in input order."""
     from ray.data import ActorPoolStrategy, DataContext
 
-    context = DataContext.get_current()
+    with warnings.catch_warnings():
+        # Ray 2.60's DataContext() assigns its own deprecated fields (use_push_based_shuffle,
+        # use_polars) while initialising and warns about them: Ray's doing, not a deprecated
+        # use of ours; every other Ray deprecation still reaches the caller (tests: errors).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")
+        context = DataContext.get_current()
     context.execution_options.preserve_order = True  # shards complete in order: bounded buffers
     if kind == "photos":
         files = [f for s in shards for f in s["files"]]
