@@ -35,6 +35,7 @@ same dictionary.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -137,18 +139,30 @@ def _write_shard(folder: str, index: int, source: str, embeddings: np.ndarray | 
                  chunk_size: int, part: tuple[str, str] | None = None) -> dict[str, Any]:
     """Code one shard with the shared dictionary and write it atomically; its manifest record.
     With `part` (clip-retrieval .npy, .parquet) the rows are read here, memory-mapped."""
-    from .collection import compress
+    from . import _core
+    from .collection import Collection, compress
     from .dictionary import Dictionary
     from .inputs import EmbeddingPart, read_embedding_part
+    from .manifest import item_norms, pairwise_sum
 
     if part is not None:
         embeddings, ids = read_embedding_part(EmbeddingPart(index, Path(part[0]), Path(part[1])))
     file = Path(folder) / f"part-{index:05d}.smic"
     record = ShardRecord(index=index, source=source, items=len(ids), skipped=skipped)
     if ids:
-        compress(embeddings, file, ids=ids, pixels=pixels or None, dictionary=Dictionary.load(dictionary_path),
+        dictionary = Dictionary.load(dictionary_path)
+        compress(embeddings, file, ids=ids, pixels=pixels or None, dictionary=dictionary,
                  model=model, chunk_size=chunk_size, n_threads=1)
         record.file, record.bytes, record.crc32 = file.name, file.stat().st_size, crc32_of(file)
+        norms = item_norms(embeddings)
+        written = Collection(file, dictionary).header["mean_norm"]
+        if float(pairwise_sum(norms)) / len(norms) != written:  # the merge would record another mean
+            raise RuntimeError(f"{file}: item norms differ from the core's (mean {written})")
+        buffer = io.BytesIO()
+        np.save(buffer, norms)
+        norms_file = file.with_name(file.stem + ".norms.npy")
+        _core.atomic_write(str(norms_file), buffer.getvalue())
+        record.norms_file, record.norms_crc32 = norms_file.name, crc32_of(norms_file)
         record.first_id, record.last_id = ids[0], ids[-1]
     return asdict(record)
 
@@ -409,21 +423,22 @@ def _encode_and_write(ray: Any, kind: str, shards: list[dict[str, Any]], pending
         buffers[i] = {"expected": expected, "rows": [None] * len(expected), "left": len(expected)}
         for position, (name, _, _) in enumerate(expected):
             owner[name] = (i, position)
-    for batch in _encode_rows(ray, kind, [shards[i] for i in pending], actor_args, workers, cpus, gpus,
-                              batch_size):
-        for name, embedding, pixels, error in zip(batch["name"], batch["embedding"], batch["pixels"],
-                                                  batch["error"]):
-            place = owner.get(str(name))
-            if place is None:
-                continue  # a member the header scan did not count (a second image of a sample)
-            i, position = place
-            buffer = buffers[i]
-            if buffer["rows"][position] is None:
-                buffer["left"] -= 1
-            buffer["rows"][position] = (embedding, int(pixels), str(error))
-            if buffer["left"] == 0:
-                in_flight.append(_submit(kind, shards[i], i, buffers.pop(i), write, folder, common))
-        drain(False)
+    batches = _encode_rows(ray, kind, [shards[i] for i in pending], actor_args, workers, cpus, gpus, batch_size)
+    with closing(batches):  # closed (and Ray Data's executor with it) on any exception
+        for batch in batches:
+            for name, embedding, pixels, error in zip(batch["name"], batch["embedding"], batch["pixels"],
+                                                      batch["error"]):
+                place = owner.get(str(name))
+                if place is None or place[0] not in buffers:
+                    continue  # a member the header scan did not count (a second image of a sample)
+                i, position = place
+                buffer = buffers[i]
+                if buffer["rows"][position] is None:
+                    buffer["left"] -= 1
+                buffer["rows"][position] = (embedding, int(pixels), str(error))
+                if buffer["left"] == 0:
+                    in_flight.append(_submit(kind, shards[i], i, buffers.pop(i), write, folder, common))
+            drain(False)
     for i, buffer in list(buffers.items()):  # rows Ray Data never produced (a member gone missing)
         for position, row in enumerate(buffer["rows"]):
             if row is None:
@@ -458,7 +473,7 @@ def _learn(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: dict[s
     if kind == "embeddings":
         blocks = [read_embedding_part(EmbeddingPart(i, Path(s["npy"]), Path(s["parquet"])))[0]
                   for i, s in enumerate(shards)]
-        return Dictionary.fit(blocks, sample_size=sample_size, **params)
+        return _fit(Dictionary, blocks, sample_size, params)
     names = [(s_index, row) for s_index, s in enumerate(shards) for row in range(len(_expected(kind, s)))]
     rows = learning_sample(len(names), sample_size, params["seed"])
     chosen = names if rows is None else [names[r] for r in rows]
@@ -472,14 +487,25 @@ def _learn(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: dict[s
         sample_shards = [shards[i] for i in picked]
     wanted = {_expected(kind, shards[i])[r][0] for i, rs in picked.items() for r in rs}
     parts = []
-    for batch in _encode_rows(ray, kind, sample_shards, actor_args, workers, cpus, gpus, batch_size):
-        keep = [j for j, (n, e) in enumerate(zip(batch["name"], batch["error"])) if str(n) in wanted and not e]
-        parts.append(batch["embedding"][keep])
+    batches = _encode_rows(ray, kind, sample_shards, actor_args, workers, cpus, gpus, batch_size)
+    with closing(batches):
+        for batch in batches:
+            keep = [j for j, (n, e) in enumerate(zip(batch["name"], batch["error"])) if str(n) in wanted and not e]
+            parts.append(batch["embedding"][keep])
     sample = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     if len(sample) == 0:
         raise ValueError("no image of the learning sample could be read: nothing to learn a dictionary on")
-    n_atoms = params.pop("n_atoms") or default_n_atoms(len(names))
-    return Dictionary.fit(sample, n_atoms=min(n_atoms, len(sample)), sample_size=None, **params)
+    params["n_atoms"] = min(params["n_atoms"] or default_n_atoms(len(names)), len(sample))
+    return _fit(Dictionary, [sample], None, params)
+
+
+def _fit(dictionary_class: Any, blocks: list[np.ndarray], sample_size: int | None, params: dict[str, Any]) -> Any:
+    """The dictionary single-process ``compress`` learns from the same rows (rows normalised
+    twice, as it does), so a clip-retrieval folder gets the very same dictionary either way."""
+    params = dict(params)
+    n_atoms, n_nonzero = params.pop("n_atoms"), params.pop("n_nonzero")
+    return dictionary_class._fit(blocks, n_atoms, n_nonzero, rd_lambda=None, layout="smic", paper_bits=8,
+                                 n_threads=None, progress=None, sample_size=sample_size, twice=True, **params)[0]
 
 
 def _resume(folder: Path, plan: dict[str, Any], force: bool) -> Manifest | None:
@@ -491,7 +517,7 @@ def _resume(folder: Path, plan: dict[str, Any], force: bool) -> Manifest | None:
     if path.is_file():
         manifest = Manifest.load(path)
         if manifest.plan == plan:
-            listed = {s.file for s in manifest.shards if s.file}
+            listed = {f for s in manifest.shards for f in (s.file, s.norms_file) if f}
             for stray in folder.glob("part-*"):  # a shard written but never listed, a temp file
                 if stray.name not in listed:
                     stray.unlink()

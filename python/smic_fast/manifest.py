@@ -66,6 +66,38 @@ def crc32_of(path: str | os.PathLike) -> str:
     return f"{crc:08x}"
 
 
+def pairwise_sum(a: np.ndarray) -> np.ndarray:
+    """Sums over the last axis in the C++ core's order (``detail::pairwise_sum``: 8 running
+    sums in blocks of up to 128, halves split at a multiple of 8), so that the sums are the
+    core's bit for bit: the mean norm a merged file records is the single-process file's."""
+    n = a.shape[-1]
+    if n < 8:
+        res = np.zeros(a.shape[:-1])
+        for i in range(n):
+            res = res + a[..., i]
+        return res
+    if n <= 128:
+        r = a[..., 0:8].copy()
+        i = 8
+        while i < n - n % 8:
+            r += a[..., i:i + 8]
+            i += 8
+        res = ((r[..., 0] + r[..., 1]) + (r[..., 2] + r[..., 3])) + ((r[..., 4] + r[..., 5]) + (r[..., 6] + r[..., 7]))
+        for j in range(i, n):
+            res = res + a[..., j]
+        return res
+    half = n // 2
+    half -= half % 8
+    return pairwise_sum(a[..., :half]) + pairwise_sum(a[..., half:])
+
+
+def item_norms(rows: np.ndarray) -> np.ndarray:
+    """Each row's norm as the core computes it when it writes (float32 rows, squares and their
+    pairwise sum in double): what a merge needs to record the single-process mean norm."""
+    rows = np.asarray(rows, dtype=np.float32).astype(np.float64)
+    return np.sqrt(pairwise_sum(rows * rows))
+
+
 @dataclass
 class ShardRecord:
     """One complete shard: its file (None when every input of the shard was skipped), what
@@ -77,6 +109,8 @@ class ShardRecord:
     file: str | None = None
     bytes: int = 0
     crc32: str | None = None
+    norms_file: str | None = None  # the items' norms (float64 .npy): the merged header's mean norm
+    norms_crc32: str | None = None
     first_id: str | None = None
     last_id: str | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -166,6 +200,10 @@ class Manifest:
         if file.stat().st_size != record.bytes or crc32_of(file) != record.crc32:
             raise FormatError(f"{self.path}: shard {record.file} does not match the manifest (size or CRC32 "
                               "differs: damaged or replaced)")
+        if record.norms_file is not None:
+            norms = self.folder / record.norms_file
+            if not norms.is_file() or crc32_of(norms) != record.norms_crc32:
+                raise FormatError(f"{self.path}: {record.norms_file} is missing or does not match the manifest")
         return file
 
     def dictionary(self, given: Dictionary | str | os.PathLike | None = None) -> Dictionary:
@@ -186,13 +224,14 @@ class Manifest:
                               "run the same command again to resume it")
 
 
-def _gather(manifest: Manifest, dictionary: Dictionary) -> tuple[list, list[str], list[int] | None, int]:
-    """Every shard's codes, ids and pixel counts, in shard order (checked against the manifest)."""
+def _gather(manifest: Manifest, dictionary: Dictionary) -> tuple[list, list[str], list[int] | None, int, list]:
+    """Every shard's codes, ids, pixel counts and norms, in shard order (checked against the manifest)."""
     from .collection import Collection
 
     codes: list[tuple[np.ndarray, ...]] = []
     ids: list[str] = []
     pixels: list[int] | None = []
+    norms: list[np.ndarray] | None = []
     chunk = 0
     for record in sorted(manifest.shards, key=lambda s: s.index):
         file = manifest.check_shard(record)
@@ -209,9 +248,13 @@ def _gather(manifest: Manifest, dictionary: Dictionary) -> tuple[list, list[str]
         shard_pixels = shard._core.pixels
         pixels = None if pixels is None or len(shard_pixels) != len(shard) else pixels + list(shard_pixels)
         chunk = chunk or shard._core.chunk_size
+        if norms is not None and record.norms_file is not None:
+            norms.append(np.load(manifest.folder / record.norms_file, allow_pickle=False))
+        else:
+            norms = None
     if not ids:
         raise FormatError(f"{manifest.path}: no items in any shard")
-    return codes, ids, pixels, chunk
+    return codes, ids, pixels, chunk, norms
 
 
 def merge(path: str | os.PathLike, output: str | os.PathLike, dictionary: Dictionary | str | os.PathLike | None = None,
@@ -229,17 +272,19 @@ def merge(path: str | os.PathLike, output: str | os.PathLike, dictionary: Dictio
     manifest = Manifest.load(found)
     manifest.require_complete()
     dictionary = manifest.dictionary(dictionary)
-    codes, ids, pixels, chunk = _gather(manifest, dictionary)
+    codes, ids, pixels, chunk, norms = _gather(manifest, dictionary)
+    # The header's mean norm over all items, summed in the core's order (None: shards without norms).
+    mean_norm = None if norms is None else float(pairwise_sum(np.concatenate(norms))) / len(ids)
     joined = tuple(np.ascontiguousarray(np.concatenate([c[f] for c in codes]), dtype=np.int32) for f in range(4))
-    # The rows are only read for the cosines the writer returns (ignored here) and for a
-    # refinement layer (refused above): with the codes given, the bytes depend on codes, ids,
-    # pixels and options alone. One unit row repeated keeps memory at one block.
+    # The rows are only read for the cosines the writer returns (ignored here), the mean norm
+    # (given) and a refinement layer (refused above): with the codes given, the bytes depend on
+    # codes, ids, pixels and options alone. One unit row repeated keeps memory at one block.
     block = np.zeros((min(len(ids), 4096), dictionary.dim), np.float32)
     block[:, 0] = 1.0
     blocks = [block] * (len(ids) // len(block)) + ([block[:len(ids) % len(block)]] if len(ids) % len(block) else [])
     _core.write_collection_streaming(
         os.fspath(output), blocks, dictionary._core, ids, pixels, manifest.model, chunk, None,
-        f"smic-fast {__version__}", embed_dictionary, 0, joined, 0)
+        f"smic-fast {__version__}", embed_dictionary, 0, joined, 0, mean_norm)
     return Path(output)
 
 

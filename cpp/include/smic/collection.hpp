@@ -189,6 +189,9 @@ struct WriteOptions {
   std::string writer = "smic-fast";          ///< HEAD "writer", e.g. "smic-fast 0.1.0"
   bool embed_dictionary = true;              ///< DICT (true) or DREF to a shared .smicd
   int n_threads = 0;
+  /// HEAD "mean_norm" to record instead of the mean of the rows' norms: for a file packed from
+  /// stored codes (a merge of shards), whose rows are not the items' embeddings.
+  std::optional<double> mean_norm;
 };
 
 /// Rows of an input read a batch at a time: read(start, count, out) writes rows
