@@ -121,7 +121,8 @@ class _EncodeActor:
             Path(self.fault).write_text("killed")
             os._exit(1)
         names = [str(n) for n in batch["name"]]
-        blobs = list(zip(names, (bytes(b) if b is not None else b"" for b in batch["bytes"])))
+        blobs = list(zip(names, (bytes(b) if isinstance(b, (bytes, bytearray, memoryview, np.ndarray)) else b""
+                                 for b in batch["bytes"])))
         encoded, embeddings, skipped, pixels = self.encoder.encode_blobs(blobs)
         row = {name: i for i, name in enumerate(encoded)}
         reasons = {s.path: s.reason for s in skipped}
@@ -237,10 +238,10 @@ def _webdataset_rows(table: Any) -> dict[str, Any]:
     data: list[bytes] = []
     for i in range(table.num_rows):
         value = b""
-        for c in columns:
+        for c in columns:  # pandas fills a sample's missing members with NaN
             cell = table.column(c)[i].as_py()
-            if cell:
-                value = cell
+            if isinstance(cell, (bytes, bytearray)) and cell:
+                value = bytes(cell)
                 break
         data.append(value)
     names = np.array([f"{os.path.abspath(u)}#{k}" for u, k in zip(urls, keys)], dtype=object)

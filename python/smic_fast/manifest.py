@@ -246,7 +246,8 @@ def _gather(manifest: Manifest, dictionary: Dictionary) -> tuple[list, list[str]
         codes.append(shard._core.codes(0, len(shard)))
         ids += shard._core.ids
         shard_pixels = shard._core.pixels
-        pixels = None if pixels is None or len(shard_pixels) != len(shard) else pixels + list(shard_pixels)
+        known = len(shard_pixels) == len(shard) and all(p is not None for p in shard_pixels)
+        pixels = pixels + list(shard_pixels) if pixels is not None and known else None  # all or none
         chunk = chunk or shard._core.chunk_size
         if norms is not None and record.norms_file is not None:
             norms.append(np.load(manifest.folder / record.norms_file, allow_pickle=False))
