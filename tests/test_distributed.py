@@ -226,3 +226,21 @@ def test_clip_retrieval_folder_with_a_learned_dictionary(tmp_path, cluster):
     assert smic.open(merged).ids == one.ids
     np.testing.assert_array_equal(smic.open(merged).embeddings(), one.embeddings())
     assert find_manifest(folder) is None
+
+
+def test_cli_learns_the_single_process_dictionary(photos, tmp_path, cluster, capsys):
+    """`smic compress --ray` learning its own dictionary (its sample encoded on the cluster
+    first): the dictionary and the decoded embeddings are the single-process run's."""
+    single = tmp_path / "single.smic"
+    args = [str(photos), "--glob", "*astronaut*", "--model", "tiny", "--atoms", "8", "-q", "--json"]
+    assert main(["compress", *args, "-o", str(single)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "learned.smic"
+    assert main(["compress", *args, "-o", str(out), "--ray", "--shard-size", "10"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items"] == 32 and summary["shards"] == 4 and summary["skipped"] == []
+    one, many = smic.open(single), smic.open(out)
+    assert many.dictionary.hash == one.dictionary.hash and many.ids == one.ids
+    np.testing.assert_array_equal(many.embeddings(), one.embeddings())
+    assert main(["compress", *args, "-o", str(out), "--ray", "--shard-size", "11"]) == 2  # another plan
+    assert "other inputs or options" in capsys.readouterr().err
