@@ -226,6 +226,10 @@ def test_clip_retrieval_folder_with_a_learned_dictionary(tmp_path, cluster):
     assert smic.open(merged).ids == one.ids
     np.testing.assert_array_equal(smic.open(merged).embeddings(), one.embeddings())
     assert find_manifest(folder) is None
+    np.save(folder / "img_emb" / "img_emb_1.npy", np.ones((499, 48), np.float16))  # a row short
+    with pytest.raises(ValueError, match="has 500 rows for 499 embeddings"):
+        distributed.compress([str(folder)], tmp_path / "bad.smic", n_atoms=32)
+    assert not (tmp_path / "bad.smic.d").exists()
 
 
 def test_cli_learns_the_single_process_dictionary(photos, tmp_path, cluster, capsys):

@@ -17,7 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("torch", "open_clip", "onnx", "onnxscript"),
     "generate": ("torch", "diffusers", "transformers"),
     "eval": ("matplotlib", "faiss"),
-    "ray": ("ray", "ray.data", "pyarrow"),
+    "ray": ("ray", "pyarrow"),
 }
 
 

@@ -66,7 +66,7 @@ def plan_shards(inputs: Sequence[str], *, shard_size: int = DEFAULT_SHARD_SIZE, 
     """(kind, shards): how a run cuts `inputs` into units of work and of resumption. A shard is
     a dict: ``source`` (its name), and ``files`` + ``ids`` (photos), ``tar`` + ``samples``
     (webdataset; ``error`` for a damaged tar) or ``npy`` + ``parquet`` (clip-retrieval)."""
-    from .inputs import classify, find_embedding_parts, scan_tar, tar_paths
+    from .inputs import check_embedding_part, classify, find_embedding_parts, scan_tar, tar_paths
     from .photos import find_photos
 
     kind = classify(inputs)
@@ -91,6 +91,7 @@ def plan_shards(inputs: Sequence[str], *, shard_size: int = DEFAULT_SHARD_SIZE, 
         if len(inputs) != 1:
             raise ValueError("give one clip-retrieval folder per run")
         for part in find_embedding_parts(inputs[0]):
+            check_embedding_part(part)
             shards.append({"source": str(part.npy), "npy": str(part.npy.absolute()),
                            "parquet": str(part.parquet.absolute())})
     return kind, shards

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "EmbeddingPart", "TarSamples", "classify", "expand_braces", "find_embedding_parts",
-           "is_embedding_folder", "is_tar", "read_embedding_part", "read_tar", "scan_tar", "tar_paths"]
+           "check_embedding_part", "is_embedding_folder", "is_tar", "read_embedding_part", "read_tar", "scan_tar", "tar_paths"]
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -230,3 +230,28 @@ def read_embedding_part(part: EmbeddingPart) -> tuple[np.ndarray, list[str]]:
     if len(ids) != array.shape[0]:
         raise ValueError(f"{part.parquet} has {len(ids):,} rows for {array.shape[0]:,} embeddings in {part.npy}")
     return array, ids
+
+
+def check_embedding_part(part: EmbeddingPart) -> int:
+    """A part's row count after the checks that need no data read (array header, parquet
+    metadata): ValueError naming the file, before a distributed run starts any work."""
+    from .cli._npy import _map
+    from .cli._shared import CliError
+
+    try:
+        rows = _map(str(part.npy)).shape[0]
+    except CliError as exc:
+        raise ValueError(str(exc)) from None
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(part.parquet)
+        names = meta.schema_arrow.names
+        count = meta.metadata.num_rows
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ...
+        raise ValueError(f"{part.parquet}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
+    if "image_path" not in names:
+        raise ValueError(f"{part.parquet} has no image_path column (columns: {', '.join(names)[:200]})")
+    if count != rows:
+        raise ValueError(f"{part.parquet} has {count:,} rows for {rows:,} embeddings in {part.npy}")
+    return rows
