@@ -143,3 +143,16 @@ def test_bad_manifests_are_refused(tmp_path):
     with pytest.raises(smic.FormatError, match="damaged manifest"):
         Manifest.load(folder / "manifest.json")
     assert main(["info", str(folder)]) == 1
+
+
+def test_equal_dtype_objects_are_accepted(rng, tmp_path):
+    """Arrays from Arrow (Ray Data batches) carry a float32 descriptor equal to numpy's but not
+    the same object; the core used to refuse them ("must have dtype float32, got float32")."""
+    E = rng.standard_normal((40, 8)).astype(np.float32)
+    other = E.astype(np.dtype("<f4").newbyteorder("="))
+    assert other.dtype is not np.dtype(np.float32) and other.dtype == np.float32
+    smic.compress(E, tmp_path / "a.smic", n_atoms=4)
+    smic.compress(other, tmp_path / "b.smic", n_atoms=4)
+    assert (tmp_path / "a.smic").read_bytes() == (tmp_path / "b.smic").read_bytes()
+    with pytest.raises(ValueError, match="got dtype >f4"):  # byte-swapped rows are still refused
+        smic.compress(E.astype(">f4"), tmp_path / "c.smic", n_atoms=4)
