@@ -109,7 +109,8 @@ def main() -> None:
         single = work / "single.smic"
         start = time.perf_counter()
         subprocess.run([str(smic_cli), "compress", str(photos), "-o", str(single), "--model", args.model,
-                        "--dictionary", str(dictionary), "--batch-size", str(args.batch_size), "-q"], check=True)
+                        "--dictionary", str(dictionary), "--batch-size", str(args.batch_size), "-q"], check=True,
+                       stdout=subprocess.DEVNULL)
         single_s = time.perf_counter() - start
         print(f"machine: {os.cpu_count()} cores, {args.photos} photos ({args.model} model), shards of {args.shard_size}")
         print(f"{'run':<34}{'seconds':>9}{'images/s':>10}")

@@ -57,6 +57,7 @@ __all__ = ["DEFAULT_SHARD_SIZE", "compress", "plan_shards"]
 log = logging.getLogger("smic_fast")
 
 DEFAULT_SHARD_SIZE = 10_000  # photos per shard: a few seconds of coding, a few KB on disk
+FILES_PER_READ = 64  # photos per Ray Data read task
 READ_RESERVE = 1.0  # CPUs left to Ray Data's read tasks and the shard writers
 
 
@@ -216,7 +217,10 @@ def _encode_rows(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: 
     context.execution_options.preserve_order = True  # shards complete in order: bounded buffers
     if kind == "photos":
         files = [f for s in shards for f in s["files"]]
-        ds = ray.data.read_binary_files(files, include_paths=True)
+        # Files grouped into read tasks of about FILES_PER_READ (one task per small file costs
+        # more in scheduling than the read itself).
+        ds = ray.data.read_binary_files(files, include_paths=True,
+                                        override_num_blocks=max(1, -(-len(files) // FILES_PER_READ)))
         ds = ds.map_batches(lambda b: {"name": b["path"], "bytes": b["bytes"]}, batch_format="numpy")
     else:
         tars = [s["tar"] for s in shards]
