@@ -59,6 +59,7 @@ log = logging.getLogger("smic_fast")
 DEFAULT_SHARD_SIZE = 10_000  # photos per shard: a few seconds of coding, a few KB on disk
 FILES_PER_READ = 64  # photos per Ray Data read task
 READ_RESERVE = 1.0  # CPUs left to Ray Data's read tasks and the shard writers
+READ_CPUS = 0.5  # each read task's request: fits in what the actors leave, even on 1 CPU
 
 
 # ---------------------------------------------------------------------------------- the plan
@@ -219,12 +220,12 @@ def _encode_rows(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: 
         files = [f for s in shards for f in s["files"]]
         # Files grouped into read tasks of about FILES_PER_READ (one task per small file costs
         # more in scheduling than the read itself).
-        ds = ray.data.read_binary_files(files, include_paths=True,
+        ds = ray.data.read_binary_files(files, include_paths=True, num_cpus=READ_CPUS,
                                         override_num_blocks=max(1, -(-len(files) // FILES_PER_READ)))
         ds = ds.map_batches(lambda b: {"name": b["path"], "bytes": b["bytes"]}, batch_format="numpy")
     else:
         tars = [s["tar"] for s in shards]
-        ds = ray.data.read_webdataset(tars, decoder=None, include_paths=True)
+        ds = ray.data.read_webdataset(tars, decoder=None, include_paths=True, num_cpus=READ_CPUS)
         ds = ds.map_batches(_webdataset_rows, batch_format="pyarrow")
     ds = ds.map_batches(_EncodeActor, fn_constructor_kwargs=actor_args, compute=ActorPoolStrategy(size=workers),
                         batch_size=batch_size, num_cpus=cpus, num_gpus=gpus, batch_format="numpy")
@@ -326,13 +327,12 @@ def compress(
         actor_args = {"model": model, "providers": providers, "batch_size": batch_size, "int8": int8, "home": home,
                       "fault": _fault}
         recorded_model = model
-        if kind != "embeddings":
+        if kind != "embeddings" and (model.endswith(".onnx") or os.sep in model or os.path.exists(model)):
             from .cli._photos import model_label
             from .clip_onnx import ClipEncoder
 
-            encoder = ClipEncoder(model, providers="cpu", batch_size=1, int8=int8, workers=1)
-            recorded_model = model_label(model, encoder.metadata)
-            del encoder
+            # An .onnx path is recorded by what its export metadata says (as in one process).
+            recorded_model = model_label(model, ClipEncoder(model, providers="cpu", batch_size=1, workers=1).metadata)
         t = time.perf_counter()
         if manifest is None:
             folder.mkdir(parents=True, exist_ok=True)
