@@ -518,7 +518,9 @@ def _resume(folder: Path, plan: dict[str, Any], force: bool) -> Manifest | None:
     """The manifest of an earlier run of the same plan (its complete shards are kept), or None
     after clearing `folder` for a new run. ValueError for another plan's run without `force`."""
     path = folder / MANIFEST
-    if folder.exists() and not path.is_file() and any(folder.iterdir()) and not force:
+    ours = (DICTIONARY, "part-", ".")  # a run killed before its first manifest: dictionary, temp files
+    if folder.exists() and not path.is_file() and not force and \
+            any(not p.name.startswith(ours) for p in folder.iterdir()):
         raise FileExistsError(f"{folder} exists and holds no {MANIFEST}; pass force to replace it")
     if path.is_file():
         manifest = Manifest.load(path)

@@ -56,6 +56,7 @@ def expand_braces(pattern: str) -> list[str]:
 
 
 def is_tar(path: str) -> bool:
+    """A webdataset shard: a name ending in .tar (any case)."""
     return str(path).lower().endswith(".tar")
 
 
