@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -223,11 +224,11 @@ std::vector<smic::RowBlock> row_blocks(const py::list& arrays, std::size_t& rows
     if (!py::isinstance<py::array>(item)) throw py::value_error("E must be numpy arrays");
     const auto a = py::reinterpret_borrow<py::array>(item);
     smic::RowType type;
-    if (a.dtype().is(py::dtype::of<float>())) {
+    if (a.dtype().equal(py::dtype::of<float>())) {
       type = smic::RowType::kFloat32;
-    } else if (a.dtype().is(py::dtype::of<double>())) {
+    } else if (a.dtype().equal(py::dtype::of<double>())) {
       type = smic::RowType::kFloat64;
-    } else if (a.dtype().is(py::dtype("float16"))) {
+    } else if (a.dtype().equal(py::dtype("float16"))) {
       type = smic::RowType::kFloat16;
     } else {
       throw py::value_error("E must have dtype float16, float32 or float64, got " +
@@ -665,7 +666,7 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
          const py::object& ids, const py::object& pixels, std::optional<std::string> model,
          std::size_t chunk_size, std::optional<double> residual_step, const std::string& writer,
          bool embed_dictionary, int n_threads, const py::object& codes, std::size_t batch_items,
-         const std::string& index_model) {
+         const std::string& index_model, std::optional<double> mean_norm) {
         if (!dictionary) throw py::value_error("dictionary is required");
         std::size_t n = 0, d = 0;
         std::vector<smic::RowBlock> parts = row_blocks(blocks, n, d);  // sets n and d
@@ -673,9 +674,11 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
         const auto id_list = strings(ids, "ids");
         const auto pixel_list = pixel_counts(pixels);
         const std::optional<ItemCodes> given = given_codes(*dictionary, codes);
-        const smic::WriteOptions options = write_options(std::move(model), chunk_size, residual_step,
-                                                         writer, embed_dictionary, n_threads,
-                                                         index_model);
+        smic::WriteOptions options = write_options(std::move(model), chunk_size, residual_step, writer,
+                                                   embed_dictionary, n_threads, index_model);
+        if (mean_norm && !(std::isfinite(*mean_norm) && *mean_norm >= 0))
+          throw py::value_error("mean_norm must be a finite number >= 0");
+        options.mean_norm = mean_norm;
         smic::WriteResult result;
         {
           // `blocks` (held by the caller's frame) keeps every array alive while the core reads
@@ -692,9 +695,10 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       py::arg("chunk_size") = smic::kDefaultChunkSize, py::arg("residual_step") = py::none(),
       py::arg("writer") = "smic-fast", py::arg("embed_dictionary") = true,
       py::arg("n_threads") = 0, py::arg("codes") = py::none(), py::arg("batch_items") = 0,
-      py::arg("index_model") = "auto",
+      py::arg("index_model") = "auto", py::arg("mean_norm") = py::none(),
       "write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read "
-      "batch_items rows at a time; the same bytes in memory bounded by a batch.");
+      "batch_items rows at a time; the same bytes in memory bounded by a batch. mean_norm: the "
+      "header's, instead of the rows' (a merge of shards from their codes).");
 
   m.def(
       "append_collection",

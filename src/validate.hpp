@@ -20,7 +20,7 @@ inline std::string shape_string(const py::array& a) {
 /// Require a C-contiguous array of dtype T with `ndim` dimensions.
 template <class T>
 void require_array(const py::array& a, py::ssize_t ndim, const char* name) {
-  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>()))
+  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().equal(py::dtype::of<T>()))
     throw py::value_error(std::string(name) + " must have dtype " +
                           std::string(py::str(py::dtype::of<T>())) + ", got " +
                           std::string(py::str(a.dtype())));

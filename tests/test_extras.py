@@ -106,6 +106,14 @@ def test_decompress_images_names_its_extra_before_decoding(files, tmp_path, modu
     assert not out.exists() and not (tmp_path / "images").exists()
 
 
+@pytest.mark.parametrize("module", EXTRAS["ray"])
+def test_compress_ray_names_its_extra_before_planning(files, tmp_path, module):
+    result = smic_without([module], "compress", files["root"], "-o", tmp_path / "x.smic", "--ray",
+                          forbid=["smic_fast.distributed:plan_shards"])
+    assert_names_extra(result, "compress", "ray", module)
+    assert not (tmp_path / "x.smic.d").exists()
+
+
 # ------------------------------------------------------------------------------ commands needing no extra
 def test_core_commands_need_no_extra(files, tmp_path):
     collection, embeddings = files["collection"], tmp_path / "d.npy"

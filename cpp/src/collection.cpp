@@ -199,8 +199,9 @@ std::vector<Section> head_sections(std::size_t dim, const std::vector<double>& n
   head.begin_object().key("dim").integer(static_cast<int64_t>(dim));
   if (index_model == IndexModel::kRemaining) head.key("index_model").string("remaining");
   head.key("kind").string("smic-collection")
-      .key("mean_norm").number(detail::pairwise_sum(norms.data(), norms.size()) /
-                               static_cast<double>(norms.size()))
+      .key("mean_norm").number(options.mean_norm ? *options.mean_norm
+                                                 : detail::pairwise_sum(norms.data(), norms.size()) /
+                                                       static_cast<double>(norms.size()))
       .key("model");
   if (options.model) {
     head.string(*options.model);

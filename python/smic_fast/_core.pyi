@@ -448,9 +448,9 @@ def write_collection(path: str, embeddings: numpy.ndarray, dictionary: CodingDic
     """
     Write a new collection atomically; returns each item's reconstruction cosine. index_model: 'auto' (the smaller of the two), 'order0' or 'remaining'.
     """
-def write_collection_streaming(path: str, blocks: list, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None, batch_items: typing.SupportsInt | typing.SupportsIndex = 0, index_model: str = 'auto') -> numpy.typing.NDArray[numpy.float64]:
+def write_collection_streaming(path: str, blocks: list, dictionary: CodingDictionary, ids: typing.Any = None, pixels: typing.Any = None, model: str | None = None, chunk_size: typing.SupportsInt | typing.SupportsIndex = 256, residual_step: typing.SupportsFloat | typing.SupportsIndex | None = None, writer: str = 'smic-fast', embed_dictionary: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, codes: typing.Any = None, batch_items: typing.SupportsInt | typing.SupportsIndex = 0, index_model: str = 'auto', mean_norm: typing.SupportsFloat | typing.SupportsIndex | None = None) -> numpy.typing.NDArray[numpy.float64]:
     """
-    write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read batch_items rows at a time; the same bytes in memory bounded by a batch.
+    write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read batch_items rows at a time; the same bytes in memory bounded by a batch. mean_norm: the header's, instead of the rows' (a merge of shards from their codes).
     """
 FORMAT_VERSION: int = 3
 __version__: str = '0.1.0'

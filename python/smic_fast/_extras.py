@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("torch", "open_clip", "onnx", "onnxscript"),
     "generate": ("torch", "diffusers", "transformers"),
     "eval": ("matplotlib", "faiss"),
+    "ray": ("ray", "pyarrow"),
 }
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .clip_models import ModelNotFoundError, cache_dir, get_pairing
-from .images import ImageLoadError, Preprocess, load_image
+from .images import ImageLoadError, Preprocess, decode_image, load_image
 
 __all__ = ["ClipEncoder", "EncodeResult", "ModelNotFoundError", "Skipped", "runtime_info"]
 
@@ -352,6 +352,43 @@ class ClipEncoder:
                     refill()  # keep the decoders busy while the model runs
                 embeddings = self._run(batch[:len(names)]) if names else np.zeros((0, self.dim), np.float32)
                 yield names, embeddings, skipped
+
+    def encode_blobs(self, blobs: Sequence[tuple[str, bytes]]
+                     ) -> tuple[list[str], np.ndarray, list[Skipped], list[int]]:
+        """Encode images held in memory as ``(name, encoded bytes)`` (files read by Ray Data,
+        webdataset tar members). Returns the names encoded, their (n, d) embeddings, the
+        skipped ones with their reasons, and each encoded image's pixel count."""
+        draft = self.preprocess.draft_size() if self.draft else None
+        size = self.preprocess.image_size
+
+        def load(blob: tuple[str, bytes]) -> tuple[np.ndarray, int] | Skipped:
+            try:
+                image, pixels = decode_image(blob[1], blob[0], draft=draft)
+                return self.preprocess(image), pixels
+            except ImageLoadError as exc:
+                return Skipped(exc.path, exc.reason)
+
+        names: list[str] = []
+        skipped: list[Skipped] = []
+        pixels: list[int] = []
+        parts: list[np.ndarray] = []
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="smic-decode") as pool:
+            for start in range(0, len(blobs), self.batch_size):
+                chunk = blobs[start:start + self.batch_size]
+                batch = np.empty((len(chunk), 3, size, size), np.float32)
+                n = 0
+                for (name, _), result in zip(chunk, pool.map(load, chunk)):
+                    if isinstance(result, Skipped):
+                        log.warning("skipped %s: %s", result.path, result.reason)
+                        skipped.append(result)
+                    else:
+                        batch[n], n = result[0], n + 1
+                        names.append(name)
+                        pixels.append(result[1])
+                if n:
+                    parts.append(self._run(batch[:n]))
+        embeddings = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+        return names, embeddings, skipped, pixels
 
     def encode_paths(self, paths: Iterable[str | os.PathLike]) -> EncodeResult:
         """Encode image files; unreadable ones are reported in ``skipped`` and left out."""

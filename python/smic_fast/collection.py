@@ -429,5 +429,13 @@ def open(path: str | os.PathLike, dictionary: Dictionary | str | os.PathLike | N
     Raises:
         FileNotFoundError, FormatError (damaged, not a collection, newer version),
         DictionaryMismatchError (the shared dictionary is missing or another one).
+
+    A sharded collection (``OUT.smic.d/`` of ``smic compress --ray``: its folder, its
+    ``manifest.json``, or ``OUT.smic`` while only ``OUT.smic.d`` exists) opens as one
+    read-only collection (:func:`smic_fast.manifest.open_sharded`).
     """
+    from .manifest import find_manifest, open_sharded
+
+    if find_manifest(path) is not None:
+        return open_sharded(path, dictionary)
     return Collection(path, dictionary)

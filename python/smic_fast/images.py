@@ -21,6 +21,7 @@ decompression bombs (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "Preprocess", "load_image", "to_rgb"]
+__all__ = ["ImageLoadError", "Preprocess", "decode_image", "load_image", "to_rgb"]
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -209,26 +210,40 @@ def load_image(path: str | os.PathLike, *, draft: tuple[int, int] | None = None)
     never below (w, h): much faster for large photos that are downscaled anyway.
     """
     name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ImageLoadError(name, "is a directory, not an image file")
+    if os.path.islink(name) and not os.path.exists(name):
+        raise ImageLoadError(name, "dangling symbolic link (its target does not exist)")
     try:
-        if os.path.isdir(name):
-            raise ImageLoadError(name, "is a directory, not an image file")
-        if os.path.islink(name) and not os.path.exists(name):
-            raise ImageLoadError(name, "dangling symbolic link (its target does not exist)")
-        try:
-            size = os.path.getsize(name)
-        except FileNotFoundError:
-            raise ImageLoadError(name, "file not found") from None
-        if size == 0:
-            raise ImageLoadError(name, "empty file (0 bytes)")
-        with Image.open(name) as image:
+        size = os.path.getsize(name)
+    except FileNotFoundError:
+        raise ImageLoadError(name, "file not found") from None
+    except PermissionError:
+        raise ImageLoadError(name, "permission denied") from None
+    if size == 0:
+        raise ImageLoadError(name, "empty file (0 bytes)")
+    return _decode(name, name, draft)[0]
+
+
+def decode_image(data: bytes, name: str, *, draft: tuple[int, int] | None = None) -> tuple[Image.Image, int]:
+    """:func:`load_image` for an image held in memory (a file read by Ray Data, a tar member):
+    the RGB image and the stored image's pixel count (width x height before any draft scaling),
+    or :class:`ImageLoadError` naming `name`."""
+    if len(data) == 0:
+        raise ImageLoadError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, draft)
+
+
+def _decode(source: str | io.BytesIO, name: str, draft: tuple[int, int] | None) -> tuple[Image.Image, int]:
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
             if draft is not None and image.format == "JPEG":
                 image.draft("RGB", draft)
             image.load()
             if image.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1):
                 image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
-    except ImageLoadError:
-        raise
+            return to_rgb(image), int(width * height)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(name, f"decompression bomb refused: {exc}") from None
     except UnidentifiedImageError:

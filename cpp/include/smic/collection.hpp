@@ -205,6 +205,9 @@ struct WriteOptions {
   /// layout: kOrder0). The model has no tables: its tables derive from the index table.
   std::optional<IndexModel> index_model;
   int n_threads = 0;
+  /// HEAD "mean_norm" to record instead of the mean of the rows' norms: for a file packed from
+  /// stored codes (a merge of shards), whose rows are not the items' embeddings.
+  std::optional<double> mean_norm;
 };
 
 /// Rows of an input read a batch at a time: read(start, count, out) writes rows

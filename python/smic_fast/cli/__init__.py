@@ -21,6 +21,7 @@ from . import append, compress, decompress, dictionary, doctor, export_clip, inf
 from . import atoms, explain, export_text  # issue 6: evaluation and the atoms' meaning
 from . import eval as eval_  # (a module named eval; the alias keeps the builtin visible)
 from . import arith, search  # issue 16: search and semantic arithmetic on the codes
+from . import merge  # issue 17: distributed runs write shards
 from ._shared import (EXIT_CODES_HELP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
                       CliError)
 
@@ -29,7 +30,7 @@ __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_
 
 
 SUBCOMMANDS = (compress, append, repack, info, decompress, dictionary, export_clip, doctor, eval_, atoms, explain,
-               export_text, search, arith)
+               export_text, search, arith, merge)
 
 
 def setup_args() -> argparse.ArgumentParser:

@@ -164,3 +164,26 @@ def open_embeddings(paths: list[str], ids_file: str | None = None, dim: int | No
         for path, block in zip(paths, blocks):
             _check_finite(path, block)
     return NpyEmbeddings(blocks, list(paths), ids, source)
+
+
+def clip_retrieval_embeddings(inputs: list[str]) -> NpyEmbeddings:
+    """The parts of one clip-retrieval folder (img_emb/img_emb_N.npy, memory-mapped, float16 or
+    float32; ids from metadata/metadata_N.parquet's image_path), checked like .npy inputs."""
+    from ..inputs import find_embedding_parts, read_embedding_part
+
+    if len(inputs) != 1:
+        raise CliError("give one clip-retrieval folder per call", EXIT_USAGE)
+    try:
+        parts = [read_embedding_part(p) for p in find_embedding_parts(inputs[0])]
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    dims = {a.shape[1] for a, _ in parts}
+    if len(dims) > 1:
+        raise CliError(f"{inputs[0]}: its parts have embeddings of dimensions {sorted(dims)}")
+    ids = [i for _, part_ids in parts for i in part_ids]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise CliError(f"{inputs[0]}: duplicate image_path {duplicate!r}")
+    return NpyEmbeddings([a for a, _ in parts], [str(p) for p in find_embedding_parts(inputs[0])], ids,
+                         "metadata image_path")

@@ -108,3 +108,53 @@ def encode_photos(inputs: list[str], args: argparse.Namespace, model: str) -> En
         embeddings=np.concatenate(parts), ids=[id_of[n] for n in names],
         pixels=[pixel_count(n) or 0 for n in names], skipped=skipped,
         model=model_label(model, encoder.metadata), provider=encoder.provider, paths=list(names))
+
+
+def encode_tars(inputs: list[str], args: argparse.Namespace, model: str) -> EncodedPhotos:
+    """:func:`encode_photos` for webdataset tar shards (files or brace patterns): each sample's
+    first image member, id = its webdataset key. A damaged tar is reported in ``skipped`` (found
+    by a scan of its headers before any image is read) and skipped whole; a bad image alone."""
+    from ..clip_models import ModelNotFoundError
+    from ..clip_onnx import ClipEncoder
+    from ..inputs import read_tar, scan_tar, tar_paths
+
+    try:
+        tars = tar_paths(inputs)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
+        encoder = ClipEncoder(model, providers=_providers(args.providers), batch_size=args.batch_size,
+                              int8=getattr(args, "int8", False))
+    except ModelNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    scans = [scan_tar(t) for t in tars]
+    parts: list[np.ndarray] = []
+    ids: list[str] = []
+    pixels: list[int] = []
+    skipped: list[dict[str, str]] = []
+    with progress_bar(sum(len(s.samples) for s in scans), "encoding images", args.quiet, unit="img") as bar:
+        for scan in scans:
+            if scan.error:
+                skipped.append({"path": scan.path, "id": "", "reason": scan.error})
+            skipped += [{"path": f"{scan.path}#{key}", "id": key, "reason": "no image member in the sample"}
+                        for key in scan.without_image]
+            member = dict(scan.samples)
+            blobs: list[tuple[str, bytes]] = []
+            for key, data, reason in read_tar(scan):
+                if data is None:
+                    skipped.append({"path": f"{scan.path}#{member[key]}", "id": key, "reason": str(reason)})
+                else:
+                    blobs.append((key, data))
+            for start in range(0, len(blobs), 4 * args.batch_size):  # bounded memory per call
+                names, embeddings, bad, counts = encoder.encode_blobs(blobs[start:start + 4 * args.batch_size])
+                ids += names
+                pixels += counts
+                parts.append(embeddings)
+                skipped += [{"path": f"{scan.path}#{member[s.path]}", "id": s.path, "reason": s.reason} for s in bad]
+                bar.update(len(names) + len(bad))
+    if not ids:
+        raise CliError(f"no image of {len(tars)} tar(s) could be read: "
+                       + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5]))
+    return EncodedPhotos(embeddings=np.concatenate(parts), ids=ids, pixels=pixels, skipped=skipped,
+                         model=model_label(model, encoder.metadata), provider=encoder.provider,
+                         paths=[f"{i}" for i in ids])

@@ -34,7 +34,11 @@ def load_dictionary(path: str, shared: str | None = None):
     """A Dictionary from a .smicd, or the dictionary of a .smic collection."""
     from ..collection import COLLECTION_MAGIC
     from ..dictionary import Dictionary
+    from ..manifest import find_manifest
 
+    if find_manifest(path) is not None:  # a sharded collection (smic compress --ray)
+        from ..collection import open as open_collection
+        return open_collection(path, dictionary=shared).dictionary
     with open(path, "rb") as stream:  # FileNotFoundError names the path
         magic = stream.read(len(COLLECTION_MAGIC))
     if magic == COLLECTION_MAGIC:

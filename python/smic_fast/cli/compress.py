@@ -1,26 +1,34 @@
 """``smic compress PHOTOS... -o photos.smic``: photos to CLIP embeddings to one .smic file;
-``smic compress E.npy [MORE.npy ...] -o out.smic``: embeddings a user already has, memory-mapped
-and coded a batch at a time."""
+``smic compress 'shards/{00000..00059}.tar' -o out.smic``: webdataset tar shards;
+``smic compress CLIP_RETRIEVAL_FOLDER -o out.smic``: clip-retrieval embeddings (img_emb/ +
+metadata/), coded as they are; ``smic compress E.npy [MORE.npy ...] -o out.smic``: embeddings a
+user already has, memory-mapped and coded a batch at a time. ``--ray [ADDRESS]`` runs the first
+three on a Ray cluster into the sharded collection ``out.smic.d/`` (smic_fast.distributed)."""
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-from ._npy import npy_inputs, open_embeddings
-from ._photos import DEFAULT_MODEL, EncodedPhotos, add_encoder_flags, encode_photos
+from ._npy import clip_retrieval_embeddings, npy_inputs, open_embeddings
+from ._photos import DEFAULT_MODEL, EncodedPhotos, add_encoder_flags, encode_photos, encode_tars
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output,
                       emit, positive_float, positive_int, progress_bar, seconds_rows)
 
 NAME = "compress"
-HELP = "compress photos (files and folders) or .npy embeddings into one .smic file"
+HELP = ("compress photos (files, folders, webdataset tars) or embeddings (.npy, clip-retrieval folders) into one "
+        ".smic file, or on Ray (--ray) into a sharded one")
 EPILOG = EXIT_CODES_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="PHOTOS_or_EMBEDDINGS.npy",
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files and folders (walked recursively; ids are paths relative to their common "
-                        "root), or .npy files of (N, d) float16/float32 embeddings, memory-mapped and stacked "
-                        "in order (not both kinds in one call)")
+                        "root); webdataset .tar shards or brace patterns such as 'shards/{00000..00059}.tar' "
+                        "(ids are the samples' keys); a clip-retrieval folder (img_emb/img_emb_N.npy + "
+                        "metadata/metadata_N.parquet, ids from image_path, coded without re-encoding); or .npy "
+                        "files of (N, d) float16/float32 embeddings, memory-mapped and stacked in order (one "
+                        "kind per call)")
     p.add_argument("-o", "--output", required=True, metavar="PATH.smic", help="the collection file to write")
     add_npy_flags(p)
     add_encoder_flags(p, npy=True)
@@ -47,7 +55,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", type=positive_int, default=None, metavar="N",
                    help="learn the dictionary on at most N items, a uniform sample drawn with --seed "
                         "(default: 50000)")
+    add_ray_flags(p)
     add_output_flags(p)
+
+
+def add_ray_flags(p: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS], --workers, --shard-size: a distributed run (pip install 'smic-fast[ray]')."""
+    g = p.add_argument_group("distributed run (pip install 'smic-fast[ray]')")
+    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: ADDRESS as ray.init takes it (auto, ray://HOST:10001), or none "
+                        "for a local cluster on this machine (put --ray after the inputs, or write "
+                        "--ray=ADDRESS). Writes OUT.smic.d/ (shards, dictionary.smicd, manifest.json, "
+                        "errors.jsonl), which every smic command reads as one collection; started again, a "
+                        "run resumes, skipping the shards already written; `smic merge` packs it into OUT.smic")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="--ray: encoding actors (default: one per GPU, else the cluster's CPUs less one)")
+    g.add_argument("--shard-size", type=positive_int, default=None, metavar="N",
+                   help="--ray: photos per shard, the unit of work and of resuming (default: 10000; a tar "
+                        "or a clip-retrieval part is one shard)")
 
 
 def add_npy_flags(p: argparse.ArgumentParser) -> None:
@@ -81,9 +106,21 @@ def run(args: argparse.Namespace) -> int:
     import smic_fast as smic
     from ..dictionary import LEARN_SAMPLE
 
-    npy = npy_inputs(args.inputs)
-    if args.ids is not None and not npy:
-        raise CliError("--ids is for .npy inputs (photos are named by their paths)", EXIT_USAGE)
+    from ..inputs import classify
+
+    npy_inputs(args.inputs)  # photos and .npy mixed: the message that says why not
+    try:
+        kind = classify(args.inputs)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if args.ray is not None:
+        return _run_ray(args, kind)
+    if args.workers is not None or args.shard_size is not None:
+        raise CliError("--workers and --shard-size are for a distributed run (--ray)", EXIT_USAGE)
+    npy = kind in ("npy", "embeddings")  # embeddings given, not encoded here
+    if args.ids is not None and kind != "npy":
+        raise CliError("--ids is for .npy inputs (photos are named by their paths, tar samples by their keys, "
+                       "clip-retrieval rows by their image_path)", EXIT_USAGE)
     out = check_output(args.output, args.force)
     stages = Stages()
     dictionary = None
@@ -92,13 +129,15 @@ def run(args: argparse.Namespace) -> int:
             dictionary = smic.Dictionary.load(args.dictionary)
     if npy:
         with stages.stage("check embeddings"):
-            given = open_embeddings(args.inputs, args.ids, dim=None)
+            given = (open_embeddings(args.inputs, args.ids, dim=None) if kind == "npy"
+                     else clip_retrieval_embeddings(args.inputs))
         photos = EncodedPhotos(embeddings=given.blocks, ids=given.ids, pixels=[], model=args.model, provider="none",
                                paths=given.paths)
         n_items, dim, label = given.n, given.dim, f"{', '.join(given.paths)[:200]}"
     else:
         with stages.stage("encode images"):
-            photos = encode_photos(args.inputs, args, args.model or DEFAULT_MODEL)
+            encode = encode_tars if kind == "webdataset" else encode_photos
+            photos = encode(args.inputs, args, args.model or DEFAULT_MODEL)
         n_items, dim, label = len(photos.ids), photos.embeddings.shape[1], f"model {photos.model}"
     if dictionary is not None and dictionary.dim != dim:
         raise CliError(f"the dictionary {args.dictionary} has dimension {dictionary.dim} but {label} gives {dim}")
@@ -145,3 +184,51 @@ def run(args: argparse.Namespace) -> int:
          summary.get("images_per_second", summary.get("items_per_second"))),
     ], args.json, title=f"wrote {out}")
     return EXIT_PARTIAL if photos.skipped else EXIT_OK
+
+
+def _run_ray(args: argparse.Namespace, kind: str) -> int:
+    """--ray: smic_fast.distributed.compress into OUT.smic.d/, resuming a run of the same plan."""
+    from .. import distributed
+    from .._extras import require
+
+    require("ray", "a distributed run (--ray)")
+    if kind == "npy" or args.ids is not None:
+        raise CliError("--ray takes photos, webdataset tars or a clip-retrieval folder; .npy embeddings are "
+                       "compressed in one process (drop --ray)", EXIT_USAGE)
+    if args.residual_step is not None:
+        raise CliError("--residual-step is not available with --ray (shards are merged from their codes)",
+                       EXIT_USAGE)
+    if args.output.endswith(".d"):
+        raise CliError("-o names the collection (OUT.smic); its shards go to OUT.smic.d/", EXIT_USAGE)
+    from ..manifest import shard_folder
+
+    if os.path.exists(args.output):
+        raise CliError(f"{args.output} exists: a distributed run writes {shard_folder(args.output)}/ and leaves "
+                       f"{args.output} to `smic merge` (remove it or pick another -o)", EXIT_USAGE)
+    bar = progress_bar(None, "shards", args.quiet)
+    with bar:
+        def progress(done: int, planned: int) -> None:
+            bar.total = planned
+            bar.n = done
+            bar.refresh()
+
+        try:
+            summary = distributed.compress(
+                args.inputs, args.output, address=None if args.ray == "local" else args.ray,
+                model=args.model or DEFAULT_MODEL, dictionary=args.dictionary, workers=args.workers,
+                shard_size=args.shard_size or distributed.DEFAULT_SHARD_SIZE, batch_size=args.batch_size,
+                providers=args.providers, int8=args.int8, glob=args.glob, n_atoms=args.atoms,
+                n_nonzero=args.sparsity, quality=args.quality, step=args.step, precision=args.precision,
+                n_iter=args.iterations, seed=args.seed, sample_size=args.sample, force=args.force,
+                progress=progress)
+        except FileExistsError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    emit(summary, [
+        ("items written", summary["items"]), ("inputs skipped", len(summary["skipped"])),
+        ("shards", f"{summary['shards']} ({summary['shards_resumed']} already written)"),
+        ("shard bytes", f"{summary['shard_bytes']:,}"), ("model", summary["model"]),
+        ("workers", summary["workers"]), ("errors file", summary["errors_file"]),
+        *seconds_rows({k: v for k, v in summary["seconds"].items() if k != "total"}),
+        ("images per second", summary["images_per_second"]),
+    ], args.json, title=f"wrote {summary['manifest']}")
+    return EXIT_PARTIAL if summary["skipped"] else EXIT_OK
