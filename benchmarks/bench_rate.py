@@ -11,7 +11,7 @@ spherical k-means. Every rate is counted from coded bytes (``smic_fast.evaluatio
 Datasets: the clustered synthetic collection (``_common.clustered``, seed 0; by default
 10,000 x 512 with 200 Zipf-popular concepts, the issue's shape at a larger N) and each
 ``--real`` .npy. The default sweep's K (the default for N and half of it) for the dictionary
-methods; ``smic-1`` at K = 16, 64, 256, 1024; k-means at 16 ... 4096 centroids.
+methods; ``smic-1`` at K = 16, 32, ..., 4096 (powers of two); k-means at 16, 64, 256, 1024, 4096 centroids.
 """
 from __future__ import annotations
 

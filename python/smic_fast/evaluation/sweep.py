@@ -81,7 +81,9 @@ class SweepConfig:
     paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
-    one_atom: tuple[int, ...] = (16, 64, 256, 1024)
+    # every power of two up to k-means' largest codebook: one-atom codes fill the low end
+    # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
+    one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     kmeans: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
