@@ -60,7 +60,8 @@ def test_at_a_huge_lambda_it_is_gain_shape_kmeans(collection):
     k-means: assignment by largest |correlation|, each atom refitted on its items) from the
     same seeded start, so the atoms are those of learn_dictionary(n_nonzero=1)."""
     unit = normalize_embeddings(collection)[0]
-    rate = smic.learn_for_rate(unit, 32, CodingParams(s_max=4, step=0.25, rd_lambda=1e3), n_iter=8)
+    rate = smic.learn_for_rate(unit, 32, CodingParams(s_max=4, step=0.25, rd_lambda=1e3), n_iter=8,
+                               sparsity_iterations=0)
     kmeans = smic.learn_dictionary(unit, 32, 1, n_iter=8)
     assert np.min(np.abs(np.sum(rate * kmeans, axis=1))) > 0.999
     d = smic.Dictionary.from_atoms(rate, collection, n_nonzero=4, step=0.25, rd_lambda=1e3)
@@ -94,11 +95,16 @@ def test_learn_for_rate_is_deterministic_and_checks_its_inputs(collection):
     stopped = smic.learn_for_rate(unit, 16, params, n_iter=5, progress=lambda i, mse: i < 1,
                                   return_errors=True)[1]
     assert len(stopped) == 2
+    # all iterations for sparsity: K-SVD itself
+    np.testing.assert_array_equal(smic.learn_for_rate(unit, 16, params, n_iter=3, sparsity_iterations=3),
+                                  smic.learn_dictionary(unit, 16, 3, n_iter=3))
+    with pytest.raises(ValueError, match="sparsity_iterations"):
+        smic.learn_for_rate(unit, 16, params, n_iter=3, sparsity_iterations=-2)
 
 
 def test_presets_pick_k_sparsity_lambda_and_learning_together():
     assert QUALITY_PRESETS["low"].n_nonzero == 1 and QUALITY_PRESETS["low"].max_atoms == 128
-    assert all(p.learn == "rate" for p in QUALITY_PRESETS.values())
+    assert QUALITY_PRESETS["low"].learn == QUALITY_PRESETS["medium"].learn == "rate"
     assert preset_n_atoms(100_000, "low") == 128 and preset_n_atoms(100_000, "medium") == 1024
     assert preset_n_atoms(1000, "low") == 128 and preset_n_atoms(100, "low") == 32
 

@@ -516,7 +516,7 @@ float float32_norm(const float* row, std::size_t n) {
 
 KsvdResult learn_for_rate(const float* unit, std::size_t n, std::size_t dim,
                           const CodingParams& params, AtomPrecision precision, KsvdOptions options,
-                          const KsvdProgress& progress) {
+                          std::size_t sparsity_iterations, const KsvdProgress& progress) {
   params.validate();
   require(params.layout == ItemLayout::kSorted,
           "learning for the rate needs the smic layout (the paper layout has no rate choice)");
@@ -545,7 +545,13 @@ KsvdResult learn_for_rate(const float* unit, std::size_t n, std::size_t dim,
   codes.width = s - 1;
   std::vector<double> cosine(n);
   const int threads = options.n_threads;
+  std::size_t iteration = 0;
   options.sparse_coder = [&](const float* atoms, std::int32_t* indices, float* coefs) {
+    if (iteration++ < sparsity_iterations) {  // K-SVD's own coding: s_max atoms for every item
+      const OmpCoder coder(atoms, n_atoms, dim, threads);
+      coder.encode(unit, n, s, -1.0, indices, coefs, threads);
+      return;
+    }
     // The atoms as the file would store them, the tables of the last iteration's codes.
     const CodingDictionary current(atoms, n_atoms, dim, params, precision, counts);
     codes.counts.resize(n);

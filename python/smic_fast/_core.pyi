@@ -382,9 +382,9 @@ def learn_dictionary(X: numpy.ndarray, n_atoms: typing.SupportsInt | typing.Supp
     """
     Approximate K-SVD; returns (D, mean squared error per iteration, replaced atoms).
     """
-def learn_for_rate(X: numpy.ndarray, n_atoms: typing.SupportsInt | typing.SupportsIndex, params: dict, precision: str = 'float16', n_iter: typing.SupportsInt | typing.SupportsIndex = 10, seed: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_coherence: typing.SupportsFloat | typing.SupportsIndex = 0.99, progress: typing.Any = None, min_usage_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.25) -> tuple:
+def learn_for_rate(X: numpy.ndarray, n_atoms: typing.SupportsInt | typing.SupportsIndex, params: dict, precision: str = 'float16', n_iter: typing.SupportsInt | typing.SupportsIndex = 10, seed: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_coherence: typing.SupportsFloat | typing.SupportsIndex = 0.99, progress: typing.Any = None, min_usage_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.25, sparsity_iterations: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
-    K-SVD coding its unit-norm training rows with the coder's own rate-distortion choice (smic layout); returns (D, mean squared error per iteration, replaced atoms).
+    K-SVD coding its unit-norm training rows with s_max atoms for sparsity_iterations iterations (-1: half of n_iter), then with the coder's own rate-distortion choice (smic layout); returns (D, mean squared error per iteration, replaced atoms).
     """
 def omp(X: numpy.ndarray, D: numpy.ndarray, n_nonzero: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
     """

@@ -44,11 +44,13 @@ class QualityPreset(NamedTuple):
 
 
 #: quality name -> preset. "low" is the paper's operating point: one atom per item from at
-#: most 128 atoms, about 8 bits per item or less (gain-shape k-means with an entropy-coded index).
+#: most 128 atoms, about 8 bits per item or less (gain-shape k-means with an entropy-coded
+#: index). "high" learns for sparsity: at its small rd_lambda most items keep most atoms, and
+#: learning for the rate gave a slightly higher rate-distortion cost there (BENCHMARKS.md).
 QUALITY_PRESETS: dict[str, QualityPreset] = {
     "low": QualityPreset(1, 0.25, 4e-3, 128, "rate"),
     "medium": QualityPreset(4, 0.125, 1.5e-3, None, "rate"),
-    "high": QualityPreset(8, 0.0625, 4e-4, None, "rate"),
+    "high": QualityPreset(8, 0.0625, 4e-4, None, "sparsity"),
 }
 
 

@@ -220,13 +220,14 @@ class Dictionary:
             n_nonzero: most atoms per item; default from ``quality``.
             quality: preset of (n_nonzero, step, rd_lambda, largest K, learn): one of
                 ``QUALITY_PRESETS`` ("low": one atom of at most 128, a few bits per item).
-            learn: what the atoms are learned for: "rate" (K-SVD whose sparse coding of its
-                training rows is the coder's own rate-distortion choice at these step,
-                rd_lambda and n_nonzero, tables re-fitted every iteration: the codes the file
-                will hold; at a large rd_lambda this is gain-shape k-means) or "sparsity"
-                (K-SVD with n_nonzero atoms for every row, earlier releases' learning). Default
-                from ``quality`` ("rate" in every preset). The paper layout always learns for
-                sparsity.
+            learn: what the atoms are learned for: "rate" (:func:`smic_fast.learn_for_rate`:
+                K-SVD whose second half of iterations codes the training rows with the
+                coder's own rate-distortion choice at these step, rd_lambda and n_nonzero,
+                tables re-fitted every iteration: the codes the file will hold; at a large
+                rd_lambda those iterations are gain-shape k-means) or "sparsity" (K-SVD with
+                n_nonzero atoms for every row, earlier releases' learning). Default from
+                ``quality``: "rate" for low and medium, "sparsity" for high. The paper layout
+                always learns for sparsity.
             step: quantizer step of coefficient ratios (in (0, 1]); default from ``quality``.
             rd_lambda: price of one bit in cosine; larger gives fewer atoms per item. 0 always
                 uses n_nonzero atoms. Default from ``quality``.
