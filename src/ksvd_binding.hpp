@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -38,8 +39,10 @@ inline smic::KsvdOptions ksvd_options(const py::array& x, long long n_atoms, lon
 // runs between iterations with the GIL taken; KeyboardInterrupt or any exception stops the
 // learning and is re-raised once the GIL-free work is over.
 // Returns (D, mean squared error per iteration, replaced atoms).
+// `learn` (default: smic::learn_dictionary) runs the learning itself with that callback.
+using KsvdLearner = std::function<smic::KsvdResult(const smic::KsvdProgress&)>;
 inline py::tuple run_ksvd(const float* x, std::size_t n, std::size_t dim, const smic::KsvdOptions& opt,
-                          const py::object& progress) {
+                          const py::object& progress, const KsvdLearner& learn = {}) {
   std::optional<py::error_already_set> pending_error;
   smic::KsvdProgress callback;
   if (!progress.is_none()) {
@@ -58,7 +61,7 @@ inline py::tuple run_ksvd(const float* x, std::size_t n, std::size_t dim, const 
   smic::KsvdResult result;
   {
     py::gil_scoped_release release;
-    result = smic::learn_dictionary(x, n, dim, opt, callback);
+    result = learn ? learn(callback) : smic::learn_dictionary(x, n, dim, opt, callback);
   }
   if (pending_error) throw *pending_error;
   py::array_t<float> atoms({opt.n_atoms, dim});

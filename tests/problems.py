@@ -36,3 +36,18 @@ def vector_kernel_families() -> list[str]:
         _core.set_gemm_kernel("auto")
     return found
 
+
+def clustered_collection(rng: np.random.Generator, n: int, dim: int, n_concepts: int,
+                         noise: float = 0.15) -> np.ndarray:
+    """Unit rows mixing 1-4 Zipf-popular concepts plus isotropic noise: the shape of
+    benchmarks/_common.clustered (a photo archive's subjects), small enough for a test."""
+    concepts = unit_rows(rng, n_concepts, dim).astype(np.float64)
+    popularity = 1.0 / np.arange(1, n_concepts + 1) ** 0.8
+    popularity /= popularity.sum()
+    counts = np.minimum(rng.geometric(0.5, n), 4)
+    x = np.zeros((n, dim))
+    for i, k in enumerate(counts):
+        picked = rng.choice(n_concepts, size=k, replace=False, p=popularity)
+        x[i] = rng.uniform(0.3, 1.0, k) @ concepts[picked]
+    x += noise * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

@@ -92,6 +92,23 @@ def test_compress_json_matches_the_file(env, photos, tmp_path):
     assert set(summary["seconds"]) >= {"encode images", "total"} and summary["images_per_second"] > 0
 
 
+def test_compress_quality_low_lands_at_the_low_end(env, photos, tmp_path):
+    """--quality low: one atom per item from a small dictionary learned for it, a few bits."""
+    out = tmp_path / "low.smic"
+    summary = as_json(smic_run(env, "compress", photos, "-o", out, "--model", "tiny", "--json",
+                               "--quality", "low", "--learn", "rate"))
+    info = smic.open(out).info()
+    assert info["n_nonzero"] == 1 and info["n_atoms"] <= 128 and summary["items"] == len(PHOTO_NAMES)
+    assert "invalid choice" in smic_run(env, "compress", photos, "-o", out, "--learn", "x", expect=2).stderr
+    # six photos cost their chunk's flush; the rate shows on a collection (embeddings, no photos)
+    from problems import clustered_collection
+
+    np.save(tmp_path / "e.npy", clustered_collection(np.random.default_rng(0), 3000, 64, 60))
+    summary = as_json(smic_run(env, "compress", tmp_path / "e.npy", "-o", tmp_path / "e.smic", "--json",
+                               "--quality", "low", "--iterations", "4"))
+    assert summary["marginal_bits_per_item"] <= 8.0 and summary["cosine_mean"] > 0.6
+
+
 def test_table_summary_and_python_m(env, photos, tmp_path):
     result = subprocess.run([sys.executable, "-m", "smic_fast", "compress", str(photos), "-o",
                              str(tmp_path / "a.smic"), "--model", "tiny"], env=env, capture_output=True,

@@ -110,11 +110,15 @@ def test_curves_are_monotone_where_they_must_be(sweep):
                    key=lambda p: p.settings["n_nonzero"])
     assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(paper, paper[1:]))
     assert all(a.cosine_mean < b.cosine_mean for a, b in zip(paper, paper[1:]))
-    # smic: a cheaper bit (smaller rd_lambda) buys more bits and more fidelity
+    # smic: a cheaper bit (smaller rd_lambda) buys more bits and more fidelity; each setting
+    # learns its own atoms for its rate (learn="rate"), so once the ratio step limits the
+    # fidelity (0.25 here) more bits may buy nothing, but never cost cosine beyond noise
     atoms_only = [p for p in _of(sweep, "smic") if "residual_step" not in p.settings]
     ours = sorted(atoms_only, key=lambda p: -p.settings["rd_lambda"])
+    assert sweep.meta["config"]["learn"] == "rate"
     assert all(a.marginal_bits_per_item < b.marginal_bits_per_item for a, b in zip(ours, ours[1:]))
-    assert all(a.cosine_mean < b.cosine_mean for a, b in zip(ours, ours[1:]))
+    assert all(a.cosine_mean < b.cosine_mean + 1e-3 for a, b in zip(ours, ours[1:]))
+    assert ours[0].cosine_mean < min(p.cosine_mean for p in ours[1:])
     # the refinement of the finest setting costs more and reaches higher than any atoms-only point
     (refined,) = [p for p in _of(sweep, "smic") if "residual_step" in p.settings]
     assert refined.settings["rd_lambda"] == ours[-1].settings["rd_lambda"]

@@ -155,7 +155,8 @@ def test_regeneration_grid_columns_seeds_and_bytes(sweep, encoded, generator):
     assert grid.columns_[1].item_cosines == pytest.approx([1.0] * 3, abs=1e-6)
     for column, point in zip(grid.columns_[2:], chosen):
         assert f"{point.bits_per_item:.3g} bits/item" in column.title and f"cos {point.cosine_mean:.3f}" in column.title
-        assert column.settings == point.settings and all(-1 <= c < 1 for c in column.item_cosines)
+        # <= 1: learned for its rate on a few photos, an atom may be a photo's own embedding
+        assert column.settings == point.settings and all(-1 <= c <= 1 + 1e-6 for c in column.item_cosines)
     # same seed: identical pictures; another seed: other pictures
     again = regeneration_grid(result, E, generator, config=config, ids=ids, items=3, seed=5, rates=1,
                               steps=1, guidance=1.0, progress=False)

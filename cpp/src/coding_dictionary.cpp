@@ -515,6 +515,59 @@ float float32_norm(const float* row, std::size_t n) {
 
 }  // namespace
 
+KsvdResult learn_for_rate(const float* unit, std::size_t n, std::size_t dim,
+                          const CodingParams& params, AtomPrecision precision, KsvdOptions options,
+                          std::size_t sparsity_iterations, const KsvdProgress& progress) {
+  params.validate();
+  require(params.layout == ItemLayout::kSorted,
+          "learning for the rate needs the smic layout (the paper layout has no rate choice)");
+  require(n >= 1 && dim >= 1, "embeddings must have at least one row and one column");
+  require_finite(unit, n * dim, "embeddings");
+  for (std::size_t i = 0; i < n; ++i) {
+    double sq = 0.0;
+    for (std::size_t j = 0; j < dim; ++j) sq += double(unit[i * dim + j]) * unit[i * dim + j];
+    require(sq == 0.0 || std::fabs(std::sqrt(sq) - 1.0) <= 1e-3,
+            "embeddings must have unit-norm rows (row " + std::to_string(i) + " has norm " +
+                std::to_string(std::sqrt(sq)) + ")");
+  }
+  const std::size_t n_atoms = options.n_atoms, s = params.s_max;
+  require(s <= std::min(n_atoms, dim), "n_nonzero (" + std::to_string(s) +
+                                           ") must be <= min(n_atoms, d) = " +
+                                           std::to_string(std::min(n_atoms, dim)));
+  options.n_nonzero = s;
+  ItemChoiceParams p;
+  p.s_max = s;
+  p.step = params.step;
+  p.rounding = params.rounding;
+  p.rd_lambda = params.rd_lambda;
+  TableCounts counts = TableCounts::flat(n_atoms, params);
+  ItemCodes codes;
+  codes.n = n;
+  codes.width = s - 1;
+  std::vector<double> cosine(n);
+  const int threads = options.n_threads;
+  std::size_t iteration = 0;
+  options.sparse_coder = [&](const float* atoms, std::int32_t* indices, float* coefs) {
+    if (iteration++ < sparsity_iterations) {  // K-SVD's own coding: s_max atoms for every item
+      const OmpCoder coder(atoms, n_atoms, dim, threads);
+      coder.encode(unit, n, s, -1.0, indices, coefs, threads);
+      return;
+    }
+    // The atoms as the file would store them, the tables of the last iteration's codes.
+    const CodingDictionary current(atoms, n_atoms, dim, params, precision, counts);
+    codes.counts.resize(n);
+    codes.first.resize(n);
+    codes.rest_index.resize(n * codes.width);
+    codes.rest_level.resize(n * codes.width);
+    choose_items(current.coder(), unit, n, p, current.flat() ? nullptr : &current.models(),
+                 {codes.counts.data(), codes.first.data(), codes.rest_index.data(),
+                  codes.rest_level.data(), cosine.data(), indices, coefs},
+                 threads);
+    counts = fit_counts(codes, n_atoms, params);
+  };
+  return learn_dictionary(unit, n, dim, options, progress);
+}
+
 std::shared_ptr<const CodingDictionary> CodingDictionary::with_tables(
     const float* atoms, std::size_t n_atoms, const float* unit, std::size_t n, std::size_t dim,
     CodingParams params, AtomPrecision precision, int n_threads, ItemCodes* codes_out) {

@@ -167,6 +167,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
     s.best.cosine = 0.0;
     s.best.rest.clear();
     double best_cost = std::numeric_limits<double>::infinity();
+    std::size_t best_k = 0;
     for (std::size_t k = 1; k <= path.n_found; ++k) {
       make_candidate(path, k, gram, n_atoms, p, max_level, inv_step, s.weights, s.current);
       const Candidate& c = s.current;
@@ -174,6 +175,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
       if (k == 1 || cost < best_cost) {  // strict: ties keep the smaller k
         std::swap(s.current, s.best);
         best_cost = cost;
+        best_k = k;
       }
     }
     out.counts[i] = best->count;
@@ -185,6 +187,25 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
       const bool used = j < best->rest.size();
       index[j] = used ? best->rest[j].first : -1;
       level[j] = used ? best->rest[j].second : -1;
+    }
+    if (out.kept_atoms != nullptr && out.kept_coefs != nullptr) {
+      std::int32_t* atoms = out.kept_atoms + i * s_max;
+      float* coefs = out.kept_coefs + i * s_max;
+      std::size_t slot = 0;
+      const std::int32_t lead_atom = best->first / 2;
+      const double* gamma = best_k > 0 ? path.gamma + (best_k - 1) * path.stride : nullptr;
+      for (std::size_t j = 0; j < best_k; ++j) {
+        const std::int32_t a = path.atoms[j];
+        bool kept = a == lead_atom;
+        for (std::size_t r = 0; r < best->rest.size() && !kept; ++r) kept = best->rest[r].first == a;
+        if (!kept) continue;
+        atoms[slot] = a;
+        coefs[slot++] = static_cast<float>(gamma[j]);
+      }
+      for (; slot < s_max; ++slot) {
+        atoms[slot] = -1;
+        coefs[slot] = 0.0f;
+      }
     }
   }, n_threads);
 }

@@ -20,7 +20,7 @@ from .collection import Collection, compress, open
 from .device import CudaUnavailableError, cuda_status
 from .dictionary import Dictionary
 from .errors import DictionaryMismatchError, FormatError
-from .ksvd import learn_dictionary
+from .ksvd import learn_dictionary, learn_for_rate
 from .quantizer import dequantize, quantize
 from .sparse_coding import OmpCoder, omp, reconstruct
 
@@ -42,6 +42,7 @@ __all__ = [
     "compress",
     "cuda_status",
     "learn_dictionary",
+    "learn_for_rate",
     "omp",
     "open",
     "quantize",

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
 class DecodeError(ValueError):
     """
     Coded data is truncated, corrupted or inconsistent with its model.
@@ -395,6 +395,10 @@ def gemm_nt(A: numpy.ndarray, B: numpy.ndarray, n_threads: typing.SupportsInt | 
 def learn_dictionary(X: numpy.ndarray, n_atoms: typing.SupportsInt | typing.SupportsIndex, n_nonzero: typing.SupportsInt | typing.SupportsIndex, n_iter: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_coherence: typing.SupportsFloat | typing.SupportsIndex = 0.99, progress: typing.Any = None, power_iterations: typing.SupportsInt | typing.SupportsIndex = 1, min_usage_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.25) -> tuple:
     """
     Approximate K-SVD; returns (D, mean squared error per iteration, replaced atoms).
+    """
+def learn_for_rate(X: numpy.ndarray, n_atoms: typing.SupportsInt | typing.SupportsIndex, params: dict, precision: str = 'float16', n_iter: typing.SupportsInt | typing.SupportsIndex = 10, seed: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_coherence: typing.SupportsFloat | typing.SupportsIndex = 0.99, progress: typing.Any = None, min_usage_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.25, sparsity_iterations: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    K-SVD coding its unit-norm training rows with s_max atoms for sparsity_iterations iterations (-1: half of n_iter), then with the coder's own rate-distortion choice (smic layout); returns (D, mean squared error per iteration, replaced atoms).
     """
 def omp(X: numpy.ndarray, D: numpy.ndarray, n_nonzero: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
     """

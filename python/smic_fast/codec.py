@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,13 +23,34 @@ from . import _core
 from .quantizer import dequantize, quantize
 from .sparse_coding import OmpCoder
 
-__all__ = ["CodingParams", "ItemSymbols", "QUALITY_PRESETS"]
+__all__ = ["CodingParams", "ItemSymbols", "QUALITY_PRESETS", "QualityPreset", "LEARNING_TARGETS"]
 
-#: quality name -> (max atoms per item, ratio quantizer step, rd_lambda)
-QUALITY_PRESETS: dict[str, tuple[int, float, float]] = {
-    "low": (2, 0.25, 4e-3),
-    "medium": (4, 0.125, 1.5e-3),
-    "high": (8, 0.0625, 4e-4),
+LEARNING_TARGETS = ("rate", "sparsity")
+
+
+class QualityPreset(NamedTuple):
+    """What a ``quality`` name sets together: the coder's sparsity, ratio step and price of a
+    bit, the largest dictionary it learns (None: :func:`smic_fast.dictionary.default_n_atoms`
+    of N; a smaller K is cheaper per index), and what the dictionary is learned for: ``"rate"``
+    (K-SVD coding its training set with the coder's own rate-distortion choice, the codes the
+    file will hold) or ``"sparsity"`` (K-SVD with ``n_nonzero`` atoms for every item, as
+    earlier releases learned)."""
+
+    n_nonzero: int
+    step: float
+    rd_lambda: float
+    max_atoms: int | None
+    learn: str
+
+
+#: quality name -> preset. "low" is the paper's operating point: one atom per item from at
+#: most 128 atoms, about 8 bits per item or less (gain-shape k-means with an entropy-coded
+#: index). "high" learns for sparsity: at its small rd_lambda most items keep most atoms, and
+#: learning for the rate gave a slightly higher rate-distortion cost there (BENCHMARKS.md).
+QUALITY_PRESETS: dict[str, QualityPreset] = {
+    "low": QualityPreset(1, 0.25, 4e-3, 128, "rate"),
+    "medium": QualityPreset(4, 0.125, 1.5e-3, None, "rate"),
+    "high": QualityPreset(8, 0.0625, 4e-4, None, "sparsity"),
 }
 
 

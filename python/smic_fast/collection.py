@@ -26,7 +26,7 @@ import numpy as np
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
-from .dictionary import LEARN_SAMPLE, Dictionary, default_n_atoms, embedding_blocks, learning_sample
+from .dictionary import LEARN_SAMPLE, Dictionary, embedding_blocks, learning_sample, preset_n_atoms
 
 if TYPE_CHECKING:  # pragma: no cover
     from .search import SearchResult
@@ -117,7 +117,7 @@ def compress(
     paper_bits: int = 8, precision: str = "float16", n_iter: int = 10, seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK, model: str | None = None, n_threads: int | None = None,
     progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
-    sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH,
+    sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH, learn: str | None = None,
     index_model: str = "auto",
 ) -> dict:
     """Compress (N, d) embeddings into one .smic file; returns :meth:`Collection.info` plus the
@@ -135,7 +135,9 @@ def compress(
             is written then.
         path: output file, written atomically (no partial file on failure or Ctrl-C).
         n_atoms, n_nonzero, quality, step, rd_lambda, layout, paper_bits, precision, n_iter,
-            seed, progress: dictionary learning and coding; see :meth:`Dictionary.fit`.
+            seed, progress, learn: dictionary learning and coding; see :meth:`Dictionary.fit`
+            (``quality`` picks the sparsity, step, rd_lambda, the largest K and what the atoms
+            are learned for together; "low" lands at a few bits per item).
             Ignored when ``dictionary`` is given (its own settings apply).
         ids: item names (default "0".."N-1"); unique.
         pixels: each image's pixel count, for bits-per-pixel figures.
@@ -171,7 +173,7 @@ def compress(
     embed = dictionary is None
     if dictionary is None:
         rows = learning_sample(n_items, sample_size, seed)
-        k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        k = preset_n_atoms(n_items, quality) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
         if rows is not None and k > len(rows):
             raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
         # twice: the rows normalised twice, as compress always did (here, then in _fit): with
@@ -179,7 +181,7 @@ def compress(
         dictionary, symbols, _, _ = Dictionary._fit(
             blocks, k, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
             paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads,
-            progress=progress, sample_size=sample_size, twice=True)
+            progress=progress, sample_size=sample_size, twice=True, learn=learn)
         if rows is not None:
             symbols = None  # the sample's symbols: every item is coded in the streaming pass
     else:

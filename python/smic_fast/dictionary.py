@@ -16,10 +16,10 @@ import numpy as np
 
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
-from .codec import QUALITY_PRESETS, CodingParams, ItemSymbols
-from .ksvd import learn_dictionary
+from .codec import LEARNING_TARGETS, QUALITY_PRESETS, CodingParams, ItemSymbols
+from .ksvd import learn_dictionary, learn_for_rate
 
-__all__ = ["Dictionary", "default_n_atoms", "normalize_embeddings", "learning_sample",
+__all__ = ["Dictionary", "default_n_atoms", "preset_n_atoms", "normalize_embeddings", "learning_sample",
            "DICTIONARY_MAGIC", "LEARN_SAMPLE"]
 
 DICTIONARY_MAGIC = b"\x89SMID\r\n\x1a"
@@ -92,6 +92,28 @@ def default_n_atoms(n_items: int) -> int:
         raise ValueError("a collection needs at least one item")
     k = 2 ** round(math.log2(max(3.0 * math.sqrt(n_items), 1.0)))
     return int(min(max(k, 8), 1024, n_items))
+
+
+def preset_n_atoms(n_items: int, quality: str = "medium") -> int:
+    """K a collection of n items learns under a quality preset: :func:`default_n_atoms`,
+    capped by the preset's ``max_atoms`` (128 for "low": one cheap index per item)."""
+    cap = _preset(quality).max_atoms
+    k = default_n_atoms(n_items)
+    return k if cap is None else min(k, cap)
+
+
+def _preset(quality: str):
+    if quality not in QUALITY_PRESETS:
+        raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {quality!r}")
+    return QUALITY_PRESETS[quality]
+
+
+def _learning_target(learn: str | None, quality: str) -> str:
+    if learn is None:
+        return _preset(quality).learn
+    if learn not in LEARNING_TARGETS:
+        raise ValueError(f"learn must be one of {LEARNING_TARGETS}, got {learn!r}")
+    return learn
 
 
 def normalize_embeddings(embeddings: object, name: str = "E", dim: int | None = None, *,
@@ -184,18 +206,28 @@ class Dictionary:
         layout: str = "smic", paper_bits: int = 8, precision: str = "float16", n_iter: int = 10,
         seed: int = 0, n_threads: int | None = None,
         progress: Callable[[int, float], object] | None = None,
-        sample_size: int | None = LEARN_SAMPLE,
+        sample_size: int | None = LEARN_SAMPLE, learn: str | None = None,
     ) -> Dictionary:
         """Learn a dictionary and its coding tables from (N, d) embeddings.
 
         Args:
             embeddings: rows are normalised first (fidelity is measured by cosine). An (N, d)
                 float16/32/64 array (a memory map is read, not loaded) or a list of them.
-            n_atoms: K; default :func:`default_n_atoms` of N (of all N, not of the sample).
+            n_atoms: K; default :func:`preset_n_atoms` of N (of all N, not of the sample):
+                :func:`default_n_atoms`, at most 128 for ``quality="low"``.
             sample_size: learn atoms and tables on at most this many rows: above it, a seeded
                 uniform sample (:func:`learning_sample` with ``seed``). None: all rows.
             n_nonzero: most atoms per item; default from ``quality``.
-            quality: preset of (n_nonzero, step, rd_lambda): one of ``QUALITY_PRESETS``.
+            quality: preset of (n_nonzero, step, rd_lambda, largest K, learn): one of
+                ``QUALITY_PRESETS`` ("low": one atom of at most 128, a few bits per item).
+            learn: what the atoms are learned for: "rate" (:func:`smic_fast.learn_for_rate`:
+                K-SVD whose second half of iterations codes the training rows with the
+                coder's own rate-distortion choice at these step, rd_lambda and n_nonzero,
+                tables re-fitted every iteration: the codes the file will hold; at a large
+                rd_lambda those iterations are gain-shape k-means) or "sparsity" (K-SVD with
+                n_nonzero atoms for every row, earlier releases' learning). Default from
+                ``quality``: "rate" for low and medium, "sparsity" for high. The paper layout
+                always learns for sparsity.
             step: quantizer step of coefficient ratios (in (0, 1]); default from ``quality``.
             rd_lambda: price of one bit in cosine; larger gives fewer atoms per item. 0 always
                 uses n_nonzero atoms. Default from ``quality``.
@@ -208,7 +240,7 @@ class Dictionary:
         return cls._fit(embeddings, n_atoms, n_nonzero, quality=quality, step=step,
                         rd_lambda=rd_lambda, layout=layout, paper_bits=paper_bits,
                         precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads,
-                        progress=progress, sample_size=sample_size)[0]
+                        progress=progress, sample_size=sample_size, learn=learn)[0]
 
     @classmethod
     def from_atoms(
@@ -227,9 +259,7 @@ class Dictionary:
 
     @staticmethod
     def _params(n_atoms: int, dim: int, n_nonzero, quality, step, rd_lambda, layout, paper_bits) -> CodingParams:
-        if quality not in QUALITY_PRESETS:
-            raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {quality!r}")
-        preset_s, preset_step, preset_lambda = QUALITY_PRESETS[quality]
+        preset_s, preset_step, preset_lambda = _preset(quality)[:3]
         if n_nonzero is None:
             s_max = min(preset_s, n_atoms, dim)
         else:
@@ -243,13 +273,14 @@ class Dictionary:
     @classmethod
     def _fit(cls, embeddings, n_atoms, n_nonzero, *, quality, step, rd_lambda, layout, paper_bits,
              precision, n_iter, seed, n_threads, progress, sample_size=None, twice=False,
-             ) -> tuple[Dictionary, ItemSymbols, np.ndarray, np.ndarray | None]:
+             learn=None) -> tuple[Dictionary, ItemSymbols, np.ndarray, np.ndarray | None]:
         """fit() that also returns the training items' symbols, their unit embeddings and their
         rows (None: all rows, in order; else the sample of :func:`learning_sample`). `twice`:
         normalise the rows twice, as compress() always did (its rows, then fit's), so that its
         files stay byte for byte what they were."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        target = _learning_target(learn, quality)
         blocks = embedding_blocks(embeddings)
         n_items = sum(b.shape[0] for b in blocks)
         rows = learning_sample(n_items, sample_size, seed)
@@ -260,12 +291,16 @@ class Dictionary:
         if twice:
             normalize_embeddings(unit, out=unit)
         del blocks, sample
-        k = default_n_atoms(n_items) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
+        k = preset_n_atoms(n_items, quality) if n_atoms is None else as_count(n_atoms, "n_atoms", minimum=1)
         if rows is not None and k > len(rows):
             raise ValueError(f"n_atoms ({k}) must be <= sample_size ({len(rows)}), the rows learned on")
         params = cls._params(k, unit.shape[1], n_nonzero, quality, step, rd_lambda, layout, paper_bits)
-        atoms = learn_dictionary(unit, k, params.s_max, n_iter=n_iter, seed=seed, n_threads=n_threads,
-                                 progress=progress)
+        if target == "rate" and layout == "smic":
+            atoms = learn_for_rate(unit, k, params, precision=precision, n_iter=n_iter, seed=seed,
+                                   n_threads=n_threads, progress=progress)
+        else:
+            atoms = learn_dictionary(unit, k, params.s_max, n_iter=n_iter, seed=seed, n_threads=n_threads,
+                                     progress=progress)
         return (*cls._with_tables(atoms, unit, params.s_max, quality=quality, step=params.step,
                                   rd_lambda=params.rd_lambda, layout=layout, paper_bits=paper_bits,
                                   precision=precision, n_threads=n_threads), rows)

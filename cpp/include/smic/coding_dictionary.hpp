@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "smic/dictionary.hpp"
 #include "smic/item_codec.hpp"
 #include "smic/omp.hpp"
 
@@ -176,5 +177,23 @@ class CodingDictionary {
   mutable std::once_flag coder_once_;
   mutable std::unique_ptr<OmpCoder> coder_;
 };
+
+/// Dictionary learning for the rate it will code at (issue 14): K-SVD (dictionary.hpp) whose
+/// first `sparsity_iterations` iterations code every item with params.s_max atoms (K-SVD's own
+/// learning, which spreads the atoms over the data: starting from it lowers the final
+/// rate-distortion cost at every rd_lambda measured) and whose
+/// sparse coding of every later iteration is the coder's own rate-distortion choice (choose_items with
+/// params' s_max, step, rounding and rd_lambda), over the atoms as `precision` stores them,
+/// priced by tables fitted to the previous iteration's codes (flat tables at the first of them,
+/// as with_tables starts). Each item is refitted on the atoms its code keeps, with the
+/// least-squares coefficients of its OMP path. As rd_lambda grows every item keeps one atom, and
+/// the learning becomes gain-shape k-means (assignment by largest |correlation|, each atom the
+/// top singular vector of its signals). `unit`: n x dim rows of unit norm (or zero);
+/// params.layout must be kSorted; options.n_nonzero and options.sparse_coder are set here from
+/// params. Throws InvalidArgument as learn_dictionary, CodingParams::validate and for rows that
+/// are not unit-norm.
+KsvdResult learn_for_rate(const float* unit, std::size_t n, std::size_t dim,
+                          const CodingParams& params, AtomPrecision precision, KsvdOptions options,
+                          std::size_t sparsity_iterations, const KsvdProgress& progress = {});
 
 }  // namespace smic

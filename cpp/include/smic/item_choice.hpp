@@ -46,6 +46,12 @@ struct ItemChoiceOutput {
   std::int32_t* rest_index = nullptr;
   std::int32_t* rest_level = nullptr;
   double* cosine = nullptr;
+  /// Optional (both or neither; nullptr: not written), n x s_max each: the atoms the chosen
+  /// code keeps (the lead and the rest with a non-zero level, in path order) and their
+  /// least-squares coefficients on the first k atoms of the path, the OMP solution the chosen
+  /// candidate quantised; unused slots -1 and 0. What learn_for_rate refits atoms with.
+  std::int32_t* kept_atoms = nullptr;
+  float* kept_coefs = nullptr;
 };
 
 /// Throw InvalidArgument (naming the argument) unless the parameters are in range and, when

@@ -36,12 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="code with this shared dictionary (the file stores only its hash); default: learn "
                         "one on the collection and store it in the file")
     p.add_argument("--atoms", type=positive_int, default=None, metavar="K",
-                   help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024)")
+                   help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024; at most 128 with --quality low)")
     p.add_argument("--sparsity", type=positive_int, default=None, metavar="N",
                    help="most atoms per item (default: from --quality)")
     p.add_argument("--quality", choices=("low", "medium", "high"), default="medium",
-                   help="rate-distortion preset: sparsity, quantizer step and the price of a bit "
-                        "(default: medium)")
+                   help="rate-distortion preset: sparsity, quantizer step, the price of a bit, the largest K "
+                        "and what the atoms are learned for; low: one atom of at most 128, about 8 bits per "
+                        "item or less (default: medium)")
+    p.add_argument("--learn", choices=("rate", "sparsity"), default=None,
+                   help="what the dictionary is learned for: the codes this quality writes (rate) or n_nonzero atoms per "
+                        "item (sparsity, earlier releases' learning); default: from --quality (rate)")
     p.add_argument("--step", type=positive_float, default=None,
                    help="quantizer step of the coefficient ratios (default: from --quality)")
     p.add_argument("--residual-step", type=_residual_step, default=None, metavar="STEP",
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             pixels=None if npy else photos.pixels_or_none, dictionary=dictionary, quality=args.quality,
             step=args.step, precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
             progress=_learning_progress(bar, marks), residual_step=args.residual_step,
-            sample_size=args.sample or LEARN_SAMPLE)
+            sample_size=args.sample or LEARN_SAMPLE, learn=args.learn)
     end = time.perf_counter()
     learned = (marks[-1] if marks else start) - start  # until K-SVD's last iteration
     if dictionary is None:

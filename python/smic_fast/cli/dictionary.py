@@ -26,10 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fit.add_argument("-o", "--output", required=True, metavar="FILE.smicd")
     add_encoder_flags(fit, npy=True)
     fit.add_argument("--atoms", type=positive_int, default=None, metavar="K",
-                     help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024)")
+                     help="dictionary size (default: about 3*sqrt(N), a power of two in 8..1024; at most 128 with --quality low)")
     fit.add_argument("--sparsity", type=positive_int, default=None, metavar="N", help="most atoms per item")
     fit.add_argument("--quality", choices=("low", "medium", "high"), default="medium",
-                     help="rate-distortion preset (default: medium)")
+                     help="rate-distortion preset: sparsity, step, price of a bit, largest K, learning "
+                          "(default: medium)")
+    fit.add_argument("--learn", choices=("rate", "sparsity"), default=None,
+                     help="what the dictionary is learned for: the codes this quality writes (rate) or n_nonzero atoms per "
+                        "item (sparsity, earlier releases' learning); default: from --quality (rate)")
     fit.add_argument("--step", type=positive_float, default=None, help="quantizer step of coefficient ratios")
     fit.add_argument("--precision", choices=("float16", "int8"), default="float16",
                      help="how atoms are stored (default: float16)")
@@ -64,7 +68,7 @@ def _fit(args: argparse.Namespace) -> int:
             dictionary = smic.Dictionary.fit(
                 embeddings, args.atoms, args.sparsity, quality=args.quality, step=args.step,
                 precision=args.precision, n_iter=args.iterations, seed=args.seed,
-                progress=lambda i, e: bar.update(1), sample_size=sample)
+                progress=lambda i, e: bar.update(1), sample_size=sample, learn=args.learn)
         dictionary.save(out)
     summary = {"command": "dictionary fit", "output": str(out), "items": n_items,
                "trained_on": min(n_items, sample), "skipped": skipped, **_describe(dictionary, out),

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries", type=positive_int, default=None,
                    help="query items for recall@10 (default: 256, 64 with --quick)")
     p.add_argument("--iterations", type=positive_int, default=None, help="K-SVD iterations (default: 10, 4 quick)")
+    p.add_argument("--learn", choices=("rate", "sparsity"), default="rate",
+                   help="what smic's atoms are learned for: each setting's own codes (rate, default) or "
+                        "n_nonzero atoms per item once per K (sparsity, the sweep of earlier releases)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of dictionary learning, PQ, queries and the grid's noise (default: 0)")
     add_grid_flags(p)
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     train = load_embeddings(args.train, "training embeddings", min_rows=2) if args.train else None
     if train is not None and train.shape[1] != embeddings.shape[1]:
         raise CliError(f"--train has dimension {train.shape[1]}, the collection {embeddings.shape[1]}", EXIT_USAGE)
-    overrides = {"methods": methods, "seed": args.seed}
+    overrides = {"methods": methods, "seed": args.seed, "learn": args.learn}
     if args.atoms:
         overrides["n_atoms"] = tuple(args.atoms)
     if args.queries:

@@ -142,17 +142,21 @@ def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixe
     """Reconstruction and item bytes of each point, coded again as the sweep codes it (a
     refined point's dictionary tables are fitted again from the same settings: deterministic,
     so the same as the ones the sweep reuses from its finest atoms-only point)."""
-    from .sweep import _code_collection, _learn
+    from .sweep import _code_collection, _learn, _learn_rate
 
-    atoms_of: dict[tuple[int, int], np.ndarray] = {}
+    atoms_of: dict[tuple, np.ndarray] = {}
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for p in points:
             k, s = int(p.settings["K"]), int(p.settings["n_nonzero"])
-            if (k, s) not in atoms_of:
-                atoms_of[(k, s)] = _learn(unit, k, s, config, n_threads)
+            step, rd_lambda = p.settings["step"], p.settings["rd_lambda"]
+            # learn="rate": each setting's own atoms (a refined point's are its setting's)
+            key = (k, s, step, rd_lambda) if config.learn == "rate" else (k, s)
+            if key not in atoms_of:
+                atoms_of[key] = (_learn_rate(unit, k, s, step, rd_lambda, config, n_threads)
+                                 if config.learn == "rate" else _learn(unit, k, s, config, n_threads))
             refine = {"residual_step": p.settings["residual_step"]} if "residual_step" in p.settings else {}
-            coded = _code_collection(unit, atoms_of[(k, s)], Path(tmp), config,
+            coded = _code_collection(unit, atoms_of[key], Path(tmp), config,
                                      None if pixels is None else list(pixels), n_threads, n_nonzero=s,
                                      step=p.settings["step"], rd_lambda=p.settings["rd_lambda"], **refine)
             out.append((np.asarray(coded["reconstruction"], np.float32), int(coded["item_bytes"])))
@@ -162,7 +166,9 @@ def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixe
 def _config_of(sweep: Sweep) -> SweepConfig:
     """The coding settings the sweep used (from its meta), where no config is passed."""
     recorded = sweep.meta.get("config") or {}
-    keep = {k: recorded[k] for k in ("n_nonzero", "precision", "n_iter", "seed") if k in recorded}
+    keep = {k: recorded[k] for k in ("n_nonzero", "precision", "n_iter", "seed", "learn") if k in recorded}
+    if recorded and "learn" not in recorded:
+        keep["learn"] = "sparsity"  # a sweep of an earlier release learned once per K
     return replace(SweepConfig(), **keep)
 
 

@@ -11,11 +11,15 @@ Methods (the ``method`` of a :class:`Point`):
   the same file with the dictionary embedded (a DICT section in place of the 32-byte DREF:
   ``.smic bytes - 32 + .smicd bytes``). The items are coded as with a given dictionary (one
   more rate-distortion pass than ``compress`` without one makes; the two differ by well under
-  1% of the item bytes, tested), so one K-SVD serves every setting.
+  1% of the item bytes, tested). With ``learn="rate"`` (the default, as compress's presets)
+  each (step, rd_lambda) setting learns its own atoms for the codes it writes
+  (:func:`smic_fast.learn_for_rate`); with ``learn="sparsity"`` one K-SVD with ``n_nonzero``
+  atoms per item serves every setting (the sweep of earlier releases).
 * ``smic-shared`` — the same coding with a shared dictionary: only the .smic file is paid.
   Without ``train`` embeddings its dictionary is the one learned on the collection itself (the
   best case of a dictionary trained on similar photos); with ``train`` it is learned there.
-* ``paper`` — the SMIC paper's fixed-length layout (``layout="paper"``) on the same atoms.
+* ``paper`` — the SMIC paper's fixed-length layout (``layout="paper"``) on atoms learned with
+  ``n_nonzero`` atoms per item (the paper's own learning).
 * ``smic-1`` — the low end: one atom per item over small dictionaries learned for one atom
   (K-SVD with one atom is gain-shape k-means), entropy-coded (``smic_fast.compress`` with
   ``n_nonzero=1``): a few bits per item, the paper's operating point.
@@ -45,7 +49,8 @@ import numpy as np
 from ..collection import compress
 from ..collection import open as open_collection
 from ..dictionary import Dictionary, default_n_atoms, normalize_embeddings
-from ..ksvd import learn_dictionary
+from ..codec import LEARNING_TARGETS, CodingParams
+from ..ksvd import learn_dictionary, learn_for_rate
 from . import baselines
 from .retrieval import query_rows, recall_at_k, true_neighbours
 
@@ -64,7 +69,8 @@ class SweepConfig:
     steps added to the last (finest) of them; ``paper`` settings are (atoms, bits per
     coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
     one-atom codes (``smic-1``) and ``kmeans`` the centroid counts of k-means (sizes above N are
-    skipped)."""
+    skipped). ``learn``: what smic's atoms are learned for, "rate" (per setting, the default) or
+    "sparsity" (once per K, with ``n_nonzero`` atoms per item)."""
 
     n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
@@ -75,7 +81,9 @@ class SweepConfig:
     paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
-    one_atom: tuple[int, ...] = (16, 64, 256, 1024)
+    # every power of two up to k-means' largest codebook: one-atom codes fill the low end
+    # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
+    one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     kmeans: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
@@ -84,11 +92,14 @@ class SweepConfig:
     k: int = 10
     pq_train: int = 4096
     seed: int = 0
+    learn: str = "rate"
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; choose among {list(METHODS)}")
+        if self.learn not in LEARNING_TARGETS:
+            raise ValueError(f"learn must be one of {LEARNING_TARGETS}, got {self.learn!r}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
@@ -203,6 +214,16 @@ def _learn(unit: np.ndarray, k: int, n_nonzero: int, config: SweepConfig, n_thre
     return learn_dictionary(again, k, n_nonzero, n_iter=config.n_iter, seed=config.seed, n_threads=n_threads)
 
 
+def _learn_rate(unit: np.ndarray, k: int, n_nonzero: int, step: float, rd_lambda: float,
+                config: SweepConfig, n_threads: int | None) -> np.ndarray:
+    """Atoms learned for the rate of one setting, as :func:`smic_fast.compress` learns them
+    with ``learn="rate"`` (same input normalisation, seed and precision)."""
+    again, _ = normalize_embeddings(unit)
+    params = CodingParams(s_max=n_nonzero, step=step, rd_lambda=rd_lambda)
+    return learn_for_rate(again, k, params, precision=config.precision, n_iter=config.n_iter,
+                          seed=config.seed, n_threads=n_threads)
+
+
 def _item_bits(dictionary: Dictionary, unit: np.ndarray) -> list[float]:
     """Ideal code length of each item under the dictionary's stored integer tables (a chunk's
     coded size is their sum plus at most 64 bits of flush)."""
@@ -263,12 +284,14 @@ def run_sweep(
         for k in ks:
             s_fit = min(config.n_nonzero, k, d)
             atoms, fit_s = None, 0.0  # learned only for the methods that code with them
-            if {"smic", "smic-shared", "paper"} & set(methods):
+            per_setting = config.learn == "rate"
+            if ("paper" in methods or (not per_setting and {"smic", "smic-shared"} & set(methods))):
                 start = time.perf_counter()
                 atoms = _learn(unit, k, s_fit, config, n_threads)
                 fit_s = time.perf_counter() - start
+            paper_atoms, paper_fit_s = atoms, fit_s
             shared_atoms, shared_fit_s = atoms if train_unit is None else None, 0.0
-            if "smic-shared" in methods and train_unit is not None:
+            if "smic-shared" in methods and train_unit is not None and not per_setting:
                 start = time.perf_counter()
                 shared_atoms = _learn(train_unit, k, s_fit, config, n_threads)
                 shared_fit_s = time.perf_counter() - start
@@ -280,6 +303,15 @@ def run_sweep(
                     settings["residual_step"] = residual_step
                     coding["residual_step"] = residual_step
                 own = None
+                if per_setting and residual_step is None:  # the refinements reuse the finest setting's
+                    start = time.perf_counter()
+                    if "smic" in methods or train_unit is None:
+                        atoms = _learn_rate(unit, k, s_fit, step, rd_lambda, config, n_threads)
+                    fit_s = time.perf_counter() - start
+                    if "smic-shared" in methods and train_unit is not None:
+                        start = time.perf_counter()
+                        shared_atoms = _learn_rate(train_unit, k, s_fit, step, rd_lambda, config, n_threads)
+                        shared_fit_s = time.perf_counter() - start
                 if "smic" in methods or train_unit is None:
                     own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
                                            reuse=finest.get("own") if residual_step else None, **dict(coding))
@@ -304,12 +336,12 @@ def run_sweep(
                     bar.update()
             for s, bits in config.paper if "paper" in methods else ():
                 s = min(s, k, d)
-                coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
+                coded = _code_collection(unit, paper_atoms, folder, config, pixel_list, n_threads,
                                          n_nonzero=s, layout="paper", paper_bits=bits)
                 total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
                 points.append(measure.point(
                     "paper", {"K": k, "n_nonzero": s, "paper_bits": bits}, coded["reconstruction"], total,
-                    coded["item_bytes"], coded["encode_s"], coded["decode_s"], fit_s,
+                    coded["item_bytes"], coded["encode_s"], coded["decode_s"], paper_fit_s,
                     expected_bits_per_item=float(baselines.paper_bits_per_item(k, s, bits))))
                 bar.update()
         for step in config.scalar if "scalar" in methods else ():
