@@ -114,6 +114,10 @@ def test_quality_low_lands_at_the_low_end(tmp_path, collection):
     info = smic.compress(collection, tmp_path / "low.smic", quality="low", n_iter=5)
     marginal = 8 * info["section_bytes"]["items"] / len(collection)
     assert marginal <= 8.0
+    # in chunks of 4096 items: 256-item chunks pay about 16 bytes each of offset and flush
+    assert smic.open(tmp_path / "low.smic")._core.chunk_size == QUALITY_PRESETS["low"].chunk_size == 4096
+    framed = smic.compress(collection, tmp_path / "low256.smic", quality="low", n_iter=5, chunk_size=256)
+    assert 8 * framed["section_bytes"]["items"] / len(collection) > marginal
     assert info["cosine_mean"] > 0.6
     medium = smic.compress(collection, tmp_path / "medium.smic", n_iter=5)
     assert 8 * medium["section_bytes"]["items"] / len(collection) > marginal

@@ -34,21 +34,25 @@ class QualityPreset(NamedTuple):
     of N; a smaller K is cheaper per index), and what the dictionary is learned for: ``"rate"``
     (K-SVD coding its training set with the coder's own rate-distortion choice, the codes the
     file will hold) or ``"sparsity"`` (K-SVD with ``n_nonzero`` atoms for every item, as
-    earlier releases learned)."""
+    earlier releases learned), and the items per chunk of a file it writes (None: the
+    collection default, 256; random access decodes at most one chunk to the checkpoint before an
+    item, and each chunk costs its offset and the coder's flush, about 16 bytes)."""
 
     n_nonzero: int
     step: float
     rd_lambda: float
     max_atoms: int | None
     learn: str
+    chunk_size: int | None = None
 
 
 #: quality name -> preset. "low" is the paper's operating point: one atom per item from at
 #: most 128 atoms, about 8 bits per item or less (gain-shape k-means with an entropy-coded
-#: index). "high" learns for sparsity: at its small rd_lambda most items keep most atoms, and
+#: index), in chunks of 4096 items: at 256 the chunks' framing (16 bytes per chunk) is
+#: 0.5 bits of the item's 6-8. "high" learns for sparsity: at its small rd_lambda most items keep most atoms, and
 #: learning for the rate gave a slightly higher rate-distortion cost there (BENCHMARKS.md).
 QUALITY_PRESETS: dict[str, QualityPreset] = {
-    "low": QualityPreset(1, 0.25, 4e-3, 128, "rate"),
+    "low": QualityPreset(1, 0.25, 4e-3, 128, "rate", 4096),
     "medium": QualityPreset(4, 0.125, 1.5e-3, None, "rate"),
     "high": QualityPreset(8, 0.0625, 4e-4, None, "sparsity"),
 }

@@ -26,7 +26,8 @@ import numpy as np
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
-from .dictionary import LEARN_SAMPLE, Dictionary, embedding_blocks, learning_sample, preset_n_atoms
+from .dictionary import (LEARN_SAMPLE, Dictionary, embedding_blocks, learning_sample, preset_chunk_size,
+                         preset_n_atoms)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .search import SearchResult
@@ -115,7 +116,7 @@ def compress(
     dictionary: Dictionary | str | os.PathLike | None = None, quality: str = "medium",
     step: float | None = None, rd_lambda: float | None = None, layout: str = "smic",
     paper_bits: int = 8, precision: str = "float16", n_iter: int = 10, seed: int = 0,
-    chunk_size: int = DEFAULT_CHUNK, model: str | None = None, n_threads: int | None = None,
+    chunk_size: int | None = None, model: str | None = None, n_threads: int | None = None,
     progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
     sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH, learn: str | None = None,
     index_model: str = "auto",
@@ -144,6 +145,9 @@ def compress(
         dictionary: a shared :class:`Dictionary` (or its .smicd path): the file then stores only
             its hash and pays no dictionary bits.
         chunk_size: items per independently decodable chunk (random access granularity).
+            Default: the quality preset's when the dictionary is learned here (4096 for
+            "low", where each chunk's 16 bytes of framing would be 0.5 bits per item), else
+            256.
         model: name of the CLIP model that made E, recorded in the header.
         residual_step: add a refinement layer: each item's residual after its atoms, quantised
             with this step (in [1e-4, 1]) and range-coded. For cosines above what the atoms
@@ -165,6 +169,9 @@ def compress(
         raise ValueError(f"index_model must be one of {INDEX_MODELS}, got {index_model!r}")
     blocks = embedding_blocks(E)
     n_items, dim = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
+    if chunk_size is None:
+        preset_chunk = preset_chunk_size(quality) if dictionary is None else None
+        chunk_size = DEFAULT_CHUNK if preset_chunk is None else preset_chunk
     chunk_size = _check_chunk(chunk_size)
     batch_size = as_count(batch_size, "batch_size", minimum=1)
     ids_list = _check_ids(ids, n_items, 0, set())

@@ -102,6 +102,11 @@ def preset_n_atoms(n_items: int, quality: str = "medium") -> int:
     return k if cap is None else min(k, cap)
 
 
+def preset_chunk_size(quality: str) -> int | None:
+    """Items per chunk a quality preset writes (None: the collection default)."""
+    return _preset(quality).chunk_size
+
+
 def _preset(quality: str):
     if quality not in QUALITY_PRESETS:
         raise ValueError(f"quality must be one of {sorted(QUALITY_PRESETS)}, got {quality!r}")

@@ -267,7 +267,7 @@ def compress(
     shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 32, providers: str = "auto", int8: bool = False,
     gpu: bool | None = None, glob: str | None = None, n_atoms: int | None = None, n_nonzero: int | None = None,
     quality: str = "medium", step: float | None = None, precision: str = "float16", n_iter: int = 10,
-    seed: int = 0, sample_size: int | None = None, chunk_size: int = 256, force: bool = False,
+    seed: int = 0, sample_size: int | None = None, chunk_size: int | None = None, force: bool = False,
     num_cpus: int | None = None, progress: Callable[[int, int], object] | None = None,
     _fault: str | None = None, _stop_after: int | None = None,
 ) -> dict[str, Any]:
@@ -292,14 +292,16 @@ def compress(
             the cluster has one).
         n_atoms, n_nonzero, quality, step, precision, n_iter, seed, sample_size: dictionary
             learning, as :meth:`smic_fast.Dictionary.fit` (sample_size None: 50,000).
-        chunk_size: items per independently decodable chunk of each shard.
+        chunk_size: items per independently decodable chunk of each shard (default: as
+            :func:`smic_fast.compress`, the quality preset's when learning, else 256).
         force: start over when OUT.smic.d holds a run with other inputs or options (default:
             refuse); a run with the same plan is always resumed.
         num_cpus: CPUs of a local cluster started here (None: all).
         progress: called with (shards done, shards planned) after each shard.
     """
     from . import __version__
-    from .dictionary import LEARN_SAMPLE, Dictionary, default_n_atoms
+    from .collection import DEFAULT_CHUNK
+    from .dictionary import LEARN_SAMPLE, Dictionary, preset_chunk_size, preset_n_atoms
 
     ray = _require_ray()
     started = time.perf_counter()
@@ -309,6 +311,8 @@ def compress(
     sample_size = LEARN_SAMPLE if sample_size is None else sample_size
     kind, shards = plan_shards(inputs, shard_size=shard_size, glob=glob)
     given = None if dictionary is None else Dictionary.load(dictionary)
+    if chunk_size is None:  # as the single-process compress chooses, so a merge equals its file
+        chunk_size = (preset_chunk_size(quality) if given is None else None) or DEFAULT_CHUNK
     options = {"model": model, "int8": int8, "shard_size": shard_size, "chunk_size": chunk_size,
                "dictionary": given.hash if given else {
                    "n_atoms": n_atoms, "n_nonzero": n_nonzero, "quality": quality, "step": step,
@@ -340,7 +344,7 @@ def compress(
                 given = _learn(ray, kind, shards, actor_args, n_workers, cpus, gpus, batch_size,
                                dict(n_atoms=n_atoms, n_nonzero=n_nonzero, quality=quality, step=step,
                                     precision=precision, n_iter=n_iter, seed=seed, sample_size=sample_size),
-                               default_n_atoms)
+                               lambda n: preset_n_atoms(n, quality))  # K as compress() picks it
             given.save(folder / DICTIONARY)
             manifest = Manifest(folder=folder, plan=plan, n_shards=len(shards), dictionary_hash=given.hash,
                                 model=recorded_model, writer=f"smic-fast {__version__}")
@@ -469,7 +473,7 @@ def _submit(kind: str, shard: dict[str, Any], index: int, buffer: dict[str, Any]
 
 
 def _learn(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: dict[str, Any], workers: int,
-           cpus: float, gpus: float, batch_size: int, params: dict[str, Any], default_n_atoms: Callable) -> Any:
+           cpus: float, gpus: float, batch_size: int, params: dict[str, Any], n_atoms_for: Callable) -> Any:
     """A dictionary learned on a seeded sample: rows of the embedding parts, or photos encoded
     on the cluster (the same sample :meth:`Dictionary.fit` would draw from all the rows)."""
     from .dictionary import Dictionary, learning_sample
@@ -501,7 +505,7 @@ def _learn(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: dict[s
     sample = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     if len(sample) == 0:
         raise ValueError("no image of the learning sample could be read: nothing to learn a dictionary on")
-    params["n_atoms"] = min(params["n_atoms"] or default_n_atoms(len(names)), len(sample))
+    params["n_atoms"] = min(params["n_atoms"] or n_atoms_for(len(names)), len(sample))
     return _fit(Dictionary, [sample], None, params)
 
 

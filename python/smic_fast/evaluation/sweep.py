@@ -49,7 +49,7 @@ import numpy as np
 from ..collection import compress
 from ..collection import open as open_collection
 from ..dictionary import Dictionary, default_n_atoms, normalize_embeddings
-from ..codec import LEARNING_TARGETS, CodingParams
+from ..codec import LEARNING_TARGETS, QUALITY_PRESETS, CodingParams
 from ..ksvd import learn_dictionary, learn_for_rate
 from . import baselines
 from .retrieval import query_rows, recall_at_k, true_neighbours
@@ -70,7 +70,9 @@ class SweepConfig:
     coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
     one-atom codes (``smic-1``) and ``kmeans`` the centroid counts of k-means (sizes above N are
     skipped). ``learn``: what smic's atoms are learned for, "rate" (per setting, the default) or
-    "sparsity" (once per K, with ``n_nonzero`` atoms per item)."""
+    "sparsity" (once per K, with ``n_nonzero`` atoms per item). ``one_atom_chunk``: items per
+    chunk of the one-atom files, as ``quality="low"`` writes them (16 bytes of framing per chunk
+    are half a bit per item at 256)."""
 
     n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
@@ -84,6 +86,7 @@ class SweepConfig:
     # every power of two up to k-means' largest codebook: one-atom codes fill the low end
     # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
     one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    one_atom_chunk: int = QUALITY_PRESETS["low"].chunk_size or 256
     kmeans: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
@@ -182,7 +185,8 @@ class _Measure:
 
 def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: SweepConfig,
                      pixels: list[int] | None, n_threads: int | None, residual_step: float | None = None,
-                     reuse: dict[str, Any] | None = None, **coding) -> dict[str, Any]:
+                     reuse: dict[str, Any] | None = None, chunk_size: int | None = None,
+                     **coding) -> dict[str, Any]:
     """Fit tables for `atoms` (unless `reuse`, the result of an earlier call with the same
     coding, is given: refinement points reuse its dictionary, and count its table time again
     in encode_s), write the collection and its dictionary, decode it back."""
@@ -196,7 +200,7 @@ def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: 
         dictionary, tables_s = reuse["dictionary"], reuse["tables_s"]
         start -= tables_s
     info = compress(unit, smic_path, dictionary=dictionary, pixels=pixels, n_threads=n_threads,
-                    residual_step=residual_step)
+                    residual_step=residual_step, chunk_size=chunk_size)
     encode_s = time.perf_counter() - start
     dictionary.save(dict_path)
     start = time.perf_counter()
@@ -370,7 +374,8 @@ def run_sweep(
             start = time.perf_counter()
             atoms = _learn(unit, k, 1, config, n_threads)
             fit_s = time.perf_counter() - start
-            coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1)
+            coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1,
+                                     chunk_size=config.one_atom_chunk)
             total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
             points.append(measure.point("smic-1", {"K": k, "n_nonzero": 1}, coded["reconstruction"], total,
                                         coded["item_bytes"], coded["encode_s"], coded["decode_s"], fit_s))
