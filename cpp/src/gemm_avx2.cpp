@@ -40,30 +40,10 @@ void micro_kernel_avx2(std::size_t kc, const float* a, const float* b, float* c,
     a += kMR;
     b += kNR;
   }
-  alignas(32) float tile[kMR][kNR];
-  _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
-  _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
-  _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
-  _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
-  _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
-  _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
-  if (mr == kMR && nr == kNR) {
-    for (std::size_t r = 0; r < kMR; ++r) {
-      float* crow = c + r * ldc;
-      __m256 lo = _mm256_load_ps(tile[r]), hi = _mm256_load_ps(tile[r] + 8);
-      if (accumulate) {
-        lo = _mm256_add_ps(lo, _mm256_loadu_ps(crow));
-        hi = _mm256_add_ps(hi, _mm256_loadu_ps(crow + 8));
-      }
-      _mm256_storeu_ps(crow, lo);
-      _mm256_storeu_ps(crow + 8, hi);
-    }
-    return;
-  }
-  for (std::size_t r = 0; r < mr; ++r)
-    for (std::size_t j = 0; j < nr; ++j)
-      c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+  const __m256 lo[kMR] = {c00, c10, c20, c30, c40, c50}, hi[kMR] = {c01, c11, c21, c31, c41, c51};
+  for (std::size_t r = 0; r < mr; ++r) store_row(lo[r], hi[r], c + r * ldc, nr, accumulate);
 }
+
 
 namespace {
 

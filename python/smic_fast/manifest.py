@@ -258,6 +258,17 @@ def _gather(manifest: Manifest, dictionary: Dictionary) -> tuple[list, list[str]
     return codes, ids, pixels, chunk, norms
 
 
+def _complete_run(path: str | os.PathLike, dictionary: Dictionary | str | os.PathLike | None):
+    """The manifest at or beside `path` of a run whose shards are all written, and its
+    dictionary (FileNotFoundError without a manifest; ValueError for an unfinished run)."""
+    found = find_manifest(path)
+    if found is None:
+        raise FileNotFoundError(f"no {MANIFEST} at {path}")
+    manifest = Manifest.load(found)
+    manifest.require_complete()
+    return manifest, manifest.dictionary(dictionary)
+
+
 def merge(path: str | os.PathLike, output: str | os.PathLike, dictionary: Dictionary | str | os.PathLike | None = None,
           *, embed_dictionary: bool = False) -> Path:
     """Pack a sharded collection (the manifest, its folder or ``OUT.smic`` of a distributed
@@ -267,12 +278,7 @@ def merge(path: str | os.PathLike, output: str | os.PathLike, dictionary: Dictio
     (readable without the .smicd; then it is not the shared-dictionary file)."""
     from . import __version__
 
-    found = find_manifest(path)
-    if found is None:
-        raise FileNotFoundError(f"no {MANIFEST} at {path}")
-    manifest = Manifest.load(found)
-    manifest.require_complete()
-    dictionary = manifest.dictionary(dictionary)
+    manifest, dictionary = _complete_run(path, dictionary)
     codes, ids, pixels, chunk, norms = _gather(manifest, dictionary)
     # The header's mean norm over all items, summed in the core's order (None: shards without norms).
     mean_norm = None if norms is None else float(pairwise_sum(np.concatenate(norms))) / len(ids)
@@ -300,12 +306,8 @@ def open_sharded(path: str | os.PathLike, dictionary: Dictionary | str | os.Path
     one file. ``append`` and ``repack`` refuse: ``smic merge`` it into one file first."""
     from .collection import Collection
 
-    found = find_manifest(path)
-    if found is None:
-        raise FileNotFoundError(f"no {MANIFEST} at {path}")
-    manifest = Manifest.load(found)
-    manifest.require_complete()
-    shared = manifest.dictionary(dictionary)
+    manifest, shared = _complete_run(path, dictionary)
+    found = manifest.path
     scratch = Path(tempfile.mkdtemp(prefix="smic-sharded-"))
     try:
         merged = merge(found, scratch / "merged.smic", shared)

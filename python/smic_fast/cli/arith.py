@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from ._shared import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, CliError, positive_int
+from .atoms import name_atoms
 from .search import add_search_flags, print_results, run_search
 
 NAME = "arith"
@@ -90,26 +91,6 @@ def _print_atoms(title: str, entries: list[dict]) -> None:
         print(f"  {e['weight']:+8.4f} x atom {e['atom']:>5}" + (f"  {labels}" if labels else ""))
 
 
-def _label_atoms(args: argparse.Namespace, atoms, model: str | None):
-    from ..atoms import label_atoms, read_labels
-    from ..text_tower import TextEncoder
-
-    try:
-        labels = read_labels(args.labels)
-    except FileNotFoundError:
-        raise CliError(f"labels file {args.labels} does not exist", EXIT_USAGE) from None
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    if not model:
-        raise CliError("--labels needs the CLIP model's text tower: the collection records no model; pass --model",
-                       EXIT_USAGE)
-    encoder = TextEncoder(model, cache=args.cache_dir)
-    if encoder.dim != atoms.shape[1]:
-        raise CliError(f"the text tower of {model} gives dimension {encoder.dim}, the dictionary has "
-                       f"{atoms.shape[1]}: pass the --model that made the embeddings", EXIT_USAGE)
-    return label_atoms(atoms, labels, encoder.encode(labels), top=args.label_top)
-
-
 def _images(args: argparse.Namespace, collection, first, result) -> dict:
     """original.png and result.png from the same seed; returns what was written."""
     import numpy as np
@@ -181,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         before = code_of(vectors[0], dictionary)
     after = code_of(result, dictionary)
     diff = changes(before, after)
-    named = _label_atoms(args, dictionary.atoms, args.model or collection.header.get("model")) if args.labels else None
+    named = name_atoms(dictionary.atoms, args, model=args.model or collection.header.get("model") or "",
+                       top=args.label_top)[1] if args.labels else None
     summary: dict = {
         "command": "arith", "collection": str(collection.path),
         "terms": [{"weight": t.weight, "kind": t.kind, "value": t.value} for t in terms],

@@ -47,22 +47,28 @@ def load_dictionary(path: str, shared: str | None = None):
     return Dictionary.load(path)
 
 
-def name_atoms(atoms, args: argparse.Namespace):
-    """(labels, AtomLabels per atom) for the --labels/--model/--top flags."""
+def name_atoms(atoms, args: argparse.Namespace, model: str | None = None, top: int | None = None):
+    """(labels, AtomLabels per atom) for the --labels/--model/--top flags (``model`` and ``top``
+    override ``args.model`` and ``args.top``, for commands that name those flags otherwise)."""
     from ..atoms import label_atoms, read_labels
     from ..text_tower import TextEncoder
 
+    model = args.model if model is None else model
+    top = args.top if top is None else top
     try:
         labels = read_labels(args.labels)
     except FileNotFoundError:
         raise CliError(f"labels file {args.labels} does not exist", EXIT_USAGE) from None
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    encoder = TextEncoder(args.model, cache=args.cache_dir)
+    if not model:
+        raise CliError("--labels needs the CLIP model's text tower: the collection records no model; pass --model",
+                       EXIT_USAGE)
+    encoder = TextEncoder(model, cache=args.cache_dir)
     if encoder.dim != atoms.shape[1]:
-        raise CliError(f"the text tower of {args.model} gives dimension {encoder.dim}, the dictionary has "
+        raise CliError(f"the text tower of {model} gives dimension {encoder.dim}, the dictionary has "
                        f"{atoms.shape[1]}: pass the --model that made the embeddings", EXIT_USAGE)
-    return labels, label_atoms(atoms, labels, encoder.encode(labels), top=args.top)
+    return labels, label_atoms(atoms, labels, encoder.encode(labels), top=top)
 
 
 def run(args: argparse.Namespace) -> int:
