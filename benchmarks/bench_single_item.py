@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                         ("item_cold", "first read in a chunk (decodes the chunk)")):
         c_column = fmt(*native[f"c_{name}"]) if f"c_{name}" in native else "–"
         print(f"| {label} | {fmt(*native[f'cpp_{name}'])} | {c_column} | {fmt(*_quantiles(python[name]))} |")
+    print(f"| encode one item, every correlation (atom screening off; {'screened' if smic._core.atom_screening() else 'not screened'} above) | "
+          f"{fmt(*native['cpp_encode_full'])} | – | – |")
     print(f"| batch: items/s, one thread | {native['batch'][0]:.0f} (coding only) | – | "
           f"{args.batch / batch:.0f} (compress, file written) |")
 

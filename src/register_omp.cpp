@@ -107,4 +107,17 @@ void register_omp(py::module_& m) {
       },
       py::arg("name"),
       "Select the product kernel: 'auto', 'avx512', 'avx2' or 'generic' (for tests).");
+  m.def(
+      "set_atom_screening",
+      [](const std::string& mode) {
+        if (!smic::set_atom_screening(mode.c_str()))
+          throw py::value_error("atom screening mode '" + mode + "' is not one of 'auto', 'on', 'off'");
+      },
+      py::arg("mode"),
+      "How one-item pursuits find their atoms (for tests and benchmarks; the codes are the "
+      "same): 'auto' screens the atoms with an int8 product and proven bounds when the CPU "
+      "has AVX-512 VNNI and the dictionary is large, 'on' always (plain C++ where VNNI is "
+      "missing), 'off' computes every correlation.");
+  m.def("atom_screening", &smic::atom_screening_enabled,
+        "True when a one-item pursuit screens its atoms now (see set_atom_screening).");
 }

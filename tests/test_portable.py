@@ -19,6 +19,7 @@ import smic_fast as smic
 from smic_fast import _core
 
 out = sys.argv[1]
+_core.set_atom_screening(sys.argv[2])  # "on": one-item pursuits screen the atoms (same codes)
 rng = np.random.default_rng(0)
 e = (rng.standard_normal((500, 24)) ** 3 @ rng.standard_normal((24, 300))).astype(np.float32)
 smic.compress(e[:400], out + "/own.smic", n_atoms=64, n_nonzero=4, n_iter=3, chunk_size=50)
@@ -35,13 +36,13 @@ print(_core.gemm_kernel())
 FILES = ("own.smic", "d.smicd", "shared.smic", "remaining.smic", "single.bin")
 
 
-def _run(folder, kernels: str | None) -> str:
+def _run(folder, kernels: str | None, screening: str = "auto") -> str:
     env = dict(os.environ)
     env.pop("SMIC_KERNELS", None)
     if kernels:
         env["SMIC_KERNELS"] = kernels
     folder.mkdir()
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], env=env, check=True,
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(folder), screening], env=env, check=True,
                             capture_output=True, text=True)
     return result.stdout.strip()
 
@@ -58,3 +59,15 @@ def test_every_kernel_family_writes_identical_files(tmp_path):
         assert _run(tmp_path / setting, setting) == family
         for name in FILES:
             assert (tmp_path / setting / name).read_bytes() == (tmp_path / "best" / name).read_bytes(), (setting, name)
+
+
+def test_atom_screening_writes_identical_files_with_every_kernel_family(tmp_path):
+    # One-item pursuits that screen the atoms (the int8 bound, then exact products of the
+    # candidates: VNNI kernels where the CPU has them, plain C++ under SMIC_KERNELS=portable)
+    # must write the bytes of the full product.
+    _run(tmp_path / "full", None, "off")
+    for setting in (None, "portable"):
+        folder = tmp_path / f"screened-{setting or 'best'}"
+        _run(folder, setting, "on")
+        for name in FILES:
+            assert (folder / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), (setting, name)

@@ -1,9 +1,9 @@
 """The shipped machine code targets plain x86-64: instructions beyond SSE2 (AVX, FMA, F16C,
 BMI, SSE3/SSSE3/SSE4, POPCNT, ...) appear only in the kernels picked at run time after a CPU
-check (cpp/src/gemm_avx2.cpp, cpp/src/gemm_avx512.cpp and the functions named *_avx2 or
-*_avx512), and no shared library carries
-an x86 ISA "needed" note (the property auditwheel reads to require x86_64_v2/v3/v4). A build
-with -march=native, or -mavx2 outside those kernels, fails here.
+check (cpp/src/gemm_avx2.cpp, cpp/src/gemm_avx512.cpp, cpp/src/screen_avx512.cpp and the
+functions named *_avx2 or *_avx512), and no shared library carries an x86 ISA "needed" note
+(the property auditwheel reads to require x86_64_v2/v3/v4). A build with -march=native, or
+-mavx2 outside those kernels, fails here.
 
 Read from the installed package: libsmic_core.a (its objects keep their symbols, so each
 instruction is attributed to its function), _core's extension module and libsmic_c.so."""
@@ -22,7 +22,7 @@ import smic_fast
 
 PACKAGE = Path(smic_fast.__file__).parent
 ARCHIVE = PACKAGE / "lib" / "libsmic_core.a"
-KERNEL_OBJECTS = ("gemm_avx2.cpp.o", "gemm_avx512.cpp.o")
+KERNEL_OBJECTS = ("gemm_avx2.cpp.o", "gemm_avx512.cpp.o", "screen_avx512.cpp.o")
 KERNEL_NAME = re.compile(r"_avx(2|512)\b")
 # Mnemonics outside baseline x86-64 (SSE2): any VEX/EVEX instruction (v...), BMI1/2, LZCNT,
 # POPCNT, MOVBE, and the SSE3 / SSSE3 / SSE4.1 / SSE4.2 instructions a compiler emits.

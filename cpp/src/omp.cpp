@@ -2,14 +2,23 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <mutex>
 #include <string>
 
+#include "atom_screen.hpp"
 #include "gemm_kernels.hpp"
 #include "parallel.hpp"
 #include "vector_kernels.hpp"
 #include "smic/error.hpp"
 
 namespace smic {
+
+struct OmpCoder::Screen {
+  detail::AtomScreen atoms;
+  double gram_max_abs;  // the largest |G| entry (the residual chains' rounding scale)
+};
+
 namespace {
 
 // Scratch for one signal's pursuit; one per thread, sized once.
@@ -51,27 +60,174 @@ void backward_substitute(const double* chol, std::size_t s, std::size_t t, doubl
   }
 }
 
-// Batch-OMP for one signal given alpha0 = D x and ||x||^2; returns the number of atoms found.
+// The largest |residual correlation| of a pursuit's step from all the correlations D x: step t
+// > 0 subtracts the combination of the chosen atoms' Gram rows (rows[i] scaled by g[i]),
+// clears the chosen atoms, and takes the first largest magnitude (numpy.argmax's tie rule).
+class FullCorrelations {
+ public:
+  FullCorrelations(const float* alpha0, std::size_t n_atoms, float* scratch)
+      : alpha0_(alpha0), n_atoms_(n_atoms), alpha_(scratch) {}
+
+  std::size_t select(std::size_t t, const float* const* rows, const float* g,
+                     const std::int32_t* chosen, float* best_abs) {
+    if (t == 0) return detail::argmax_abs(alpha0_, n_atoms_, best_abs);
+    detail::subtract_combination(alpha0_, rows, g, t, n_atoms_, alpha_);
+    for (std::size_t i = 0; i < t; ++i) alpha_[chosen[i]] = 0.0f;
+    return detail::argmax_abs(alpha_, n_atoms_, best_abs);
+  }
+  float alpha0(std::size_t atom) const { return alpha0_[atom]; }
+
+ private:
+  const float* alpha0_;
+  std::size_t n_atoms_;
+  float* alpha_;
+};
+
+// The same choices from the atom screen (atom_screen.hpp): approximate correlations with
+// proven error bounds for every atom, exact products only for the atoms whose interval can
+// still hold the step's maximum. A screened-out atom's exact residual correlation is below
+// the largest lower bound, which one candidate reaches, so the first largest candidate is the
+// first largest atom; candidates' residual correlations use FullCorrelations' operations.
+class ScreenedCorrelations {
+ public:
+  ScreenedCorrelations(const detail::AtomScreen& screen, const float* x, double norm_sq,
+                       double gram_max_abs)
+      : screen_(screen), x_(x), n_atoms_(screen.n_atoms()), gram_max_abs_(gram_max_abs) {
+    Scratch& s = scratch();
+    s.approx.resize(n_atoms_);
+    s.bound.resize(n_atoms_);
+    s.current.resize(n_atoms_);
+    s.exact.resize(n_atoms_);
+    s.known_in.resize(n_atoms_, 0);
+    if (++s.item == 0) {  // stamps wrapped: forget every stamp
+      std::fill(s.known_in.begin(), s.known_in.end(), 0u);
+      s.item = 1;
+    }
+    const double x_norm = std::sqrt(norm_sq);
+    screen.approximate(x, x_norm, s.approx.data(), s.bound.data());
+    // The largest magnitude either chain passes through: |alpha0| and its approximation
+    // (bounds included), plus the subtracted combination's (below).
+    largest_product_ = x_norm * screen.max_atom_norm() +
+                       *std::max_element(s.bound.begin(), s.bound.end());
+  }
+
+  std::size_t select(std::size_t t, const float* const* rows, const float* g,
+                     const std::int32_t* chosen, float* best_abs) {
+    Scratch& s = scratch();
+    const float* current = s.approx.data();
+    double g_sum = 0.0;
+    for (std::size_t i = 0; i < t; ++i) g_sum += std::fabs(g[i]);
+    if (t > 0) {
+      detail::subtract_combination(s.approx.data(), rows, g, t, n_atoms_, s.current.data());
+      s.bound[chosen[t - 1]] = 0.0f;
+      for (std::size_t i = 0; i < t; ++i) s.current[chosen[i]] = 0.0f;
+      current = s.current.data();
+    }
+    // Rounding of both chains (the approximate one here, the exact one of FullCorrelations)
+    // and of the approximation's own float products: a few units in the last place of the
+    // largest magnitude they pass through, taken with a wide margin.
+    const auto margin = static_cast<float>(16.0 * double(t + 2) * std::ldexp(1.0, -24) *
+                                           (largest_product_ + g_sum * gram_max_abs_));
+    // Candidates: atoms whose interval reaches the largest lower bound (a chosen atom's
+    // interval is [-margin, margin]).
+    const float threshold =
+        detail::max_lower_bound(current, s.bound.data(), n_atoms_, margin, -margin);
+    s.candidates.resize(n_atoms_);
+    s.candidates.resize(detail::collect_candidates(current, s.bound.data(), n_atoms_, margin,
+                                                   threshold, s.candidates.data()));
+    // Branch and bound: the exact residual correlations of the candidates whose exact products
+    // are known, then of the others by decreasing upper bound, eight at a time, while an upper
+    // bound still reaches the largest exact magnitude found (an atom left out is below it).
+    std::size_t best = 0;
+    float best_value = 0.0f;
+    auto consider = [&](std::int32_t k) {
+      float acc = s.exact[k];
+      for (std::size_t i = 0; i < t; ++i) acc = std::fma(-g[i], rows[i][k], acc);
+      const float value = std::fabs(acc);
+      if (value > best_value || (value == best_value && static_cast<std::size_t>(k) < best)) {
+        best_value = value;
+        best = static_cast<std::size_t>(k);
+      }
+    };
+    s.pending.clear();
+    for (const std::int32_t k : s.candidates) {
+      if (is_chosen(k, chosen, t)) continue;
+      if (s.known_in[k] == s.item) {
+        consider(k);
+      } else {
+        s.pending.push_back({std::fabs(current[k]) + (s.bound[k] + margin), k});
+      }
+    }
+    std::sort(s.pending.begin(), s.pending.end(),
+              [](const Pending& a, const Pending& b) { return a.upper > b.upper; });
+    std::int32_t batch[8];
+    float values[8];
+    for (std::size_t i = 0; i < s.pending.size() && s.pending[i].upper >= best_value;) {
+      std::size_t m = 0;
+      // A batch computes eight lanes whatever it holds: the next candidates by upper bound
+      // fill it (a later step often needs them).
+      for (; i < s.pending.size() && m < 8; ++i) batch[m++] = s.pending[i].atom;
+      screen_.exact(x_, batch, m, values);
+      for (std::size_t j = 0; j < m; ++j) {
+        s.exact[batch[j]] = values[j];
+        s.known_in[batch[j]] = s.item;
+        consider(batch[j]);
+      }
+    }
+    *best_abs = best_value;
+    return best;
+  }
+  float alpha0(std::size_t atom) const { return scratch().exact[atom]; }
+
+ private:
+  struct Pending {
+    float upper;
+    std::int32_t atom;
+  };
+  struct Scratch {
+    std::vector<float> approx, bound, current, exact;
+    std::vector<std::uint32_t> known_in;  // item stamp of each atom's exact product
+    std::uint32_t item = 0;
+    std::vector<std::int32_t> candidates;
+    std::vector<Pending> pending;  // candidates without an exact product yet
+  };
+  static Scratch& scratch() {
+    thread_local Scratch s;
+    return s;
+  }
+  static bool is_chosen(std::int32_t k, const std::int32_t* chosen, std::size_t t) {
+    for (std::size_t i = 0; i < t; ++i)
+      if (chosen[i] == k) return true;
+    return false;
+  }
+  const detail::AtomScreen& screen_;
+  const float* x_;
+  std::size_t n_atoms_;
+  double gram_max_abs_, largest_product_ = 0.0;
+};
+
+// Batch-OMP for one signal, its correlations given by `corr` (FullCorrelations or
+// ScreenedCorrelations: the same choices), with ||x||^2; returns the number of atoms found.
 // With path_gamma (n_nonzero x n_nonzero), row t receives gamma after step t + 1 (the
 // least-squares coefficients on the first t + 1 atoms); s.rhs then holds alpha0 on them.
-std::size_t pursue(const float* alpha0, double norm_sq, const float* gram, std::size_t n_atoms,
+template <class Correlations>
+std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::size_t n_atoms,
                    std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
                    float* coefs, double* path_gamma = nullptr) {
   std::fill(indices, indices + n_nonzero, -1);
   std::fill(coefs, coefs + n_nonzero, 0.0f);
   if (tol >= 0.0 && norm_sq <= tol) return 0;
-  const float* alpha = alpha0;  // correlations of the current residual
   double* chol = s.chol.data();
   const double negligible = 1e-6 * std::sqrt(norm_sq);
   std::size_t t = 0;
   for (; t < n_nonzero; ++t) {
     float best_abs = 0.0f;
-    const std::size_t best = detail::argmax_abs(alpha, n_atoms, &best_abs);
+    const std::size_t best = corr.select(t, s.rows.data(), s.gamma_f.data(), indices, &best_abs);
     if (!(best_abs > negligible)) break;  // residual is (numerically) orthogonal to D
     const float* g_best = gram + best * n_atoms;
     s.rows[t] = g_best;
-    // The row is read in full below; its lines are requested together now (it is seldom in
-    // cache for one item: the pass over the atoms evicts it).
+    // The row is read in full by the next selection; its lines are requested together now
+    // (it is seldom in cache for one item: the pass over the atoms evicts it).
     for (std::size_t j = 0; j < n_atoms; j += 16) __builtin_prefetch(g_best + j);
     const double g_jj = g_best[best];
     if (t == 0) {
@@ -88,7 +244,7 @@ std::size_t pursue(const float* alpha0, double norm_sq, const float* gram, std::
       chol[t * n_nonzero + t] = std::sqrt(diag);
     }
     indices[t] = static_cast<std::int32_t>(best);
-    s.rhs[t] = alpha0[best];
+    s.rhs[t] = corr.alpha0(best);
     // gamma = (L L^T)^-1 alpha0_I
     std::copy(s.rhs.begin(), s.rhs.begin() + t + 1, s.gamma.begin());
     forward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
@@ -108,13 +264,9 @@ std::size_t pursue(const float* alpha0, double norm_sq, const float* gram, std::
         break;
       }
     }
-    // alpha = alpha0 - G_I gamma (G symmetric: the saved rows of the chosen atoms); the
-    // chosen atoms' own correlations are zero in exact arithmetic and are cleared.
+    // The next selection subtracts G_I gamma (G symmetric: the saved rows of the chosen
+    // atoms) from alpha0, with the coefficients as floats.
     for (std::size_t i = 0; i <= t; ++i) s.gamma_f[i] = static_cast<float>(s.gamma[i]);
-    detail::subtract_combination(alpha0, s.rows.data(), s.gamma_f.data(), t + 1, n_atoms,
-                                 s.alpha.data());
-    for (std::size_t i = 0; i <= t; ++i) s.alpha[indices[i]] = 0.0f;
-    alpha = s.alpha.data();
   }
   for (std::size_t i = 0; i < t; ++i) coefs[i] = static_cast<float>(s.gamma[i]);
   return t;
@@ -131,12 +283,14 @@ double squared_norm(const float* x, std::size_t dim) {
 }
 
 // Correlations of blocks of kMC signals (one blocked product each, or the row kernel for a
-// block of few signals), then per_signal(i, alpha0 of signal i, ||x_i||^2, scratch) for each
-// signal of the block. Blocks run in parallel; the result of a signal depends on nothing else.
+// block of few signals), then per_signal(i, correlations of signal i, ||x_i||^2, scratch) for
+// each signal of the block. A block of one signal screens the atoms instead when `screen` is
+// given (the same choices). Blocks run in parallel; the result of a signal depends on nothing
+// else.
 template <class PerSignal>
-void for_each_signal(const PackedB& packed, const float* signals, std::size_t n, std::size_t dim,
-                     std::size_t n_atoms, std::size_t n_nonzero, int n_threads,
-                     PerSignal&& per_signal) {
+void for_each_signal(const PackedB& packed, const OmpCoder::Screen* screen, const float* signals,
+                     std::size_t n, std::size_t dim, std::size_t n_atoms, std::size_t n_nonzero,
+                     int n_threads, PerSignal&& per_signal) {
   const std::size_t block = detail::kMC;
   const std::size_t n_blocks = (n + block - 1) / block;
   detail::parallel_for(n_blocks, n_threads, [&](std::size_t blk) {
@@ -144,15 +298,26 @@ void for_each_signal(const PackedB& packed, const float* signals, std::size_t n,
     thread_local PursuitScratch scratch;
     const std::size_t i0 = blk * block;
     const std::size_t m = std::min(block, n - i0);
-    if (corr.size() < m * n_atoms) corr.resize(m * n_atoms);
     scratch.resize(n_atoms, n_nonzero);
+    if (m == 1 && screen != nullptr) {
+      const float* x = signals + i0 * dim;
+      const double norm_sq = squared_norm(x, dim);
+      ScreenedCorrelations screened(screen->atoms, x, norm_sq, screen->gram_max_abs);
+      per_signal(i0, screened, norm_sq, scratch);
+      return;
+    }
+    if (corr.size() < m * n_atoms) corr.resize(m * n_atoms);
     gemm_nt_packed(signals + i0 * dim, m, dim, packed, corr.data(), n_atoms);
     for (std::size_t r = 0; r < m; ++r) {
       const float* x = signals + (i0 + r) * dim;
-      per_signal(i0 + r, corr.data() + r * n_atoms, squared_norm(x, dim), scratch);
+      FullCorrelations full(corr.data() + r * n_atoms, n_atoms, scratch.alpha.data());
+      per_signal(i0 + r, full, squared_norm(x, dim), scratch);
     }
   });
 }
+
+// Screening pays once the float16 atoms outgrow the caches it saves reading (K x d >= 2^16).
+constexpr std::size_t kScreenMinValues = std::size_t{1} << 16;
 
 }  // namespace
 
@@ -186,6 +351,31 @@ OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale
   packed_ = rows ? PackedB(rows, n_atoms, dim, dim, row_scale) : PackedB(atoms, n_atoms, dim, dim);
   gram_.resize(n_atoms * n_atoms);
   gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), n_atoms, n_threads);
+  screen_slot_ = std::make_shared<ScreenSlot>();
+}
+
+// Built on the first one-item pursuit that screens (a coder used only for batches never
+// pays for it): the screen reads the atoms back from the packed product's float32 panels.
+struct OmpCoder::ScreenSlot {
+  std::once_flag built;
+  std::unique_ptr<Screen> screen;
+};
+
+const OmpCoder::Screen* OmpCoder::screen_for_one_item() const {
+  if (!packed_.has_half() || !atom_screening_enabled()) return nullptr;
+  if (!detail::atom_screening_forced() && n_atoms_ * dim_ < kScreenMinValues) return nullptr;
+  std::call_once(screen_slot_->built, [&] {
+    std::vector<float> values(n_atoms_ * dim_);
+    for (std::size_t k = 0; k < n_atoms_; ++k)
+      for (std::size_t j = 0; j < dim_; ++j)
+        values[k * dim_ + j] = packed_.panel(j / detail::kKC, k / detail::kNR)
+                                   [(j % detail::kKC) * detail::kNR + k % detail::kNR];
+    float gram_max_abs = 0.0f;
+    for (const float g : gram_) gram_max_abs = std::max(gram_max_abs, std::fabs(g));
+    screen_slot_->screen = std::unique_ptr<Screen>(new Screen{
+        detail::AtomScreen(values.data(), packed_.row_scale(), n_atoms_, dim_), gram_max_abs});
+  });
+  return screen_slot_->screen.get();
 }
 
 // Messages are built only on failure: this runs on every call, single items included.
@@ -209,9 +399,9 @@ void OmpCoder::check_encode_args(const float* signals, std::size_t n, std::size_
 void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero, double tol,
                       std::int32_t* indices, float* coefs, int n_threads) const {
   check_encode_args(signals, n, n_nonzero, tol);
-  for_each_signal(packed_, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
-                  [&](std::size_t i, const float* alpha0, double norm_sq, PursuitScratch& s) {
-                    pursue(alpha0, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol, s,
+  for_each_signal(packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+                  [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
+                    pursue(corr, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol, s,
                            indices + i * n_nonzero, coefs + i * n_nonzero);
                   });
 }
@@ -219,8 +409,8 @@ void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero
 void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_nonzero,
                             const OmpPathVisitor& visit, int n_threads) const {
   check_encode_args(signals, n, n_nonzero, -1.0);
-  for_each_signal(packed_, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
-                  [&](std::size_t i, const float* alpha0, double norm_sq, PursuitScratch& s) {
+  for_each_signal(packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+                  [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
                     thread_local std::vector<std::int32_t> atoms;
                     thread_local std::vector<float> coefs;
                     thread_local std::vector<double> gamma;
@@ -228,7 +418,7 @@ void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_n
                     coefs.resize(n_nonzero);
                     gamma.resize(n_nonzero * n_nonzero);
                     OmpPath path;
-                    path.n_found = pursue(alpha0, norm_sq, gram_.data(), n_atoms_, n_nonzero,
+                    path.n_found = pursue(corr, norm_sq, gram_.data(), n_atoms_, n_nonzero,
                                           -1.0, s, atoms.data(), coefs.data(), gamma.data());
                     path.stride = n_nonzero;
                     path.atoms = atoms.data();

@@ -141,4 +141,76 @@ std::size_t argmax_abs(const float* a, std::size_t n, float* max_abs) {
   return g_argmax_abs(a, n, max_abs);
 }
 
+namespace {
+
+float max_lower_bound_generic(const float* c, const float* b, std::size_t n, float margin,
+                              float floor) {
+  for (std::size_t k = 0; k < n; ++k) floor = std::max(floor, std::fabs(c[k]) - (b[k] + margin));
+  return floor;
+}
+
+std::size_t collect_candidates_generic(const float* c, const float* b, std::size_t n,
+                                       float margin, float floor, std::int32_t* out) {
+  std::size_t found = 0;
+  for (std::size_t k = 0; k < n; ++k)
+    if (std::fabs(c[k]) + (b[k] + margin) >= floor) out[found++] = static_cast<std::int32_t>(k);
+  return found;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2"))) float max_lower_bound_avx2(const float* c, const float* b,
+                                                           std::size_t n, float margin,
+                                                           float floor) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), m = _mm256_set1_ps(margin);
+  __m256 best = _mm256_set1_ps(floor);
+  std::size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 lower = _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(c + k)),
+                                       _mm256_add_ps(_mm256_loadu_ps(b + k), m));
+    best = _mm256_max_ps(best, lower);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, best);
+  for (const float v : lanes) floor = std::max(floor, v);
+  return max_lower_bound_generic(c + k, b + k, n - k, margin, floor);
+}
+
+__attribute__((target("avx2"))) std::size_t collect_candidates_avx2(
+    const float* c, const float* b, std::size_t n, float margin, float floor, std::int32_t* out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), m = _mm256_set1_ps(margin), f = _mm256_set1_ps(floor);
+  std::size_t found = 0, k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 upper = _mm256_add_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(c + k)),
+                                       _mm256_add_ps(_mm256_loadu_ps(b + k), m));
+    auto mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(upper, f, _CMP_GE_OQ)));
+    while (mask != 0) {
+      out[found++] = static_cast<std::int32_t>(k + static_cast<std::size_t>(__builtin_ctz(mask)));
+      mask &= mask - 1;
+    }
+  }
+  for (; k < n; ++k)
+    if (std::fabs(c[k]) + (b[k] + margin) >= floor) out[found++] = static_cast<std::int32_t>(k);
+  return found;
+}
+#endif
+
+}  // namespace
+
+float max_lower_bound(const float* c, const float* b, std::size_t n, float margin, float floor) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool avx2 = use_avx2_kernels();
+  if (avx2) return max_lower_bound_avx2(c, b, n, margin, floor);
+#endif
+  return max_lower_bound_generic(c, b, n, margin, floor);
+}
+
+std::size_t collect_candidates(const float* c, const float* b, std::size_t n, float margin,
+                               float floor, std::int32_t* out) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool avx2 = use_avx2_kernels();
+  if (avx2) return collect_candidates_avx2(c, b, n, margin, floor, out);
+#endif
+  return collect_candidates_generic(c, b, n, margin, floor, out);
+}
+
 }  // namespace smic::detail

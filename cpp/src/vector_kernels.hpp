@@ -28,6 +28,15 @@ inline bool all_finite(const float* values, std::size_t n) {
   return bad == 0;
 }
 
+/// The largest lower bound |c[k]| - (b[k] + margin) over k < n, or `floor` if that is larger:
+/// the atom screen's threshold (atom_screen.hpp).
+float max_lower_bound(const float* c, const float* b, std::size_t n, float margin, float floor);
+
+/// Writes to out, in increasing order, every k < n whose upper bound |c[k]| + (b[k] + margin)
+/// is at least `floor`; returns how many.
+std::size_t collect_candidates(const float* c, const float* b, std::size_t n, float margin,
+                               float floor, std::int32_t* out);
+
 /// Index of the first entry of largest magnitude (0 for n == 0); its magnitude in *max_abs.
 std::size_t argmax_abs(const float* a, std::size_t n, float* max_abs);
 

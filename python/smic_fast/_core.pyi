@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'append_collection', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'append_collection', 'atom_screening', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_atom_screening', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
 class DecodeError(ValueError):
     """
     Coded data is truncated, corrupted or inconsistent with its model.
@@ -343,6 +343,10 @@ def append_collection(path: str, embeddings: numpy.ndarray, ids: typing.Any = No
     """
     Append a batch atomically (earlier bytes untouched unless replace); returns cosines.
     """
+def atom_screening() -> bool:
+    """
+    True when a one-item pursuit screens its atoms now (see set_atom_screening).
+    """
 def atomic_write(arg0: str, arg1: bytes) -> None:
     """
     Write bytes to path atomically (temporary file beside it, fsync, rename).
@@ -443,6 +447,10 @@ def repack_collection(path: str, dictionary: CodingDictionary | None = None, n_t
 def residual_levels(unit: numpy.ndarray, decoded: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
     """
     int32 levels of unit - decoded at step (round to nearest).
+    """
+def set_atom_screening(mode: str) -> None:
+    """
+    How one-item pursuits find their atoms (for tests and benchmarks; the codes are the same): 'auto' screens the atoms with an int8 product and proven bounds when the CPU has AVX-512 VNNI and the dictionary is large, 'on' always (plain C++ where VNNI is missing), 'off' computes every correlation.
     """
 def set_gemm_kernel(name: str) -> None:
     """
