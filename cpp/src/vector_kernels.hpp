@@ -13,6 +13,11 @@ namespace smic::detail {
 void subtract_combination(const float* alpha0, const float* const* rows, const float* g,
                           std::size_t t, std::size_t n, float* alpha);
 
+/// out[i] = the same combination at atoms[i] only: alpha0[atoms[i]] - sum_{r < t} g[r] *
+/// rows[r][atoms[i]], with subtract_combination's fused operations in its order (bit-equal).
+void subtract_combination_at(const float* alpha0, const float* const* rows, const float* g,
+                             std::size_t t, const std::int32_t* atoms, std::size_t n, float* out);
+
 /// Whether 1 marks a float that is NaN or infinite (all exponent bits set): an integer test
 /// that compilers vectorize, where a loop of std::isfinite stays scalar.
 inline std::uint32_t is_nonfinite(float value) {

@@ -79,19 +79,20 @@ class OmpCoder {
   std::shared_ptr<ScreenSlot> screen_slot_;  // shared by copies: built once, then immutable
 };
 
-/// The argument checks of every OMP coder (CPU and CUDA): 1 <= n_nonzero <= min(K, d) and tol
-/// not NaN; InvalidArgument naming the bound otherwise.
 /// How a one-item pursuit (encode or pursue_paths of one signal) finds its atoms; the codes
 /// are the same either way. "auto": over atoms stored as float16 (as read from a file) with
-/// K x d >= 2^16, when the CPU has AVX-512 VNNI and the AVX-512 kernels are in use, it screens
-/// them: an int8 product gives every atom an approximate correlation and a proven error bound,
-/// and only the atoms that can still be the largest get their exact product. "on": always
-/// screen (plain C++ where VNNI is missing: for tests). "off": compute every correlation.
-/// Returns false for another name. Not thread-safe; for tests and benchmarks.
+/// K x d >= 393,216 (3 x 2^17), when the CPU has AVX-512 VNNI and the AVX-512 kernels are in
+/// use, it screens them: an int8 product gives every atom an approximate correlation and a
+/// proven error bound, and only the atoms that can still be the largest get their exact
+/// product. "on": always screen (plain C++ where VNNI is missing: for tests). "off": compute
+/// every correlation. Returns false for another name. Not thread-safe; for tests and
+/// benchmarks.
 bool set_atom_screening(const char* mode);
 /// True when a one-item pursuit over a large float16 dictionary screens its atoms now.
 bool atom_screening_enabled();
 
+/// The argument checks of every OMP coder (CPU and CUDA): 1 <= n_nonzero <= min(K, d) and tol
+/// not NaN; InvalidArgument naming the bound otherwise.
 void check_sparsity(std::size_t n_nonzero, std::size_t n_atoms, std::size_t dim, double tol);
 
 /// One-shot batch OMP: prepares an OmpCoder for `atoms` and codes `signals` with it.
