@@ -92,3 +92,18 @@ def test_dictionary_encode_bytes_do_not_depend_on_screening(rng, screening, prec
     full = [dictionary.encode(x) for x in data[1200:]]
     screening("on")
     assert [dictionary.encode(x) for x in data[1200:]] == full
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e-5, 3e-3, 40.0, 1e5, 1e9])
+def test_unnormalised_signals_give_the_full_products_choice(rng, screening, scale):
+    # The bounds scale with |x|; far from unit norm the pursuit takes the full product.
+    atoms, signals = _problem(rng, "clustered", 512, 300)
+    signals = (signals * scale).astype(np.float32)
+    coder = _core.OmpCoder(atoms, 0)
+    screening("off")
+    indices, coefs = coder.encode(signals, 4, -1.0, 1)
+    screening("on")
+    for i in range(0, len(signals), 3):
+        one_i, one_c = coder.encode(signals[i:i + 1], 4, -1.0, 1)
+        np.testing.assert_array_equal(one_i[0], indices[i])
+        np.testing.assert_array_equal(one_c[0], coefs[i])

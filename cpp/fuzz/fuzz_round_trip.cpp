@@ -1,6 +1,9 @@
 // libFuzzer target: bytes become an embedding; encoding it then decoding gives exactly what
 // the batch path reconstructs for the same item (the round trip must be exact); the item's
-// symbols coded with the remaining-atoms index model decode to the same item.
+// symbols coded with the remaining-atoms index model decode to the same item; and encoding
+// with the atoms screened (int8 bounds, exact products for the candidates) gives the bytes of
+// the full product, for this dictionary and for one 300 values deep (two depth blocks and a
+// tail), whatever the embedding's scale and shape.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -9,18 +12,36 @@
 #include <vector>
 
 #include "smic/coding_dictionary.hpp"
+#include "smic/omp.hpp"
+
+namespace {
+
+std::shared_ptr<const smic::CodingDictionary> make_dictionary(std::size_t k, std::size_t dim) {
+  std::vector<float> atoms(k * dim);
+  for (std::size_t i = 0; i < atoms.size(); ++i) atoms[i] = std::sin(static_cast<float>(i) * 1.7f);
+  smic::CodingParams p;
+  p.s_max = 3;
+  return std::make_shared<const smic::CodingDictionary>(atoms.data(), k, dim, p,
+                                                        smic::AtomPrecision::kFloat16,
+                                                        smic::TableCounts::flat(k, p));
+}
+
+// Traps unless screened and full encodes of x give the same bytes.
+void check_screening(const smic::CodingDictionary& d, const float* x) {
+  smic::set_atom_screening("on");
+  const std::vector<uint8_t> screened = d.encode_one(x);
+  smic::set_atom_screening("off");
+  const std::vector<uint8_t> full = d.encode_one(x);
+  smic::set_atom_screening("auto");
+  if (screened != full) __builtin_trap();
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
-  const std::size_t k = 16, dim = 8;
-  static const auto d = [&] {
-    std::vector<float> atoms(k * dim);
-    for (std::size_t i = 0; i < atoms.size(); ++i) atoms[i] = std::sin(static_cast<float>(i) * 1.7f);
-    smic::CodingParams p;
-    p.s_max = 3;
-    return std::make_shared<const smic::CodingDictionary>(atoms.data(), k, dim, p,
-                                                          smic::AtomPrecision::kFloat16,
-                                                          smic::TableCounts::flat(k, p));
-  }();
+  const std::size_t k = 16, dim = 8, deep_dim = 300;
+  static const auto d = make_dictionary(k, dim);
+  static const auto deep = make_dictionary(48, deep_dim);
   if (size < dim * sizeof(float)) return 0;
   std::vector<float> x(dim);
   std::memcpy(x.data(), data, dim * sizeof(float));
@@ -41,5 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   if (back.counts != codes.counts || back.rest_index != codes.rest_index) __builtin_trap();
   d->reconstruct(back, decoded.data());
   if (std::memcmp(decoded.data(), expected.data(), dim * sizeof(float)) != 0) __builtin_trap();
+  check_screening(*d, x.data());
+  if (size >= deep_dim * sizeof(float)) {
+    std::vector<float> y(deep_dim);
+    std::memcpy(y.data(), data, deep_dim * sizeof(float));
+    for (float v : y)
+      if (!std::isfinite(v) || std::fabs(v) > 1e30f) return 0;
+    check_screening(*deep, y.data());
+  }
   return 0;
 }

@@ -85,9 +85,10 @@ class FullCorrelations {
 
 // The same choices from the atom screen (atom_screen.hpp): approximate correlations with
 // proven error bounds for every atom, exact products only for the atoms whose interval can
-// still hold the step's maximum. A screened-out atom's exact residual correlation is below
-// the largest lower bound, which one candidate reaches, so the first largest candidate is the
-// first largest atom; candidates' residual correlations use FullCorrelations' operations.
+// still hold the step's maximum. An atom left out has an exact residual correlation below the
+// largest lower bound (which an atom compared exactly reaches) or below an exact magnitude
+// already found, so the first largest atom compared is the first largest atom; residual
+// correlations compared use FullCorrelations' operations, so they are its values.
 class ScreenedCorrelations {
  public:
   ScreenedCorrelations(const detail::AtomScreen& screen, const float* x, double norm_sq,
@@ -311,9 +312,13 @@ void for_each_signal(const PackedB& packed, const OmpCoder::Screen* screen, cons
     if (m == 1 && screen != nullptr) {
       const float* x = signals + i0 * dim;
       const double norm_sq = squared_norm(x, dim);
-      ScreenedCorrelations screened(screen->atoms, x, norm_sq, screen->gram_max_abs);
-      per_signal(i0, screened, norm_sq, scratch);
-      return;
+      // The bounds are relative to |x|: far from 1 (an item is coded at unit norm), floats
+      // would underflow or overflow before they do.
+      if (norm_sq >= 1e-12 && norm_sq <= 1e12) {
+        ScreenedCorrelations screened(screen->atoms, x, norm_sq, screen->gram_max_abs);
+        per_signal(i0, screened, norm_sq, scratch);
+        return;
+      }
     }
     if (corr.size() < m * n_atoms) corr.resize(m * n_atoms);
     gemm_nt_packed(signals + i0 * dim, m, dim, packed, corr.data(), n_atoms);
