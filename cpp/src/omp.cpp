@@ -377,7 +377,7 @@ struct OmpCoder::ScreenSlot {
 };
 
 const OmpCoder::Screen* OmpCoder::screen_for_one_item() const {
-  if (!packed_.has_half() || !atom_screening_enabled()) return nullptr;
+  if (!screen_slot_ || !packed_.has_half() || !atom_screening_enabled()) return nullptr;
   if (!detail::atom_screening_forced() && n_atoms_ * dim_ < kScreenMinValues) return nullptr;
   std::call_once(screen_slot_->built, [&] {
     std::vector<float> values(n_atoms_ * dim_);
