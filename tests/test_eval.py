@@ -16,7 +16,7 @@ from smic_fast.cli import main
 from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
 from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, scalar_codec
 from smic_fast.evaluation.retrieval import query_rows, true_neighbours
-from smic_fast.evaluation.sweep import frontier, rate_at_fidelity
+from smic_fast.evaluation.sweep import Point, frontier, rate_at_fidelity
 
 faiss = pytest.importorskip("faiss")
 pytest.importorskip("matplotlib")
@@ -137,6 +137,26 @@ def test_frontier_and_rate_at_fidelity(sweep):
     middle = (f0 + f1) / 2
     assert rate_at_fidelity(points, middle) == pytest.approx((r0 + r1) / 2)
     assert rate_at_fidelity(points, 1.01) is None
+
+
+def _point(method: str, bits: float, cosine: float) -> Point:
+    return Point(method, {}, 100, 8, bits, bits, cosine, cosine, 1.0, 0.0, 0.0, 0.0, 0, 0)
+
+
+def test_rate_of_several_methods_is_never_above_one_of_them():
+    """Two methods' points read as the lower of their own curves: a's line from (6, 0.75) to
+    (7, 0.85) gives 6.5 bits at 0.8; b's point (6.9, 0.78) lies on the union's frontier, and a
+    line from it to a's (7, 0.85) would read 6.93 there, above a alone."""
+    a = [_point("a", 6.0, 0.75), _point("a", 7.0, 0.85)]
+    b = [_point("b", 6.9, 0.78), _point("b", 9.0, 0.95)]
+    assert rate_at_fidelity(a, 0.8) == pytest.approx(6.5)
+    assert rate_at_fidelity(a + b, 0.8) == pytest.approx(6.5)
+    assert rate_at_fidelity(a + b, 0.77) == pytest.approx(6.2)  # a's line is still below b's point
+    assert rate_at_fidelity(a + b, 0.9) == pytest.approx(6.9 + 2.1 * (0.9 - 0.78) / (0.95 - 0.78))  # a stops at 0.85
+    for level in np.linspace(0.7, 0.95, 26):
+        union = rate_at_fidelity(a + b, level)
+        members = [r for r in (rate_at_fidelity(a, level), rate_at_fidelity(b, level)) if r is not None]
+        assert union == pytest.approx(min(members))
 
 
 # ---------------------------------------------------------------- baselines and recall

@@ -413,11 +413,8 @@ def frontier(points: Sequence[Point], rate: str = "bits_per_item",
     return best
 
 
-def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_per_item",
-                     fidelity: str = "cosine_mean") -> float | None:
-    """Fewest bits per item a method needs to reach `level`, interpolating linearly in rate
-    between neighbouring frontier points; None when no setting reaches it."""
-    front = frontier(points, rate, fidelity)
+def _rate_on_frontier(front: Sequence[tuple[float, float]], level: float) -> float | None:
+    """Rate at `level` on one frontier, linear in rate between neighbouring points."""
     for i, (r, f) in enumerate(front):
         if f >= level:
             if i == 0:
@@ -425,6 +422,23 @@ def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_pe
             r0, f0 = front[i - 1]
             return r0 + (r - r0) * (level - f0) / (f - f0)
     return None
+
+
+def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_per_item",
+                     fidelity: str = "cosine_mean") -> float | None:
+    """Fewest bits per item needed to reach `level`; None when no setting reaches it.
+
+    Each method's curve (the points of one ``method``) interpolates linearly in rate between
+    neighbouring points of its own frontier; points of several methods read as the lowest of
+    their methods' curves at `level`. (Interpolating over the union's frontier instead would
+    draw a line from one method's point to another's, which can read above a method's own
+    line: a union never needs more bits than one of its members.)"""
+    best: float | None = None
+    for method in dict.fromkeys(p.method for p in points):
+        r = _rate_on_frontier(frontier([p for p in points if p.method == method], rate, fidelity), level)
+        if r is not None and (best is None or r < best):
+            best = r
+    return best
 
 
 def comparison_table(points: Sequence[Point], levels: Sequence[float] = (0.7, 0.8, 0.9, 0.95, 0.97, 0.99),
