@@ -97,7 +97,8 @@ class SweepConfig:
     # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
     one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     one_atom_chunk: int = QUALITY_PRESETS["low"].chunk_size or 256
-    kmeans: tuple[int, ...] = (16, 64, 256, 1024, 4096)
+    # the same sizes: a sparser k-means grid would read its curve between points further apart
+    kmeans: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
     n_iter: int = 10
