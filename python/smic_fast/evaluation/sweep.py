@@ -75,9 +75,9 @@ class SweepConfig:
     coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
     one-atom codes (``smic-1``) and ``kmeans`` the centroid counts of k-means (sizes above N are
     skipped). ``learn``: what smic's atoms are learned for, "rate" (per setting, the default) or
-    "sparsity" (once per K and number of atoms, with that many atoms per item). ``one_atom_chunk``: items per
-    chunk of the one-atom files, as ``quality="low"`` writes them (16 bytes of framing per chunk
-    are half a bit per item at 256)."""
+    "sparsity" (once per K and number of atoms, with that many atoms per item).
+    ``one_atom_chunk``: items per chunk of the one-atom files, as ``quality="low"`` writes them
+    (16 bytes of framing per chunk are half a bit per item at 256)."""
 
     n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
@@ -289,8 +289,9 @@ def run_sweep(
                 if config.n_atoms is not None else {default_n_atoms(n), min(n, max(8, default_n_atoms(n) // 2))})
     methods = config.methods
     # (step, rd_lambda, most atoms, refinement step or None); the refinements are of the last setting
-    smic_settings = [(float(step), float(rd_lambda), int(rest[0]) if rest else config.n_nonzero, None)
-                     for step, rd_lambda, *rest in config.smic]
+    smic_settings: list[tuple[float, float, int, float | None]] = [
+        (float(step), float(rd_lambda), int(rest[0]) if rest else config.n_nonzero, None)
+        for step, rd_lambda, *rest in config.smic]
     if config.smic:
         smic_settings += [(*smic_settings[-1][:3], residual_step) for residual_step in config.residual]
     count = (len(ks) * (len(smic_settings) * (("smic" in methods) + ("smic-shared" in methods))
@@ -321,7 +322,8 @@ def run_sweep(
             paper_atoms, paper_fit_s = atoms, fit_s
             shared_atoms, shared_fit_s = atoms if train_unit is None else None, 0.0
             finest: dict[str, Any] = {}  # the dictionaries of the last smic setting, reused by the refinements
-            for step, rd_lambda, s_max, residual_step in smic_settings if {"smic", "smic-shared"} & set(methods) else ():
+            coded_settings = smic_settings if {"smic", "smic-shared"} & set(methods) else []
+            for step, rd_lambda, s_max, residual_step in coded_settings:
                 s_setting = min(s_max, k, d)
                 settings = {"K": k, "n_nonzero": s_setting, "step": step, "rd_lambda": rd_lambda}
                 coding = {"n_nonzero": s_setting, "step": step, "rd_lambda": rd_lambda}
