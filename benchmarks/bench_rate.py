@@ -1,9 +1,12 @@
-"""Rate against fidelity before and after learning the dictionary for the rate (issue 14):
-marginal and total bits per item that smic-fast needs for a mean cosine of 0.7 ... 0.95, with
-atoms learned for sparsity (one K-SVD with 8 atoms per item, the sweep of earlier releases)
-and for the rate (each (step, rd_lambda) setting learns its atoms with the coder's own choice),
-beside the one-atom low end (``smic-1``), the SMIC paper's layout, FAISS PQ and FAISS
-spherical k-means. Every rate is counted from coded bytes (``smic_fast.evaluation``).
+"""Rate against fidelity before and after issue 14: marginal and total bits per item that
+smic-fast needs for a mean cosine of 0.7 ... 0.95. **Before**: the smic settings of ``smic
+eval``'s default sweep of earlier releases (8 atoms per item, atoms learned for sparsity once
+per K, the finest setting refined by the residual layer). **After**: today's default sweep
+(``SweepConfig()``: each setting learns its atoms for the codes it writes, 16- and 32-atom
+settings for the high end, the same refinements), beside the one-atom low end (``smic-1``),
+the SMIC paper's layout, FAISS PQ and FAISS spherical k-means, all at their default sweep
+settings. A frontier of several methods reads, at each cosine, as the lowest of its members'
+curves (``rate_at_fidelity``). Every rate is counted from coded bytes (``smic_fast.evaluation``).
 
     cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python bench_rate.py \\
         --real /tmp/minilm.npy          # from make_text_embeddings.py (real MiniLM embeddings)
@@ -11,7 +14,7 @@ spherical k-means. Every rate is counted from coded bytes (``smic_fast.evaluatio
 Datasets: the clustered synthetic collection (``_common.clustered``, seed 0; by default
 10,000 x 512 with 200 Zipf-popular concepts, the issue's shape at a larger N) and each
 ``--real`` .npy. The default sweep's K (the default for N and half of it) for the dictionary
-methods; ``smic-1`` at K = 16, 32, ..., 4096 (powers of two); k-means at 16, 64, 256, 1024, 4096 centroids.
+methods; ``smic-1`` at K = 16, 32, ..., 4096 and k-means at as many centroids (powers of two).
 """
 from __future__ import annotations
 
@@ -40,26 +43,34 @@ def _saving(before: float | None, after: float | None) -> str:
     return f"{100 * (1 - after / before):.0f}%"
 
 
+#: the smic settings of ``smic eval``'s default sweep before issue 14 (8 atoms per item, one
+#: K-SVD per K learned for sparsity; its finest setting refined at SweepConfig's residual steps)
+PRE_ISSUE_SMIC = ((0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (0.125, 1e-3),
+                  (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
+
+
 def measure(name: str, e: np.ndarray, n_iter: int) -> dict:
-    base = SweepConfig(residual=(), n_iter=n_iter)
     start = time.perf_counter()
-    before = run_sweep(e, replace(base, learn="sparsity", methods=("smic", "smic-1", "paper", "pq", "kmeans")),
+    before = run_sweep(e, SweepConfig(smic=PRE_ISSUE_SMIC, learn="sparsity", methods=("smic",), n_iter=n_iter),
                        progress=False)
-    after = run_sweep(e, replace(base, learn="rate", methods=("smic",)), progress=False)
+    after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter),
+                      progress=False)
     seconds = time.perf_counter() - start
-    points = before.points + [replace(p, method="smic-rate") for p in after.points]
+    points = [replace(p, method="smic-before") for p in before.points] + after.points
     groups = {
-        "smic, learned for sparsity (before)": [p for p in points if p.method == "smic"],
-        "smic, learned for the rate (after)": [p for p in points if p.method == "smic-rate"],
-        "smic-1 (one atom, small K)": [p for p in points if p.method == "smic-1"],
-        "smic frontier before (smic + smic-1)": [p for p in points if p.method in ("smic", "smic-1")],
-        "smic frontier after (smic-rate + smic-1)": [p for p in points if p.method in ("smic-rate", "smic-1")],
+        "smic, pre-issue sweep (before)": [p for p in points if p.method == "smic-before"],
+        "smic, default sweep (after)": [p for p in points if p.method == "smic"],
+        "smic after, 8-atom settings only": [p for p in points if p.method == "smic"
+                                             and p.settings["n_nonzero"] == 8],
+        "smic-1 (one atom, K = 16 ... 4096)": [p for p in points if p.method == "smic-1"],
+        "smic frontier before (before + smic-1)": [p for p in points if p.method in ("smic-before", "smic-1")],
+        "smic frontier after (after + smic-1)": [p for p in points if p.method in ("smic", "smic-1")],
         "paper layout": [p for p in points if p.method == "paper"],
         "FAISS PQ": [p for p in points if p.method == "pq"],
         "FAISS spherical k-means": [p for p in points if p.method == "kmeans"],
     }
     n, d = e.shape
-    print(f"\n## {name}: N={n}, d={d}, K={before.meta['n_atoms']}; {seconds:.0f} s; {machine()}")
+    print(f"\n## {name}: N={n}, d={d}, K={after.meta['n_atoms']}; {seconds:.0f} s; {machine()}")
     tables = {}
     for rate, title in (("marginal_bits_per_item", "marginal (the items' own bytes)"),
                         ("bits_per_item", "total (dictionary or codebook included)")):
@@ -70,16 +81,16 @@ def measure(name: str, e: np.ndarray, n_iter: int) -> dict:
         print("|---" * (len(LEVELS) + 1) + "|")
         for label, row in table.items():
             print(f"| {label} | " + " | ".join(_cell(v) for v in row) + " |")
-        print("| saving, frontier after vs before | " + " | ".join(
-            _saving(b, a) for b, a in zip(table["smic frontier before (smic + smic-1)"],
-                                          table["smic frontier after (smic-rate + smic-1)"])) + " |")
         print("| saving, smic after vs before | " + " | ".join(
-            _saving(b, a) for b, a in zip(table["smic, learned for sparsity (before)"],
-                                          table["smic, learned for the rate (after)"])) + " |")
+            _saving(b, a) for b, a in zip(table["smic, pre-issue sweep (before)"],
+                                          table["smic, default sweep (after)"])) + " |")
+        print("| saving, frontier after vs before | " + " | ".join(
+            _saving(b, a) for b, a in zip(table["smic frontier before (before + smic-1)"],
+                                          table["smic frontier after (after + smic-1)"])) + " |")
     print("\n| method | settings | marginal bits | total bits | mean cos |")
     print("|---|---|---|---|---|")
     for p in sorted(points, key=lambda p: (p.method, p.marginal_bits_per_item)):
-        if p.method in ("smic", "smic-rate", "smic-1", "kmeans"):
+        if p.method in ("smic-before", "smic", "smic-1", "kmeans", "paper", "pq"):
             settings = " ".join(f"{k}={v}" for k, v in p.settings.items())
             print(f"| {p.method} | {settings} | {p.marginal_bits_per_item:.2f} | {p.bits_per_item:.1f} | "
                   f"{p.cosine_mean:.4f} |")

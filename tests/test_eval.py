@@ -16,7 +16,7 @@ from smic_fast.cli import main
 from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
 from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, scalar_codec
 from smic_fast.evaluation.retrieval import query_rows, true_neighbours
-from smic_fast.evaluation.sweep import frontier, rate_at_fidelity
+from smic_fast.evaluation.sweep import Point, frontier, rate_at_fidelity
 
 faiss = pytest.importorskip("faiss")
 pytest.importorskip("matplotlib")
@@ -139,6 +139,26 @@ def test_frontier_and_rate_at_fidelity(sweep):
     assert rate_at_fidelity(points, 1.01) is None
 
 
+def _point(method: str, bits: float, cosine: float) -> Point:
+    return Point(method, {}, 100, 8, bits, bits, cosine, cosine, 1.0, 0.0, 0.0, 0.0, 0, 0)
+
+
+def test_rate_of_several_methods_is_never_above_one_of_them():
+    """Two methods' points read as the lower of their own curves: a's line from (6, 0.75) to
+    (7, 0.85) gives 6.5 bits at 0.8; b's point (6.9, 0.78) lies on the union's frontier, and a
+    line from it to a's (7, 0.85) would read 6.93 there, above a alone."""
+    a = [_point("a", 6.0, 0.75), _point("a", 7.0, 0.85)]
+    b = [_point("b", 6.9, 0.78), _point("b", 9.0, 0.95)]
+    assert rate_at_fidelity(a, 0.8) == pytest.approx(6.5)
+    assert rate_at_fidelity(a + b, 0.8) == pytest.approx(6.5)
+    assert rate_at_fidelity(a + b, 0.77) == pytest.approx(6.2)  # a's line is still below b's point
+    assert rate_at_fidelity(a + b, 0.9) == pytest.approx(6.9 + 2.1 * (0.9 - 0.78) / (0.95 - 0.78))  # a stops at 0.85
+    for level in np.linspace(0.7, 0.95, 26):
+        union = rate_at_fidelity(a + b, level)
+        members = [r for r in (rate_at_fidelity(a, level), rate_at_fidelity(b, level)) if r is not None]
+        assert union == pytest.approx(min(members))
+
+
 # ---------------------------------------------------------------- baselines and recall
 
 
@@ -194,6 +214,51 @@ def test_low_end_points_reach_a_few_bits_per_item(collection):
         assert p.cosine_mean > 0.5
     assert one[1].cosine_mean > one[0].cosine_mean and km[1].cosine_mean > km[0].cosine_mean
     assert [p.marginal_bits_per_item for p in km] == [4.0, 6.0]
+
+
+def dense(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """Non-sparse unit embeddings: a Gaussian with a slowly decaying spectrum (component i has
+    standard deviation i^-1/2) around a common direction, like sentence embeddings rather than
+    a mix of a few concepts: 8 atoms of a small dictionary leave much of each item out."""
+    basis = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    x = (rng.standard_normal((n, d)) * np.arange(1, d + 1) ** -0.5) @ basis.T + 0.5 * basis[:, 0]
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_default_sweep_reaches_the_high_end_where_8_atoms_cannot():
+    """The default smic settings include 16- and 32-atom codes: on non-sparse embeddings where
+    no 8-atom setting reaches cosine 0.95, an atoms-only setting does, and the curve at 0.95
+    needs fewer marginal bits than the 8-atom settings with their refinement layer alone (the
+    sweep of earlier releases) and than the paper layout."""
+    e = dense(np.random.default_rng(3), 1000, 64)
+    config = SweepConfig(methods=("smic", "paper"), n_iter=4, queries=32)  # the default settings
+    sweep = run_sweep(e, config, progress=False)
+    ours, paper = _of(sweep, "smic"), _of(sweep, "paper")
+    atoms_only = [p for p in ours if "residual_step" not in p.settings]
+    eight = [p for p in ours if p.settings["n_nonzero"] == 8]
+    assert {p.settings["n_nonzero"] for p in atoms_only} == {8, 16, 32}
+    assert max(p.cosine_mean for p in atoms_only if p.settings["n_nonzero"] == 8) < 0.93
+    assert max(p.cosine_mean for p in atoms_only if p.settings["n_nonzero"] > 8) >= 0.95
+    marginal = "marginal_bits_per_item"
+    for level in (0.9, 0.95):
+        assert rate_at_fidelity(ours, level, marginal) < rate_at_fidelity(paper, level, marginal)
+    assert rate_at_fidelity(ours, 0.95, marginal) < 0.9 * rate_at_fidelity(eight, 0.95, marginal)
+    # refinements still refine the last setting, the finest 8-atom one
+    refined = [p for p in ours if "residual_step" in p.settings]
+    assert len(refined) == len(config.residual) * len(sweep.meta["n_atoms"])
+    assert {(p.settings["n_nonzero"], p.settings["rd_lambda"]) for p in refined} == {(8, 0.0)}
+
+
+def test_sweep_settings_with_their_own_number_of_atoms(collection):
+    config = SweepConfig.quick(methods=("smic",), learn="sparsity", smic=((0.25, 8e-3), (0.125, 0.0, 16)),
+                               residual=(), n_atoms=(32,), queries=32)
+    sweep = run_sweep(collection, config, progress=False)
+    few, many = _of(sweep, "smic")
+    assert few.settings["n_nonzero"] == 8 and many.settings["n_nonzero"] == 16
+    assert many.cosine_mean > few.cosine_mean and many.fit_s > 0  # its own 16-atom K-SVD
+    for bad in ((0.25, 8e-3, 0), (0.25, 8e-3, 2.0), (0.25,), (0.25, 8e-3, 8, 1)):
+        with pytest.raises(ValueError, match="smic settings"):
+            SweepConfig(smic=(bad,))
 
 
 def test_recall_against_faiss_flat_index(collection, rng):

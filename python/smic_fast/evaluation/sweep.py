@@ -14,7 +14,8 @@ Methods (the ``method`` of a :class:`Point`):
   1% of the item bytes, tested). With ``learn="rate"`` (the default, as compress's presets)
   each (step, rd_lambda) setting learns its own atoms for the codes it writes
   (:func:`smic_fast.learn_for_rate`); with ``learn="sparsity"`` one K-SVD with ``n_nonzero``
-  atoms per item serves every setting (the sweep of earlier releases).
+  atoms per item serves every setting of that many atoms (the sweep of earlier releases; a
+  16- or 32-atom setting learns its own once per K).
 * ``smic-shared`` — the same coding with a shared dictionary: only the .smic file is paid.
   Without ``train`` embeddings its dictionary is the one learned on the collection itself (the
   best case of a dictionary trained on similar photos); with ``train`` it is learned there.
@@ -65,29 +66,39 @@ class SweepConfig:
     """What to sweep. ``n_atoms``: dictionary sizes K, None entries meaning the default K for
     the collection size (:func:`smic_fast.dictionary.default_n_atoms`); by default that K and
     half of it (the smaller dictionary costs less at low rates). ``smic`` settings are (step,
-    rd_lambda) pairs coded with at most ``n_nonzero`` atoms, and ``residual`` the refinement
-    steps added to the last (finest) of them; ``paper`` settings are (atoms, bits per
+    rd_lambda) pairs coded with at most ``n_nonzero`` atoms, or (step, rd_lambda, atoms) triples
+    coded with at most that many (the default has 16- and 32-atom settings: real embeddings,
+    less sparse than the clustered benchmark, need them for cosines of about 0.88-0.93), and
+    ``residual`` the refinement steps added to the last of them (by default the finest 8-atom
+    setting: a refinement costs about the same over 8, 16 or 32 atoms at cosine 0.95 on real
+    embeddings, and 8 atoms learn fastest); ``paper`` settings are (atoms, bits per
     coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
     one-atom codes (``smic-1``) and ``kmeans`` the centroid counts of k-means (sizes above N are
     skipped). ``learn``: what smic's atoms are learned for, "rate" (per setting, the default) or
-    "sparsity" (once per K, with ``n_nonzero`` atoms per item). ``one_atom_chunk``: items per
-    chunk of the one-atom files, as ``quality="low"`` writes them (16 bytes of framing per chunk
-    are half a bit per item at 256)."""
+    "sparsity" (once per K and number of atoms, with that many atoms per item).
+    ``one_atom_chunk``: items per chunk of the one-atom files, as ``quality="low"`` writes them
+    (16 bytes of framing per chunk are half a bit per item at 256)."""
 
     n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
-    smic: tuple[tuple[float, float], ...] = (
+    # 8 atoms per item from the low end to the middle; 16 and 32 for the cosines of 0.88-0.93
+    # that real (non-sparse) embeddings reach only with more atoms; the last setting, refined
+    # by `residual`, for 0.95 and above
+    smic: tuple[tuple[float, float] | tuple[float, float, int], ...] = (
         (0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (0.125, 1e-3),
-        (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
+        (0.0625, 4e-4), (0.0625, 1e-4), (0.125, 4e-4, 16), (0.125, 2e-4, 32), (0.125, 1e-4, 32),
+        (0.0625, 0.0))
     residual: tuple[float, ...] = (0.1, 0.06, 0.04, 0.025, 0.015, 0.008, 0.004)
-    paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8))
+    paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8),
+                                         (32, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
-    pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
+    pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8), (128, 8))
     # every power of two up to k-means' largest codebook: one-atom codes fill the low end
     # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
     one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     one_atom_chunk: int = QUALITY_PRESETS["low"].chunk_size or 256
-    kmeans: tuple[int, ...] = (16, 64, 256, 1024, 4096)
+    # the same sizes: a sparser k-means grid would read its curve between points further apart
+    kmeans: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     methods: tuple[str, ...] = METHODS
     precision: str = "float16"
     n_iter: int = 10
@@ -103,6 +114,11 @@ class SweepConfig:
             raise ValueError(f"unknown methods {unknown}; choose among {list(METHODS)}")
         if self.learn not in LEARNING_TARGETS:
             raise ValueError(f"learn must be one of {LEARNING_TARGETS}, got {self.learn!r}")
+        for setting in self.smic:
+            if len(setting) not in (2, 3) or (len(setting) == 3 and (
+                    not isinstance(setting[2], int) or isinstance(setting[2], bool) or setting[2] < 1)):
+                raise ValueError(f"smic settings are (step, rd_lambda) or (step, rd_lambda, n_nonzero) with "
+                                 f"n_nonzero an integer >= 1, got {setting!r}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
@@ -272,9 +288,12 @@ def run_sweep(
     ks = sorted({min(default_n_atoms(n) if k is None else int(k), n) for k in config.n_atoms}
                 if config.n_atoms is not None else {default_n_atoms(n), min(n, max(8, default_n_atoms(n) // 2))})
     methods = config.methods
-    smic_settings = [(step, rd_lambda, None) for step, rd_lambda in config.smic]
+    # (step, rd_lambda, most atoms, refinement step or None); the refinements are of the last setting
+    smic_settings: list[tuple[float, float, int, float | None]] = [
+        (float(step), float(rd_lambda), int(rest[0]) if rest else config.n_nonzero, None)
+        for step, rd_lambda, *rest in config.smic]
     if config.smic:
-        smic_settings += [(*config.smic[-1], residual_step) for residual_step in config.residual]
+        smic_settings += [(*smic_settings[-1][:3], residual_step) for residual_step in config.residual]
     count = (len(ks) * (len(smic_settings) * (("smic" in methods) + ("smic-shared" in methods))
                         + len(config.paper) * ("paper" in methods))
              + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods)
@@ -289,20 +308,25 @@ def run_sweep(
             s_fit = min(config.n_nonzero, k, d)
             atoms, fit_s = None, 0.0  # learned only for the methods that code with them
             per_setting = config.learn == "rate"
-            if ("paper" in methods or (not per_setting and {"smic", "smic-shared"} & set(methods))):
-                start = time.perf_counter()
-                atoms = _learn(unit, k, s_fit, config, n_threads)
-                fit_s = time.perf_counter() - start
+            sparse_atoms: dict[tuple[str, int], tuple[np.ndarray, float]] = {}  # learn="sparsity": per sparsity
+
+            def learned(which: str, s: int) -> tuple[np.ndarray, float]:
+                if (which, s) not in sparse_atoms:
+                    start = time.perf_counter()
+                    atoms = _learn(unit if which == "own" else train_unit, k, s, config, n_threads)
+                    sparse_atoms[which, s] = atoms, time.perf_counter() - start
+                return sparse_atoms[which, s]
+
+            if "paper" in methods or (not per_setting and {"smic", "smic-shared"} & set(methods)):
+                atoms, fit_s = learned("own", s_fit)
             paper_atoms, paper_fit_s = atoms, fit_s
             shared_atoms, shared_fit_s = atoms if train_unit is None else None, 0.0
-            if "smic-shared" in methods and train_unit is not None and not per_setting:
-                start = time.perf_counter()
-                shared_atoms = _learn(train_unit, k, s_fit, config, n_threads)
-                shared_fit_s = time.perf_counter() - start
             finest: dict[str, Any] = {}  # the dictionaries of the last smic setting, reused by the refinements
-            for step, rd_lambda, residual_step in smic_settings if {"smic", "smic-shared"} & set(methods) else ():
-                settings = {"K": k, "n_nonzero": s_fit, "step": step, "rd_lambda": rd_lambda}
-                coding = {"n_nonzero": s_fit, "step": step, "rd_lambda": rd_lambda}
+            coded_settings = smic_settings if {"smic", "smic-shared"} & set(methods) else []
+            for step, rd_lambda, s_max, residual_step in coded_settings:
+                s_setting = min(s_max, k, d)
+                settings = {"K": k, "n_nonzero": s_setting, "step": step, "rd_lambda": rd_lambda}
+                coding = {"n_nonzero": s_setting, "step": step, "rd_lambda": rd_lambda}
                 if residual_step is not None:
                     settings["residual_step"] = residual_step
                     coding["residual_step"] = residual_step
@@ -310,12 +334,17 @@ def run_sweep(
                 if per_setting and residual_step is None:  # the refinements reuse the finest setting's
                     start = time.perf_counter()
                     if "smic" in methods or train_unit is None:
-                        atoms = _learn_rate(unit, k, s_fit, step, rd_lambda, config, n_threads)
+                        atoms = _learn_rate(unit, k, s_setting, step, rd_lambda, config, n_threads)
                     fit_s = time.perf_counter() - start
                     if "smic-shared" in methods and train_unit is not None:
                         start = time.perf_counter()
-                        shared_atoms = _learn_rate(train_unit, k, s_fit, step, rd_lambda, config, n_threads)
+                        shared_atoms = _learn_rate(train_unit, k, s_setting, step, rd_lambda, config, n_threads)
                         shared_fit_s = time.perf_counter() - start
+                elif not per_setting and residual_step is None:  # once per K and sparsity
+                    if "smic" in methods or train_unit is None:
+                        atoms, fit_s = learned("own", s_setting)
+                    if "smic-shared" in methods and train_unit is not None:
+                        shared_atoms, shared_fit_s = learned("train", s_setting)
                 if "smic" in methods or train_unit is None:
                     own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
                                            reuse=finest.get("own") if residual_step else None, **dict(coding))
@@ -325,7 +354,7 @@ def run_sweep(
                     points.append(measure.point("smic", settings, own["reconstruction"], total, own["item_bytes"],
                                                 own["encode_s"], own["decode_s"], fit_s))
                     bar.update()
-                    if k == ks[-1] and (step, rd_lambda, residual_step) == smic_settings[len(config.smic) // 2]:
+                    if k == ks[-1] and (step, rd_lambda, s_max, residual_step) == smic_settings[len(config.smic) // 2]:
                         item_bits[points[-1].label] = _item_bits(own["dictionary"], unit)  # a middle setting
                 if "smic-shared" in methods:
                     shared = own if train_unit is None else _code_collection(
@@ -413,11 +442,8 @@ def frontier(points: Sequence[Point], rate: str = "bits_per_item",
     return best
 
 
-def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_per_item",
-                     fidelity: str = "cosine_mean") -> float | None:
-    """Fewest bits per item a method needs to reach `level`, interpolating linearly in rate
-    between neighbouring frontier points; None when no setting reaches it."""
-    front = frontier(points, rate, fidelity)
+def _rate_on_frontier(front: Sequence[tuple[float, float]], level: float) -> float | None:
+    """Rate at `level` on one frontier, linear in rate between neighbouring points."""
     for i, (r, f) in enumerate(front):
         if f >= level:
             if i == 0:
@@ -425,6 +451,23 @@ def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_pe
             r0, f0 = front[i - 1]
             return r0 + (r - r0) * (level - f0) / (f - f0)
     return None
+
+
+def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_per_item",
+                     fidelity: str = "cosine_mean") -> float | None:
+    """Fewest bits per item needed to reach `level`; None when no setting reaches it.
+
+    Each method's curve (the points of one ``method``) interpolates linearly in rate between
+    neighbouring points of its own frontier; points of several methods read as the lowest of
+    their methods' curves at `level`. (Interpolating over the union's frontier instead would
+    draw a line from one method's point to another's, which can read above a method's own
+    line: a union never needs more bits than one of its members.)"""
+    best: float | None = None
+    for method in dict.fromkeys(p.method for p in points):
+        r = _rate_on_frontier(frontier([p for p in points if p.method == method], rate, fidelity), level)
+        if r is not None and (best is None or r < best):
+            best = r
+    return best
 
 
 def comparison_table(points: Sequence[Point], levels: Sequence[float] = (0.7, 0.8, 0.9, 0.95, 0.97, 0.99),
