@@ -131,7 +131,9 @@ float quantize_row_avx512(const float* x, std::size_t dim, std::uint8_t* xu, flo
     v = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
     const __m256 w = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(v), tau_v, xv);
     sq = _mm256_fmadd_ps(w, w, sq);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(xu + j), _mm256_cvtepi32_epi8(_mm256_add_epi32(v, bias)));
+    // (the zero-masked form: GCC 12 warns that the plain one reads an undefined register)
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(xu + j),
+                     _mm256_maskz_cvtepi32_epi8(0xff, _mm256_add_epi32(v, bias)));
   }
   _mm256_store_ps(lanes, sq);
   float total = 0.0f;
