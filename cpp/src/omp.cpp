@@ -333,6 +333,7 @@ void for_each_signal(const PackedB& packed, const OmpCoder::Screen* screen, cons
 // Screening pays once the float16 atoms outgrow the L2 cache it saves reading from: measured
 // on Zen 4 (1 MB L2), even at K x d = 2^18 (512 KB), 10-25 % faster from 3 x 2^17 (768 KB) up.
 constexpr std::size_t kScreenMinValues = std::size_t{3} << 17;
+constexpr std::size_t kScreenMaxDim = std::size_t{1} << 16;
 
 }  // namespace
 
@@ -379,6 +380,8 @@ struct OmpCoder::ScreenSlot {
 const OmpCoder::Screen* OmpCoder::screen_for_one_item() const {
   if (!screen_slot_ || !packed_.has_half() || !atom_screening_enabled()) return nullptr;
   if (!detail::atom_screening_forced() && n_atoms_ * dim_ < kScreenMinValues) return nullptr;
+  // The int8 sums stay within int32 (255 * 127 * d < 2^31) up to this depth.
+  if (dim_ > kScreenMaxDim) return nullptr;
   std::call_once(screen_slot_->built, [&] {
     std::vector<float> values(n_atoms_ * dim_);
     for (std::size_t k = 0; k < n_atoms_; ++k)
