@@ -3,10 +3,11 @@ smic-fast needs for a mean cosine of 0.7 ... 0.95. **Before**: the smic settings
 eval``'s default sweep of earlier releases (8 atoms per item, atoms learned for sparsity once
 per K, the finest setting refined by the residual layer). **After**: today's default sweep
 (``SweepConfig()``: each setting learns its atoms for the codes it writes, 16- and 32-atom
-settings for the high end, the same refinements), beside the one-atom low end (``smic-1``),
-the SMIC paper's layout, FAISS PQ and FAISS spherical k-means, all at their default sweep
-settings. A frontier of several methods reads, at each cosine, as the lowest of its members'
-curves (``rate_at_fidelity``). Every rate is counted from coded bytes (``smic_fast.evaluation``).
+settings for the high end, the same refinements), beside the one-atom low end (``smic-1``:
+gain-shape k-means at rd_lambda 0, which is "before", and entropy-constrained one-atom codes
+above), the SMIC paper's layout, FAISS PQ and FAISS spherical k-means, all at their default
+sweep settings. A frontier of several methods reads, at each cosine, as the lowest of its
+members' curves (``rate_at_fidelity``). Every rate is counted from coded bytes (``smic_fast.evaluation``).
 
     cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python bench_rate.py \\
         --real /tmp/minilm.npy          # from make_text_embeddings.py (real MiniLM embeddings)
@@ -14,7 +15,8 @@ curves (``rate_at_fidelity``). Every rate is counted from coded bytes (``smic_fa
 Datasets: the clustered synthetic collection (``_common.clustered``, seed 0; by default
 10,000 x 512 with 200 Zipf-popular concepts, the issue's shape at a larger N) and each
 ``--real`` .npy. The default sweep's K (the default for N and half of it) for the dictionary
-methods; ``smic-1`` at K = 16, 32, ..., 4096 and k-means at as many centroids (powers of two).
+methods; ``smic-1`` at K = 16, 32, ..., 4096 (each at rd_lambda 0, 0.05, 0.1) and k-means at
+as many centroids (powers of two).
 """
 from __future__ import annotations
 
@@ -56,15 +58,25 @@ def measure(name: str, e: np.ndarray, n_iter: int) -> dict:
     after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter),
                       progress=False)
     seconds = time.perf_counter() - start
-    points = [replace(p, method="smic-before") for p in before.points] + after.points
+    # each rd_lambda of the one-atom codes is its own curve over K, as k-means is: a curve over
+    # the union of several would interpolate between a point of one and a point of another,
+    # which can read above either alone (rate_at_fidelity reads a frontier as its lowest curve)
+    points = [replace(p, method="smic-before") for p in before.points] + [
+        replace(p, method=f"smic-1 rd_lambda={p.settings['rd_lambda']:g}") if p.method == "smic-1" else p
+        for p in after.points]
+    one_atom = [p for p in points if p.method.startswith("smic-1")]
+    one_atom_before = [p for p in one_atom if p.settings["rd_lambda"] == 0]
     groups = {
         "smic, pre-issue sweep (before)": [p for p in points if p.method == "smic-before"],
         "smic, default sweep (after)": [p for p in points if p.method == "smic"],
         "smic after, 8-atom settings only": [p for p in points if p.method == "smic"
                                              and p.settings["n_nonzero"] == 8],
-        "smic-1 (one atom, K = 16 ... 4096)": [p for p in points if p.method == "smic-1"],
-        "smic frontier before (before + smic-1)": [p for p in points if p.method in ("smic-before", "smic-1")],
-        "smic frontier after (after + smic-1)": [p for p in points if p.method in ("smic", "smic-1")],
+        "smic-1, k-means (rd_lambda 0: before)": one_atom_before,
+        **{f"smic-1, entropy-constrained, rd_lambda {lam:g}": [p for p in one_atom if p.settings["rd_lambda"] == lam]
+           for lam in sorted({p.settings["rd_lambda"] for p in one_atom}) if lam > 0},
+        "smic frontier before (before + k-means smic-1)": [p for p in points if p.method == "smic-before"]
+        + one_atom_before,
+        "smic frontier after (after + smic-1)": [p for p in points if p.method == "smic"] + one_atom,
         "paper layout": [p for p in points if p.method == "paper"],
         "FAISS PQ": [p for p in points if p.method == "pq"],
         "FAISS spherical k-means": [p for p in points if p.method == "kmeans"],
@@ -81,16 +93,19 @@ def measure(name: str, e: np.ndarray, n_iter: int) -> dict:
         print("|---" * (len(LEVELS) + 1) + "|")
         for label, row in table.items():
             print(f"| {label} | " + " | ".join(_cell(v) for v in row) + " |")
+        print("| saving, frontier after vs pre-issue sweep | " + " | ".join(
+            _saving(b, a) for b, a in zip(table["smic, pre-issue sweep (before)"],
+                                          table["smic frontier after (after + smic-1)"])) + " |")
         print("| saving, smic after vs before | " + " | ".join(
             _saving(b, a) for b, a in zip(table["smic, pre-issue sweep (before)"],
                                           table["smic, default sweep (after)"])) + " |")
         print("| saving, frontier after vs before | " + " | ".join(
-            _saving(b, a) for b, a in zip(table["smic frontier before (before + smic-1)"],
+            _saving(b, a) for b, a in zip(table["smic frontier before (before + k-means smic-1)"],
                                           table["smic frontier after (after + smic-1)"])) + " |")
     print("\n| method | settings | marginal bits | total bits | mean cos |")
     print("|---|---|---|---|---|")
     for p in sorted(points, key=lambda p: (p.method, p.marginal_bits_per_item)):
-        if p.method in ("smic-before", "smic", "smic-1", "kmeans", "paper", "pq"):
+        if p.method in ("smic-before", "smic", "kmeans", "paper", "pq") or p.method.startswith("smic-1"):
             settings = " ".join(f"{k}={v}" for k, v in p.settings.items())
             print(f"| {p.method} | {settings} | {p.marginal_bits_per_item:.2f} | {p.bits_per_item:.1f} | "
                   f"{p.cosine_mean:.4f} |")

@@ -81,13 +81,14 @@ def test_near_ties_are_not_all_the_same_choice(rng):
     assert len(set(first.tolist())) > 5
 
 
-@pytest.mark.parametrize("precision", ["float16", "int8"])
-def test_dictionary_encode_bytes_do_not_depend_on_screening(rng, screening, precision):
+@pytest.mark.parametrize("precision,n_nonzero", [("float16", 4), ("int8", 4), ("float16", 1)])
+def test_dictionary_encode_bytes_do_not_depend_on_screening(rng, screening, precision, n_nonzero):
     # Through the rate-distortion choice (OMP paths) and the coder, for both stored precisions
-    # (int8 atoms carry a scale per atom, which the exact products apply last).
+    # (int8 atoms carry a scale per atom, which the exact products apply last); one atom per
+    # item prices every atom, which takes the full product even with screening on.
     data = clustered_collection(rng, 1500, 256, 60)
-    dictionary = smic.Dictionary.fit(data[:1200], n_atoms=256, n_nonzero=4, n_iter=2,
-                                     precision=precision)
+    dictionary = smic.Dictionary.fit(data[:1200], n_atoms=256, n_nonzero=n_nonzero, n_iter=2,
+                                     precision=precision, rd_lambda=0.03 if n_nonzero == 1 else 1.5e-3)
     screening("off")
     full = [dictionary.encode(x) for x in data[1200:]]
     screening("on")

@@ -203,7 +203,7 @@ def test_kmeans_codec_assigns_each_item_its_nearest_centroid(collection):
 
 def test_low_end_points_reach_a_few_bits_per_item(collection):
     # One atom over small dictionaries and k-means: the paper's operating point, a few bits.
-    config = SweepConfig.quick(methods=("smic-1", "kmeans"), one_atom=(16, 64, 1000),
+    config = SweepConfig.quick(methods=("smic-1", "kmeans"), one_atom=(16, 64, 1000), one_atom_lambda=(0.0,),
                                kmeans=(16, 64, 1000), queries=50, pq_train=600)
     sweep = run_sweep(collection, config, progress=False)
     one, km = _of(sweep, "smic-1"), _of(sweep, "kmeans")
@@ -214,6 +214,43 @@ def test_low_end_points_reach_a_few_bits_per_item(collection):
         assert p.cosine_mean > 0.5
     assert one[1].cosine_mean > one[0].cosine_mean and km[1].cosine_mean > km[0].cosine_mean
     assert [p.marginal_bits_per_item for p in km] == [4.0, 6.0]
+
+
+def test_entropy_constrained_one_atom_codes_beat_k_means_at_equal_cosine():
+    """One-atom codes learned and coded for the rate (rd_lambda > 0: an atom is chosen by
+    (1 - cosine) + rd_lambda * bits) against gain-shape k-means (rd_lambda 0) over the same
+    sizes, on a collection with Zipf-popular concepts: at every K the rate lowers the bits, and
+    read at equal cosine the entropy-constrained curve needs fewer marginal bits. Fails if the
+    choice ignores the rate (equal points) or prices it wrongly."""
+    rng = np.random.default_rng(11)
+    concepts = rng.standard_normal((48, 64))
+    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    popularity = 1.0 / np.arange(1, 49) ** 0.8
+    picked = rng.choice(48, size=(3000, 2), p=popularity / popularity.sum())
+    x = concepts[picked[:, 0]] + rng.uniform(0, 0.6, (3000, 1)) * concepts[picked[:, 1]]
+    x += 0.2 * rng.standard_normal(x.shape) / 8
+    e = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    config = SweepConfig(methods=("smic-1",), one_atom=(16, 32, 64, 128), one_atom_lambda=(0.0, 0.05),
+                         n_iter=6, queries=32)
+    sweep = run_sweep(e, config, progress=False)
+    plain = {p.settings["K"]: p for p in sweep.points if p.settings["rd_lambda"] == 0}
+    priced = {p.settings["K"]: p for p in sweep.points if p.settings["rd_lambda"] == 0.05}
+    assert sorted(plain) == sorted(priced) == [16, 32, 64, 128]
+    for k in plain:
+        assert priced[k].marginal_bits_per_item < plain[k].marginal_bits_per_item - 0.1
+    levels = [c for c in np.linspace(0.6, 0.95, 15)
+              if rate_at_fidelity(list(plain.values()), c, "marginal_bits_per_item") is not None
+              and rate_at_fidelity(list(priced.values()), c, "marginal_bits_per_item") is not None]
+    assert len(levels) >= 3
+    for c in levels:
+        assert (rate_at_fidelity(list(priced.values()), c, "marginal_bits_per_item")
+                < rate_at_fidelity(list(plain.values()), c, "marginal_bits_per_item"))
+
+
+def test_one_atom_lambda_is_checked():
+    for bad in ((), (-0.1,), (float("nan"),)):
+        with pytest.raises(ValueError, match="one_atom_lambda"):
+            SweepConfig(one_atom_lambda=bad)
 
 
 def dense(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

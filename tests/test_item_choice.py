@@ -97,6 +97,10 @@ CASES = [  # kind, K, d, s_max, step, rounding, rd_lambda, models
     ("clustered", 300, 80, 7, 0.2, 0.25, 4e-3, None),
     ("clustered", 64, 256, 2, 0.5, 0.5, 5e-3, "random"),
     ("clustered", 200, 64, 8, 0.0625, 0.5, 4e-4, "random"),
+    # one atom priced by fitted tables: the atom of lowest cost among all K
+    ("random", 64, 32, 1, 0.25, 0.5, 0.02, "random"),
+    ("clustered", 128, 64, 1, 0.25, 0.5, 0.05, "fitted"),
+    ("planted", 300, 48, 1, 0.125, 0.5, 4e-3, "random"),
 ]
 
 
@@ -128,6 +132,58 @@ def test_rd_lambda_trades_atoms_for_bits(rng, rd_lambda):
         assert out[0].mean() > 4
     if rd_lambda == 0.05:  # an extra atom costs ~11 bits, i.e. ~0.55 of cosine: one atom
         assert out[0].mean() < 1.05
+
+
+def one_atom_costs(x, d_atoms, params, models):
+    """Cost (1 - cosine) + rd_lambda * bits of every one-atom code of every item, in float64."""
+    k = len(d_atoms)
+    first = np.arange(2 * k, dtype=np.int32)
+    bits = models.item_bits(np.ones(2 * k, np.int32), first, np.zeros((2 * k, 0), np.int32),
+                            np.zeros((2 * k, 0), np.int32))
+    corr = x.astype(np.float64) @ d_atoms.astype(np.float64).T
+    return (1 - np.abs(corr)) + params.rd_lambda * bits[2 * np.arange(k) + (corr < 0)], bits
+
+
+@pytest.mark.parametrize("rd_lambda", [2e-3, 0.02, 0.08])
+def test_one_atom_is_the_cheapest_by_rate_and_distortion(rng, rd_lambda):
+    # Entropy-constrained choice: with one atom per item and fitted tables, each item takes the
+    # atom of least cost among all K (not the most correlated one), so a rare atom must be
+    # closer to pay for its longer code. Skewed tables make the two choices differ.
+    x, d_atoms = make_data(rng, "clustered", 1200, 96, 48)
+    params = CodingParams(s_max=1, step=0.25, rd_lambda=rd_lambda)
+    skew = (1000 / np.arange(1, 97) ** 1.5).astype(np.uint32) + 1
+    first = np.repeat(skew, 2)
+    models = _core.ItemModels(np.array([1, 1000], np.uint32), first.astype(np.uint32),
+                              np.ones(96, np.uint32), np.ones(params.level_alphabet, np.uint32), 1, False)
+    counts, chosen, _, _, cosine = ours(_core.OmpCoder(d_atoms, 0), x, params, models)
+    cost, bits = one_atom_costs(x, d_atoms, params, models)
+    rows = np.arange(len(x))
+    chosen_cost = (1 - cosine) + rd_lambda * bits[chosen]
+    np.testing.assert_allclose(chosen_cost, cost.min(axis=1), rtol=0, atol=1e-6)
+    assert (counts == 1).all()
+    # the most correlated atom, priced the same way, costs at least as much
+    nearest = np.argmax(np.abs(x @ d_atoms.T), axis=1)
+    assert (cost[rows, nearest] >= chosen_cost - 1e-6).all()
+    differs = (chosen // 2) != nearest
+    assert differs.any()  # the rate changed some choices ...
+    # ... towards cheaper codes and lower cosines; the mean cost fell
+    assert (bits[chosen][differs] < bits[2 * nearest[differs]]).all()
+    assert cost.min(axis=1).mean() < cost[rows, nearest].mean()
+    np.testing.assert_allclose(cosine, np.abs(np.sum(x.astype(np.float64) * d_atoms[chosen // 2], 1)),
+                               rtol=0, atol=1e-5)
+    if rd_lambda == 0.08:  # a strong price of a bit: the popular atoms take most items
+        assert np.mean(chosen // 2 < 10) > np.mean(nearest < 10)
+
+
+def test_one_atom_without_tables_or_rate_takes_the_most_correlated(rng):
+    # Flat models (the first pass of table fitting) or rd_lambda = 0: the OMP atom, as before.
+    x, d_atoms = make_data(rng, "clustered", 400, 96, 48)
+    nearest = np.argmax(np.abs(x @ d_atoms.T), axis=1)
+    coder = _core.OmpCoder(d_atoms, 0)
+    for rd_lambda, models in ((0.05, None), (0.0, random_models(rng, 96, CodingParams(s_max=1, step=0.25)))):
+        params = CodingParams(s_max=1, step=0.25, rd_lambda=rd_lambda)
+        _, first, _, _, _ = ours(coder, x, params, models)
+        np.testing.assert_array_equal(first // 2, nearest)
 
 
 def test_zero_rows_get_atom_zero_and_cosine_zero(rng):
@@ -172,9 +228,11 @@ def kernel():
     _core.set_gemm_kernel("auto")
 
 
-def test_single_items_equal_batch_rows_and_threads_do_not_matter(rng, kernel):
+@pytest.mark.parametrize("s_max", [5, 1])
+def test_single_items_equal_batch_rows_and_threads_do_not_matter(rng, kernel, s_max):
+    # s_max = 1 with tables prices every atom: a single item takes the full product then
     x, d_atoms = make_data(rng, "planted", 300, 256, 96)
-    params = CodingParams(s_max=5, step=0.1, rd_lambda=1e-3)
+    params = CodingParams(s_max=s_max, step=0.1, rd_lambda=1e-3 if s_max > 1 else 0.02)
     models = random_models(rng, 256, params)
     coder = _core.OmpCoder(d_atoms, 0)
     for name in kernel:

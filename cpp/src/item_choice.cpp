@@ -109,6 +109,43 @@ void make_candidate(const OmpPath& path, std::size_t k, const float* gram, std::
   out.first = 2 * path.atoms[lead] + (negative ? 1 : 0);
 }
 
+// The one-atom code of lowest cost (1 - |c_j| / sqrt(G_jj)) + rd_lambda * bits(count 1,
+// first 2j + sign) over all K atoms, c_j = correlations[j]; ties to the smaller atom. Cosine
+// and bits are computed as make_candidate and BitPricer compute them for a one-atom path.
+void choose_one_atom(const float* correlations, const std::vector<double>& atom_norm,
+                     const ItemModels& models, double rd_lambda, Candidate& out) {
+  const double count_bits = models.count_bits()[1];
+  const double* first_bits = models.first_bits().data();
+  double best_cost = std::numeric_limits<double>::infinity();
+  for (std::size_t j = 0; j < atom_norm.size(); ++j) {
+    const double c = correlations[j];
+    const std::size_t first = 2 * j + (c < 0 ? 1 : 0);
+    const double cosine = std::fabs(c) / atom_norm[j];
+    const double cost = (1.0 - cosine) + rd_lambda * (count_bits + first_bits[first]);
+    if (cost < best_cost) {
+      best_cost = cost;
+      out.first = static_cast<std::int32_t>(first);
+      out.cosine = cosine;
+    }
+  }
+  out.count = 1;
+  out.rest.clear();
+}
+
+void write_choice(const Candidate& best, std::size_t i, std::size_t width,
+                  const ItemChoiceOutput& out) {
+  out.counts[i] = best.count;
+  out.first[i] = best.first;
+  out.cosine[i] = best.cosine;
+  std::int32_t* index = out.rest_index + i * width;
+  std::int32_t* level = out.rest_level + i * width;
+  for (std::size_t j = 0; j < width; ++j) {
+    const bool used = j < best.rest.size();
+    index[j] = used ? best.rest[j].first : -1;
+    level[j] = used ? best.rest[j].second : -1;
+  }
+}
+
 }  // namespace
 
 std::int64_t ItemChoiceParams::max_level() const {
@@ -158,6 +195,15 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
   const double inv_step = 1.0 / p.step;  // as ScalarQuantizer::quantize
   const BitPricer bits(models, s_max, n_atoms, 2 * max_level + 1);
   const float* gram = coder.gram().data();
+  // One atom per item, priced by fitted tables: the atom is chosen by its cost among all K
+  // (entropy-constrained), so every item needs all its correlations.
+  const bool price_every_atom = s_max == 1 && p.rd_lambda > 0.0 && models != nullptr;
+  std::vector<double> atom_norm;  // sqrt(G_jj): the one-atom cosine is |<atom, x>| / that
+  if (price_every_atom) {
+    atom_norm.resize(n_atoms);
+    for (std::size_t j = 0; j < n_atoms; ++j)
+      atom_norm[j] = std::sqrt(std::max(static_cast<double>(gram[j * n_atoms + j]), 1e-30));
+  }
   coder.pursue_paths(signals, n, s_max, [&](std::size_t i, const OmpPath& path) {
     thread_local ChoiceScratch s;
     s.weights.resize(s_max);
@@ -166,6 +212,17 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
     s.best.first = 0;
     s.best.cosine = 0.0;
     s.best.rest.clear();
+    if (price_every_atom && path.n_found > 0) {
+      choose_one_atom(path.correlations, atom_norm, *models, p.rd_lambda, s.best);
+      write_choice(s.best, i, width, out);
+      if (out.kept_atoms != nullptr && out.kept_coefs != nullptr) {  // s_max = 1: one slot
+        const std::int32_t a = s.best.first / 2;
+        const auto g = static_cast<double>(gram[static_cast<std::size_t>(a) * (n_atoms + 1)]);
+        out.kept_atoms[i] = a;  // with its least-squares coefficient <a, x> / G_aa
+        out.kept_coefs[i] = static_cast<float>(path.correlations[a] / std::max(g, 1e-30));
+      }
+      return;
+    }
     double best_cost = std::numeric_limits<double>::infinity();
     std::size_t best_k = 0;
     for (std::size_t k = 1; k <= path.n_found; ++k) {
@@ -178,16 +235,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
         best_k = k;
       }
     }
-    out.counts[i] = best->count;
-    out.first[i] = best->first;
-    out.cosine[i] = best->cosine;
-    std::int32_t* index = out.rest_index + i * width;
-    std::int32_t* level = out.rest_level + i * width;
-    for (std::size_t j = 0; j < width; ++j) {
-      const bool used = j < best->rest.size();
-      index[j] = used ? best->rest[j].first : -1;
-      level[j] = used ? best->rest[j].second : -1;
-    }
+    write_choice(*best, i, width, out);
     if (out.kept_atoms != nullptr && out.kept_coefs != nullptr) {
       std::int32_t* atoms = out.kept_atoms + i * s_max;
       float* coefs = out.kept_coefs + i * s_max;
@@ -207,7 +255,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
         coefs[slot] = 0.0f;
       }
     }
-  }, n_threads);
+  }, n_threads, price_every_atom);
 }
 
 }  // namespace smic

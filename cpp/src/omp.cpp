@@ -76,6 +76,7 @@ class FullCorrelations {
     return detail::argmax_abs(alpha_, n_atoms_, best_abs);
   }
   float alpha0(std::size_t atom) const { return alpha0_[atom]; }
+  const float* all() const { return alpha0_; }
 
  private:
   const float* alpha0_;
@@ -186,6 +187,7 @@ class ScreenedCorrelations {
     return best;
   }
   float alpha0(std::size_t atom) const { return scratch().exact[atom]; }
+  const float* all() const { return nullptr; }  // only the atoms compared exactly are known
 
  private:
   struct Pending {
@@ -425,9 +427,11 @@ void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero
 }
 
 void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_nonzero,
-                            const OmpPathVisitor& visit, int n_threads) const {
+                            const OmpPathVisitor& visit, int n_threads,
+                            bool all_correlations) const {
   check_encode_args(signals, n, n_nonzero, -1.0);
-  for_each_signal(packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+  const Screen* screen = all_correlations ? nullptr : screen_for_one_item();
+  for_each_signal(packed_, screen, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
                   [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
                     thread_local std::vector<std::int32_t> atoms;
                     thread_local std::vector<float> coefs;
@@ -442,6 +446,7 @@ void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_n
                     path.atoms = atoms.data();
                     path.alpha0 = s.rhs.data();
                     path.gamma = gamma.data();
+                    path.correlations = all_correlations ? corr.all() : nullptr;
                     visit(i, path);
                   });
 }

@@ -47,12 +47,14 @@ class QualityPreset(NamedTuple):
 
 
 #: quality name -> preset. "low" is the paper's operating point: one atom per item from at
-#: most 128 atoms, about 8 bits per item or less (gain-shape k-means with an entropy-coded
-#: index), in chunks of 4096 items: at 256 the chunks' framing (16 bytes per chunk) is
-#: 0.5 bits of the item's 6-8. "high" learns for sparsity: at its small rd_lambda most items keep most atoms, and
-#: learning for the rate gave a slightly higher rate-distortion cost there (BENCHMARKS.md).
+#: most 128 atoms, about 8 bits per item or less (entropy-constrained gain-shape k-means: its
+#: rd_lambda makes a rare atom pay for its longer code; 0.02 codes 4% fewer bits than 4e-3 at
+#: a mean cosine 0.007 lower on the clustered benchmark), in chunks of 4096 items: at 256 the
+#: chunks' framing (16 bytes per chunk) is 0.5 bits of the item's 6-8. "high" learns for
+#: sparsity: at its small rd_lambda most items keep most atoms, and learning for the rate gave
+#: a slightly higher rate-distortion cost there (BENCHMARKS.md).
 QUALITY_PRESETS: dict[str, QualityPreset] = {
-    "low": QualityPreset(1, 0.25, 4e-3, 128, "rate", 4096),
+    "low": QualityPreset(1, 0.25, 2e-2, 128, "rate", 4096),
     "medium": QualityPreset(4, 0.125, 1.5e-3, None, "rate"),
     "high": QualityPreset(8, 0.0625, 4e-4, None, "sparsity"),
 }
@@ -203,5 +205,27 @@ def choose_items(embeddings: np.ndarray, atoms: np.ndarray, coder: OmpCoder, gra
                 getattr(chosen, field)[better] = getattr(symbols, field)[better]
             chosen_cos[better] = cosine[better]
         best_cost = np.where(better, cost, best_cost)
+    if params.s_max == 1 and params.rd_lambda > 0 and models is not None:
+        _price_every_atom(embeddings, atoms, gram, params, models, indices[:, 0] >= 0, chosen, chosen_cos)
     # Items with no usable atom (zero vectors) keep a valid single-atom code of atom 0.
     return chosen, np.where(np.isfinite(chosen_cos), chosen_cos, 0.0)
+
+
+def _price_every_atom(embeddings: np.ndarray, atoms: np.ndarray, gram: np.ndarray, params: CodingParams,
+                      models: _core.ItemModels, found: np.ndarray, chosen: ItemSymbols,
+                      chosen_cos: np.ndarray) -> None:
+    """One atom per item with fitted tables: each item found by OMP takes the atom of lowest
+    (1 - cosine) + rd_lambda * bits among all K (entropy-constrained gain-shape VQ), in place."""
+    k = len(atoms)
+    first = np.arange(2 * k, dtype=np.int32)
+    bits = models.item_bits(np.ones(2 * k, np.int32), first, np.zeros((2 * k, 0), np.int32),
+                            np.zeros((2 * k, 0), np.int32))  # code length of each first symbol
+    corr = embeddings.astype(np.float32) @ atoms.astype(np.float32).T
+    negative = corr < 0
+    cosine = np.abs(corr.astype(np.float64)) / np.sqrt(np.maximum(np.diag(gram).astype(np.float64), 1e-30))
+    cost = (1.0 - cosine) + params.rd_lambda * bits[2 * np.arange(k) + negative]
+    best = np.argmin(cost, axis=1)  # ties to the smaller atom
+    rows = np.flatnonzero(found)
+    chosen.first[rows] = 2 * best[rows] + negative[rows, best[rows]]
+    chosen.counts[rows] = 1
+    chosen_cos[rows] = cosine[rows, best[rows]]

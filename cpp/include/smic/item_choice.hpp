@@ -13,7 +13,11 @@
 //   bits   code length of (count, first, rest) under the item models, or under flat models:
 //          log2(s_max + 1) + log2(2K) + (count - 1) * (log2 K + log2 L), L = 2 * max_level + 1,
 //   cost   (1 - cosine) + rd_lambda * bits.
-// The candidate of lowest cost wins, ties to the smaller k. An item for which OMP finds no atom
+// The candidate of lowest cost wins, ties to the smaller k. With one atom per item (s_max = 1),
+// rd_lambda > 0 and fitted models, the one candidate is instead the atom j of lowest cost
+// among all K, cosine |alpha0_j| / sqrt(G_jj) and bits count_bits[1] + first_bits[2j + sign]
+// (ties to the smaller j): entropy-constrained gain-shape VQ, where a rare atom must be
+// closer to pay for its longer code. An item for which OMP finds no atom
 // (a zero vector) gets count 1, first 0, no rest and cosine 0. This is exactly the reference
 // smic_fast.codec.choose_items, except that the coefficients come from the pursuit itself
 // (float32 correlations, double Cholesky) rather than from re-solving with the rounded

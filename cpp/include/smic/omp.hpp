@@ -26,6 +26,9 @@ struct OmpPath {
   const std::int32_t* atoms = nullptr; // n_found atom indices, in order of selection
   const double* alpha0 = nullptr;      // <atom, x> of each selected atom (the float products)
   const double* gamma = nullptr;       // row t < n_found: coefficients on atoms[0..t], t + 1 values
+  /// The signal's float products with all K atoms (the first step's correlations), when
+  /// pursue_paths was asked for them; nullptr otherwise.
+  const float* correlations = nullptr;
 };
 
 /// Called with (signal index, its path); the path's buffers are valid until it returns.
@@ -59,9 +62,12 @@ class OmpCoder {
   /// Run the pursuit of `encode` (no tol) on n signals and hand each signal's recorded path
   /// to visit(i, path) instead of writing coefficients. Signals are coded on n_threads threads
   /// in blocks, so `visit` may run on several threads at once (for distinct i); an exception
-  /// it throws is rethrown here after the loop. Same checks and exceptions as encode.
+  /// it throws is rethrown here after the loop. Same checks and exceptions as encode. With
+  /// `all_correlations`, every path carries the signal's products with all K atoms (a single
+  /// signal then takes the full product, never the atom screen; the path is the same).
   void pursue_paths(const float* signals, std::size_t n, std::size_t n_nonzero,
-                    const OmpPathVisitor& visit, int n_threads = 0) const;
+                    const OmpPathVisitor& visit, int n_threads = 0,
+                    bool all_correlations = false) const;
 
  /// Internal: what a one-item pursuit screens the atoms with (see omp.cpp).
   struct Screen;

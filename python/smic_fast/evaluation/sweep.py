@@ -73,8 +73,10 @@ class SweepConfig:
     setting: a refinement costs about the same over 8, 16 or 32 atoms at cosine 0.95 on real
     embeddings, and 8 atoms learn fastest); ``paper`` settings are (atoms, bits per
     coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
-    one-atom codes (``smic-1``) and ``kmeans`` the centroid counts of k-means (sizes above N are
-    skipped). ``learn``: what smic's atoms are learned for, "rate" (per setting, the default) or
+    one-atom codes (``smic-1``), each learned and coded at every ``one_atom_lambda`` (0: gain-
+    shape k-means, the most correlated atom; above 0: entropy-constrained, an atom chosen by
+    (1 - cosine) + rd_lambda * bits, atoms learned for those codes), and ``kmeans`` the
+    centroid counts of k-means (sizes above N are skipped). ``learn``: what smic's atoms are learned for, "rate" (per setting, the default) or
     "sparsity" (once per K and number of atoms, with that many atoms per item).
     ``one_atom_chunk``: items per chunk of the one-atom files, as ``quality="low"`` writes them
     (16 bytes of framing per chunk are half a bit per item at 256)."""
@@ -96,6 +98,9 @@ class SweepConfig:
     # every power of two up to k-means' largest codebook: one-atom codes fill the low end
     # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
     one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    # 0.05-0.1 give the clustered benchmark's best one-atom codes at cosine 0.8; on real
+    # embeddings 0.1 collapses onto a few popular atoms (a dominated point, kept as a guard)
+    one_atom_lambda: tuple[float, ...] = (0.0, 0.05, 0.1)
     one_atom_chunk: int = QUALITY_PRESETS["low"].chunk_size or 256
     # the same sizes: a sparser k-means grid would read its curve between points further apart
     kmeans: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -119,13 +124,16 @@ class SweepConfig:
                     not isinstance(setting[2], int) or isinstance(setting[2], bool) or setting[2] < 1)):
                 raise ValueError(f"smic settings are (step, rd_lambda) or (step, rd_lambda, n_nonzero) with "
                                  f"n_nonzero an integer >= 1, got {setting!r}")
+        if any(not (math.isfinite(v) and v >= 0) for v in self.one_atom_lambda) or not self.one_atom_lambda:
+            raise ValueError(f"one_atom_lambda must be finite numbers >= 0, got {self.one_atom_lambda!r}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
         """A few points per method, for tests and a first look (seconds on small collections)."""
         base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)), residual=(0.03,),
                    paper=((1, 4), (2, 6), (4, 8)), scalar=(0.2, 0.1, 0.05), pq=((1, 8), (4, 8), (16, 8)),
-                   one_atom=(16, 64), kmeans=(16, 64), n_iter=4, queries=64, pq_train=2048)
+                   one_atom=(16, 64), one_atom_lambda=(0.0, 0.05), kmeans=(16, 64),
+                   n_iter=4, queries=64, pq_train=2048)
         return replace(base, **overrides)
 
 
@@ -297,7 +305,8 @@ def run_sweep(
     count = (len(ks) * (len(smic_settings) * (("smic" in methods) + ("smic-shared" in methods))
                         + len(config.paper) * ("paper" in methods))
              + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods)
-             + len(config.one_atom) * ("smic-1" in methods) + len(config.kmeans) * ("kmeans" in methods))
+             + len(config.one_atom) * len(config.one_atom_lambda) * ("smic-1" in methods)
+             + len(config.kmeans) * ("kmeans" in methods))
     points: list[Point] = []
     skipped: list[dict[str, Any]] = []
     item_bits: dict[str, list[float]] = {}
@@ -395,19 +404,25 @@ def run_sweep(
                                         coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
                                         coded.encode_s, coded.decode_s, coded.fit_s))
             bar.update()
-        for k in config.one_atom if "smic-1" in methods else ():
+        for k, rd_lambda in ((k, float(lam)) for k in config.one_atom for lam in config.one_atom_lambda) \
+                if "smic-1" in methods else ():
             if k > n:
-                skipped.append({"method": "smic-1", "K": k, "reason": f"more atoms than the {n} items"})
+                skipped.append({"method": "smic-1", "K": k, "rd_lambda": rd_lambda,
+                                "reason": f"more atoms than the {n} items"})
                 bar.update()
                 continue
             start = time.perf_counter()
-            atoms = _learn(unit, k, 1, config, n_threads)
+            # rd_lambda 0: K-SVD with one atom (gain-shape k-means); above: learned for those codes
+            atoms = (_learn(unit, k, 1, config, n_threads) if rd_lambda == 0 else
+                     _learn_rate(unit, k, 1, QUALITY_PRESETS["low"].step, rd_lambda, config, n_threads))
             fit_s = time.perf_counter() - start
             coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1,
+                                     step=QUALITY_PRESETS["low"].step, rd_lambda=rd_lambda,
                                      chunk_size=config.one_atom_chunk)
             total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
-            points.append(measure.point("smic-1", {"K": k, "n_nonzero": 1}, coded["reconstruction"], total,
-                                        coded["item_bytes"], coded["encode_s"], coded["decode_s"], fit_s))
+            points.append(measure.point("smic-1", {"K": k, "n_nonzero": 1, "rd_lambda": rd_lambda},
+                                        coded["reconstruction"], total, coded["item_bytes"], coded["encode_s"],
+                                        coded["decode_s"], fit_s))
             bar.update()
         for k in config.kmeans if "kmeans" in methods else ():
             if k > n:
