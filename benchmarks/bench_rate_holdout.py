@@ -1,0 +1,87 @@
+"""Rate and fidelity of items the dictionary was not learned on, beside the collection's own.
+
+``smic eval`` and ``bench_rate.py`` code a collection with atoms learned on that collection
+(what ``compress`` does: the dictionary travels in the file, and the total rate counts it).
+Their marginal bits at a large K relative to N partly measure memorisation: 4096 atoms for
+15,000 items fit the items themselves. This script learns each setting on 80% of a set and
+codes both parts with the same dictionary and tables: a gain that holds on the held-out 20%
+is one that new items of the collection (``append``) or a shared dictionary would see.
+
+    cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python \\
+        bench_rate_holdout.py --real /tmp/minilm.npy
+
+Settings: one atom per item at K = 128, 256, 1024, 4096 with rd_lambda 0 (gain-shape
+k-means) and 0.05 (entropy-constrained); 8 atoms (step 1/8, rd_lambda 4e-4) at the default K
+for the training set and at 4 times it. Atoms learned for the rate (``learn_for_rate``), 10
+iterations, seed 0; one-atom files in 4096-item chunks, the others in the default 256.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import clustered, machine
+from smic_fast.codec import CodingParams
+from smic_fast.collection import compress
+from smic_fast.collection import open as open_collection
+from smic_fast.dictionary import Dictionary, default_n_atoms, normalize_embeddings
+from smic_fast.ksvd import learn_for_rate
+
+
+def settings(n_train: int) -> list[tuple[int, CodingParams]]:
+    k = default_n_atoms(n_train)
+    one = [(size, CodingParams(s_max=1, step=0.25, rd_lambda=lam)) for size in (128, 256, 1024, 4096)
+           for lam in (0.0, 0.05) if size <= n_train]
+    return one + [(size, CodingParams(s_max=8, step=0.125, rd_lambda=4e-4)) for size in (k, 4 * k)
+                  if size <= n_train]
+
+
+def coded(dictionary: Dictionary, unit: np.ndarray, folder: Path, chunk: int | None) -> tuple[float, float]:
+    path = folder / "part.smic"
+    path.unlink(missing_ok=True)
+    info = compress(unit, path, dictionary=dictionary, chunk_size=chunk)
+    reconstruction = open_collection(path, dictionary=dictionary).embeddings()
+    cosine = float(np.mean(np.sum(unit.astype(np.float64) * reconstruction, axis=1)))
+    return 8.0 * info["section_bytes"]["items"] / len(unit), cosine
+
+
+def measure(name: str, e: np.ndarray) -> None:
+    unit, _ = normalize_embeddings(e)
+    order = np.random.default_rng(0).permutation(len(unit))
+    n_test = len(unit) // 5
+    test, train = unit[order[:n_test]], unit[order[n_test:]]
+    print(f"\n## {name}: learned on {len(train)} items, {len(test)} held out; {machine()}\n")
+    print("| K | atoms | rd_lambda | own items: marginal bits, cosine | held out: marginal bits, cosine |")
+    print("|---|---|---|---|---|")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, params in settings(len(train)):
+            atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
+            dictionary = Dictionary.from_atoms(atoms, train, n_nonzero=params.s_max, step=params.step,
+                                               rd_lambda=params.rd_lambda)
+            chunk = 4096 if params.s_max == 1 else None
+            own = coded(dictionary, train, Path(tmp), chunk)
+            held = coded(dictionary, test, Path(tmp), chunk)
+            print(f"| {k} | {params.s_max} | {params.rd_lambda:g} | {own[0]:.2f}, {own[1]:.4f} | "
+                  f"{held[0]:.2f}, {held[1]:.4f} |", flush=True)
+    print(f"\n{time.perf_counter() - start:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10000, help="items of the clustered collection")
+    parser.add_argument("--real", action="append", default=[], metavar="PATH.npy")
+    parser.add_argument("--no-clustered", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.no_clustered:
+        measure("clustered (200 concepts)", clustered(np.random.default_rng(0), args.n, 512, 200))
+    for path in args.real:
+        measure(Path(path).name, np.load(path).astype(np.float32))
+
+
+if __name__ == "__main__":
+    main()
