@@ -15,8 +15,8 @@ members' curves (``rate_at_fidelity``). Every rate is counted from coded bytes (
 Datasets: the clustered synthetic collection (``_common.clustered``, seed 0; by default
 10,000 x 512 with 200 Zipf-popular concepts, the issue's shape at a larger N) and each
 ``--real`` .npy. The default sweep's K (the default for N and half of it) for the dictionary
-methods; ``smic-1`` at K = 16, 32, ..., 4096 (each at rd_lambda 0, 0.05, 0.1) and k-means at
-as many centroids (powers of two).
+methods; ``smic-1`` at K = 16, 32, ..., 4096 (each at rd_lambda 0 and 0.05) and k-means at
+as many centroids (powers of two). ``--one-atom-lambda 0,0.05,0.1`` sweeps more one-atom prices.
 """
 from __future__ import annotations
 
@@ -51,11 +51,12 @@ PRE_ISSUE_SMIC = ((0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (
                   (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
 
 
-def measure(name: str, e: np.ndarray, n_iter: int) -> dict:
+def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float, ...] | None = None) -> dict:
     start = time.perf_counter()
     before = run_sweep(e, SweepConfig(smic=PRE_ISSUE_SMIC, learn="sparsity", methods=("smic",), n_iter=n_iter),
                        progress=False)
-    after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter),
+    extra = {} if one_atom_lambda is None else {"one_atom_lambda": one_atom_lambda}
+    after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter, **extra),
                       progress=False)
     seconds = time.perf_counter() - start
     # each rd_lambda of the one-atom codes is its own curve over K, as k-means is: a curve over
@@ -123,13 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-clustered", action="store_true")
     parser.add_argument("--n-iter", type=int, default=10, help="K-SVD iterations")
     parser.add_argument("--json", default=None, help="write every point there")
+    parser.add_argument("--one-atom-lambda", default=None, metavar="L0,L1,...",
+                        help="rd_lambda values of the one-atom codes (default: the sweep's)")
     args = parser.parse_args(argv)
+    lambdas = None if args.one_atom_lambda is None else tuple(float(v) for v in args.one_atom_lambda.split(","))
     results = []
     if not args.no_clustered:
         e = clustered(np.random.default_rng(0), args.n, args.d, args.concepts)
-        results.append(measure(f"clustered ({args.concepts} concepts)", e, args.n_iter))
+        results.append(measure(f"clustered ({args.concepts} concepts)", e, args.n_iter, lambdas))
     for path in args.real:
-        results.append(measure(Path(path).name, np.load(path).astype(np.float32), args.n_iter))
+        results.append(measure(Path(path).name, np.load(path).astype(np.float32), args.n_iter, lambdas))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
 
