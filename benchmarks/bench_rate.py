@@ -59,13 +59,9 @@ def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float,
     after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter, **extra),
                       progress=False)
     seconds = time.perf_counter() - start
-    # each rd_lambda of the one-atom codes is its own curve over K, as k-means is: a curve over
-    # the union of several would interpolate between a point of one and a point of another,
-    # which can read above either alone (rate_at_fidelity reads a frontier as its lowest curve)
-    points = [replace(p, method="smic-before") for p in before.points] + [
-        replace(p, method=f"smic-1 rd_lambda={p.settings['rd_lambda']:g}") if p.method == "smic-1" else p
-        for p in after.points]
-    one_atom = [p for p in points if p.method.startswith("smic-1")]
+    # rate_at_fidelity reads each rd_lambda of the one-atom codes as its own curve over K
+    points = [replace(p, method="smic-before") for p in before.points] + after.points
+    one_atom = [p for p in points if p.method == "smic-1"]
     one_atom_before = [p for p in one_atom if p.settings["rd_lambda"] == 0]
     groups = {
         "smic, pre-issue sweep (before)": [p for p in points if p.method == "smic-before"],
@@ -106,7 +102,7 @@ def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float,
     print("\n| method | settings | marginal bits | total bits | mean cos |")
     print("|---|---|---|---|---|")
     for p in sorted(points, key=lambda p: (p.method, p.marginal_bits_per_item)):
-        if p.method in ("smic-before", "smic", "kmeans", "paper", "pq") or p.method.startswith("smic-1"):
+        if p.method in ("smic-before", "smic", "smic-1", "kmeans", "paper", "pq"):
             settings = " ".join(f"{k}={v}" for k, v in p.settings.items())
             print(f"| {p.method} | {settings} | {p.marginal_bits_per_item:.2f} | {p.bits_per_item:.1f} | "
                   f"{p.cosine_mean:.4f} |")

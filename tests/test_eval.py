@@ -159,6 +159,18 @@ def test_rate_of_several_methods_is_never_above_one_of_them():
         assert union == pytest.approx(min(members))
 
 
+def test_each_one_atom_price_is_its_own_curve():
+    """smic-1 points of two rd_lambda are two curves over K (as k-means' sizes are one): the
+    same points as in the test above read as the lower curve, not as a line between them."""
+    def one(bits, cosine, lam):
+        return Point("smic-1", {"K": 64, "n_nonzero": 1, "rd_lambda": lam}, 100, 8, bits, bits, cosine, cosine,
+                     1.0, 0.0, 0.0, 0.0, 0, 0)
+    a = [one(6.0, 0.75, 0.05), one(7.0, 0.85, 0.05)]
+    b = [one(6.9, 0.78, 0.0), one(9.0, 0.95, 0.0)]
+    assert rate_at_fidelity(a + b, 0.8) == pytest.approx(6.5)  # one merged curve would read 6.93
+    assert rate_at_fidelity(a + b, 0.9) == pytest.approx(6.9 + 2.1 * (0.9 - 0.78) / (0.95 - 0.78))
+
+
 # ---------------------------------------------------------------- baselines and recall
 
 

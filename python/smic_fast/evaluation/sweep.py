@@ -472,14 +472,19 @@ def rate_at_fidelity(points: Sequence[Point], level: float, rate: str = "bits_pe
                      fidelity: str = "cosine_mean") -> float | None:
     """Fewest bits per item needed to reach `level`; None when no setting reaches it.
 
-    Each method's curve (the points of one ``method``) interpolates linearly in rate between
-    neighbouring points of its own frontier; points of several methods read as the lowest of
-    their methods' curves at `level`. (Interpolating over the union's frontier instead would
-    draw a line from one method's point to another's, which can read above a method's own
-    line: a union never needs more bits than one of its members.)"""
+    Each curve (the points of one ``method``; for ``smic-1``, of one ``rd_lambda``: a family
+    over K, as k-means is) interpolates linearly in rate between neighbouring points of its
+    own frontier; points of several curves read as the lowest of the curves at `level`.
+    (Interpolating over the union's frontier instead would draw a line from one curve's point
+    to another's, which can read above a curve's own line: a union never needs more bits than
+    one of its members.)"""
     best: float | None = None
-    for method in dict.fromkeys(p.method for p in points):
-        r = _rate_on_frontier(frontier([p for p in points if p.method == method], rate, fidelity), level)
+    curves: dict[tuple[str, float | None], list[Point]] = {}
+    for p in points:
+        key = (p.method, p.settings.get("rd_lambda") if p.method == "smic-1" else None)
+        curves.setdefault(key, []).append(p)
+    for curve in curves.values():
+        r = _rate_on_frontier(frontier(curve, rate, fidelity), level)
         if r is not None and (best is None or r < best):
             best = r
     return best
