@@ -14,6 +14,7 @@ Settings: one atom per item at K = 128, 256, 1024, 4096 with rd_lambda 0 (gain-s
 k-means) and 0.05 (entropy-constrained); 8 atoms (step 1/8, rd_lambda 4e-4) at the default K
 for the training set and at 4 times it. Atoms learned for the rate (``learn_for_rate``), 10
 iterations, seed 0; one-atom files in 4096-item chunks, the others in the default 256.
+``--setting K:atoms:step:rd_lambda`` (repeatable) measures those settings instead.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import clustered, machine
+from bench_settings import parse_setting
 from smic_fast.codec import CodingParams
 from smic_fast.collection import compress
 from smic_fast.collection import open as open_collection
@@ -49,7 +51,7 @@ def coded(dictionary: Dictionary, unit: np.ndarray, folder: Path, chunk: int | N
     return 8.0 * info["section_bytes"]["items"] / len(unit), cosine
 
 
-def measure(name: str, e: np.ndarray) -> None:
+def measure(name: str, e: np.ndarray, chosen: list[tuple[int, CodingParams]] | None = None) -> None:
     unit, _ = normalize_embeddings(e)
     order = np.random.default_rng(0).permutation(len(unit))
     n_test = len(unit) // 5
@@ -59,7 +61,7 @@ def measure(name: str, e: np.ndarray) -> None:
     print("|---|---|---|---|---|")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for k, params in settings(len(train)):
+        for k, params in chosen or settings(len(train)):
             atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
             dictionary = Dictionary.from_atoms(atoms, train, n_nonzero=params.s_max, step=params.step,
                                                rd_lambda=params.rd_lambda)
@@ -76,11 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=10000, help="items of the clustered collection")
     parser.add_argument("--real", action="append", default=[], metavar="PATH.npy")
     parser.add_argument("--no-clustered", action="store_true")
+    parser.add_argument("--setting", action="append", type=parse_setting, default=[],
+                        metavar="K:atoms:step:rd_lambda", help="these settings instead of the defaults")
     args = parser.parse_args(argv)
+    chosen = [(k, CodingParams(s_max=atoms, step=step, rd_lambda=rd_lambda))
+              for k, atoms, step, rd_lambda in args.setting] or None
     if not args.no_clustered:
-        measure("clustered (200 concepts)", clustered(np.random.default_rng(0), args.n, 512, 200))
+        measure("clustered (200 concepts)", clustered(np.random.default_rng(0), args.n, 512, 200), chosen)
     for path in args.real:
-        measure(Path(path).name, np.load(path).astype(np.float32))
+        measure(Path(path).name, np.load(path).astype(np.float32), chosen)
 
 
 if __name__ == "__main__":
