@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import clustered, machine
+from smic_fast.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, run_sweep
 from smic_fast.evaluation.sweep import rate_at_fidelity
 
@@ -53,8 +54,10 @@ PRE_ISSUE_SMIC = ((0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (
 
 def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float, ...] | None = None) -> dict:
     start = time.perf_counter()
-    before = run_sweep(e, SweepConfig(smic=PRE_ISSUE_SMIC, learn="sparsity", methods=("smic",), n_iter=n_iter),
-                       progress=False)
+    k = default_n_atoms(len(e))
+    pre_issue_sizes = (k, min(len(e), max(8, k // 2)))  # the sweep's K before issue 14
+    before = run_sweep(e, SweepConfig(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
+                                      methods=("smic",), n_iter=n_iter), progress=False)
     extra = {} if one_atom_lambda is None else {"one_atom_lambda": one_atom_lambda}
     after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter, **extra),
                       progress=False)
@@ -68,6 +71,8 @@ def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float,
         "smic, default sweep (after)": [p for p in points if p.method == "smic"],
         "smic after, 8-atom settings only": [p for p in points if p.method == "smic"
                                              and p.settings["n_nonzero"] == 8],
+        "smic after, without twice the default K": [p for p in points if p.method == "smic"
+                                                    and p.settings["K"] in pre_issue_sizes],
         "smic-1, k-means (rd_lambda 0: before)": one_atom_before,
         **{f"smic-1, entropy-constrained, rd_lambda {lam:g}": [p for p in one_atom if p.settings["rd_lambda"] == lam]
            for lam in sorted({p.settings["rd_lambda"] for p in one_atom}) if lam > 0},

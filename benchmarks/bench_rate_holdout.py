@@ -26,11 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from _common import clustered, machine
+from bench_rate import LEVELS, PRE_ISSUE_SMIC, _cell, _saving
 from bench_settings import parse_setting
 from smic_fast.codec import CodingParams
 from smic_fast.collection import compress
 from smic_fast.collection import open as open_collection
 from smic_fast.dictionary import Dictionary, default_n_atoms, normalize_embeddings
+from smic_fast.evaluation import SweepConfig, run_sweep
+from smic_fast.evaluation.sweep import default_sizes, rate_at_fidelity
 from smic_fast.ksvd import learn_for_rate
 
 
@@ -73,6 +76,40 @@ def measure(name: str, e: np.ndarray, chosen: list[tuple[int, CodingParams]] | N
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 
+def measure_frontier(name: str, e: np.ndarray) -> None:
+    """Held-out marginal bits of the default sweep's smic settings at each cosine of
+    bench_rate.py, before and after issue 14: each setting's atoms and tables learned on 80%
+    of the set (``run_sweep``'s ``smic-shared``), the other 20% coded with them."""
+    unit, _ = normalize_embeddings(e)
+    order = np.random.default_rng(0).permutation(len(unit))
+    n_test = len(unit) // 5
+    test, train = unit[order[:n_test]], unit[order[n_test:]]
+    k = default_n_atoms(len(train))
+    pre_issue_sizes = (k, max(8, k // 2))
+    start = time.perf_counter()
+    before = run_sweep(test, SweepConfig(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
+                                         methods=("smic-shared",)), train=train, progress=False).points
+    sizes = tuple(default_sizes(len(train)))
+    after = run_sweep(test, SweepConfig(n_atoms=sizes, methods=("smic-shared",)), train=train,
+                      progress=False).points
+    rows = {
+        "pre-issue sweep (before)": before,
+        f"default sweep (after), K = {', '.join(map(str, sizes))}": after,
+        "default sweep without twice the default K": [p for p in after if p.settings["K"] in pre_issue_sizes],
+    }
+    print(f"\n## {name}: smic learned on {len(train)} items, marginal bits of the {len(test)} held out "
+          f"for a mean cosine of at least; {time.perf_counter() - start:.0f} s; {machine()}\n")
+    print("| smic settings | " + " | ".join(f"{lvl:g}" for lvl in LEVELS) + " |")
+    print("|---" * (len(LEVELS) + 1) + "|")
+    table = {label: [rate_at_fidelity(points, lvl, "marginal_bits_per_item") for lvl in LEVELS]
+             for label, points in rows.items()}
+    for label, row in table.items():
+        print(f"| {label} | " + " | ".join(_cell(v) for v in row) + " |")
+    first, second = list(table.values())[:2]
+    print("| saving, after vs before | " + " | ".join(_saving(b, a) for b, a in zip(first, second)) + " |",
+          flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000, help="items of the clustered collection")
@@ -80,9 +117,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-clustered", action="store_true")
     parser.add_argument("--setting", action="append", type=parse_setting, default=[],
                         metavar="K:atoms:step:rd_lambda", help="these settings instead of the defaults")
+    parser.add_argument("--frontier", action="store_true",
+                        help="held-out marginal bits of the default sweep's smic settings at bench_rate.py's "
+                             "cosines, before and after issue 14, instead of the per-setting table")
     args = parser.parse_args(argv)
     chosen = [(k, CodingParams(s_max=atoms, step=step, rd_lambda=rd_lambda))
               for k, atoms, step, rd_lambda in args.setting] or None
+    if args.frontier:
+        sets = [] if args.no_clustered else [("clustered (200 concepts)",
+                                               clustered(np.random.default_rng(0), args.n, 512, 200))]
+        for name, e in sets + [(Path(path).name, np.load(path).astype(np.float32)) for path in args.real]:
+            measure_frontier(name, e)
+        return
     if not args.no_clustered:
         measure("clustered (200 concepts)", clustered(np.random.default_rng(0), args.n, 512, 200), chosen)
     for path in args.real:

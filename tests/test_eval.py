@@ -13,10 +13,11 @@ import pytest
 
 import smic_fast as smic
 from smic_fast.cli import main
+from smic_fast.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
 from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, scalar_codec
 from smic_fast.evaluation.retrieval import query_rows, true_neighbours
-from smic_fast.evaluation.sweep import Point, frontier, rate_at_fidelity
+from smic_fast.evaluation.sweep import Point, default_sizes, frontier, rate_at_fidelity
 
 faiss = pytest.importorskip("faiss")
 pytest.importorskip("matplotlib")
@@ -285,7 +286,7 @@ def test_default_sweep_reaches_the_high_end_where_8_atoms_cannot():
     ours, paper = _of(sweep, "smic"), _of(sweep, "paper")
     atoms_only = [p for p in ours if "residual_step" not in p.settings]
     eight = [p for p in ours if p.settings["n_nonzero"] == 8]
-    assert {p.settings["n_nonzero"] for p in atoms_only} == {8, 16, 32}
+    assert {p.settings["n_nonzero"] for p in atoms_only} == {8, 12, 16, 24, 32}
     assert max(p.cosine_mean for p in atoms_only if p.settings["n_nonzero"] == 8) < 0.93
     assert max(p.cosine_mean for p in atoms_only if p.settings["n_nonzero"] > 8) >= 0.95
     marginal = "marginal_bits_per_item"
@@ -296,6 +297,26 @@ def test_default_sweep_reaches_the_high_end_where_8_atoms_cannot():
     refined = [p for p in ours if "residual_step" in p.settings]
     assert len(refined) == len(config.residual) * len(sweep.meta["n_atoms"])
     assert {(p.settings["n_nonzero"], p.settings["rd_lambda"]) for p in refined} == {(8, 0.0)}
+
+
+@pytest.mark.parametrize("n, sizes", [(1000, [64, 128]), (4000, [128, 256]), (10000, [128, 256, 512]),
+                                      (15326, [256, 512, 1024]), (200000, [512, 1024, 2048])])
+def test_default_sizes_add_twice_the_default_k_only_on_large_enough_collections(n, sizes):
+    """Half, the default and twice the default K; twice only where it leaves 8 items per atom
+    (fewer, and its atoms would fit the items themselves)."""
+    assert default_sizes(n) == sizes
+    assert default_n_atoms(n) == sizes[1]
+
+
+def test_default_sweep_learns_every_default_size():
+    e = dense(np.random.default_rng(5), 2400, 16)
+    config = SweepConfig(methods=("smic",), smic=((0.25, 4e-3),), residual=(), n_iter=2, queries=16)
+    sweep = run_sweep(e, config, progress=False)
+    assert sweep.meta["n_atoms"] == default_sizes(2400) == [64, 128, 256]
+    by_k = {p.settings["K"]: p for p in _of(sweep, "smic")}
+    assert sorted(by_k) == [64, 128, 256]
+    # on its own items, the largest dictionary reaches the highest cosine
+    assert by_k[256].cosine_mean > by_k[128].cosine_mean > by_k[64].cosine_mean
 
 
 def test_sweep_settings_with_their_own_number_of_atoms(collection):

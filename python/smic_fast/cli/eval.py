@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a few points per method (seconds; for a first look)")
     p.add_argument("--atoms", type=positive_int, action="append", default=None, metavar="K",
                    help="dictionary size to sweep (repeat for several; default: the default K for N, "
-                        "about 3*sqrt(N), and half of it)")
+                        "about 3*sqrt(N), half of it, and twice it where N is at least 16 times K)")
     p.add_argument("--methods", default=",".join(_METHODS),
                    help=f"comma-separated subset of {','.join(_METHODS)} (default: all)")
     p.add_argument("--train", default=None, metavar="EMBEDDINGS.npy",

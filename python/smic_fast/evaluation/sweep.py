@@ -64,11 +64,14 @@ _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 @dataclass(frozen=True)
 class SweepConfig:
     """What to sweep. ``n_atoms``: dictionary sizes K, None entries meaning the default K for
-    the collection size (:func:`smic_fast.dictionary.default_n_atoms`); by default that K and
-    half of it (the smaller dictionary costs less at low rates). ``smic`` settings are (step,
-    rd_lambda) pairs coded with at most ``n_nonzero`` atoms, or (step, rd_lambda, atoms) triples
-    coded with at most that many (the default has 16- and 32-atom settings: real embeddings,
-    less sparse than the clustered benchmark, need them for cosines of about 0.88-0.93), and
+    the collection size (:func:`smic_fast.dictionary.default_n_atoms`); by default
+    :func:`default_sizes`: that K, half of it and twice it where that leaves at least 8 items
+    per atom. ``smic`` settings are (step, rd_lambda) pairs coded with at most
+    ``n_nonzero`` atoms, or (step, rd_lambda, atoms) triples coded with at most that many (the
+    default has 12- to 32-atom settings: real embeddings, less sparse than the clustered
+    benchmark, need them for cosines of about 0.87-0.94; coarse ratio steps, 0.2-0.35, in the
+    middle of the curve, where on real sentence embeddings they reach a cosine for fewer bits
+    than the 1/8 and 1/16 of earlier releases), and
     ``residual`` the refinement steps added to the last of them (by default the finest 8-atom
     setting: a refinement costs about the same over 8, 16 or 32 atoms at cosine 0.95 on real
     embeddings, and 8 atoms learn fastest); ``paper`` settings are (atoms, bits per
@@ -83,13 +86,14 @@ class SweepConfig:
 
     n_atoms: tuple[int | None, ...] | None = None
     n_nonzero: int = 8
-    # 8 atoms per item from the low end to the middle; 16 and 32 for the cosines of 0.88-0.93
-    # that real (non-sparse) embeddings reach only with more atoms; the last setting, refined
-    # by `residual`, for 0.95 and above
+    # 8 atoms per item from the low end to the middle, with coarse ratio steps (0.25-0.35); 12
+    # to 32 for the cosines of 0.87-0.94 that real (non-sparse) embeddings reach only with more
+    # atoms; fine steps for the clustered benchmark's 0.97-0.98; the last setting, refined by
+    # `residual`, for 0.95 and above
     smic: tuple[tuple[float, float] | tuple[float, float, int], ...] = (
-        (0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (0.125, 1e-3),
-        (0.0625, 4e-4), (0.0625, 1e-4), (0.125, 4e-4, 16), (0.125, 2e-4, 32), (0.125, 1e-4, 32),
-        (0.0625, 0.0))
+        (0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.25, 3e-3), (0.25, 1.5e-3), (0.35, 7e-4),
+        (0.35, 4e-4, 12), (0.25, 2.5e-4, 16), (0.25, 1.2e-4, 24), (0.2, 6e-5, 32),
+        (0.125, 1e-3), (0.0625, 1e-4), (0.0625, 0.0))
     residual: tuple[float, ...] = (0.1, 0.06, 0.04, 0.025, 0.015, 0.008, 0.004)
     paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8),
                                          (32, 8))
@@ -178,6 +182,25 @@ class Sweep:
     def to_dict(self) -> dict[str, Any]:
         return {"meta": self.meta, "points": [p.to_dict() for p in self.points],
                 "comparison": comparison_table(self.points)}
+
+
+#: Fewest items per atom for the sweep's largest default dictionary (twice the default K):
+#: with fewer, its atoms fit the items themselves and its extra fidelity does not hold on new
+#: items (BENCHMARKS.md, held-out measurement).
+ITEMS_PER_ATOM_OF_LARGEST_K = 8
+
+
+def default_sizes(n: int) -> list[int]:
+    """Dictionary sizes the sweep learns on n items when none are given: the default K
+    (:func:`smic_fast.dictionary.default_n_atoms`), half of it (cheaper indices at low rates)
+    and twice it where that leaves at least ``ITEMS_PER_ATOM_OF_LARGEST_K`` items per atom (on
+    15,000 real sentence embeddings, 1024 atoms code 8 atoms per item at a mean cosine 0.03
+    higher than 512 for the same bits, and 0.012 higher on held-out items)."""
+    k = default_n_atoms(n)
+    sizes = {k, min(n, max(8, k // 2))}
+    if 2 * k * ITEMS_PER_ATOM_OF_LARGEST_K <= n:
+        sizes.add(2 * k)
+    return sorted(sizes)
 
 
 def _fidelity(unit: np.ndarray, reconstruction: np.ndarray) -> tuple[float, float]:
@@ -294,7 +317,7 @@ def run_sweep(
     train_unit = None if train is None else normalize_embeddings(train, "train", dim=d)[0]
     measure = _Measure(unit, pixel_array, config)
     ks = sorted({min(default_n_atoms(n) if k is None else int(k), n) for k in config.n_atoms}
-                if config.n_atoms is not None else {default_n_atoms(n), min(n, max(8, default_n_atoms(n) // 2))})
+                if config.n_atoms is not None else default_sizes(n))
     methods = config.methods
     # (step, rd_lambda, most atoms, refinement step or None); the refinements are of the last setting
     smic_settings: list[tuple[float, float, int, float | None]] = [
