@@ -5,8 +5,9 @@ per K, the finest setting refined by the residual layer). **After**: today's def
 (``SweepConfig()``: each setting learns its atoms for the codes it writes, 16- and 32-atom
 settings for the high end, the same refinements), beside the one-atom low end (``smic-1``:
 gain-shape k-means at rd_lambda 0, which is "before", and entropy-constrained one-atom codes
-above), the SMIC paper's layout, FAISS PQ and FAISS spherical k-means, all at their default
-sweep settings. A frontier of several methods reads, at each cosine, as the lowest of its
+above), the SMIC paper's layout, FAISS PQ, FAISS spherical k-means and FAISS residual
+quantisation (``rq``: 1 ... 24 stages of 256 centroids, beam 8; not in ``smic eval``'s default
+methods), all at their default sweep settings. A frontier of several methods reads, at each cosine, as the lowest of its
 members' curves (``rate_at_fidelity``). Every rate is counted from coded bytes (``smic_fast.evaluation``).
 
     cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python bench_rate.py \\
@@ -59,7 +60,7 @@ def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float,
     before = run_sweep(e, SweepConfig(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
                                       methods=("smic",), n_iter=n_iter), progress=False)
     extra = {} if one_atom_lambda is None else {"one_atom_lambda": one_atom_lambda}
-    after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans"), n_iter=n_iter, **extra),
+    after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans", "rq"), n_iter=n_iter, **extra),
                       progress=False)
     seconds = time.perf_counter() - start
     # rate_at_fidelity reads each rd_lambda of the one-atom codes as its own curve over K
@@ -82,6 +83,7 @@ def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float,
         "paper layout": [p for p in points if p.method == "paper"],
         "FAISS PQ": [p for p in points if p.method == "pq"],
         "FAISS spherical k-means": [p for p in points if p.method == "kmeans"],
+        "FAISS residual quantisation": [p for p in points if p.method == "rq"],
     }
     n, d = e.shape
     print(f"\n## {name}: N={n}, d={d}, K={after.meta['n_atoms']}; {seconds:.0f} s; {machine()}")
@@ -107,7 +109,7 @@ def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float,
     print("\n| method | settings | marginal bits | total bits | mean cos |")
     print("|---|---|---|---|---|")
     for p in sorted(points, key=lambda p: (p.method, p.marginal_bits_per_item)):
-        if p.method in ("smic-before", "smic", "smic-1", "kmeans", "paper", "pq"):
+        if p.method in ("smic-before", "smic", "smic-1", "kmeans", "paper", "pq", "rq"):
             settings = " ".join(f"{k}={v}" for k, v in p.settings.items())
             print(f"| {p.method} | {settings} | {p.marginal_bits_per_item:.2f} | {p.bits_per_item:.1f} | "
                   f"{p.cosine_mean:.4f} |")

@@ -15,9 +15,9 @@ import smic_fast as smic
 from smic_fast.cli import main
 from smic_fast.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
-from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, scalar_codec
+from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, rq_codec, scalar_codec
 from smic_fast.evaluation.retrieval import query_rows, true_neighbours
-from smic_fast.evaluation.sweep import Point, default_sizes, frontier, rate_at_fidelity
+from smic_fast.evaluation.sweep import DEFAULT_METHODS, METHODS, Point, default_sizes, frontier, rate_at_fidelity
 
 faiss = pytest.importorskip("faiss")
 pytest.importorskip("matplotlib")
@@ -198,6 +198,33 @@ def test_pq_codec_sizes_and_faiss_reconstruction(collection):
     assert np.allclose(np.linalg.norm(coded.reconstruction, axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="divisible"):
         pq_codec(collection, 5, 8)
+
+
+def test_rq_codec_sizes_and_more_stages_code_closer(collection):
+    one, four = (rq_codec(collection, m, 6, beam=4, train_size=600) for m in (1, 4))
+    assert four.item_bytes == len(collection) * 3  # 4 stages x 6 bits, FAISS packs 24 bits in 3 bytes
+    assert four.fixed_bytes == 4 * 64 * 64 * 4  # M codebooks of 2^nbits float32 vectors of d
+    assert np.allclose(np.linalg.norm(four.reconstruction, axis=1), 1.0, atol=1e-5)
+    # one stage: at most 2^nbits distinct reconstructions; each later stage refines the residual
+    assert len(np.unique(one.reconstruction, axis=0)) <= 64
+    cosine = [np.mean(np.sum(collection * c.reconstruction, axis=1)) for c in (one, four)]
+    assert cosine[1] > cosine[0] + 0.02
+    for bad in ({"m": 0}, {"nbits": 0}, {"beam": 0}):
+        with pytest.raises(ValueError, match="RQ needs"):
+            rq_codec(collection, **{"m": 2, "nbits": 6, **bad})
+
+
+def test_rq_runs_only_on_request_and_skips_codebooks_larger_than_n(collection):
+    assert "rq" in METHODS and "rq" not in DEFAULT_METHODS and SweepConfig().methods == DEFAULT_METHODS
+    config = SweepConfig.quick(methods=("rq",), rq=((2, 6), (1, 10)), queries=16)
+    sweep = run_sweep(collection, config, progress=False)
+    (point,) = _of(sweep, "rq")
+    assert point.settings == {"M": 2, "nbits": 6, "beam": 4} and point.marginal_bits_per_item == 16
+    assert point.bits_per_item == 16 + 8 * 2 * 64 * 64 * 4 / len(collection)
+    assert sweep.meta["skipped_settings"] == [{"method": "rq", "M": 1, "nbits": 10,
+                                               "reason": "fewer items than 2^10 centroids"}]
+    with pytest.raises(ValueError, match="rq_beam"):
+        SweepConfig(rq_beam=0)
 
 
 def test_kmeans_codec_assigns_each_item_its_nearest_centroid(collection):

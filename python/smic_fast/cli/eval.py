@@ -1,5 +1,6 @@
 """``smic eval PHOTOS_or_embeddings.npy --out report/``: rate–fidelity curves of smic-fast's
-settings against the SMIC paper's layout, a scalar baseline and FAISS PQ, as an HTML report with
+settings against the SMIC paper's layout, a scalar baseline and FAISS PQ, k-means and (on request)
+residual quantisation, as an HTML report with
 PNG plots, results.json and results.csv (needs the ``[eval]`` extra: faiss-cpu, matplotlib).
 With ``--generator`` the report also shows photos beside their regenerations (``_eval_grid.py``)."""
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliErr
 NAME = "eval"
 HELP = "sweep codec settings and baselines over photos or embeddings; write a rate-fidelity report"
 EPILOG = EXIT_CODES_HELP
-_METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans")
+_METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq")
+_DEFAULT_METHODS = _METHODS[:-1]  # rq (FAISS residual quantisation) only on request: minutes of training
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,8 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atoms", type=positive_int, action="append", default=None, metavar="K",
                    help="dictionary size to sweep (repeat for several; default: the default K for N, "
                         "about 3*sqrt(N), half of it, and twice it where N is at least 16 times K)")
-    p.add_argument("--methods", default=",".join(_METHODS),
-                   help=f"comma-separated subset of {','.join(_METHODS)} (default: all)")
+    p.add_argument("--methods", default=",".join(_DEFAULT_METHODS),
+                   help=f"comma-separated subset of {','.join(_METHODS)} (default: all but rq, FAISS residual "
+                        "quantisation, whose training takes minutes)")
     p.add_argument("--train", default=None, metavar="EMBEDDINGS.npy",
                    help="embeddings to learn the shared dictionary on (default: the collection itself)")
     p.add_argument("--pixels", default=None, metavar="N|PIXELS.npy",
@@ -91,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         require("eval", "the FAISS PQ baseline (--methods pq)", ("faiss",))
     if "kmeans" in methods:
         require("eval", "the FAISS k-means baseline (--methods kmeans)", ("faiss",))
+    if "rq" in methods:
+        require("eval", "the FAISS residual quantisation baseline (--methods rq)", ("faiss",))
     generator_info = check_generator(args, methods)  # a bad generator fails before any work
     skipped: list[dict[str, str]] = []
     photo_paths = ids = clip_model = None

@@ -26,7 +26,7 @@ import numpy as np
 from .. import _core, range_coder
 from ..quantizer import dequantize, quantize
 
-__all__ = ["Coded", "kmeans_codec", "paper_bits_per_item", "pq_codec", "scalar_codec"]
+__all__ = ["Coded", "kmeans_codec", "paper_bits_per_item", "pq_codec", "rq_codec", "scalar_codec"]
 
 SCALAR_CHUNK = 256  # items per range-coded chunk (as DEFAULT_CHUNK of a collection)
 _OFFSET_BYTES = 8  # a u64 chunk offset per chunk, as in an ITEM section
@@ -106,6 +106,39 @@ def pq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, train_size: int = 8192
     decode_s = time.perf_counter() - start
     codebook = faiss.vector_to_array(pq.centroids)
     return Coded(reconstruction, int(codes.nbytes), int(codebook.nbytes), encode_s, decode_s, fit_s)
+
+
+def rq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, beam: int = 8, train_size: int = 8192,
+             seed: int = 0) -> Coded:
+    """FAISS residual quantisation: `m` stages of 2^nbits centroids over the whole vector, each
+    stage coding what the earlier ones left (beam search of width `beam` when encoding),
+    trained on a random sample of at most `train_size` items. Fixed-length codes of m * nbits
+    bits per item (as FAISS packs them); the float32 codebooks are the fixed cost."""
+    from .._extras import require
+
+    require("eval", "the FAISS residual quantisation baseline", ("faiss",))
+    import faiss
+    n, d = unit.shape
+    if m < 1 or not 1 <= nbits <= 16 or beam < 1:
+        raise ValueError(f"RQ needs M >= 1, 1 <= nbits <= 16 and beam >= 1, got {m}, {nbits}, {beam}")
+    start = time.perf_counter()
+    rq = faiss.ResidualQuantizer(d, m, nbits)
+    rq.max_beam_size = beam
+    rq.cp.seed = seed
+    rq.cp.max_points_per_centroid = max(1, train_size // (1 << nbits))
+    rq.cp.min_points_per_centroid = 1  # small collections: no warning on stderr, we know
+    rng = np.random.default_rng(seed)
+    sample = unit[np.sort(rng.choice(n, size=min(train_size, n), replace=False))]
+    rq.train(np.ascontiguousarray(sample))
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    codes = rq.compute_codes(np.ascontiguousarray(unit))
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reconstruction = _unit(rq.decode(codes))
+    decode_s = time.perf_counter() - start
+    codebooks = faiss.vector_to_array(rq.codebooks)
+    return Coded(reconstruction, int(codes.nbytes), int(codebooks.nbytes), encode_s, decode_s, fit_s)
 
 
 def kmeans_codec(unit: np.ndarray, k: int, *, train_size: int = 8192, n_iter: int = 20,

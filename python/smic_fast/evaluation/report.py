@@ -21,10 +21,11 @@ CSV_FIELDS = ("method", "settings", "items", "dim", "bits_per_item", "marginal_b
               "bits_per_pixel", "marginal_bits_per_pixel", "cosine_mean", "cosine_p5", "recall_at_10",
               "encode_s", "decode_s", "fit_s", "total_bytes", "item_bytes", "expected_bits_per_item")
 _STYLE = {"smic": ("C0", "o"), "smic-shared": ("C1", "s"), "smic-1": ("C5", "P"), "paper": ("C2", "^"),
-          "scalar": ("C3", "v"), "pq": ("C4", "D"), "kmeans": ("C6", "X")}
+          "scalar": ("C3", "v"), "pq": ("C4", "D"), "kmeans": ("C6", "X"), "rq": ("C8", "*")}
 _NAMES = {"smic": "smic-fast (own dictionary)", "smic-shared": "smic-fast (shared dictionary)",
           "smic-1": "smic-fast, one atom (low end)", "paper": "SMIC paper layout",
-          "scalar": "scalar + range coder", "pq": "FAISS PQ", "kmeans": "FAISS spherical k-means"}
+          "scalar": "scalar + range coder", "pq": "FAISS PQ", "kmeans": "FAISS spherical k-means",
+          "rq": "FAISS residual quantisation"}
 
 
 def _pyplot():

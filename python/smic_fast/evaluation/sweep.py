@@ -27,6 +27,9 @@ Methods (the ``method`` of a :class:`Point`):
 * ``scalar`` — no dictionary: components scalar-quantised and range-coded (baselines.py).
 * ``pq`` — FAISS product quantisation at several code sizes (baselines.py).
 * ``kmeans`` — FAISS spherical k-means, a fixed-length centroid index (baselines.py).
+* ``rq`` — FAISS residual quantisation: stages of 256 centroids over the whole vector, a
+  fixed-length code per stage (baselines.py). Not in the default methods (its training takes
+  minutes at 16 stages); the strongest fixed-length peer from the middle of the curve up.
 
 Per point: total and marginal bits per item (and per pixel when pixel counts are known), mean
 and 5th-percentile cosine similarity to the original embeddings, recall@10 of nearest-neighbour
@@ -55,9 +58,11 @@ from ..ksvd import learn_dictionary, learn_for_rate
 from . import baselines
 from .retrieval import query_rows, recall_at_k, true_neighbours
 
-__all__ = ["Point", "Sweep", "SweepConfig", "frontier", "rate_at_fidelity", "run_sweep", "METHODS"]
+__all__ = ["Point", "Sweep", "SweepConfig", "frontier", "rate_at_fidelity", "run_sweep", "METHODS", "DEFAULT_METHODS"]
 
-METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans")
+METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq")
+#: what a sweep runs unless told otherwise: every method but the slow ``rq``
+DEFAULT_METHODS = METHODS[:-1]
 _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 
 
@@ -75,7 +80,8 @@ class SweepConfig:
     ``residual`` the refinement steps added to the last of them (by default the finest 8-atom
     setting: a refinement costs about the same over 8, 16 or 32 atoms at cosine 0.95 on real
     embeddings, and 8 atoms learn fastest); ``paper`` settings are (atoms, bits per
-    coefficient); ``pq`` settings are (M, nbits); ``one_atom`` the dictionary sizes of the
+    coefficient); ``pq`` and ``rq`` settings are (M, nbits) (``rq``: M stages, each encoded with
+    a beam of ``rq_beam``; ``rq`` runs only when ``methods`` names it); ``one_atom`` the dictionary sizes of the
     one-atom codes (``smic-1``), each learned and coded at every ``one_atom_lambda`` (0: gain-
     shape k-means, the most correlated atom; above 0: entropy-constrained, an atom chosen by
     (1 - cosine) + rd_lambda * bits, atoms learned for those codes), and ``kmeans`` the
@@ -99,6 +105,8 @@ class SweepConfig:
                                          (32, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8), (128, 8))
+    rq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (12, 8), (16, 8), (24, 8))
+    rq_beam: int = 8
     # every power of two up to k-means' largest codebook: one-atom codes fill the low end
     # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
     one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -108,7 +116,7 @@ class SweepConfig:
     one_atom_chunk: int = QUALITY_PRESETS["low"].chunk_size or 256
     # the same sizes: a sparser k-means grid would read its curve between points further apart
     kmeans: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     precision: str = "float16"
     n_iter: int = 10
     queries: int = 256
@@ -128,6 +136,8 @@ class SweepConfig:
                     not isinstance(setting[2], int) or isinstance(setting[2], bool) or setting[2] < 1)):
                 raise ValueError(f"smic settings are (step, rd_lambda) or (step, rd_lambda, n_nonzero) with "
                                  f"n_nonzero an integer >= 1, got {setting!r}")
+        if not isinstance(self.rq_beam, int) or isinstance(self.rq_beam, bool) or self.rq_beam < 1:
+            raise ValueError(f"rq_beam must be an integer >= 1, got {self.rq_beam!r}")
         if any(not (math.isfinite(v) and v >= 0) for v in self.one_atom_lambda) or not self.one_atom_lambda:
             raise ValueError(f"one_atom_lambda must be finite numbers >= 0, got {self.one_atom_lambda!r}")
 
@@ -136,6 +146,7 @@ class SweepConfig:
         """A few points per method, for tests and a first look (seconds on small collections)."""
         base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)), residual=(0.03,),
                    paper=((1, 4), (2, 6), (4, 8)), scalar=(0.2, 0.1, 0.05), pq=((1, 8), (4, 8), (16, 8)),
+                   rq=((1, 8), (4, 8)), rq_beam=4,
                    one_atom=(16, 64), one_atom_lambda=(0.0, 0.05), kmeans=(16, 64),
                    n_iter=4, queries=64, pq_train=2048)
         return replace(base, **overrides)
@@ -329,7 +340,7 @@ def run_sweep(
                         + len(config.paper) * ("paper" in methods))
              + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods)
              + len(config.one_atom) * len(config.one_atom_lambda) * ("smic-1" in methods)
-             + len(config.kmeans) * ("kmeans" in methods))
+             + len(config.kmeans) * ("kmeans" in methods) + len(config.rq) * ("rq" in methods))
     points: list[Point] = []
     skipped: list[dict[str, Any]] = []
     item_bits: dict[str, list[float]] = {}
@@ -426,6 +437,18 @@ def run_sweep(
             points.append(measure.point("pq", {"M": m, "nbits": nbits}, coded.reconstruction,
                                         coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
                                         coded.encode_s, coded.decode_s, coded.fit_s))
+            bar.update()
+        for m, nbits in config.rq if "rq" in methods else ():
+            if n < (1 << nbits):
+                skipped.append({"method": "rq", "M": m, "nbits": nbits,
+                                "reason": f"fewer items than 2^{nbits} centroids"})
+                bar.update()
+                continue
+            coded = baselines.rq_codec(unit, m, nbits, beam=config.rq_beam,
+                                       train_size=max(config.pq_train, 32 << nbits), seed=config.seed)
+            points.append(measure.point("rq", {"M": m, "nbits": nbits, "beam": config.rq_beam},
+                                        coded.reconstruction, coded.item_bytes + coded.fixed_bytes,
+                                        coded.item_bytes, coded.encode_s, coded.decode_s, coded.fit_s))
             bar.update()
         for k, rd_lambda in ((k, float(lam)) for k in config.one_atom for lam in config.one_atom_lambda) \
                 if "smic-1" in methods else ():
