@@ -6,7 +6,7 @@ per K, the finest setting refined by the residual layer). **After**: today's def
 settings for the high end, the same refinements), beside the one-atom low end (``smic-1``:
 gain-shape k-means at rd_lambda 0, which is "before", and entropy-constrained one-atom codes
 above), the SMIC paper's layout, FAISS PQ, FAISS spherical k-means and FAISS residual
-quantisation (``rq``: 1 ... 24 stages of 256 centroids, beam 8; not in ``smic eval``'s default
+quantisation (``rq``: 1 ... 24 stages of 256 centroids learned on every item, beam 8; not in ``smic eval``'s default
 methods), all at their default sweep settings. A frontier of several methods reads, at each cosine, as the lowest of its
 members' curves (``rate_at_fidelity``). Every rate is counted from coded bytes (``smic_fast.evaluation``).
 

@@ -225,6 +225,8 @@ def test_rq_runs_only_on_request_and_skips_codebooks_larger_than_n(collection):
                                                "reason": "fewer items than 2^10 centroids"}]
     with pytest.raises(ValueError, match="rq_beam"):
         SweepConfig(rq_beam=0)
+    with pytest.raises(ValueError, match="rq_train"):
+        SweepConfig(rq_train=1)
 
 
 def test_kmeans_codec_assigns_each_item_its_nearest_centroid(collection):
