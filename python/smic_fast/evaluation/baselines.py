@@ -125,7 +125,9 @@ def rq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, beam: int = 8, train_s
     rq = faiss.ResidualQuantizer(d, m, nbits)
     rq.max_beam_size = beam
     rq.cp.seed = seed
-    rq.cp.max_points_per_centroid = max(1, train_size // (1 << nbits))
+    # FAISS's own k-means sampling cap (256 points per centroid): each stage trains on the
+    # residuals of every beam of every item, beam times the sample, and a lower cap (as PQ's
+    # train_size // 2^nbits) read cosine 0.834 for 8 stages on MiniLM against 0.866 with it
     rq.cp.min_points_per_centroid = 1  # small collections: no warning on stderr, we know
     rng = np.random.default_rng(seed)
     sample = unit[np.sort(rng.choice(n, size=min(train_size, n), replace=False))]
