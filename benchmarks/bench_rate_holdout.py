@@ -33,7 +33,8 @@ from smic_fast.collection import compress
 from smic_fast.collection import open as open_collection
 from smic_fast.dictionary import Dictionary, default_n_atoms, normalize_embeddings
 from smic_fast.evaluation import SweepConfig, run_sweep
-from smic_fast.evaluation.sweep import default_sizes, rate_at_fidelity
+from smic_fast.evaluation.baselines import rq_codec
+from smic_fast.evaluation.sweep import Point, default_sizes, rate_at_fidelity
 from smic_fast.ksvd import learn_for_rate
 
 
@@ -76,7 +77,18 @@ def measure(name: str, e: np.ndarray, chosen: list[tuple[int, CodingParams]] | N
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 
-def measure_frontier(name: str, e: np.ndarray) -> None:
+def rq_point(test: np.ndarray, train: np.ndarray, m: int, nbits: int) -> Point:
+    """The rq method's point for held-out rows: codebooks learned on `train`, `test` coded."""
+    coded = rq_codec(test, m, nbits, beam=SweepConfig().rq_beam, train=train, train_size=len(train))
+    n, d = test.shape
+    cosine = np.sum(test.astype(np.float64) * coded.reconstruction, axis=1)
+    return Point("rq", {"M": m, "nbits": nbits}, n, d, 8.0 * (coded.item_bytes + coded.fixed_bytes) / n,
+                 8.0 * coded.item_bytes / n, float(cosine.mean()), float(np.percentile(cosine, 5)), 0.0,
+                 coded.encode_s, coded.decode_s, coded.fit_s, coded.item_bytes + coded.fixed_bytes,
+                 coded.item_bytes)
+
+
+def measure_frontier(name: str, e: np.ndarray, with_rq: bool = False) -> None:
     """Held-out marginal bits of the default sweep's smic settings at each cosine of
     bench_rate.py, before and after issue 14: each setting's atoms and tables learned on 80%
     of the set (``run_sweep``'s ``smic-shared``), the other 20% coded with them."""
@@ -92,10 +104,12 @@ def measure_frontier(name: str, e: np.ndarray) -> None:
     sizes = tuple(default_sizes(len(train)))
     after = run_sweep(test, SweepConfig(n_atoms=sizes, methods=("smic-shared",)), train=train,
                       progress=False).points
+    rq = [rq_point(test, train, m, nbits) for m, nbits in SweepConfig().rq] if with_rq else []
     rows = {
         "pre-issue sweep (before)": before,
         f"default sweep (after), K = {', '.join(map(str, sizes))}": after,
         "default sweep without twice the default K": [p for p in after if p.settings["K"] in pre_issue_sizes],
+        **({"FAISS residual quantisation (learned on the same 80%)": rq} if rq else {}),
     }
     print(f"\n## {name}: smic learned on {len(train)} items, marginal bits of the {len(test)} held out "
           f"for a mean cosine of at least; {time.perf_counter() - start:.0f} s; {machine()}\n")
@@ -117,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-clustered", action="store_true")
     parser.add_argument("--setting", action="append", type=parse_setting, default=[],
                         metavar="K:atoms:step:rd_lambda", help="these settings instead of the defaults")
+    parser.add_argument("--rq", action="store_true",
+                        help="with --frontier: FAISS residual quantisation learned on the same items, too "
+                             "(minutes)")
     parser.add_argument("--frontier", action="store_true",
                         help="held-out marginal bits of the default sweep's smic settings at bench_rate.py's "
                              "cosines, before and after issue 14, instead of the per-setting table")
@@ -127,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         sets = [] if args.no_clustered else [("clustered (200 concepts)",
                                                clustered(np.random.default_rng(0), args.n, 512, 200))]
         for name, e in sets + [(Path(path).name, np.load(path).astype(np.float32)) for path in args.real]:
-            measure_frontier(name, e)
+            measure_frontier(name, e, args.rq)
         return
     if not args.no_clustered:
         measure("clustered (200 concepts)", clustered(np.random.default_rng(0), args.n, 512, 200), chosen)

@@ -212,6 +212,13 @@ def test_rq_codec_sizes_and_more_stages_code_closer(collection):
     for bad in ({"m": 0}, {"nbits": 0}, {"beam": 0}):
         with pytest.raises(ValueError, match="RQ needs"):
             rq_codec(collection, **{"m": 2, "nbits": 6, **bad})
+    # codebooks learned on other rows code these rows less closely than their own
+    held = rq_codec(collection[:100], 4, 6, beam=4, train=collection[100:])
+    own = rq_codec(collection[:100], 4, 6, beam=4)
+    assert np.mean(np.sum(collection[:100] * held.reconstruction, axis=1)) < \
+        np.mean(np.sum(collection[:100] * own.reconstruction, axis=1))
+    with pytest.raises(ValueError, match="training rows"):
+        rq_codec(collection, 2, 6, train=collection[:, :8])
 
 
 def test_rq_runs_only_on_request_and_skips_codebooks_larger_than_n(collection):

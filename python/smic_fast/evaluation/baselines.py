@@ -109,11 +109,13 @@ def pq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, train_size: int = 8192
 
 
 def rq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, beam: int = 8, train_size: int = 8192,
-             seed: int = 0) -> Coded:
+             seed: int = 0, train: np.ndarray | None = None) -> Coded:
     """FAISS residual quantisation: `m` stages of 2^nbits centroids over the whole vector, each
     stage coding what the earlier ones left (beam search of width `beam` when encoding),
-    trained on a random sample of at most `train_size` items. Fixed-length codes of m * nbits
-    bits per item (as FAISS packs them); the float32 codebooks are the fixed cost."""
+    trained on a random sample of at most `train_size` rows of `train` (default: `unit`
+    itself; other unit rows measure items the codebooks were not learned on). Fixed-length
+    codes of m * nbits bits per item (as FAISS packs them); the float32 codebooks are the
+    fixed cost."""
     from .._extras import require
 
     require("eval", "the FAISS residual quantisation baseline", ("faiss",))
@@ -129,8 +131,11 @@ def rq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, beam: int = 8, train_s
     # residuals of every beam of every item, beam times the sample, and a lower cap (as PQ's
     # train_size // 2^nbits) read cosine 0.834 for 8 stages on MiniLM against 0.866 with it
     rq.cp.min_points_per_centroid = 1  # small collections: no warning on stderr, we know
+    source = unit if train is None else np.asarray(train, dtype=np.float32)
+    if source.ndim != 2 or source.shape[1] != d:
+        raise ValueError(f"RQ training rows must be (N, {d}), got {source.shape}")
     rng = np.random.default_rng(seed)
-    sample = unit[np.sort(rng.choice(n, size=min(train_size, n), replace=False))]
+    sample = source[np.sort(rng.choice(len(source), size=min(train_size, len(source)), replace=False))]
     rq.train(np.ascontiguousarray(sample))
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
