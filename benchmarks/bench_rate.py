@@ -32,7 +32,7 @@ import numpy as np
 from _common import clustered, machine
 from smic_fast.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, run_sweep
-from smic_fast.evaluation.sweep import rate_at_fidelity
+from smic_fast.evaluation.sweep import default_sizes, rate_at_fidelity
 
 LEVELS = (0.7, 0.8, 0.85, 0.9, 0.95)
 
@@ -55,8 +55,8 @@ PRE_ISSUE_SMIC = ((0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (
 
 def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float, ...] | None = None) -> dict:
     start = time.perf_counter()
-    k = default_n_atoms(len(e))
-    pre_issue_sizes = (k, min(len(e), max(8, k // 2)))  # the sweep's K before issue 14
+    # the sweep's K before issue 14: the default and half of it, without twice the default
+    pre_issue_sizes = tuple(k for k in default_sizes(len(e)) if k <= default_n_atoms(len(e)))
     before = run_sweep(e, SweepConfig(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
                                       methods=("smic",), n_iter=n_iter), progress=False)
     extra = {} if one_atom_lambda is None else {"one_atom_lambda": one_atom_lambda}

@@ -96,12 +96,11 @@ def measure_frontier(name: str, e: np.ndarray, with_rq: bool = False) -> None:
     order = np.random.default_rng(0).permutation(len(unit))
     n_test = len(unit) // 5
     test, train = unit[order[:n_test]], unit[order[n_test:]]
-    k = default_n_atoms(len(train))
-    pre_issue_sizes = (k, max(8, k // 2))
+    sizes = tuple(default_sizes(len(train)))
+    pre_issue_sizes = tuple(k for k in sizes if k <= default_n_atoms(len(train)))  # no twice the default
     start = time.perf_counter()
     before = run_sweep(test, SweepConfig(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
                                          methods=("smic-shared",)), train=train, progress=False).points
-    sizes = tuple(default_sizes(len(train)))
     after = run_sweep(test, SweepConfig(n_atoms=sizes, methods=("smic-shared",)), train=train,
                       progress=False).points
     rq = [rq_point(test, train, m, nbits) for m, nbits in SweepConfig().rq] if with_rq else []
@@ -113,7 +112,7 @@ def measure_frontier(name: str, e: np.ndarray, with_rq: bool = False) -> None:
     }
     print(f"\n## {name}: smic learned on {len(train)} items, marginal bits of the {len(test)} held out "
           f"for a mean cosine of at least; {time.perf_counter() - start:.0f} s; {machine()}\n")
-    print("| smic settings | " + " | ".join(f"{lvl:g}" for lvl in LEVELS) + " |")
+    print("| settings | " + " | ".join(f"{lvl:g}" for lvl in LEVELS) + " |")
     print("|---" * (len(LEVELS) + 1) + "|")
     table = {label: [rate_at_fidelity(points, lvl, "marginal_bits_per_item") for lvl in LEVELS]
              for label, points in rows.items()}

@@ -223,6 +223,8 @@ def test_rq_codec_sizes_and_more_stages_code_closer(collection):
 
 def test_rq_runs_only_on_request_and_skips_codebooks_larger_than_n(collection):
     assert "rq" in METHODS and "rq" not in DEFAULT_METHODS and SweepConfig().methods == DEFAULT_METHODS
+    from smic_fast.cli import eval as eval_cli  # the CLI keeps its own copy to import lean
+    assert (eval_cli._METHODS, eval_cli._DEFAULT_METHODS) == (METHODS, DEFAULT_METHODS)
     config = SweepConfig.quick(methods=("rq",), rq=((2, 6), (1, 10)), queries=16)
     sweep = run_sweep(collection, config, progress=False)
     (point,) = _of(sweep, "rq")

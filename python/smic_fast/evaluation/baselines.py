@@ -49,6 +49,30 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+def _sample(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded uniform sample of at most `size` rows, in their order (contiguous)."""
+    rng = np.random.default_rng(seed)
+    return np.ascontiguousarray(rows[np.sort(rng.choice(len(rows), size=min(size, len(rows)), replace=False))])
+
+
+def _train_and_code(quantizer, unit: np.ndarray, sample: np.ndarray, codebook) -> Coded:
+    """Train a FAISS quantizer with train / compute_codes / decode (PQ, RQ) on `sample`, code
+    and decode `unit`, timing each step; `codebook` is the trained codebook's float vector."""
+    import faiss
+
+    start = time.perf_counter()
+    quantizer.train(sample)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    codes = quantizer.compute_codes(np.ascontiguousarray(unit))
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reconstruction = _unit(quantizer.decode(codes))
+    decode_s = time.perf_counter() - start
+    fixed = faiss.vector_to_array(codebook(quantizer)).nbytes
+    return Coded(reconstruction, int(codes.nbytes), int(fixed), encode_s, decode_s, fit_s)
+
+
 def scalar_codec(unit: np.ndarray, step: float) -> Coded:
     """Scalar-quantise each component of unit embeddings with `step` (round to nearest) and
     range-code the levels with one static table fitted on the collection; decode the bytes
@@ -88,24 +112,12 @@ def pq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, train_size: int = 8192
     d = unit.shape[1]
     if d % m:
         raise ValueError(f"PQ needs the dimension ({d}) divisible by M ({m})")
-    start = time.perf_counter()
     pq = faiss.ProductQuantizer(d, m, nbits)
     pq.cp.niter = n_iter
     pq.cp.seed = seed
     pq.cp.max_points_per_centroid = max(1, train_size // (1 << nbits))
     pq.cp.min_points_per_centroid = 1  # small collections: no warning on stderr, we know
-    rng = np.random.default_rng(seed)
-    sample = unit[np.sort(rng.choice(len(unit), size=min(train_size, len(unit)), replace=False))]
-    pq.train(np.ascontiguousarray(sample))
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    codes = pq.compute_codes(np.ascontiguousarray(unit))
-    encode_s = time.perf_counter() - start
-    start = time.perf_counter()
-    reconstruction = _unit(pq.decode(codes))
-    decode_s = time.perf_counter() - start
-    codebook = faiss.vector_to_array(pq.centroids)
-    return Coded(reconstruction, int(codes.nbytes), int(codebook.nbytes), encode_s, decode_s, fit_s)
+    return _train_and_code(pq, unit, _sample(unit, train_size, seed), lambda q: q.centroids)
 
 
 def rq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, beam: int = 8, train_size: int = 8192,
@@ -123,29 +135,17 @@ def rq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, beam: int = 8, train_s
     n, d = unit.shape
     if m < 1 or not 1 <= nbits <= 16 or beam < 1:
         raise ValueError(f"RQ needs M >= 1, 1 <= nbits <= 16 and beam >= 1, got {m}, {nbits}, {beam}")
-    start = time.perf_counter()
-    rq = faiss.ResidualQuantizer(d, m, nbits)
-    rq.max_beam_size = beam
-    rq.cp.seed = seed
-    # FAISS's own k-means sampling cap (256 points per centroid): each stage trains on the
-    # residuals of every beam of every item, beam times the sample, and a lower cap (as PQ's
-    # train_size // 2^nbits) read cosine 0.834 for 8 stages on MiniLM against 0.866 with it
-    rq.cp.min_points_per_centroid = 1  # small collections: no warning on stderr, we know
     source = unit if train is None else np.asarray(train, dtype=np.float32)
     if source.ndim != 2 or source.shape[1] != d:
         raise ValueError(f"RQ training rows must be (N, {d}), got {source.shape}")
-    rng = np.random.default_rng(seed)
-    sample = source[np.sort(rng.choice(len(source), size=min(train_size, len(source)), replace=False))]
-    rq.train(np.ascontiguousarray(sample))
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    codes = rq.compute_codes(np.ascontiguousarray(unit))
-    encode_s = time.perf_counter() - start
-    start = time.perf_counter()
-    reconstruction = _unit(rq.decode(codes))
-    decode_s = time.perf_counter() - start
-    codebooks = faiss.vector_to_array(rq.codebooks)
-    return Coded(reconstruction, int(codes.nbytes), int(codebooks.nbytes), encode_s, decode_s, fit_s)
+    rq = faiss.ResidualQuantizer(d, m, nbits)
+    rq.max_beam_size = beam
+    rq.cp.seed = seed
+    # FAISS's own k-means sampling cap (256 points per centroid), not PQ's train_size // 2^nbits:
+    # each stage trains on the residuals of every beam of every item, beam times the sample,
+    # and the lower cap subsamples those (a visibly lower cosine on MiniLM)
+    rq.cp.min_points_per_centroid = 1  # small collections: no warning on stderr, we know
+    return _train_and_code(rq, unit, _sample(source, train_size, seed), lambda q: q.codebooks)
 
 
 def kmeans_codec(unit: np.ndarray, k: int, *, train_size: int = 8192, n_iter: int = 20,
@@ -164,9 +164,7 @@ def kmeans_codec(unit: np.ndarray, k: int, *, train_size: int = 8192, n_iter: in
     start = time.perf_counter()
     kmeans = faiss.Kmeans(d, k, niter=n_iter, seed=seed, spherical=True,
                           max_points_per_centroid=max(1, train_size // k), min_points_per_centroid=1)
-    rng = np.random.default_rng(seed)
-    sample = unit[np.sort(rng.choice(n, size=min(max(train_size, k), n), replace=False))]
-    kmeans.train(np.ascontiguousarray(sample))
+    kmeans.train(_sample(unit, max(train_size, k), seed))
     centroids = _unit(kmeans.centroids)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()

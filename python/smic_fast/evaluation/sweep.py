@@ -108,8 +108,8 @@ class SweepConfig:
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8), (128, 8))
     rq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (12, 8), (16, 8), (24, 8))
     rq_beam: int = 8
-    # RQ learns its codebooks on the whole collection, as smic learns its atoms: a sample (as
-    # PQ's pq_train) reads far below its best (MiniLM, 8 stages: cosine 0.806 from 8,192 items)
+    # RQ learns its codebooks on the whole collection, as smic learns its atoms (a sample as
+    # small as PQ's pq_train read far below its best on MiniLM)
     rq_train: int | None = None
     # every power of two up to k-means' largest codebook: one-atom codes fill the low end
     # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
