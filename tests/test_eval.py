@@ -495,3 +495,226 @@ def test_report_grid_of_regenerations(sweep, tmp_path):
     assert files["index.html"].read_text().count("data:image/png;base64,") == 5
     with pytest.raises(ValueError, match="at least one image"):
         write_report(sweep, tmp_path / "r2", grid=[("original", [])])
+
+
+# ---------------------------------------------------------------- held-out protocol (--holdout)
+
+
+def test_holdout_split_is_a_seeded_disjoint_partition():
+    from smic_fast.evaluation.sweep import holdout_split
+
+    train, test = holdout_split(100, 0.2, seed=3)
+    assert len(test) == 20 and len(train) == 80
+    assert not set(train) & set(test) and sorted({*train, *test}) == list(range(100))
+    again = holdout_split(100, 0.2, seed=3)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+    assert not np.array_equal(holdout_split(100, 0.2, seed=4)[1], test)
+    for bad in (0.0, 1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="fraction"):
+            holdout_split(100, bad)
+    with pytest.raises(ValueError, match="at least 2"):
+        holdout_split(5, 0.1)
+
+
+@pytest.fixture(scope="module")
+def held_sweep(collection):
+    config = SweepConfig.quick(n_atoms=(32,), smic=((0.25, 8e-3), (0.25, 0.0)), residual=(0.05,),
+                               paper=((2, 6),), scalar=(0.25, 0.1), pq=((4, 8), (16, 8)), kmeans=(16, 64),
+                               one_atom=(16,), one_atom_lambda=(0.0,), queries=60, pq_train=600,
+                               methods=("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans"))
+    pixels = np.arange(len(collection)) + 1000  # each item its own count: the split must carry them along
+    return run_sweep(collection, config, pixels=pixels, holdout=0.25, progress=False)
+
+
+def test_holdout_learns_on_the_rest_and_codes_only_the_held_out_items(held_sweep, collection):
+    from smic_fast.evaluation.sweep import holdout_split
+
+    train_rows, test_rows = holdout_split(len(collection), 0.25, seed=0)
+    meta = held_sweep.meta["holdout"]
+    assert meta["held_out_rows"] == test_rows.tolist() and not set(test_rows) & set(train_rows)
+    assert (meta["train_items"], meta["held_out_items"]) == (450, 150) and held_sweep.meta["items"] == 450
+    assert all(p.items == 450 for p in held_sweep.points)
+    assert all(p.items == 150 for p in held_sweep.held_out)
+    methods = {p.method for p in held_sweep.held_out}
+    assert methods == {"smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans"}
+    # one held-out twin per setting; smic's own and shared points share one (the same files)
+    assert len([p for p in held_sweep.held_out if p.method == "smic-shared"]) == 3
+    assert len(held_sweep.held_out) == len([p for p in held_sweep.points if p.method != "smic-shared"])
+    pixels = (np.arange(len(collection)) + 1000)[test_rows]
+    for p in held_sweep.held_out:  # rates of the held-out items, per item and per pixel of those items
+        assert p.marginal_bits_per_item == pytest.approx(8 * p.item_bytes / 150)
+        assert p.marginal_bits_per_pixel == pytest.approx(p.marginal_bits_per_item * np.mean(1 / pixels))
+
+
+def test_held_out_baselines_code_the_test_items_with_codebooks_of_the_training_part(held_sweep, collection):
+    from smic_fast.evaluation.sweep import holdout_split
+
+    train_rows, test_rows = holdout_split(len(collection), 0.25, seed=0)
+    train, test = collection[train_rows], collection[test_rows]
+    held = {p.label: p for p in held_sweep.held_out}
+    pq = held["pq M=16 nbits=8"]
+    coded = pq_codec(train, 16, 8, train_size=600, held_out=test)
+    cosine = np.sum(test.astype(np.float64) * coded.held_out.reconstruction, axis=1)
+    assert pq.cosine_mean == pytest.approx(cosine.mean(), abs=1e-6)
+    assert pq.item_bytes == coded.held_out.item_bytes == 150 * 16
+    # the in-collection point is the training part coded with the same codebooks, which fit the
+    # items they were learned on better than new ones
+    in_collection = next(p for p in held_sweep.points if p.label == "pq M=16 nbits=8")
+    assert in_collection.cosine_mean == pytest.approx(np.mean(np.sum(train * coded.reconstruction, axis=1)), abs=1e-6)
+    assert in_collection.cosine_mean > pq.cosine_mean + 0.01
+    # k-means: the held-out items get their nearest of the training part's centroids
+    km = held["kmeans k=64"]
+    coded = kmeans_codec(train, 64, train_size=max(600, 4 * 64), held_out=test)
+    assert km.cosine_mean == pytest.approx(np.mean(np.sum(test * coded.held_out.reconstruction, axis=1)), abs=1e-6)
+    assert km.item_bytes == math.ceil(150 * 6 / 8)
+
+
+def test_held_out_scalar_table_is_the_training_parts(held_sweep, collection):
+    """The held-out items' levels, coded under the training part's table (every level counted
+    once more), cost at least their own empirical entropy: the table is not fitted on them."""
+    from smic_fast.evaluation.sweep import holdout_split
+    from smic_fast.quantizer import quantize
+
+    _, test_rows = holdout_split(len(collection), 0.25, seed=0)
+    test = collection[test_rows]
+    point = next(p for p in held_sweep.held_out if p.label == "scalar step=0.1")
+    _, counts = np.unique(quantize(test, 0.1), return_counts=True)
+    p = counts / counts.sum()
+    assert point.item_bytes * 8 > -np.sum(counts * np.log2(p))
+    coded = scalar_codec(collection[np.setdiff1d(np.arange(len(collection)), test_rows)], 0.1, held_out=test)
+    assert coded.held_out.item_bytes == point.item_bytes
+    np.testing.assert_allclose(coded.held_out.reconstruction, scalar_codec(test, 0.1).reconstruction)
+
+
+def test_held_out_smic_points_pay_the_file_without_the_dictionary(held_sweep):
+    """smic's held-out twin of a setting codes new items with the collection's dictionary and
+    tables: a shared-dictionary file, fewer bits per item than with the dictionary embedded,
+    and a lower cosine than on the items the atoms were learned on (clustered data: slightly)."""
+    own = [p for p in held_sweep.points if p.method == "smic"]
+    held = [p for p in held_sweep.held_out if p.method == "smic-shared"]
+    assert [p.settings["step"] for p in own] == [p.settings["step"] for p in held]
+    assert all(p.settings["train"] == "training part" for p in held)
+    for a, b in zip(own, held):
+        assert b.bits_per_item > b.marginal_bits_per_item  # the .smic file's header and DREF
+        assert b.bits_per_item < a.bits_per_item  # no dictionary in it
+        assert b.cosine_mean < a.cosine_mean + 0.01
+    assert held[-1].cosine_mean > held[0].cosine_mean  # the refinement still refines new items
+
+
+def test_holdout_bounds_and_report(held_sweep, tmp_path):
+    bounds = held_sweep.meta["bounds"]
+    assert bounds["train_items"] == 450 and 0.95 in bounds["cosine"]
+    gaussian, mixture = np.array(bounds["gaussian"]), np.array(bounds["mixture"])
+    assert np.all(np.diff(gaussian) >= 0) and gaussian[-1] > 0
+    assert np.all(mixture <= gaussian + math.log2(bounds["n_classes"]) + 1e-6)
+    files = write_report(held_sweep, tmp_path / "report")
+    page = files["index.html"].read_text()
+    assert page.index("Held-out items") < page.index("In the collection")
+    assert "Gaussian-mixture bound (32 classes)" in page
+    assert page.count("data:image/png;base64,") == 5  # the held-out plot leads, then the usual four
+    assert files["rate_cosine_held_out"].read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(files["results.json"].read_text())
+    assert len(data["held_out_points"]) == len(held_sweep.held_out)
+    assert set(data["held_out_comparison"]) == {"smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans"}
+    with files["results_held_out.csv"].open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == len(held_sweep.held_out) and {r["items"] for r in rows} == {"150"}
+
+
+def test_holdout_is_not_with_train(collection):
+    with pytest.raises(ValueError, match="exclusive"):
+        run_sweep(collection, SweepConfig.quick(methods=("scalar",)), train=collection, holdout=0.2, progress=False)
+
+
+def test_cli_eval_holdout(collection, tmp_path, capsys):
+    np.save(tmp_path / "e.npy", collection)
+    out = tmp_path / "rep"
+    code = main(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--json", "--methods",
+                 "smic,scalar,pq", "--holdout", "0.2", "--seed", "5", "-q"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["holdout"] == {"fraction": 0.2, "seed": 5, "train_items": 480, "held_out_items": 120,
+                                  "recall_k": 10}
+    held = summary["held_out_marginal_bits_per_item_at_cosine"]
+    assert set(held) == {"smic-shared", "scalar", "pq", "gaussian bound", "mixture bound"}
+    assert held["gaussian bound"]["0.9"] is not None
+    assert set(summary["bits_per_item_at_cosine"]) == {"smic", "scalar", "pq"}  # in the collection
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["meta"]["holdout"]["held_out_rows"]) == 120
+    # --holdout with --train: a usage error, before any work; a fraction outside (0, 1) too
+    np.save(tmp_path / "t.npy", collection[300:400])
+    for extra in (["--train", str(tmp_path / "t.npy"), "--holdout", "0.2"], ["--holdout", "1.5"],
+                  ["--holdout", "x"], ["--holdout", "0.001"]):
+        assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--quick", "-q", *extra]) == 2
+    err = capsys.readouterr().err
+    assert "--holdout and --train are exclusive" in err and "expected a fraction between 0 and 1" in err
+    assert "each part needs at least 2" in err
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- OPQ, LSQ, RaBitQ
+
+
+def test_opq_codec_sizes_and_rotation_helps_on_correlated_data(collection):
+    from smic_fast.evaluation.baselines import opq_codec
+
+    rng = np.random.default_rng(0)
+    mixing = rng.standard_normal((64, 64))  # correlated dimensions: what OPQ's rotation undoes
+    x = collection @ mixing
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    train, test = x[:450], x[450:]
+    opq = opq_codec(train, 8, 4, train_size=450, opq_iter=6, held_out=test)
+    pq = pq_codec(train, 8, 4, train_size=450, held_out=test)
+    assert opq.item_bytes == 450 * 4 and opq.held_out.item_bytes == 150 * 4  # 8 x 4 bits
+    assert opq.fixed_bytes == 4 * (64 * 64 + 64) + 4 * 8 * 16 * 8  # rotation + 8 codebooks of 16 x 8 floats
+    assert opq.held_out.reconstruction.shape == test.shape
+    cos = lambda a, b: float(np.mean(np.sum(a * b, axis=1)))  # noqa: E731
+    assert cos(test, opq.held_out.reconstruction) > cos(test, pq.held_out.reconstruction)
+    with pytest.raises(ValueError, match="divisible"):
+        opq_codec(train, 7)
+
+
+def test_lsq_codec_sizes_and_more_codebooks_code_closer(collection):
+    from smic_fast.evaluation.baselines import lsq_codec
+
+    train, test = collection[:450], collection[450:]
+    two = lsq_codec(train, 2, 4, train_iters=3, encode_ils_iters=2, held_out=test)
+    four = lsq_codec(train, 4, 4, train_iters=3, encode_ils_iters=2, held_out=test)
+    assert (two.item_bytes, two.held_out.item_bytes, four.held_out.item_bytes) == (450, 150, 300)
+    assert two.fixed_bytes == 4 * 2 * 16 * 64
+    cos = lambda a, b: float(np.mean(np.sum(a * b, axis=1)))  # noqa: E731
+    assert cos(test, four.held_out.reconstruction) > cos(test, two.held_out.reconstruction)
+
+
+def test_rabitq_codec_code_size_is_faiss_code_size(collection):
+    from smic_fast.evaluation.baselines import rabitq_codec
+
+    if not hasattr(faiss, "IndexRaBitQ"):
+        pytest.skip(f"FAISS {faiss.__version__} has no RaBitQ")
+    train, test = collection[:450], collection[450:]
+    one = rabitq_codec(train, held_out=test)
+    size = faiss.index_factory(64, "RR64,RaBitQ").sa_code_size()
+    assert size == 64 // 8 + 8  # the sign bits and two float32 factors
+    assert one.item_bytes == 450 * size and one.held_out.item_bytes == 150 * size
+    cos = lambda a, b: float(np.mean(np.sum(a * b, axis=1)))  # noqa: E731
+    # one bit per dimension: about sqrt(2/pi) of the offset from the centroid, better with the centroid
+    assert 0.7 < cos(test, one.held_out.reconstruction) < 0.95
+    assert np.array_equal(rabitq_codec(train, seed=0).reconstruction, one.reconstruction)  # seeded rotation
+    with pytest.raises(ValueError, match="one bit"):
+        rabitq_codec(train, 4)
+
+
+def test_new_peers_run_in_the_sweep_on_request_only(collection):
+    assert not {"opq", "lsq", "rabitq"} & set(DEFAULT_METHODS)
+    methods = ("opq", "lsq") + (("rabitq",) if hasattr(faiss, "IndexRaBitQ") else ())
+    config = SweepConfig.quick(methods=methods, opq=((4, 4), (7, 4)), lsq=((2, 4),), rabitq=(1,), queries=40)
+    sweep = run_sweep(collection[:300], config, holdout=0.2, progress=False)
+    assert {p.method for p in sweep.points} == set(methods) == {p.method for p in sweep.held_out}
+    assert sweep.meta["skipped_settings"] == [{"method": "opq", "M": 7, "nbits": 4,
+                                               "reason": "M does not divide d=64"}]
+    for p in sweep.points:
+        assert p.bits_per_item > p.marginal_bits_per_item  # the codebook or rotation
+    opq = next(p for p in sweep.held_out if p.method == "opq")
+    assert opq.marginal_bits_per_item == 16 and opq.items == 60
+    with pytest.raises(ValueError, match="rabitq"):
+        SweepConfig(rabitq=(0,))

@@ -1,11 +1,14 @@
 """``smic eval PHOTOS_or_embeddings.npy --out report/``: rate–fidelity curves of smic-fast's
 settings against the SMIC paper's layout, a scalar baseline and FAISS PQ, k-means and (on request)
-residual quantisation, as an HTML report with
+residual quantisation, OPQ, LSQ and RaBitQ, as an HTML report with
 PNG plots, results.json and results.csv (needs the ``[eval]`` extra: faiss-cpu, matplotlib).
+With ``--holdout 0.2`` every method learns on 80% of the items and the report leads with the
+marginal bits of the other 20% (and the Gaussian bounds of the training part).
 With ``--generator`` the report also shows photos beside their regenerations (``_eval_grid.py``)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import tempfile
@@ -22,8 +25,10 @@ from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliErr
 NAME = "eval"
 HELP = "sweep codec settings and baselines over photos or embeddings; write a rate-fidelity report"
 EPILOG = EXIT_CODES_HELP
-_METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq")
-_DEFAULT_METHODS = _METHODS[:-1]  # rq (FAISS residual quantisation) only on request: minutes of training
+_METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq", "opq", "lsq", "rabitq")
+_DEFAULT_METHODS = _METHODS[:7]  # the FAISS rq, opq, lsq, rabitq only on request (rq, lsq: minutes of training)
+_FAISS_NAMES = {"pq": "PQ", "kmeans": "k-means", "rq": "residual quantisation", "opq": "OPQ", "lsq": "LSQ",
+                "rabitq": "RaBitQ"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,10 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dictionary size to sweep (repeat for several; default: the default K for N, "
                         "about 3*sqrt(N), half of it, and twice it where N is at least 16 times K)")
     p.add_argument("--methods", default=",".join(_DEFAULT_METHODS),
-                   help=f"comma-separated subset of {','.join(_METHODS)} (default: all but rq, FAISS residual "
-                        "quantisation, whose training takes minutes)")
+                   help=f"comma-separated subset of {','.join(_METHODS)} (default: all but the FAISS peers rq, "
+                        "opq, lsq and rabitq; rq's and lsq's training takes minutes)")
+    p.add_argument("--holdout", type=_fraction, default=None, metavar="FRACTION",
+                   help="hold out this fraction of the items (e.g. 0.2; a permutation seeded by --seed): every "
+                        "method learns its dictionary, tables or codebooks on the rest and codes the held-out "
+                        "items too; the report leads with their marginal bits, beside the Gaussian and "
+                        "Gaussian-mixture bounds of the training part, then the in-collection view (the "
+                        "training part, total bits with its model). Not with --train")
     p.add_argument("--train", default=None, metavar="EMBEDDINGS.npy",
-                   help="embeddings to learn the shared dictionary on (default: the collection itself)")
+                   help="embeddings to learn the shared dictionary on (default: the collection itself; "
+                        "not with --holdout)")
     p.add_argument("--pixels", default=None, metavar="N|PIXELS.npy",
                    help="with embeddings: each item's pixel count (one number for all, or a .npy of N), "
                         "for bits per pixel")
@@ -51,9 +63,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what smic's atoms are learned for: each setting's own codes (rate, default) or "
                         "n_nonzero atoms per item once per K (sparsity, the sweep of earlier releases)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of dictionary learning, PQ, queries and the grid's noise (default: 0)")
+                   help="seed of dictionary learning, PQ, queries, the --holdout split and the grid's noise "
+                        "(default: 0)")
     add_grid_flags(p)
     add_output_flags(p)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # nan fails too
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (e.g. 0.2), got {text!r}")
+    return value
 
 
 def _pixels(text: str | None, n: int) -> list[int] | None:
@@ -81,7 +104,8 @@ def _prepare_out(out: Path, force: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import SweepConfig, run_sweep, write_report
-    from ..evaluation.sweep import comparison_table
+    from ..evaluation.report import bound_at
+    from ..evaluation.sweep import comparison_table, holdout_split
 
     out = Path(args.out)
     _prepare_out(out, args.force)
@@ -89,13 +113,18 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in _METHODS]
     if unknown or not methods:
         raise CliError(f"--methods: unknown {unknown or 'empty list'}; choose among {','.join(_METHODS)}", EXIT_USAGE)
+    if args.holdout is not None and args.train:
+        raise CliError("--holdout and --train are exclusive: --holdout learns every model on part of the input, "
+                       "--train learns the shared dictionary on other embeddings", EXIT_USAGE)
     require("eval", "the report's plots", ("matplotlib",))  # a missing extra fails before any work
-    if "pq" in methods:
-        require("eval", "the FAISS PQ baseline (--methods pq)", ("faiss",))
-    if "kmeans" in methods:
-        require("eval", "the FAISS k-means baseline (--methods kmeans)", ("faiss",))
-    if "rq" in methods:
-        require("eval", "the FAISS residual quantisation baseline (--methods rq)", ("faiss",))
+    for method, name in _FAISS_NAMES.items():
+        if method in methods:
+            require("eval", f"the FAISS {name} baseline (--methods {method})", ("faiss",))
+    if "rabitq" in methods:
+        import faiss
+        if not hasattr(faiss, "IndexRaBitQ"):
+            raise CliError(f"--methods rabitq needs FAISS 1.11 or later (IndexRaBitQ); this is {faiss.__version__}",
+                           EXIT_USAGE)
     generator_info = check_generator(args, methods)  # a bad generator fails before any work
     skipped: list[dict[str, str]] = []
     photo_paths = ids = clip_model = None
@@ -123,15 +152,25 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations:
         overrides["n_iter"] = args.iterations
     config = SweepConfig.quick(**overrides) if args.quick else SweepConfig(**overrides)
+    collection = embeddings  # what the in-collection points coded: the training part with --holdout
+    if args.holdout is not None:
+        try:
+            train_rows, _ = holdout_split(len(embeddings), args.holdout, args.seed)
+        except ValueError as error:
+            raise CliError(f"--holdout: {error}", EXIT_USAGE) from None
+        collection = embeddings[train_rows]
+        photo_paths = None if photo_paths is None else [photo_paths[i] for i in train_rows]
+        ids = None if ids is None else [ids[i] for i in train_rows]
     generator = None if generator_info is None else load_generator(
         args, generator_info, None if photo_paths is None else photos.model, embeddings.shape[1])
-    sweep = run_sweep(embeddings, config, pixels=pixels, train=train, progress=not args.quiet)
+    sweep = run_sweep(embeddings, config, pixels=pixels, train=train, holdout=args.holdout, progress=not args.quiet)
     sweep.meta["source"] = source
     sweep.meta["skipped"] = skipped
     grid = grid_failure = None
     if generator is not None:
-        grid, grid_failure = make_grid(args, sweep, embeddings, generator, config, photos=photo_paths, ids=ids,
-                                       pixels=pixels, clip_model=clip_model)
+        grid_pixels = pixels if pixels is None or args.holdout is None else [pixels[i] for i in train_rows]
+        grid, grid_failure = make_grid(args, sweep, collection, generator, config, photos=photo_paths, ids=ids,
+                                       pixels=grid_pixels, clip_model=clip_model)
         sweep.meta["grid"] = grid.to_dict() if grid is not None else {"error": grid_failure}
     # Write into a fresh folder beside the output, then move the files: a failure leaves no
     # half-written report.
@@ -150,10 +189,21 @@ def run(args: argparse.Namespace) -> int:
     if generator is not None:
         summary["grid"] = sweep.meta["grid"]
     levels = list(next(iter(table.values()), {}).keys())
-    rows = [("items", sweep.meta["items"]), ("points", len(sweep.points)), ("seconds", sweep.meta["seconds"]),
-            ("report", str(out / "index.html"))]
-    rows += [(f"bits/item at cos {'/'.join(levels)}: {m}",
-              " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in table.items()]
+    lines = [("items", sweep.meta["items"]), ("points", len(sweep.points)), ("seconds", sweep.meta["seconds"]),
+             ("report", str(out / "index.html"))]
+    if sweep.held_out:
+        held = comparison_table(sweep.held_out, rate="marginal_bits_per_item")
+        bounds = sweep.meta["bounds"]
+        for key in ("gaussian", "mixture"):
+            held[f"{key} bound"] = {lvl: bound_at(bounds, key, float(lvl)) for lvl in levels}
+        summary["holdout"] = {k: v for k, v in sweep.meta["holdout"].items() if k != "held_out_rows"}
+        summary["held_out_marginal_bits_per_item_at_cosine"] = held
+        lines[0] = ("items", f"{sweep.meta['items']} learned on, {sweep.meta['holdout']['held_out_items']} held out")
+        lines += [(f"held out: marginal bits/item at cos {'/'.join(levels)}: {m}",
+                   " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in held.items()]
+    prefix = "in collection: total " if sweep.held_out else ""
+    rows = lines + [(f"{prefix}bits/item at cos {'/'.join(levels)}: {m}",
+                     " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in table.items()]
     if grid is not None:
         rows.append(("regenerations", f"{len(grid.rows)} items at "
                      + ", ".join(f"{r:.1f}" for r in grid.rates) + " bits/item"))

@@ -30,6 +30,16 @@ Methods (the ``method`` of a :class:`Point`):
 * ``rq`` — FAISS residual quantisation: stages of 256 centroids over the whole vector, a
   fixed-length code per stage (baselines.py). Not in the default methods (its training takes
   minutes at 16 stages); the strongest fixed-length peer from the middle of the curve up.
+* ``opq``, ``lsq``, ``rabitq`` — FAISS optimised product quantisation, local search
+  quantisation and RaBitQ, fixed-length codes (baselines.py); on request only, as ``rq``.
+
+With ``holdout`` (a fraction), the embeddings are split by a seeded permutation: every method
+learns its dictionary, tables or codebooks on the training part, which is "the collection" of
+the points above, and codes the held-out part with the same model too (``Sweep.held_out``:
+marginal bits of items the codec never saw, the headline of ``smic eval --holdout``; smic's
+held-out points are ``smic-shared``: its dictionary and tables are a shared one for them). The
+Gaussian and Gaussian-mixture rate–distortion bounds of the training part (bounds.py) are in
+``meta["bounds"]``.
 
 Per point: total and marginal bits per item (and per pixel when pixel counts are known), mean
 and 5th-percentile cosine similarity to the original embeddings, recall@10 of nearest-neighbour
@@ -60,9 +70,10 @@ from .retrieval import query_rows, recall_at_k, true_neighbours
 
 __all__ = ["Point", "Sweep", "SweepConfig", "frontier", "rate_at_fidelity", "run_sweep", "METHODS", "DEFAULT_METHODS"]
 
-METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq")
-#: what a sweep runs unless told otherwise: every method but the slow ``rq``
-DEFAULT_METHODS = METHODS[:-1]
+METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq", "opq", "lsq", "rabitq")
+#: what a sweep runs unless told otherwise: every method but the FAISS peers added on request
+#: (``rq`` and ``lsq`` train for minutes; ``opq`` and ``rabitq`` came with ``--holdout``)
+DEFAULT_METHODS = METHODS[:7]
 _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 
 
@@ -108,6 +119,11 @@ class SweepConfig:
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8), (128, 8))
     rq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (12, 8), (16, 8), (24, 8))
     rq_beam: int = 8
+    # opq: (M, nbits) as pq; lsq: (M, nbits) additive codebooks (training time grows with M:
+    # baselines.lsq_codec); rabitq: bits per dimension, 1 only (baselines.rabitq_codec)
+    opq: tuple[tuple[int, int], ...] = ((4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
+    lsq: tuple[tuple[int, int], ...] = ((2, 8), (4, 8), (8, 8), (16, 8))
+    rabitq: tuple[int, ...] = (1,)
     # RQ learns its codebooks on the whole collection, as smic learns its atoms (a sample as
     # small as PQ's pq_train read far below its best on MiniLM)
     rq_train: int | None = None
@@ -145,6 +161,12 @@ class SweepConfig:
         if self.rq_train is not None and (not isinstance(self.rq_train, int) or isinstance(self.rq_train, bool)
                                           or self.rq_train < 2):
             raise ValueError(f"rq_train must be None or an integer >= 2, got {self.rq_train!r}")
+        for name in ("opq", "lsq"):
+            if any(len(pair) != 2 or min(pair) < 1 for pair in getattr(self, name)):
+                raise ValueError(f"{name} settings are (M, nbits) pairs of integers >= 1, got {getattr(self, name)!r}")
+        if any(b != 1 for b in self.rabitq):
+            raise ValueError(f"rabitq settings are bits per dimension, 1 only (FAISS decodes multi-bit codes from "
+                             f"their sign bits), got {self.rabitq!r}")
         if any(not (math.isfinite(v) and v >= 0) for v in self.one_atom_lambda) or not self.one_atom_lambda:
             raise ValueError(f"one_atom_lambda must be finite numbers >= 0, got {self.one_atom_lambda!r}")
 
@@ -153,7 +175,7 @@ class SweepConfig:
         """A few points per method, for tests and a first look (seconds on small collections)."""
         base = cls(n_atoms=(None,), smic=((0.25, 8e-3), (0.125, 1.5e-3), (0.0625, 0.0)), residual=(0.03,),
                    paper=((1, 4), (2, 6), (4, 8)), scalar=(0.2, 0.1, 0.05), pq=((1, 8), (4, 8), (16, 8)),
-                   rq=((1, 8), (4, 8)), rq_beam=4,
+                   rq=((1, 8), (4, 8)), rq_beam=4, opq=((4, 8), (16, 8)), lsq=((2, 8), (4, 8)), rabitq=(1,),
                    one_atom=(16, 64), one_atom_lambda=(0.0, 0.05), kmeans=(16, 64),
                    n_iter=4, queries=64, pq_train=2048)
         return replace(base, **overrides)
@@ -196,10 +218,16 @@ class Sweep:
     points: list[Point]
     meta: dict[str, Any]
     item_bits: dict[str, list[float]] = field(default_factory=dict)  # label -> bits of each item
+    #: with ``holdout``: the same models coding the held-out items (rates and fidelity of those only)
+    held_out: list[Point] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta, "points": [p.to_dict() for p in self.points],
+        data = {"meta": self.meta, "points": [p.to_dict() for p in self.points],
                 "comparison": comparison_table(self.points)}
+        if self.held_out:
+            data["held_out_points"] = [p.to_dict() for p in self.held_out]
+            data["held_out_comparison"] = comparison_table(self.held_out, rate="marginal_bits_per_item")
+        return data
 
 
 #: Fewest items per atom for the sweep's largest default dictionary (twice the default K):
@@ -252,10 +280,12 @@ class _Measure:
 def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: SweepConfig,
                      pixels: list[int] | None, n_threads: int | None, residual_step: float | None = None,
                      reuse: dict[str, Any] | None = None, chunk_size: int | None = None,
-                     **coding) -> dict[str, Any]:
+                     held_out: tuple[np.ndarray, list[int] | None] | None = None, **coding) -> dict[str, Any]:
     """Fit tables for `atoms` (unless `reuse`, the result of an earlier call with the same
     coding, is given: refinement points reuse its dictionary, and count its table time again
-    in encode_s), write the collection and its dictionary, decode it back."""
+    in encode_s), write the collection and its dictionary, decode it back. `held_out`: (rows,
+    pixels) coded too with the same dictionary and tables, as a file that refers to it
+    (result["held_out"])."""
     smic_path, dict_path = folder / "eval.smic", folder / "eval.smicd"
     start = time.perf_counter()
     if reuse is None:
@@ -265,16 +295,30 @@ def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: 
     else:
         dictionary, tables_s = reuse["dictionary"], reuse["tables_s"]
         start -= tables_s
-    info = compress(unit, smic_path, dictionary=dictionary, pixels=pixels, n_threads=n_threads,
-                    residual_step=residual_step, chunk_size=chunk_size)
+    write = {"dictionary": dictionary, "n_threads": n_threads, "residual_step": residual_step,
+             "chunk_size": chunk_size}  # the held-out items are written alike
+    info = compress(unit, smic_path, pixels=pixels, **write)
     encode_s = time.perf_counter() - start
     dictionary.save(dict_path)
     start = time.perf_counter()
     reconstruction = open_collection(smic_path, dictionary=dictionary).embeddings()
     decode_s = time.perf_counter() - start
-    return {"dictionary": dictionary, "tables_s": tables_s, "reconstruction": reconstruction, "encode_s": encode_s,
-            "decode_s": decode_s, "smic_bytes": info["file_bytes"], "dict_bytes": dict_path.stat().st_size,
-            "item_bytes": info["section_bytes"]["items"] + info["section_bytes"]["residual"]}
+    result = {"dictionary": dictionary, "tables_s": tables_s, "reconstruction": reconstruction,
+              "encode_s": encode_s, "decode_s": decode_s, "smic_bytes": info["file_bytes"],
+              "dict_bytes": dict_path.stat().st_size,
+              "item_bytes": info["section_bytes"]["items"] + info["section_bytes"]["residual"]}
+    if held_out is not None:
+        held_path = folder / "held_out.smic"
+        start = time.perf_counter()
+        held = compress(held_out[0], held_path, pixels=held_out[1], **write)
+        held_encode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        held_reconstruction = open_collection(held_path, dictionary=dictionary).embeddings()
+        result["held_out"] = {
+            "reconstruction": held_reconstruction, "encode_s": held_encode_s,
+            "decode_s": time.perf_counter() - start, "smic_bytes": held["file_bytes"],
+            "item_bytes": held["section_bytes"]["items"] + held["section_bytes"]["residual"]}
+    return result
 
 
 def _learn(unit: np.ndarray, k: int, n_nonzero: int, config: SweepConfig, n_threads: int | None) -> np.ndarray:
@@ -307,9 +351,28 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="smic eval", unit="point", disable=not enabled, file=None)
 
 
+def holdout_split(n: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of n items: a seeded permutation, its first
+    round(fraction * n) rows held out (at least 2, and at least 2 left to learn on); each
+    part in increasing row order."""
+    if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and 0 < fraction < 1):
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction!r}")
+    n_test = int(round(fraction * n))
+    if n_test < 2 or n - n_test < 2:
+        raise ValueError(f"holdout {fraction:g} of {n} items leaves {n_test} held out and {n - n_test} to learn "
+                         "on; each part needs at least 2")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+#: mean cosines at which the report draws the bounds (and the comparison tables' levels)
+BOUND_COSINES = tuple(sorted({*np.round(np.linspace(0.3, 0.99, 70), 3).tolist(), 0.7, 0.8, 0.9, 0.95, 0.97,
+                              0.99, 0.995}))
+
+
 def run_sweep(
     E: np.ndarray, config: SweepConfig | None = None, *, pixels: Sequence[int] | None = None,
-    train: np.ndarray | None = None, workdir: str | os.PathLike | None = None,
+    train: np.ndarray | None = None, holdout: float | None = None, workdir: str | os.PathLike | None = None,
     progress: bool = True, n_threads: int | None = None,
 ) -> Sweep:
     """Measure every method and setting of `config` on the (N, d) embeddings `E`.
@@ -319,6 +382,9 @@ def run_sweep(
         config: what to sweep (default :class:`SweepConfig`; :meth:`SweepConfig.quick` for tests).
         pixels: each item's pixel count, for bits per pixel.
         train: embeddings to learn the shared dictionary on (default: the collection itself).
+        holdout: a fraction of `E` held out (:func:`holdout_split` with ``config.seed``): the
+            rest is the collection every method learns on, and the held-out items are coded
+            with the same models (``Sweep.held_out``); not with `train`.
         workdir: where the coded files are written (default: a temporary folder, removed).
         progress: a tqdm progress bar on stderr.
     """
@@ -332,9 +398,35 @@ def run_sweep(
         pixel_array = np.asarray(pixels)
         if pixel_array.shape != (n,) or pixel_array.dtype.kind not in "iu" or (pixel_array <= 0).any():
             raise ValueError(f"pixels must be {n} positive integers (each image's pixel count)")
+    held: np.ndarray | None = None  # the held-out rows, coded with every model learned on `unit`
+    held_pixels: np.ndarray | None = None
+    if holdout is not None:
+        if train is not None:
+            raise ValueError("holdout and train are exclusive: with holdout every method learns on the rest of E")
+        train_rows, test_rows = holdout_split(n, holdout, config.seed)
+        unit, held = unit[train_rows], unit[test_rows]
+        if pixel_array is not None:
+            pixel_array, held_pixels = pixel_array[train_rows], pixel_array[test_rows]
+        n = len(unit)
     pixel_list = None if pixel_array is None else [int(p) for p in pixel_array]
     train_unit = None if train is None else normalize_embeddings(train, "train", dim=d)[0]
     measure = _Measure(unit, pixel_array, config)
+    held_measure = None if held is None else _Measure(held, held_pixels, config)
+    held_for_smic = None if held is None else (held, None if held_pixels is None else [int(p) for p in held_pixels])
+    held_points: list[Point] = []
+
+    def add_held(method: str, settings: dict, coded: Any, **extra) -> None:
+        """The held-out twin of the point just measured: a baseline's Coded.held_out, or the
+        held_out of a _code_collection result (the file that refers to the dictionary)."""
+        if held_measure is None or coded is None:
+            return
+        if isinstance(coded, dict):
+            held_points.append(held_measure.point(method, settings, coded["reconstruction"], coded["smic_bytes"],
+                                                  coded["item_bytes"], coded["encode_s"], coded["decode_s"],
+                                                  0.0, **extra))
+        else:  # the codebook or table is shared: only the codes are paid
+            held_points.append(held_measure.point(method, settings, coded.reconstruction, coded.item_bytes,
+                                                  coded.item_bytes, coded.encode_s, coded.decode_s, coded.fit_s))
     ks = sorted({min(default_n_atoms(n) if k is None else int(k), n) for k in config.n_atoms}
                 if config.n_atoms is not None else default_sizes(n))
     methods = config.methods
@@ -348,7 +440,9 @@ def run_sweep(
                         + len(config.paper) * ("paper" in methods))
              + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods)
              + len(config.one_atom) * len(config.one_atom_lambda) * ("smic-1" in methods)
-             + len(config.kmeans) * ("kmeans" in methods) + len(config.rq) * ("rq" in methods))
+             + len(config.kmeans) * ("kmeans" in methods) + len(config.rq) * ("rq" in methods)
+             + len(config.opq) * ("opq" in methods) + len(config.lsq) * ("lsq" in methods)
+             + len(config.rabitq) * ("rabitq" in methods))
     points: list[Point] = []
     skipped: list[dict[str, Any]] = []
     item_bits: dict[str, list[float]] = {}
@@ -398,8 +492,11 @@ def run_sweep(
                         shared_atoms, shared_fit_s = learned("train", s_setting)
                 if "smic" in methods or train_unit is None:
                     own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
-                                           reuse=finest.get("own") if residual_step else None, **dict(coding))
+                                           reuse=finest.get("own") if residual_step else None,
+                                           held_out=held_for_smic, **dict(coding))
                     finest["own"] = own if residual_step is None else finest["own"]
+                    if held is not None:  # a dictionary learned on the collection, coding new items
+                        add_held("smic-shared", {**settings, "train": "training part"}, own["held_out"])
                 if "smic" in methods:
                     total = own["smic_bytes"] - _DREF_PAYLOAD + own["dict_bytes"]
                     points.append(measure.point("smic", settings, own["reconstruction"], total, own["item_bytes"],
@@ -421,7 +518,9 @@ def run_sweep(
             for s, bits in config.paper if "paper" in methods else ():
                 s = min(s, k, d)
                 coded = _code_collection(unit, paper_atoms, folder, config, pixel_list, n_threads,
-                                         n_nonzero=s, layout="paper", paper_bits=bits)
+                                         n_nonzero=s, layout="paper", paper_bits=bits, held_out=held_for_smic)
+                add_held("paper", {"K": k, "n_nonzero": s, "paper_bits": bits}, coded.get("held_out"),
+                         expected_bits_per_item=float(baselines.paper_bits_per_item(k, s, bits)))
                 total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
                 points.append(measure.point(
                     "paper", {"K": k, "n_nonzero": s, "paper_bits": bits}, coded["reconstruction"], total,
@@ -429,7 +528,8 @@ def run_sweep(
                     expected_bits_per_item=float(baselines.paper_bits_per_item(k, s, bits))))
                 bar.update()
         for step in config.scalar if "scalar" in methods else ():
-            coded = baselines.scalar_codec(unit, step)
+            coded = baselines.scalar_codec(unit, step, held_out=held)
+            add_held("scalar", {"step": step}, coded.held_out)
             points.append(measure.point("scalar", {"step": step}, coded.reconstruction,
                                         coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
                                         coded.encode_s, coded.decode_s, coded.fit_s))
@@ -441,7 +541,8 @@ def run_sweep(
                                 else f"fewer items than 2^{nbits} centroids"})
                 bar.update()
                 continue  # a setting PQ cannot run is reported in meta["skipped"], not an error
-            coded = baselines.pq_codec(unit, m, nbits, train_size=config.pq_train, seed=config.seed)
+            coded = baselines.pq_codec(unit, m, nbits, train_size=config.pq_train, seed=config.seed, held_out=held)
+            add_held("pq", {"M": m, "nbits": nbits}, coded.held_out)
             points.append(measure.point("pq", {"M": m, "nbits": nbits}, coded.reconstruction,
                                         coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
                                         coded.encode_s, coded.decode_s, coded.fit_s))
@@ -454,7 +555,8 @@ def run_sweep(
                 continue
             coded = baselines.rq_codec(unit, m, nbits, beam=config.rq_beam,
                                        train_size=n if config.rq_train is None else config.rq_train,
-                                       seed=config.seed)
+                                       seed=config.seed, held_out=held)
+            add_held("rq", {"M": m, "nbits": nbits, "beam": config.rq_beam}, coded.held_out)
             points.append(measure.point("rq", {"M": m, "nbits": nbits, "beam": config.rq_beam},
                                         coded.reconstruction, coded.item_bytes + coded.fixed_bytes,
                                         coded.item_bytes, coded.encode_s, coded.decode_s, coded.fit_s))
@@ -473,7 +575,8 @@ def run_sweep(
             fit_s = time.perf_counter() - start
             coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1,
                                      step=QUALITY_PRESETS["low"].step, rd_lambda=rd_lambda,
-                                     chunk_size=config.one_atom_chunk)
+                                     chunk_size=config.one_atom_chunk, held_out=held_for_smic)
+            add_held("smic-1", {"K": k, "n_nonzero": 1, "rd_lambda": rd_lambda}, coded.get("held_out"))
             total = coded["smic_bytes"] - _DREF_PAYLOAD + coded["dict_bytes"]
             points.append(measure.point("smic-1", {"K": k, "n_nonzero": 1, "rd_lambda": rd_lambda},
                                         coded["reconstruction"], total, coded["item_bytes"], coded["encode_s"],
@@ -484,17 +587,63 @@ def run_sweep(
                 skipped.append({"method": "kmeans", "k": k, "reason": f"more centroids than the {n} items"})
                 bar.update()
                 continue
-            coded = baselines.kmeans_codec(unit, k, train_size=max(config.pq_train, 4 * k), seed=config.seed)
+            coded = baselines.kmeans_codec(unit, k, train_size=max(config.pq_train, 4 * k), seed=config.seed,
+                                           held_out=held)
+            add_held("kmeans", {"k": k}, coded.held_out)
             points.append(measure.point("kmeans", {"k": k}, coded.reconstruction,
                                         coded.item_bytes + coded.fixed_bytes, coded.item_bytes,
                                         coded.encode_s, coded.decode_s, coded.fit_s))
+            bar.update()
+        for method, settings, make in _fixed_length_peers(config, methods, n, d, skipped):
+            if make is None:
+                bar.update()
+                continue  # skipped, and said so in meta["skipped_settings"]
+            coded = make(unit, held)
+            add_held(method, settings, coded.held_out)
+            points.append(measure.point(method, settings, coded.reconstruction, coded.item_bytes + coded.fixed_bytes,
+                                        coded.item_bytes, coded.encode_s, coded.decode_s, coded.fit_s))
             bar.update()
     meta = {"items": n, "dim": d, "n_atoms": ks, "config": asdict(config), "recall_k": measure.k,
             "skipped_settings": skipped,
             "pixels": pixel_array is not None, "shared_dictionary_trained_on": "collection" if train is None else
             f"{len(train_unit)} training embeddings", "seconds": round(time.perf_counter() - started, 3),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
-    return Sweep(points, meta, item_bits)
+    if held is not None:
+        from .bounds import bounds_table
+
+        start = time.perf_counter()
+        meta["bounds"] = bounds_table(unit, BOUND_COSINES, seed=config.seed)
+        meta["bounds"]["seconds"] = round(time.perf_counter() - start, 3)
+        meta["holdout"] = {"fraction": holdout, "seed": config.seed, "train_items": n, "held_out_items": len(held),
+                           "held_out_rows": [int(r) for r in test_rows], "recall_k": held_measure.k}
+        meta["seconds"] = round(time.perf_counter() - started, 3)
+    return Sweep(points, meta, item_bits, held_points)
+
+
+def _fixed_length_peers(config: SweepConfig, methods: Sequence[str], n: int, d: int,
+                        skipped: list[dict[str, Any]]):
+    """(method, settings, make) of the opq, lsq and rabitq settings asked for: make(unit,
+    held) trains on unit and codes both; None (and a line in `skipped`) where a setting
+    cannot run."""
+    for m, nbits in config.opq if "opq" in methods else ():
+        reason = f"M does not divide d={d}" if d % m else (f"fewer items than 2^{nbits} centroids"
+                                                           if n < (1 << nbits) else None)
+        if reason:
+            skipped.append({"method": "opq", "M": m, "nbits": nbits, "reason": reason})
+        yield "opq", {"M": m, "nbits": nbits}, None if reason else (
+            lambda unit, held, m=m, nbits=nbits: baselines.opq_codec(
+                unit, m, nbits, train_size=config.pq_train, seed=config.seed, held_out=held))
+    for m, nbits in config.lsq if "lsq" in methods else ():
+        reason = f"fewer items than 2^{nbits} codewords" if n < (1 << nbits) else None
+        if reason:
+            skipped.append({"method": "lsq", "M": m, "nbits": nbits, "reason": reason})
+        yield "lsq", {"M": m, "nbits": nbits}, None if reason else (
+            lambda unit, held, m=m, nbits=nbits: baselines.lsq_codec(
+                unit, m, nbits, train_size=max(config.pq_train, 8192), seed=config.seed, held_out=held))
+    for nb_bits in config.rabitq if "rabitq" in methods else ():
+        yield "rabitq", {"nb_bits": nb_bits}, (
+            lambda unit, held, nb_bits=nb_bits: baselines.rabitq_codec(unit, nb_bits, seed=config.seed,
+                                                                       held_out=held))
 
 
 # ---------------------------------------------------------------- comparing methods
