@@ -295,9 +295,10 @@ def lsq_codec(unit: np.ndarray, m: int, nbits: int = 8, *, train_size: int = 819
     `train_size` items with `train_iters` alternations, each item's codes chosen by
     `encode_ils_iters` rounds of iterated local search. Fixed-length codes of m * nbits bits
     (no norm stored: decoding sums the codewords); the float32 codebooks are the fixed cost.
-    FAISS's defaults (25 training iterations, 16 local-search rounds) train for minutes at
-    N = 15,000 and d = 384; these train in about a minute (docs/evaluation.md). `held_out`
-    rows are coded with the same codebooks."""
+    FAISS's defaults (25 training iterations, 16 local-search rounds) train for many minutes at
+    N = 15,000 and d = 384; with these, 8 codebooks of 256 train in about 40 s on one core and
+    16 in about 3 minutes (docs/evaluation.md). `held_out` rows are coded with the same
+    codebooks."""
     from .._extras import require
 
     require("eval", "the FAISS LSQ baseline", ("faiss",))

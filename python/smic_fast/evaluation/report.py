@@ -58,8 +58,12 @@ def _by_method(points: Sequence[Point]) -> dict[str, list[Point]]:
 def _curve_plot(plt, points: Sequence[Point], y: str, ylabel: str, path: Path, rate: str,
                 bounds: dict | None = None, xlabel: str | None = None) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    rates = [getattr(p, rate) for p in points if getattr(p, rate) > 0]
+    low_rate = min(rates, default=0.0) / 2  # the bounds drawn over the points' range, not beyond
+    low_fidelity = min((getattr(p, y) for p in points), default=0.0) - 0.05
     for key, name, style in _BOUNDS if bounds else ():
-        pairs = [(b, c) for c, b in zip(bounds["cosine"], bounds[key]) if b is not None and b > 0]
+        pairs = [(b, c) for c, b in zip(bounds["cosine"], bounds[key])
+                 if b is not None and b > 0 and b >= low_rate and c >= low_fidelity]
         ax.plot([b for b, _ in pairs], [c for _, c in pairs], color="k", linestyle=style, linewidth=1.2,
                 label=name.format(n_classes=bounds.get("n_classes", "")))
     for method, group in _by_method(points).items():
