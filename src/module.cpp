@@ -12,6 +12,7 @@ void register_quantizer(py::module_& m);
 void register_range_coder(py::module_& m);
 void register_item_codec(py::module_& m);
 void register_item_choice(py::module_& m);
+void register_transform(py::module_& m);
 void register_format(py::module_& m);
 void register_search(py::module_& m);
 
@@ -42,6 +43,7 @@ PYBIND11_MODULE(_core, m) {
   register_range_coder(m);
   register_item_codec(m);
   register_item_choice(m);
+  register_transform(m);
   register_format(m);
   register_search(m);
 }

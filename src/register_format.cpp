@@ -13,6 +13,7 @@
 #include "smic/coding_dictionary.hpp"
 #include "smic/collection.hpp"
 #include "smic/residual.hpp"
+#include "smic/transform.hpp"
 #include "ksvd_binding.hpp"
 #include "validate.hpp"
 
@@ -377,6 +378,28 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
                                                        precision_from(precision), counts_from(counts));
            }),
            py::arg("atoms"), py::arg("params"), py::arg("precision"), py::arg("counts"))
+      .def_property_readonly(
+          "transform",
+          [](const CodingDictionary& d) -> std::optional<std::shared_ptr<smic::TransformModel>> {
+            if (!d.transform_ptr()) return std::nullopt;
+            return std::const_pointer_cast<smic::TransformModel>(d.transform_ptr());
+          },
+          "The transform of a transform-coded refinement layer, or None.")
+      .def(
+          "with_transform",
+          [](const CodingDictionary& d, std::optional<std::shared_ptr<smic::TransformModel>> t) {
+            return held(d.with_transform(t.value_or(nullptr)));
+          },
+          py::arg("transform"), "This dictionary with a transform (None: without one); a new hash.")
+      .def(
+          "classes",
+          [](const CodingDictionary& d, const py::array& counts, const py::array& first,
+             const py::array& rest_index, const py::array& rest_level) {
+            if (!d.transform()) throw py::value_error("the dictionary has no transform");
+            const ItemCodes c = codes_from(d, counts, first, rest_index, rest_level);
+            return to_array(d.transform()->classes(c));
+          },
+          "The transform class (uint32) of each item: its first atom's class.")
       .def_static(
           "load",
           [](const std::string& path) {
@@ -560,6 +583,7 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
       .def_property_readonly("shared_dictionary", &smic::Collection::shared_dictionary)
       .def_property_readonly("dictionary", [](const smic::Collection& c) { return held(c.dictionary_ptr()); })
       .def_property_readonly("residual_step", &smic::Collection::residual_step)
+      .def_property_readonly("residual_transform", &smic::Collection::residual_transform)
       .def_property_readonly("format_version", &smic::Collection::format_version)
       .def_property_readonly(
           "index_model", [](const smic::Collection& c) { return index_model_name(c.index_model()); },

@@ -29,6 +29,7 @@ constexpr std::size_t kMaxAtomValues = std::size_t{1} << 26;
 const Tag kDhdr = make_tag("DHDR");
 const Tag kAtom = make_tag("ATOM");
 const Tag kTabl = make_tag("TABL");
+const Tag kXfrm = make_tag("XFRM");
 
 double row_norm(const double* row, std::size_t dim, std::vector<double>& scratch) {
   scratch.resize(dim);
@@ -371,8 +372,22 @@ std::vector<uint8_t> CodingDictionary::tables_payload() const {
 }
 
 std::vector<uint8_t> CodingDictionary::to_bytes() const {
-  return encode_container(kDictionaryMagic, 1,
-                          {{kDhdr, header_json()}, {kAtom, atom_payload_}, {kTabl, tables_payload()}});
+  std::vector<Section> sections{{kDhdr, header_json()}, {kAtom, atom_payload_}, {kTabl, tables_payload()}};
+  if (transform_) sections.push_back({kXfrm, transform_->to_bytes()});
+  return encode_container(kDictionaryMagic, transform_ ? 2 : 1, sections);
+}
+
+std::shared_ptr<const CodingDictionary> CodingDictionary::with_transform(
+    std::shared_ptr<const TransformModel> transform) const {
+  if (transform)
+    require(transform->dim() == dim_ && transform->n_atoms() == n_atoms_,
+            "the transform is for " + std::to_string(transform->n_atoms()) + " atoms of dimension " +
+                std::to_string(transform->dim()) + ", the dictionary has " + std::to_string(n_atoms_) +
+                " of dimension " + std::to_string(dim_));
+  auto out = std::shared_ptr<CodingDictionary>(new CodingDictionary(
+      Stored{}, atom_payload_, n_atoms_, dim_, params_, precision_, counts_, "<dictionary>"));
+  out->transform_ = std::move(transform);
+  return out;
 }
 
 void CodingDictionary::save(const std::string& path) const {
@@ -384,8 +399,10 @@ const std::array<uint8_t, 32>& CodingDictionary::hash() const {
   std::call_once(hash_once_, [this] {  // over the canonical sections: what save() writes
     std::vector<uint8_t> digest_input;
     const std::vector<uint8_t> header = header_json(), tables_bytes = tables_payload();
-    const std::pair<Tag, const std::vector<uint8_t>*> parts[3] = {
+    const std::vector<uint8_t> transform_bytes = transform_ ? transform_->to_bytes() : std::vector<uint8_t>{};
+    std::vector<std::pair<Tag, const std::vector<uint8_t>*>> parts = {
         {kDhdr, &header}, {kAtom, &atom_payload_}, {kTabl, &tables_bytes}};
+    if (transform_) parts.push_back({kXfrm, &transform_bytes});  // version 1 hashes unchanged
     for (const auto& [tag, payload] : parts) {
       digest_input.insert(digest_input.end(), tag.begin(), tag.end());
       detail::put_u64(digest_input, payload->size());
@@ -416,11 +433,16 @@ std::shared_ptr<const CodingDictionary> CodingDictionary::from_bytes(const uint8
                                                                      const std::string& name) {
   const ContainerView view = parse_container(data, size, kDictionaryMagic, "smic dictionary", name);
   const SectionView* found[3] = {nullptr, nullptr, nullptr};
+  const SectionView* transform_section = nullptr;
   for (const SectionView& s : view.sections) {  // the last of each tag counts
     if (s.tag == kDhdr) found[0] = &s;
     if (s.tag == kAtom) found[1] = &s;
     if (s.tag == kTabl) found[2] = &s;
+    if (s.tag == kXfrm) transform_section = &s;
   }
+  if (transform_section && view.version < 2)
+    throw FormatError(name + ": a transform section needs dictionary version 2, the file says " +
+                      std::to_string(view.version));
   static const char* kTags[3] = {"DHDR", "ATOM", "TABL"};
   for (int t = 0; t < 3; ++t)
     if (!found[t]) throw FormatError(name + ": missing section " + kTags[t]);
@@ -465,9 +487,17 @@ std::shared_ptr<const CodingDictionary> CodingDictionary::from_bytes(const uint8
   }
   if (reader.left() != 0) throw FormatError(name + ": trailing bytes after the tables");
   std::vector<uint8_t> atom_payload(found[1]->data, found[1]->data + found[1]->size);
+  std::shared_ptr<const TransformModel> transform;
+  if (transform_section) {
+    transform = TransformModel::parse(transform_section->data, transform_section->size, name);
+    if (transform->dim() != dim || transform->n_atoms() != n_atoms)
+      throw FormatError(name + ": the transform section does not match the atoms");
+  }
   try {
-    return std::shared_ptr<const CodingDictionary>(new CodingDictionary(
+    auto out = std::shared_ptr<CodingDictionary>(new CodingDictionary(
         Stored{}, std::move(atom_payload), n_atoms, dim, params, precision, std::move(counts), name));
+    out->transform_ = std::move(transform);
+    return out;
   } catch (const InvalidArgument& e) {  // tables the coder refuses
     throw FormatError(name + ": invalid dictionary (" + e.what() + ")");
   }

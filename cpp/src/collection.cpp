@@ -53,7 +53,13 @@ std::vector<Section> batch_sections(const CodingDictionary& dictionary, const It
   std::vector<Section> out;
   out.push_back({kIds, ids_payload(ids, pixels, start)});
   out.push_back({kItem, items_payload(codes.n, chunk_size, encoded)});
-  if (levels) out.push_back({kResd, encode_residual(levels->data(), codes.n, dictionary.dim(), *step, chunk_size)});
+  if (levels) {
+    const ResidualScheme scheme{*step, dictionary.transform()};
+    const std::vector<uint32_t> classes =
+        scheme.transform ? scheme.transform->classes(codes) : std::vector<uint32_t>{};
+    out.push_back({kResd, encode_residual(scheme, levels->data(), classes.data(), codes.n,
+                                          dictionary.dim(), chunk_size)});
+  }
   return out;
 }
 
@@ -169,8 +175,11 @@ CodedBatch code_batch(const CodingDictionary& dictionary, const float* embedding
   dictionary.reconstruct(codes, decoded.data());
   std::vector<int32_t> levels;
   if (step) {
-    levels = residual_levels(unit.data(), decoded.data(), n, d, *step);
-    refine(decoded.data(), levels.data(), n, d, *step);
+    const ResidualScheme scheme{*step, dictionary.transform()};
+    const std::vector<uint32_t> classes =
+        scheme.transform ? scheme.transform->classes(codes) : std::vector<uint32_t>{};
+    levels = residual_levels(scheme, unit.data(), decoded.data(), classes.data(), n, d);
+    refine(scheme, decoded.data(), levels.data(), classes.data(), n, d);
   }
   CodedBatch out;
   out.cosine.resize(n);
@@ -208,6 +217,8 @@ std::vector<Section> head_sections(std::size_t dim, const std::vector<double>& n
   } else {
     head.null();
   }
+  if (options.residual_step && dictionary.transform())
+    head.key("residual_coding").string("transform");
   if (options.residual_step) head.key("residual_step").number(*options.residual_step);
   head.key("writer").string(options.writer).end_object();
   std::vector<Section> sections;
@@ -232,7 +243,8 @@ std::vector<double> normalize_rows(const float* rows, std::size_t n, std::size_t
 }
 
 // The lowest format version that describes a collection (docs/format.md).
-uint16_t file_version(IndexModel index_model, bool residual) {
+uint16_t file_version(IndexModel index_model, bool residual, bool transform) {
+  if (residual && transform) return 4;
   return index_model == IndexModel::kRemaining ? 3 : residual ? 2 : 1;
 }
 
@@ -293,6 +305,14 @@ void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
       }
       residual_step_ = s->as_double();
     }
+    if (const json::Value* m = header.find("residual_coding")) {
+      if (m->kind != json::Value::Kind::kString || m->text != "transform")
+        throw std::invalid_argument("unknown residual_coding (this library knows \"transform\")");
+      if (view_.version < 4)
+        throw std::invalid_argument("residual_coding needs format version 4, the file says " +
+                                    std::to_string(view_.version));
+      residual_transform_ = true;
+    }
     if (const json::Value* m = header.find("index_model")) {
       if (m->kind != json::Value::Kind::kString || m->text != "remaining")
         throw std::invalid_argument("unknown index_model (this library knows \"remaining\")");
@@ -333,6 +353,12 @@ void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
   if (dictionary_->dim() != dim_)
     throw FormatError(name + ": header dimension " + std::to_string(dim_) +
                       " != dictionary dimension " + std::to_string(dictionary_->dim()));
+  if (residual_transform_ && !residual_step_)
+    throw FormatError(name + ": residual_coding without a residual_step");
+  if (residual_step_ && residual_transform_ != (dictionary_->transform() != nullptr))
+    throw FormatError(name + (residual_transform_
+                                  ? ": a transform-coded refinement layer, but the dictionary has no transform"
+                                  : ": a refinement layer of one table, but the dictionary has a transform"));
   if (index_model_ == IndexModel::kRemaining && dictionary_->params().layout != ItemLayout::kSorted)
     throw FormatError(name + ": index_model \"remaining\" with a paper-layout dictionary");
   const std::size_t per_batch = residual_step_ ? 3 : 2;
@@ -424,7 +450,8 @@ void Collection::read_batch(const SectionView& ids_section, const SectionView& i
       if (!seen.insert(id).second || find(id)) throw FormatError(name + ": duplicate item ids");
   }
   if (residual) {
-    ResidualCode code = ResidualCode::parse(residual->data, residual->size, name);
+    ResidualCode code = ResidualCode::parse(residual->data, residual->size, name,
+                                            residual_transform_ ? dictionary_->transform() : nullptr);
     if (code.n_items() != n_items || code.dim() != dim_ || code.chunk_size() != chunk_size ||
         code.step() != *residual_step_)
       throw FormatError(name + ": residual section does not match its items section");
@@ -566,10 +593,22 @@ void Collection::decode(std::size_t start, std::size_t stop, float* out) const {
     dictionary_->reconstruct(part, rows);
     if (b.residual) {
       std::vector<int32_t> levels((hi - lo) * dim_);
-      b.residual->levels(lo - b.start, hi - b.start, levels.data(), name_);
-      refine(rows, levels.data(), hi - lo, dim_, b.residual->step());
+      batch_levels(b, lo - b.start, hi - b.start, levels.data());
+      const ResidualScheme scheme{b.residual->step(), b.residual->transform()};
+      const std::vector<uint32_t> classes =
+          scheme.transform ? scheme.transform->classes(part) : std::vector<uint32_t>{};
+      refine(scheme, rows, levels.data(), classes.data(), hi - lo, dim_);
     }
   }
+}
+
+void Collection::batch_levels(const Batch& b, std::size_t lo, std::size_t hi, int32_t* out) const {
+  if (!b.residual->transform()) return b.residual->levels(lo, hi, out, name_);
+  // Transform-coded levels decode chunk by chunk with each item's class (its first atom).
+  const auto span = b.residual->chunk_span(lo, hi);
+  const std::vector<uint32_t> classes =
+      b.residual->transform()->classes(codes(b.start + span.first, b.start + span.second));
+  b.residual->levels(lo, hi, out, name_, classes.data());
 }
 
 std::vector<float> Collection::item(std::size_t index) const {
@@ -618,7 +657,8 @@ std::vector<uint8_t> CollectionWriter::write_bytes(const float* embeddings, std:
   for (auto& s : batch.sections) sections.push_back(std::move(s));
   if (result) result->cosine = std::move(batch.cosine);
   return encode_container(kCollectionMagic,
-                          file_version(batch.index_model, options.residual_step.has_value()),
+                          file_version(batch.index_model, options.residual_step.has_value(),
+                                       dictionary.transform() != nullptr),
                           sections);
 }
 
@@ -706,7 +746,7 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
       std::vector<int32_t> levels;
       if (b.residual) {
         std::vector<int32_t> all(b.n_items * col.dim());
-        b.residual->levels(0, b.n_items, all.data(), col.name());
+        col.batch_levels(b, 0, b.n_items, all.data());
         for (std::size_t r : rows)
           levels.insert(levels.end(), all.begin() + r * col.dim(), all.begin() + (r + 1) * col.dim());
       }
@@ -802,7 +842,8 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
   ItemCodes kept;  // every item's symbols, only when a refinement pass needs them again
   kept.width = dictionary.models().row_width();
   std::optional<ResidualWriter> residual;
-  if (step) residual.emplace(*step, dim, chunk);
+  const ResidualScheme scheme{step.value_or(0.0), dictionary.transform()};
+  if (step) residual.emplace(scheme, dim, chunk);
   std::vector<float> raw(batch * dim), unit(batch * dim), decoded(batch * dim);
   std::vector<double> products(dim);
   for (std::size_t start = 0; start < n; start += batch) {
@@ -814,10 +855,12 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
                                  : dictionary.choose(unit.data(), count, options.n_threads);
     dictionary.reconstruct(part, decoded.data());
     if (step) {
+      const std::vector<uint32_t> classes =
+          scheme.transform ? scheme.transform->classes(part) : std::vector<uint32_t>{};
       const std::vector<int32_t> levels =
-          residual_levels(unit.data(), decoded.data(), count, dim, *step);
+          residual_levels(scheme, unit.data(), decoded.data(), classes.data(), count, dim);
       residual->count(levels.data(), count);
-      refine(decoded.data(), levels.data(), count, dim, *step);
+      refine(scheme, decoded.data(), levels.data(), classes.data(), count, dim);
       if (!codes) {
         kept.n += part.n;
         kept.counts.insert(kept.counts.end(), part.counts.begin(), part.counts.end());
@@ -853,7 +896,9 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
   sections.push_back({kIds, ids_payload(ids, pixels, 0)});
   sections.push_back({kItem, items_payload(n, chunk, items)});
   items = {};
-  file.write(encode_container(kCollectionMagic, file_version(index_model, step.has_value()), sections));
+  file.write(encode_container(kCollectionMagic,
+                              file_version(index_model, step.has_value(), dictionary.transform() != nullptr),
+                              sections));
   sections.clear();
   if (step) {
     // Pass 2: the refinement levels again, chunk by chunk, now that their table is known.
@@ -863,11 +908,15 @@ WriteResult CollectionWriter::write_streaming(const std::string& path, const Row
       const std::size_t count = std::min(batch, n - start);
       rows(start, count, raw.data());
       normalize_rows(raw.data(), count, dim, unit.data(), start);
-      dictionary.reconstruct(all.slice(start, start + count), decoded.data());
+      const ItemCodes part = all.slice(start, start + count);
+      dictionary.reconstruct(part, decoded.data());
+      const std::vector<uint32_t> classes =
+          scheme.transform ? scheme.transform->classes(part) : std::vector<uint32_t>{};
       const std::vector<int32_t> levels =
-          residual_levels(unit.data(), decoded.data(), count, dim, *step);
+          residual_levels(scheme, unit.data(), decoded.data(), classes.data(), count, dim);
       for (std::size_t c = 0; c < count; c += chunk)
-        resd.data(residual->chunk(levels.data() + c * dim, std::min(chunk, count - c)));
+        resd.data(residual->chunk(levels.data() + c * dim, std::min(chunk, count - c),
+                                  classes.empty() ? nullptr : classes.data() + c));
     }
     resd.end(residual->prefix());
   }
@@ -1033,15 +1082,18 @@ void CollectionWriter::repack(const std::string& path, std::shared_ptr<const Cod
   out.clear();
   if (const auto step = col.residual_step()) {
     // The refinement levels of every item, counted then coded chunk by chunk in one table.
-    ResidualWriter residual(*step, dim, chunk);
+    const TransformModel* transform = col.dictionary().transform();
+    ResidualWriter residual(ResidualScheme{*step, transform}, dim, chunk);
     std::vector<int32_t> levels;
     auto read_levels = [&](std::size_t start, std::size_t stop) {
       levels.resize((stop - start) * dim);
       for (const Collection::Batch& b : col.batches_) {
         const std::size_t lo = std::max(start, b.start), hi = std::min(stop, b.start + b.n_items);
-        if (lo < hi) b.residual->levels(lo - b.start, hi - b.start, levels.data() + (lo - start) * dim, col.name());
+        if (lo < hi) col.batch_levels(b, lo - b.start, hi - b.start, levels.data() + (lo - start) * dim);
       }
     };
+    std::vector<uint32_t> classes;
+    if (transform) classes = transform->classes(codes);
     for (std::size_t start = 0; start < n; start += chunk) {
       const std::size_t stop = std::min(n, start + chunk);
       read_levels(start, stop);
@@ -1051,7 +1103,7 @@ void CollectionWriter::repack(const std::string& path, std::shared_ptr<const Cod
     for (std::size_t start = 0; start < n; start += chunk) {
       const std::size_t stop = std::min(n, start + chunk);
       read_levels(start, stop);
-      resd.data(residual.chunk(levels.data(), stop - start));
+      resd.data(residual.chunk(levels.data(), stop - start, classes.empty() ? nullptr : classes.data() + start));
     }
     resd.end(residual.prefix());
   }

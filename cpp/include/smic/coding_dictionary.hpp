@@ -8,7 +8,8 @@
 //   ATOM  float16: K x d little-endian halves; int8: K float32 scales, then a flag byte
 //         (0: K x d raw int8; 1: 256 LEB128 counts + range-coded level + 128 symbols)
 //   TABL  zlib of four tables (count, first, index, level), each as LEB128 size + counts
-// The hash is the SHA-256 of (tag | u64 length | payload) over these three sections.
+//   XFRM  (version 2 only) the transform of a transform-coded refinement layer (transform.hpp)
+// The hash is the SHA-256 of (tag | u64 length | payload) over these sections.
 //
 // A CodingDictionary is immutable once built: one instance may serve any number of threads.
 #pragma once
@@ -23,6 +24,7 @@
 #include "smic/dictionary.hpp"
 #include "smic/item_codec.hpp"
 #include "smic/omp.hpp"
+#include "smic/transform.hpp"
 
 namespace smic {
 
@@ -101,13 +103,21 @@ class CodingDictionary {
   /// True while no table has been fitted (codes are then priced with flat models).
   bool flat() const { return flat_; }
   const ItemModels& models() const { return *models_; }
+  /// The transform of a transform-coded refinement layer, or null (collections refined with
+  /// this dictionary then code residuals with one table for every dimension).
+  const TransformModel* transform() const { return transform_.get(); }
+  std::shared_ptr<const TransformModel> transform_ptr() const { return transform_; }
+  /// This dictionary with `transform` (null: without one); a new hash. InvalidArgument when
+  /// the transform's dim or atom count differ from the dictionary's.
+  std::shared_ptr<const CodingDictionary> with_transform(
+      std::shared_ptr<const TransformModel> transform) const;
   /// The models with the given index model (kRemaining: derived on first use; the smic
   /// layout only, else InvalidArgument).
   const ItemModels& models(IndexModel index_model) const;
   /// The OMP coder of the atoms (built on first use: it costs the K^2 d Gram matrix).
   const OmpCoder& coder() const;
 
-  /// The .smicd bytes (version 1) and an atomic save.
+  /// The .smicd bytes (version 1, or 2 with a transform) and an atomic save.
   std::vector<uint8_t> to_bytes() const;
   void save(const std::string& path) const;
   /// SHA-256 of the content, raw and as 64 hex digits (computed on first use: hashing the
@@ -170,6 +180,7 @@ class CodingDictionary {
   TableCounts counts_;
   bool flat_ = true;
   std::unique_ptr<ItemModels> models_;
+  std::shared_ptr<const TransformModel> transform_;
   mutable std::once_flag remaining_once_;
   mutable std::unique_ptr<ItemModels> remaining_models_;
   mutable std::array<uint8_t, 32> hash_{};

@@ -8,7 +8,9 @@
 //   then per batch of items (the first write and each append):
 //   IDS_  zlib of JSON {"ids": [...] or null (positions), "pixels": [...] or null}
 //   ITEM  u32 n_items, chunk_size, n_chunks; u64 chunk offsets (n_chunks + 1); the chunks
-//   RESD  (only when HEAD has residual_step, format version 2) the refinement (residual.hpp)
+//   RESD  (only when HEAD has residual_step, format version 2) the refinement (residual.hpp);
+//         transform-coded when HEAD has "residual_coding": "transform" (format version 4, the
+//         dictionary carries the transform: transform.hpp)
 // Every count a header claims is checked against the bytes present before anything is
 // allocated for it.
 #pragma once
@@ -84,8 +86,12 @@ class Collection {
   /// The lowest version that describes the file: 3 with the remaining-atoms index model, else
   /// 2 with a refinement layer, else 1.
   uint16_t format_version() const {
+    if (residual_step_ && residual_transform_) return 4;
     return index_model_ == IndexModel::kRemaining ? 3 : residual_step_ ? 2 : 1;
   }
+  /// True when the refinement layer is transform-coded (HEAD "residual_coding": "transform",
+  /// format version 4: the dictionary's TransformModel, transform.hpp).
+  bool residual_transform() const { return residual_transform_; }
   const SectionBytes& section_bytes() const { return section_bytes_; }
   /// Bytes of the file's committed part (what the sections and preamble take).
   uint64_t file_bytes() const { return view_.end; }
@@ -165,6 +171,8 @@ class Collection {
                   std::size_t first_section);
   const Batch& locate(std::size_t position, std::size_t& local) const;
   ItemCodes chunk_codes(std::size_t batch, std::size_t lo, std::size_t hi) const;
+  /// Refinement levels of items [lo, hi) of batch b (positions within the batch).
+  void batch_levels(const Batch& b, std::size_t lo, std::size_t hi, int32_t* out) const;
 
   // Checkpoints of the chunks read so far, per batch and chunk (see decode()).
   struct Checkpoints {
@@ -181,6 +189,7 @@ class Collection {
   std::size_t dim_ = 0;
   std::optional<std::string> model_;
   std::optional<double> mean_norm_, residual_step_;
+  bool residual_transform_ = false;
   IndexModel index_model_ = IndexModel::kOrder0;
   std::shared_ptr<const CodingDictionary> dictionary_;
   bool shared_ = false;

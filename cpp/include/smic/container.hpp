@@ -19,8 +19,9 @@
 namespace smic {
 
 /// Newest container format version this library reads (2: collections with RESD sections;
-/// 3: collections whose items use the remaining-atoms index model).
-constexpr uint16_t kFormatVersion = 3;
+/// 3: collections whose items use the remaining-atoms index model; 4: collections with a
+/// transform-coded refinement layer, and dictionaries (version 2) that carry its transform).
+constexpr uint16_t kFormatVersion = 4;
 constexpr std::size_t kPreambleBytes = 16;
 /// Bytes a section adds around its payload: tag, length, CRC.
 constexpr std::size_t kSectionOverhead = 16;

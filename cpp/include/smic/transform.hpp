@@ -1,0 +1,121 @@
+// Transform-coded refinement (collection format version 4): the residual r = e - ê between a
+// unit embedding and what its atoms decode to, rotated into the principal axes of the item's
+// class (a KLT learned per class on training residuals) and quantised with one dead-zone uniform
+// step for every coefficient. One step everywhere realises reverse water-filling: an axis whose
+// spread is below the step quantises to zero and costs almost nothing, so bits go where the
+// residual's energy is. The levels are range-coded with static context models learned with the
+// transform: the context of coefficient j is the bucket of log2(sigma_cj / step) in quarter
+// octaves (sigma_cj: the class's spread along axis j, stored as an integer) and the magnitude of
+// coefficient j - 1 (0, 1, 2+). Contexts are pure integer arithmetic, so a stream decodes
+// bit-exactly on any machine; only the reconstruction is floating point, as the atoms' is.
+//
+// Class of an item: atom_class[a] of its first atom a (the atom of largest |coefficient|, coded
+// in the ITEM section, so the class costs no bits); an item without atoms is of class 0.
+//
+// Per item and coefficient j < rank (the remaining dim - rank levels are zero):
+//   magnitude m = min(|level|, kTransformEscape) with the table of its context;
+//   if m >= 1: the sign (one bit);
+//   if m == kTransformEscape: |level| - kTransformEscape as an Elias-gamma code of its value + 1
+//   (flat bits).
+//
+// XFRM payload (inside a .smicd, dictionary version 2): u32 dim, rank, n_classes, n_atoms;
+// f64 rounding, bias; u16 atom_class[n_atoms]; f32 mean[n_classes x dim]; f16
+// basis[n_classes x rank x dim] (row j of a class: its j-th axis); i16 scale[n_classes x rank]
+// (round(4 log2 sigma)); LEB128 counts[kTransformContexts x (kTransformEscape + 1)].
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "smic/range_coder.hpp"
+
+namespace smic {
+
+struct ItemCodes;
+
+constexpr uint32_t kTransformEscape = 18;        ///< magnitudes >= this escape
+constexpr int32_t kTransformBucketLow = -16;     ///< lowest bucket: sigma/step = 2^(-16/4)
+constexpr uint32_t kTransformBuckets = 40;       ///< quarter-octave buckets up to 2^(24/4)
+constexpr uint32_t kTransformNeighbours = 3;     ///< previous magnitude 0, 1, 2+
+constexpr uint32_t kTransformContexts = kTransformBuckets * kTransformNeighbours;
+constexpr uint32_t kTransformMaxClasses = 4096;
+
+/// The learned parts of a transform layer (immutable once built; may serve many threads).
+class TransformModel {
+ public:
+  /// Validates sizes and values (InvalidArgument naming the first bad field): 1 <= rank <= dim,
+  /// 1 <= n_classes <= kTransformMaxClasses, atom_class (n_atoms) < n_classes, finite mean
+  /// (n_classes x dim) and basis (n_classes x rank x dim, stored as float16: the stored values
+  /// are what codes and decodes), scale (n_classes x rank) in [-256, 256], rounding in [0, 1),
+  /// bias in [0, 1), counts (kTransformContexts x (kTransformEscape + 1), empty: flat).
+  TransformModel(std::size_t dim, std::size_t rank, std::size_t n_classes,
+                 std::vector<uint16_t> atom_class, const float* mean, const float* basis,
+                 std::vector<int16_t> scale, double rounding, double bias,
+                 std::vector<uint64_t> counts);
+
+  /// Parse an XFRM payload (FormatError naming `name`).
+  static std::shared_ptr<const TransformModel> parse(const uint8_t* data, std::size_t size,
+                                                     const std::string& name);
+  /// The XFRM payload.
+  std::vector<uint8_t> to_bytes() const;
+
+  std::size_t dim() const { return dim_; }
+  std::size_t rank() const { return rank_; }
+  std::size_t n_classes() const { return n_classes_; }
+  std::size_t n_atoms() const { return atom_class_.size(); }
+  double rounding() const { return rounding_; }
+  double bias() const { return bias_; }
+  const std::vector<uint16_t>& atom_class() const { return atom_class_; }
+  const std::vector<float>& mean() const { return mean_; }
+  /// The float32 values of the stored float16 axes (n_classes x rank x dim).
+  const std::vector<float>& basis() const { return basis_; }
+  const std::vector<int16_t>& scale() const { return scale_; }
+  const std::vector<uint64_t>& counts() const { return counts_; }
+
+  /// Class of each of the n items of `codes` (their first atom's class; 0 for empty items).
+  std::vector<uint32_t> classes(const ItemCodes& codes) const;
+
+  /// Step index t = round(-4 log2 step): stored beside the levels, it places the contexts.
+  static int32_t step_index(double step);
+
+  /// Levels (n x dim int32; entries from rank on are 0) of the residuals unit - decoded in
+  /// each item's class at `step`.
+  void levels(const float* unit, const float* decoded, const uint32_t* classes, std::size_t n,
+              double step, int32_t* out) const;
+  /// decoded += mean + axes^T dequantised levels, then each row renormalised. Encoder and
+  /// decoder both call this, so what a reader gets is what the encoder measured.
+  void refine(float* decoded, const int32_t* levels, const uint32_t* classes, std::size_t n,
+              double step) const;
+
+  /// Code / decode the levels of n items (n x dim) into / from one range-coded stream.
+  /// encode throws InvalidArgument for a level beyond +-2^24 or a non-zero level past rank.
+  void encode(RangeEncoder& enc, const int32_t* levels, const uint32_t* classes, std::size_t n,
+              int32_t step_index) const;
+  void decode(RangeDecoder& dec, const uint32_t* classes, std::size_t n, int32_t step_index,
+              int32_t* out) const;
+  /// Ideal code length in bits of each of n items' levels (bits[0..n)).
+  void bits(const int32_t* levels, const uint32_t* classes, std::size_t n, int32_t step_index,
+            double* out) const;
+
+  /// Context counts of n items' levels at step_index, added to `counts` (the layout of
+  /// counts()): what learning a model's tables sums over training residuals.
+  void count_contexts(const int32_t* levels, const uint32_t* classes, std::size_t n,
+                      int32_t step_index, uint64_t* counts) const;
+
+ private:
+  uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t step_index) const;
+  std::size_t dim_, rank_, n_classes_;
+  std::vector<uint16_t> atom_class_;
+  std::vector<float> mean_;
+  std::vector<uint16_t> basis_half_;
+  std::vector<float> basis_;
+  std::vector<int16_t> scale_;
+  double rounding_, bias_;
+  std::vector<uint64_t> counts_;
+  std::vector<StaticModel> models_;  // one per context
+  std::vector<std::vector<double>> model_bits_;
+};
+
+}  // namespace smic

@@ -1,0 +1,317 @@
+// Transform-coded refinement layer (XFRM in dictionaries, RESD payloads of format version 4).
+#include "smic/transform.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "bytes.hpp"
+#include "smic/coding_dictionary.hpp"
+#include "smic/error.hpp"
+
+namespace smic {
+namespace {
+
+constexpr std::size_t kSymbols = kTransformEscape + 1;
+constexpr int32_t kMaxLevel = int32_t{1} << 24;
+constexpr unsigned kLengthBits = 5;  // escape: the bit length of value + 1, 0..24, flat
+
+uint32_t neighbour(int32_t previous) {
+  const uint32_t a = static_cast<uint32_t>(previous < 0 ? -static_cast<int64_t>(previous) : previous);
+  return a >= 2 ? 2u : a;
+}
+
+// Flat bits: `bits` (<= 16) low bits of v.
+void put_bits(RangeEncoder& enc, uint32_t v, unsigned bits) {
+  enc.encode_pow2_unchecked(v & ((1u << bits) - 1), 1, bits);
+}
+uint32_t get_bits(RangeDecoder& dec, unsigned bits) {
+  const uint32_t v = dec.decode_target_pow2_unchecked(bits);
+  dec.consume_unchecked(v, 1);
+  return v;
+}
+
+// Elias-gamma style: the bit length L of v >= 1 (flat, kLengthBits), then its L - 1 low bits.
+void put_escape(RangeEncoder& enc, uint32_t v) {
+  unsigned length = 0;
+  while ((v >> length) > 1) ++length;  // v in [2^length, 2^(length + 1))
+  put_bits(enc, length, kLengthBits);
+  for (unsigned done = 0; done < length; done += 16) {
+    const unsigned bits = std::min(16u, length - done);
+    put_bits(enc, v >> done, bits);
+  }
+}
+uint32_t get_escape(RangeDecoder& dec) {
+  const unsigned length = get_bits(dec, kLengthBits);
+  if (length > 24) throw DecodeError("corrupt escape in transform levels");
+  uint32_t v = 0;
+  for (unsigned done = 0; done < length; done += 16) {
+    const unsigned bits = std::min(16u, length - done);
+    v |= get_bits(dec, bits) << done;
+  }
+  return v | (uint32_t{1} << length);
+}
+
+}  // namespace
+
+TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_classes,
+                               std::vector<uint16_t> atom_class, const float* mean,
+                               const float* basis, std::vector<int16_t> scale, double rounding,
+                               double bias, std::vector<uint64_t> counts)
+    : dim_(dim), rank_(rank), n_classes_(n_classes), atom_class_(std::move(atom_class)),
+      scale_(std::move(scale)), rounding_(rounding), bias_(bias), counts_(std::move(counts)) {
+  require(dim >= 1 && dim <= 16384, "transform: dim must be in [1, 16384]");
+  require(rank >= 1 && rank <= dim, "transform: rank must be in [1, dim]");
+  require(n_classes >= 1 && n_classes <= kTransformMaxClasses,
+          "transform: n_classes must be in [1, " + std::to_string(kTransformMaxClasses) + "]");
+  require(n_classes * rank * dim <= (std::size_t{1} << 28), "transform: axes too large");
+  require(!atom_class_.empty() && atom_class_.size() <= 65536, "transform: atom_class must have 1 to 65536 entries");
+  for (uint16_t c : atom_class_) require(c < n_classes, "transform: atom_class beyond n_classes");
+  require(scale_.size() == n_classes * rank, "transform: scale must hold n_classes x rank values");
+  for (int16_t s : scale_) require(s >= -256 && s <= 256, "transform: scale out of [-256, 256]");
+  require(std::isfinite(rounding) && rounding >= 0 && rounding < 1, "transform: rounding must be in [0, 1)");
+  require(std::isfinite(bias) && bias >= 0 && bias < 1, "transform: bias must be in [0, 1)");
+  if (counts_.empty()) counts_.assign(kTransformContexts * kSymbols, 0);
+  require(counts_.size() == kTransformContexts * kSymbols, "transform: counts must hold " +
+              std::to_string(kTransformContexts * kSymbols) + " values");
+  mean_.assign(mean, mean + n_classes * dim);
+  for (float v : mean_) require(std::isfinite(v) && std::fabs(v) <= 2, "transform: mean must be finite, |mean| <= 2");
+  const std::size_t n_basis = n_classes * rank * dim;
+  basis_half_.resize(n_basis);
+  basis_.resize(n_basis);
+  for (std::size_t i = 0; i < n_basis; ++i) {
+    require(std::isfinite(basis[i]) && std::fabs(basis[i]) <= 1.0f, "transform: axes must be finite, |value| <= 1");
+    basis_half_[i] = detail::float_to_half(basis[i]);
+    basis_[i] = detail::half_to_float(basis_half_[i]);
+  }
+  models_.reserve(kTransformContexts);
+  model_bits_.resize(kTransformContexts);
+  for (std::size_t c = 0; c < kTransformContexts; ++c) {
+    const std::vector<uint32_t> freqs = frequencies_from_counts(counts_.data() + c * kSymbols, kSymbols);
+    models_.emplace_back(freqs.data(), freqs.size());
+    const double total = models_.back().total();
+    for (std::size_t s = 0; s < kSymbols; ++s)
+      model_bits_[c].push_back(-std::log2(static_cast<double>(freqs[s]) / total));
+  }
+}
+
+std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data, std::size_t size,
+                                                            const std::string& name) {
+  detail::Reader reader(data, size, name + ": transform section");
+  const std::size_t dim = reader.u32(), rank = reader.u32(), n_classes = reader.u32(),
+                    n_atoms = reader.u32();
+  const double rounding = reader.f64(), bias = reader.f64();
+  if (dim < 1 || dim > 16384 || rank < 1 || rank > dim || n_classes < 1 ||
+      n_classes > kTransformMaxClasses || n_atoms < 1 || n_atoms > 65536)
+    throw FormatError(name + ": implausible transform section (dim " + std::to_string(dim) +
+                      ", rank " + std::to_string(rank) + ", classes " + std::to_string(n_classes) + ")");
+  const std::size_t n_mean = n_classes * dim, n_basis = n_classes * rank * dim,
+                    n_scale = n_classes * rank;
+  reader.need(2 * n_atoms + 4 * n_mean + 2 * n_basis + 2 * n_scale);
+  std::vector<uint16_t> atom_class(n_atoms);
+  for (auto& c : atom_class) c = detail::get_u16(reader.take(2));
+  std::vector<float> mean(n_mean), basis(n_basis);
+  for (auto& v : mean) {
+    const uint32_t bits = detail::get_u32(reader.take(4));
+    std::memcpy(&v, &bits, 4);
+  }
+  for (auto& v : basis) v = detail::half_to_float(detail::get_u16(reader.take(2)));
+  std::vector<int16_t> scale(n_scale);
+  for (auto& s : scale) s = static_cast<int16_t>(detail::get_u16(reader.take(2)));
+  std::vector<uint64_t> counts = reader.varints(kTransformContexts * kSymbols);
+  if (reader.left() != 0) throw FormatError(name + ": trailing bytes in the transform section");
+  try {
+    return std::make_shared<const TransformModel>(dim, rank, n_classes, std::move(atom_class),
+                                                  mean.data(), basis.data(), std::move(scale),
+                                                  rounding, bias, std::move(counts));
+  } catch (const InvalidArgument& e) {
+    throw FormatError(name + ": invalid transform section (" + e.what() + ")");
+  }
+}
+
+std::vector<uint8_t> TransformModel::to_bytes() const {
+  std::vector<uint8_t> out;
+  for (std::size_t v : {dim_, rank_, n_classes_, atom_class_.size()})
+    detail::put_u32(out, static_cast<uint32_t>(v));
+  detail::put_f64(out, rounding_);
+  detail::put_f64(out, bias_);
+  for (uint16_t c : atom_class_) detail::put_u16(out, c);
+  for (float v : mean_) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    detail::put_u32(out, bits);
+  }
+  for (uint16_t h : basis_half_) detail::put_u16(out, h);
+  for (int16_t s : scale_) detail::put_u16(out, static_cast<uint16_t>(s));
+  for (uint64_t c : counts_) detail::put_varint(out, c);
+  return out;
+}
+
+std::vector<uint32_t> TransformModel::classes(const ItemCodes& codes) const {
+  std::vector<uint32_t> out(codes.n, 0);
+  const bool paper = codes.first.empty() || codes.counts.empty();
+  for (std::size_t i = 0; i < codes.n; ++i) {
+    int64_t atom = -1;
+    if (!paper) {
+      if (codes.counts[i] >= 1) atom = codes.first[i] / 2;
+    } else if (codes.width >= 1) {
+      atom = codes.rest_index[i * codes.width];
+    }
+    if (atom >= 0 && static_cast<std::size_t>(atom) < atom_class_.size()) out[i] = atom_class_[atom];
+  }
+  return out;
+}
+
+int32_t TransformModel::step_index(double step) {
+  require(std::isfinite(step) && step > 0, "transform: step must be positive");
+  return static_cast<int32_t>(std::lround(-4.0 * std::log2(step)));
+}
+
+uint32_t TransformModel::context_bucket(uint32_t cls, std::size_t j, int32_t step_index) const {
+  const int32_t b = scale_[cls * rank_ + j] + step_index - kTransformBucketLow;
+  return static_cast<uint32_t>(std::clamp<int32_t>(b, 0, kTransformBuckets - 1));
+}
+
+void TransformModel::levels(const float* unit, const float* decoded, const uint32_t* classes,
+                            std::size_t n, double step, int32_t* out) const {
+  std::vector<float> r(dim_);
+  const double inverse = 1.0 / step;
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const float* m = mean_.data() + c * dim_;
+    for (std::size_t k = 0; k < dim_; ++k) r[k] = (unit[i * dim_ + k] - decoded[i * dim_ + k]) - m[k];
+    int32_t* row = out + i * dim_;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const float* axis = basis_.data() + (c * rank_ + j) * dim_;
+      float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // fixed order: the same value on every path
+      std::size_t k = 0;
+      for (; k + 8 <= dim_; k += 8)
+        for (int l = 0; l < 8; ++l) lanes[l] += axis[k + l] * r[k + l];
+      for (; k < dim_; ++k) lanes[k & 7] += axis[k] * r[k];
+      const float y = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+      const double a = std::floor(std::fabs(static_cast<double>(y)) * inverse + rounding_);
+      const int32_t q = static_cast<int32_t>(std::min<double>(a, kMaxLevel));
+      row[j] = y < 0 ? -q : q;
+    }
+    std::fill(row + rank_, row + dim_, 0);
+  }
+}
+
+void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_t* classes,
+                            std::size_t n, double step) const {
+  std::vector<double> squares(dim_);
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    float* row = decoded + i * dim_;
+    const float* m = mean_.data() + c * dim_;
+    for (std::size_t k = 0; k < dim_; ++k) row[k] += m[k];
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = levels[i * dim_ + j];
+      if (q == 0) continue;
+      const double magnitude = (std::abs(static_cast<double>(q)) - bias_) * step;
+      const float y = static_cast<float>(q < 0 ? -magnitude : magnitude);
+      const float* axis = basis_.data() + (c * rank_ + j) * dim_;
+      for (std::size_t k = 0; k < dim_; ++k) row[k] += y * axis[k];
+    }
+    for (std::size_t k = 0; k < dim_; ++k) squares[k] = static_cast<double>(row[k]) * row[k];
+    const double norm = std::sqrt(detail::pairwise_sum(squares.data(), dim_));
+    const double divisor = norm > 0 ? norm : 1.0;
+    for (std::size_t k = 0; k < dim_; ++k) row[k] = static_cast<float>(row[k] / divisor);
+  }
+}
+
+void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint32_t* classes,
+                            std::size_t n, int32_t step_index) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const int32_t* row = levels + i * dim_;
+    for (std::size_t j = rank_; j < dim_; ++j)
+      require(row[j] == 0, "transform: a non-zero level beyond the rank");
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = row[j];
+      require(q >= -kMaxLevel && q <= kMaxLevel, "transform: level out of range");
+      const uint32_t a = static_cast<uint32_t>(q < 0 ? -q : q);
+      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      models_[ctx].encode_unchecked(enc, std::min<uint32_t>(a, kTransformEscape));
+      if (a >= 1) put_bits(enc, q < 0 ? 1u : 0u, 1);
+      if (a >= kTransformEscape) put_escape(enc, a - kTransformEscape + 1);
+      previous = q;
+    }
+  }
+}
+
+void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::size_t n,
+                            int32_t step_index, int32_t* out) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    int32_t* row = out + i * dim_;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      uint32_t a = models_[ctx].decode(dec);
+      bool negative = false;
+      if (a >= 1) negative = get_bits(dec, 1) != 0;
+      if (a >= kTransformEscape) {
+        const uint32_t v = get_escape(dec);
+        if (v - 1 > static_cast<uint32_t>(kMaxLevel) - kTransformEscape)
+          throw DecodeError("transform level out of range");
+        a = kTransformEscape + v - 1;
+      }
+      const int32_t q = negative ? -static_cast<int32_t>(a) : static_cast<int32_t>(a);
+      row[j] = q;
+      previous = q;
+    }
+    std::fill(row + rank_, row + dim_, 0);
+  }
+}
+
+void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::size_t n,
+                          int32_t step_index, double* out) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const int32_t* row = levels + i * dim_;
+    double total = 0;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = row[j];
+      const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
+      if (a >= 1) total += 1;
+      if (a >= kTransformEscape) {
+        uint32_t v = a - kTransformEscape + 1;
+        unsigned length = 0;
+        while ((v >> length) > 1) ++length;
+        total += kLengthBits + length;
+      }
+      previous = q;
+    }
+    out[i] = total;
+  }
+}
+
+void TransformModel::count_contexts(const int32_t* levels, const uint32_t* classes, std::size_t n,
+                                    int32_t step_index, uint64_t* counts) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const int32_t* row = levels + i * dim_;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = row[j];
+      const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      ++counts[ctx * kSymbols + std::min<uint32_t>(a, kTransformEscape)];
+      previous = q;
+    }
+  }
+}
+
+}  // namespace smic
