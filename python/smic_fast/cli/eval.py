@@ -26,7 +26,7 @@ NAME = "eval"
 HELP = "sweep codec settings and baselines over photos or embeddings; write a rate-fidelity report"
 EPILOG = EXIT_CODES_HELP
 _METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq", "opq", "lsq", "rabitq")
-_DEFAULT_METHODS = _METHODS[:7]  # the FAISS rq, opq, lsq, rabitq only on request (rq, lsq: minutes of training)
+_DEFAULT_METHODS = _METHODS[:7]  # the FAISS rq, opq, lsq, rabitq only on request (minutes of training)
 _FAISS_NAMES = {"pq": "PQ", "kmeans": "k-means", "rq": "residual quantisation", "opq": "OPQ", "lsq": "LSQ",
                 "rabitq": "RaBitQ"}
 
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "about 3*sqrt(N), half of it, and twice it where N is at least 16 times K)")
     p.add_argument("--methods", default=",".join(_DEFAULT_METHODS),
                    help=f"comma-separated subset of {','.join(_METHODS)} (default: all but the FAISS peers rq, "
-                        "opq, lsq and rabitq; rq's and lsq's training takes minutes)")
+                        "opq, lsq and rabitq; rq's, opq's and lsq's training takes minutes)")
     p.add_argument("--holdout", type=_fraction, default=None, metavar="FRACTION",
                    help="hold out this fraction of the items (e.g. 0.2; a permutation seeded by --seed): every "
                         "method learns its dictionary, tables or codebooks on the rest and codes the held-out "

@@ -72,7 +72,7 @@ __all__ = ["Point", "Sweep", "SweepConfig", "frontier", "rate_at_fidelity", "run
 
 METHODS = ("smic", "smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans", "rq", "opq", "lsq", "rabitq")
 #: what a sweep runs unless told otherwise: every method but the FAISS peers added on request
-#: (``rq`` and ``lsq`` train for minutes; ``opq`` and ``rabitq`` came with ``--holdout``)
+#: (``rq``, ``opq`` and ``lsq`` train for minutes; ``rabitq`` is weak, one bit per dimension)
 DEFAULT_METHODS = METHODS[:7]
 _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 
@@ -119,8 +119,9 @@ class SweepConfig:
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8), (128, 8))
     rq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (12, 8), (16, 8), (24, 8))
     rq_beam: int = 8
-    # opq: (M, nbits) as pq; lsq: (M, nbits) additive codebooks, those that train in under a
-    # minute on 12,000 items of d = 384 (16 codebooks take about 3 minutes: docs/evaluation.md);
+    # opq: (M, nbits) as pq (M = 64 trains for about 4 minutes on 12,000 items of d = 384);
+    # lsq: (M, nbits) additive codebooks, those that train in under a minute there (16
+    # codebooks take about 3 minutes: docs/evaluation.md);
     # rabitq: bits per dimension, 1 only (baselines.rabitq_codec)
     opq: tuple[tuple[int, int], ...] = ((4, 8), (8, 8), (16, 8), (32, 8), (64, 8))
     lsq: tuple[tuple[int, int], ...] = ((2, 8), (4, 8), (8, 8))
