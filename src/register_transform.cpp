@@ -49,6 +49,7 @@ py::array_t<T> array_of(const std::vector<T>& v, std::vector<py::ssize_t> shape)
 void register_transform(py::module_& m) {
   m.attr("TRANSFORM_CONTEXTS") = smic::kTransformContexts;
   m.attr("TRANSFORM_ESCAPE") = smic::kTransformEscape;
+  m.attr("TRANSFORM_GAINS") = smic::kTransformGains;
   py::class_<TransformModel, TransformHolder>(m, "TransformModel", R"doc(
 The learned parts of a transform-coded refinement layer (C++; see smic_fast.transform): each
 class's mean and principal axes of the residual after the atoms, the spread along each axis as
@@ -56,12 +57,14 @@ round(4 log2 sigma), the class of every atom, the dead-zone rounding, the recons
 the context tables' counts. Immutable.
 )doc")
       .def(py::init([](const py::array& atom_class, const py::array& mean, const py::array& basis,
-                       const py::array& scale, double rounding, double bias, const py::array& counts) {
+                       const py::array& scale, double rounding, double bias, const py::array& counts,
+                       const py::array& gain_counts, double rdo) {
              smic_py::require_array<uint16_t>(atom_class, 1, "atom_class");
              smic_py::require_array<float>(mean, 2, "mean");
              smic_py::require_array<float>(basis, 3, "basis");
              smic_py::require_array<int16_t>(scale, 2, "scale");
              smic_py::require_array<uint64_t>(counts, 2, "counts");
+             smic_py::require_array<uint64_t>(gain_counts, 1, "gain_counts");
              const auto c = basis.shape(0), r = basis.shape(1), d = basis.shape(2);
              if (mean.shape(0) != c || mean.shape(1) != d || scale.shape(0) != c || scale.shape(1) != r)
                throw py::value_error("mean must be (n_classes, dim) and scale (n_classes, rank) for basis " +
@@ -71,16 +74,18 @@ the context tables' counts. Immutable.
                  static_cast<std::size_t>(d), static_cast<std::size_t>(r), static_cast<std::size_t>(c),
                  to_vector<uint16_t>(atom_class), static_cast<const float*>(mean.data()),
                  static_cast<const float*>(basis.data()), to_vector<int16_t>(scale), rounding, bias,
-                 to_vector<uint64_t>(counts));
+                 to_vector<uint64_t>(counts), to_vector<uint64_t>(gain_counts), rdo);
            }),
            py::arg("atom_class"), py::arg("mean"), py::arg("basis"), py::arg("scale"),
-           py::arg("rounding"), py::arg("bias"), py::arg("counts"))
+           py::arg("rounding"), py::arg("bias"), py::arg("counts"), py::arg("gain_counts"),
+           py::arg("rdo") = 0.0)
       .def_property_readonly("dim", &TransformModel::dim)
       .def_property_readonly("rank", &TransformModel::rank)
       .def_property_readonly("n_classes", &TransformModel::n_classes)
       .def_property_readonly("n_atoms", &TransformModel::n_atoms)
       .def_property_readonly("rounding", &TransformModel::rounding)
       .def_property_readonly("bias", &TransformModel::bias)
+      .def_property_readonly("rdo", &TransformModel::rdo)
       .def_property_readonly("atom_class", [](const TransformModel& t) { return array_of(t.atom_class(), {static_cast<py::ssize_t>(t.n_atoms())}); })
       .def_property_readonly("mean", [](const TransformModel& t) {
         return array_of(t.mean(), {static_cast<py::ssize_t>(t.n_classes()), static_cast<py::ssize_t>(t.dim())});
@@ -95,6 +100,9 @@ the context tables' counts. Immutable.
       .def_property_readonly("counts", [](const TransformModel& t) {
         return array_of(t.counts(), {static_cast<py::ssize_t>(smic::kTransformContexts),
                                      static_cast<py::ssize_t>(smic::kTransformEscape + 1)});
+      })
+      .def_property_readonly("gain_counts", [](const TransformModel& t) {
+        return array_of(t.gain_counts(), {static_cast<py::ssize_t>(smic::kTransformGains)});
       })
       .def("to_bytes", [](const TransformModel& t) {
         const std::vector<uint8_t> b = t.to_bytes();
@@ -179,15 +187,17 @@ the context tables' counts. Immutable.
           [](const TransformModel& t, const py::array& levels, const py::array& classes, double step) {
             const std::size_t n = check_levels(t, levels, classes);
             std::vector<uint64_t> counts(smic::kTransformContexts * (smic::kTransformEscape + 1), 0);
+            std::vector<uint64_t> gains(smic::kTransformGains, 0);
             const auto* q = static_cast<const int32_t*>(levels.data());
             const auto* c = static_cast<const uint32_t*>(classes.data());
             {
               py::gil_scoped_release release;
-              t.count_contexts(q, c, n, TransformModel::step_index(step), counts.data());
+              t.count_contexts(q, c, n, TransformModel::step_index(step), counts.data(), gains.data());
             }
-            return array_of(counts, {static_cast<py::ssize_t>(smic::kTransformContexts),
-                                     static_cast<py::ssize_t>(smic::kTransformEscape + 1)});
+            return py::make_tuple(array_of(counts, {static_cast<py::ssize_t>(smic::kTransformContexts),
+                                                    static_cast<py::ssize_t>(smic::kTransformEscape + 1)}),
+                                  array_of(gains, {static_cast<py::ssize_t>(smic::kTransformGains)}));
           },
           py::arg("levels"), py::arg("classes"), py::arg("step"),
-          "Context counts of the levels (what a model's tables are fitted to).");
+          "(context counts, gain counts) of the levels: what a model's tables are fitted to.");
 }

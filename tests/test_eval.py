@@ -72,7 +72,7 @@ def test_own_dictionary_total_is_the_file_compress_writes(sweep, collection, tmp
 
 def test_shared_dictionary_pays_only_the_collection_file(sweep):
     own, shared = _of(sweep, "smic"), _of(sweep, "smic-shared")
-    assert len(own) == len(shared) == 4  # 3 settings + the finest one refined
+    assert len(own) == len(shared) == 5  # 3 settings + the finest one refined (one table, transform)
     for a, b in zip(own, shared):
         assert a.item_bytes == b.item_bytes and a.cosine_mean == b.cosine_mean
         assert b.total_bytes < a.total_bytes  # the dictionary is not in the shared file
@@ -121,7 +121,8 @@ def test_curves_are_monotone_where_they_must_be(sweep):
     assert all(a.cosine_mean < b.cosine_mean + 1e-3 for a, b in zip(ours, ours[1:]))
     assert ours[0].cosine_mean < min(p.cosine_mean for p in ours[1:])
     # the refinement of the finest setting costs more and reaches higher than any atoms-only point
-    (refined,) = [p for p in _of(sweep, "smic") if "residual_step" in p.settings]
+    (refined,) = [p for p in _of(sweep, "smic") if "residual_step" in p.settings
+                  and "residual_coding" not in p.settings]
     assert refined.settings["rd_lambda"] == ours[-1].settings["rd_lambda"]
     assert refined.marginal_bits_per_item > ours[-1].marginal_bits_per_item
     assert refined.cosine_mean > max(p.cosine_mean for p in atoms_only)
@@ -323,7 +324,7 @@ def test_default_sweep_reaches_the_high_end_where_8_atoms_cannot():
     sweep = run_sweep(e, config, progress=False)
     ours, paper = _of(sweep, "smic"), _of(sweep, "paper")
     atoms_only = [p for p in ours if "residual_step" not in p.settings]
-    eight = [p for p in ours if p.settings["n_nonzero"] == 8]
+    eight = [p for p in ours if p.settings["n_nonzero"] == 8 and "residual_coding" not in p.settings]
     assert {p.settings["n_nonzero"] for p in atoms_only} == {8, 12, 16, 24, 32}
     assert max(p.cosine_mean for p in atoms_only if p.settings["n_nonzero"] == 8) < 0.93
     assert max(p.cosine_mean for p in atoms_only if p.settings["n_nonzero"] > 8) >= 0.95
@@ -333,7 +334,7 @@ def test_default_sweep_reaches_the_high_end_where_8_atoms_cannot():
     assert rate_at_fidelity(ours, 0.95, marginal) < 0.9 * rate_at_fidelity(eight, 0.95, marginal)
     # refinements still refine the last setting, the finest 8-atom one
     refined = [p for p in ours if "residual_step" in p.settings]
-    assert len(refined) == len(config.residual) * len(sweep.meta["n_atoms"])
+    assert len(refined) == (len(config.residual) + len(config.transform)) * len(sweep.meta["n_atoms"])
     assert {(p.settings["n_nonzero"], p.settings["rd_lambda"]) for p in refined} == {(8, 0.0)}
 
 
@@ -348,10 +349,10 @@ def test_default_sizes_add_twice_the_default_k_only_on_large_enough_collections(
 
 def test_default_sweep_learns_every_default_size():
     e = dense(np.random.default_rng(5), 2400, 16)
-    config = SweepConfig(methods=("smic",), smic=((0.25, 4e-3),), residual=(), n_iter=2, queries=16)
+    config = SweepConfig(methods=("smic",), smic=((0.25, 4e-3),), residual=(), transform=(), n_iter=2, queries=16)
     sweep = run_sweep(e, config, progress=False)
     assert sweep.meta["n_atoms"] == default_sizes(2400) == [64, 128, 256]
-    by_k = {p.settings["K"]: p for p in _of(sweep, "smic")}
+    by_k = {p.settings["K"]: p for p in _of(sweep, "smic") if "residual_coding" not in p.settings}
     assert sorted(by_k) == [64, 128, 256]
     # on its own items, the largest dictionary reaches the highest cosine
     assert by_k[256].cosine_mean > by_k[128].cosine_mean > by_k[64].cosine_mean
@@ -359,7 +360,7 @@ def test_default_sweep_learns_every_default_size():
 
 def test_sweep_settings_with_their_own_number_of_atoms(collection):
     config = SweepConfig.quick(methods=("smic",), learn="sparsity", smic=((0.25, 8e-3), (0.125, 0.0, 16)),
-                               residual=(), n_atoms=(32,), queries=32)
+                               residual=(), transform=(), n_atoms=(32,), queries=32)
     sweep = run_sweep(collection, config, progress=False)
     few, many = _of(sweep, "smic")
     assert few.settings["n_nonzero"] == 8 and many.settings["n_nonzero"] == 16
@@ -474,7 +475,7 @@ def test_shared_dictionary_learned_on_a_training_set(collection):
     the dictionary was learned."""
     train = clustered(np.random.default_rng(8), 400, 64)  # another seed: other concepts
     config = SweepConfig.quick(n_atoms=(32,), methods=("smic", "smic-shared"), smic=((0.25, 2e-3),),
-                               residual=(), queries=50)
+                               residual=(), transform=(), queries=50)
     sweep = run_sweep(collection, config, train=train, progress=False)
     own, shared = sweep.points
     assert (own.method, shared.method) == ("smic", "smic-shared")
@@ -538,7 +539,8 @@ def test_holdout_learns_on_the_rest_and_codes_only_the_held_out_items(held_sweep
     methods = {p.method for p in held_sweep.held_out}
     assert methods == {"smic-shared", "smic-1", "paper", "scalar", "pq", "kmeans"}
     # one held-out twin per setting; smic's own and shared points share one (the same files)
-    assert len([p for p in held_sweep.held_out if p.method == "smic-shared"]) == 3
+    # (2 settings, the finest refined with one table and transform-coded)
+    assert len([p for p in held_sweep.held_out if p.method == "smic-shared"]) == 4
     assert len(held_sweep.held_out) == len([p for p in held_sweep.points if p.method != "smic-shared"])
     pixels = (np.arange(len(collection)) + 1000)[test_rows]
     for p in held_sweep.held_out:  # rates of the held-out items, per item and per pixel of those items

@@ -105,3 +105,35 @@ def test_golden_version3_symbols_coded_order0_give_other_bytes(tmp_path):
         sizes[model] = written.section_bytes["items"]
         np.testing.assert_array_equal(written._symbols()[0].rest_index, codes[2])
     assert sizes["remaining"] < sizes["order0"]
+
+
+# ---- format version 4: the transform-coded refinement layer --------------------------------------
+
+def test_golden_version4_decodes_to_pinned_symbols_and_embeddings():
+    dictionary = GOLDEN / make_golden.VERSION4["transform"]
+    col = smic.open(GOLDEN / "transform.smic", dictionary=dictionary)
+    info = col.info()
+    assert info["format_version"] == 4 and col.header["residual_coding"] == "transform"
+    assert col._batch_sizes() == [25, 15] and info["residual_step"] == 0.05
+    assert smic.Dictionary.load(dictionary)._core.transform.n_classes == 2
+    expected = np.load(GOLDEN / "transform.expected.npz")
+    for i, symbols in enumerate(col._symbols()):
+        for field in ("counts", "first", "rest_index", "rest_level"):
+            np.testing.assert_array_equal(getattr(symbols, field), expected[f"{field}_{i}"])
+    np.testing.assert_allclose(col.embeddings(), expected["embeddings"], atol=1e-6)
+    fresh = smic.open(GOLDEN / "transform.smic", dictionary=dictionary)
+    for i in reversed(range(len(fresh))):  # one item at a time decodes its chunk's levels
+        np.testing.assert_allclose(fresh[i], expected["embeddings"][i], atol=1e-6)
+    # the layer changes the decoded embeddings: the atoms alone are further from the items
+    e = make_golden.embeddings(0)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    atoms_only = col.dictionary.reconstruct(smic.codec.ItemSymbols.concatenate(col._symbols()))
+    assert np.mean(np.sum(expected["embeddings"] * e, 1)) > np.mean(np.sum(atoms_only * e, 1)) + 0.01
+
+
+def test_golden_version4_is_what_the_writer_writes(tmp_path):
+    golden = smic.open(GOLDEN / "transform.smic", dictionary=GOLDEN / "transform.smicd")
+    again = tmp_path / "transform.smic"
+    make_golden.version4_again(make_golden.embeddings(0), smic.Dictionary.load(GOLDEN / "transform.smicd"), again,
+                               golden.header["writer"])
+    assert again.read_bytes() == (GOLDEN / "transform.smic").read_bytes()

@@ -57,11 +57,13 @@ uint32_t get_escape(RangeDecoder& dec) {
 TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_classes,
                                std::vector<uint16_t> atom_class, const float* mean,
                                const float* basis, std::vector<int16_t> scale, double rounding,
-                               double bias, std::vector<uint64_t> counts)
+                               double bias, std::vector<uint64_t> counts,
+                               std::vector<uint64_t> gain_counts, double rdo)
     : dim_(dim), rank_(rank), n_classes_(n_classes), atom_class_(std::move(atom_class)),
-      scale_(std::move(scale)), rounding_(rounding), bias_(bias), counts_(std::move(counts)) {
-  require(dim >= 1 && dim <= 16384, "transform: dim must be in [1, 16384]");
-  require(rank >= 1 && rank <= dim, "transform: rank must be in [1, dim]");
+      scale_(std::move(scale)), rounding_(rounding), bias_(bias), counts_(std::move(counts)),
+      gain_counts_(std::move(gain_counts)), rdo_(rdo) {
+  require(dim >= 2 && dim <= 16384, "transform: dim must be in [2, 16384]");
+  require(rank >= 1 && rank < dim, "transform: rank must be in [1, dim - 1]");
   require(n_classes >= 1 && n_classes <= kTransformMaxClasses,
           "transform: n_classes must be in [1, " + std::to_string(kTransformMaxClasses) + "]");
   require(n_classes * rank * dim <= (std::size_t{1} << 28), "transform: axes too large");
@@ -71,9 +73,13 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
   for (int16_t s : scale_) require(s >= -256 && s <= 256, "transform: scale out of [-256, 256]");
   require(std::isfinite(rounding) && rounding >= 0 && rounding < 1, "transform: rounding must be in [0, 1)");
   require(std::isfinite(bias) && bias >= 0 && bias < 1, "transform: bias must be in [0, 1)");
+  require(std::isfinite(rdo) && rdo >= 0 && rdo <= 16, "transform: rdo must be in [0, 16]");
   if (counts_.empty()) counts_.assign(kTransformContexts * kSymbols, 0);
   require(counts_.size() == kTransformContexts * kSymbols, "transform: counts must hold " +
               std::to_string(kTransformContexts * kSymbols) + " values");
+  if (gain_counts_.empty()) gain_counts_.assign(kTransformGains, 0);
+  require(gain_counts_.size() == kTransformGains,
+          "transform: gain_counts must hold " + std::to_string(kTransformGains) + " values");
   mean_.assign(mean, mean + n_classes * dim);
   for (float v : mean_) require(std::isfinite(v) && std::fabs(v) <= 2, "transform: mean must be finite, |mean| <= 2");
   const std::size_t n_basis = n_classes * rank * dim;
@@ -83,6 +89,16 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
     require(std::isfinite(basis[i]) && std::fabs(basis[i]) <= 1.0f, "transform: axes must be finite, |value| <= 1");
     basis_half_[i] = detail::float_to_half(basis[i]);
     basis_[i] = detail::half_to_float(basis_half_[i]);
+  }
+  expected_energy_.assign(n_classes, 0.0);
+  for (std::size_t c = 0; c < n_classes; ++c)
+    for (std::size_t j = 0; j < rank; ++j)
+      expected_energy_[c] += std::exp2(scale_[c * rank + j] / 2.0);  // sigma^2 = 2^(scale / 2)
+  {
+    const std::vector<uint32_t> freqs = frequencies_from_counts(gain_counts_.data(), kTransformGains);
+    gain_model_ = std::make_unique<StaticModel>(freqs.data(), freqs.size());
+    for (uint32_t f : freqs)
+      gain_bits_.push_back(-std::log2(static_cast<double>(f) / gain_model_->total()));
   }
   models_.reserve(kTransformContexts);
   model_bits_.resize(kTransformContexts);
@@ -100,8 +116,8 @@ std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data,
   detail::Reader reader(data, size, name + ": transform section");
   const std::size_t dim = reader.u32(), rank = reader.u32(), n_classes = reader.u32(),
                     n_atoms = reader.u32();
-  const double rounding = reader.f64(), bias = reader.f64();
-  if (dim < 1 || dim > 16384 || rank < 1 || rank > dim || n_classes < 1 ||
+  const double rounding = reader.f64(), bias = reader.f64(), rdo = reader.f64();
+  if (dim < 2 || dim > 16384 || rank < 1 || rank >= dim || n_classes < 1 ||
       n_classes > kTransformMaxClasses || n_atoms < 1 || n_atoms > 65536)
     throw FormatError(name + ": implausible transform section (dim " + std::to_string(dim) +
                       ", rank " + std::to_string(rank) + ", classes " + std::to_string(n_classes) + ")");
@@ -119,11 +135,13 @@ std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data,
   std::vector<int16_t> scale(n_scale);
   for (auto& s : scale) s = static_cast<int16_t>(detail::get_u16(reader.take(2)));
   std::vector<uint64_t> counts = reader.varints(kTransformContexts * kSymbols);
+  std::vector<uint64_t> gain_counts = reader.varints(kTransformGains);
   if (reader.left() != 0) throw FormatError(name + ": trailing bytes in the transform section");
   try {
     return std::make_shared<const TransformModel>(dim, rank, n_classes, std::move(atom_class),
                                                   mean.data(), basis.data(), std::move(scale),
-                                                  rounding, bias, std::move(counts));
+                                                  rounding, bias, std::move(counts),
+                                                  std::move(gain_counts), rdo);
   } catch (const InvalidArgument& e) {
     throw FormatError(name + ": invalid transform section (" + e.what() + ")");
   }
@@ -135,6 +153,7 @@ std::vector<uint8_t> TransformModel::to_bytes() const {
     detail::put_u32(out, static_cast<uint32_t>(v));
   detail::put_f64(out, rounding_);
   detail::put_f64(out, bias_);
+  detail::put_f64(out, rdo_);
   for (uint16_t c : atom_class_) detail::put_u16(out, c);
   for (float v : mean_) {
     uint32_t bits;
@@ -144,6 +163,7 @@ std::vector<uint8_t> TransformModel::to_bytes() const {
   for (uint16_t h : basis_half_) detail::put_u16(out, h);
   for (int16_t s : scale_) detail::put_u16(out, static_cast<uint16_t>(s));
   for (uint64_t c : counts_) detail::put_varint(out, c);
+  for (uint64_t c : gain_counts_) detail::put_varint(out, c);
   return out;
 }
 
@@ -167,21 +187,24 @@ int32_t TransformModel::step_index(double step) {
   return static_cast<int32_t>(std::lround(-4.0 * std::log2(step)));
 }
 
-uint32_t TransformModel::context_bucket(uint32_t cls, std::size_t j, int32_t step_index) const {
-  const int32_t b = scale_[cls * rank_ + j] + step_index - kTransformBucketLow;
+uint32_t TransformModel::context_bucket(uint32_t cls, std::size_t j, int32_t shift) const {
+  const int32_t b = scale_[cls * rank_ + j] + shift - kTransformBucketLow;
   return static_cast<uint32_t>(std::clamp<int32_t>(b, 0, kTransformBuckets - 1));
 }
 
 void TransformModel::levels(const float* unit, const float* decoded, const uint32_t* classes,
                             std::size_t n, double step, int32_t* out) const {
-  std::vector<float> r(dim_);
+  std::vector<float> r(dim_), ys(rank_);
   const double inverse = 1.0 / step;
+  const int32_t t = step_index(step);
+  const double lambda = rdo_ * step * step;  // price of one bit in squared error
   for (std::size_t i = 0; i < n; ++i) {
     const uint32_t c = classes[i];
     require(c < n_classes_, "transform: class out of range");
     const float* m = mean_.data() + c * dim_;
     for (std::size_t k = 0; k < dim_; ++k) r[k] = (unit[i * dim_ + k] - decoded[i * dim_ + k]) - m[k];
     int32_t* row = out + i * dim_;
+    double energy = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const float* axis = basis_.data() + (c * rank_ + j) * dim_;
       float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // fixed order: the same value on every path
@@ -189,13 +212,46 @@ void TransformModel::levels(const float* unit, const float* decoded, const uint3
       for (; k + 8 <= dim_; k += 8)
         for (int l = 0; l < 8; ++l) lanes[l] += axis[k + l] * r[k + l];
       for (; k < dim_; ++k) lanes[k & 7] += axis[k] * r[k];
-      const float y = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-      const double a = std::floor(std::fabs(static_cast<double>(y)) * inverse + rounding_);
-      const int32_t q = static_cast<int32_t>(std::min<double>(a, kMaxLevel));
-      row[j] = y < 0 ? -q : q;
+      ys[j] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+              ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+      energy += static_cast<double>(ys[j]) * ys[j];
+    }
+    // The gain: 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves.
+    const double ratio = energy / expected_energy_[c];
+    const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
+    const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+    const int32_t shift = t + gain;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const double magnitude = std::fabs(static_cast<double>(ys[j])) * inverse;  // in steps
+      int32_t q = static_cast<int32_t>(std::min<double>(std::floor(magnitude + rounding_), kMaxLevel));
+      if (lambda > 0 && q >= 1 && q < static_cast<int32_t>(kTransformEscape)) {
+        // Rate-distortion choice among q, q - 1 and 0 under this context's table (the next
+        // coefficient's context is not priced: greedy, in coding order).
+        const std::vector<double>& bits =
+            model_bits_[context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous)];
+        const auto cost = [&](int32_t level) {
+          const double rec = level == 0 ? 0.0 : level - bias_;
+          const double e = (magnitude - rec) * step;
+          return e * e + lambda * (bits[static_cast<std::size_t>(level)] + (level ? 1.0 : 0.0));
+        };
+        int32_t best = q;
+        double best_cost = cost(q);
+        for (int32_t candidate : {q - 1, 0}) {
+          if (candidate < 0 || candidate == best) continue;
+          const double c_cost = cost(candidate);
+          if (c_cost < best_cost) {
+            best = candidate;
+            best_cost = c_cost;
+          }
+        }
+        q = best;
+      }
+      row[j] = ys[j] < 0 ? -q : q;
+      previous = q;
     }
     std::fill(row + rank_, row + dim_, 0);
+    row[dim_ - 1] = gain;
   }
 }
 
@@ -229,14 +285,18 @@ void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint
     const uint32_t c = classes[i];
     require(c < n_classes_, "transform: class out of range");
     const int32_t* row = levels + i * dim_;
-    for (std::size_t j = rank_; j < dim_; ++j)
+    for (std::size_t j = rank_; j + 1 < dim_; ++j)
       require(row[j] == 0, "transform: a non-zero level beyond the rank");
+    const int32_t gain = row[dim_ - 1];
+    require(gain >= -kTransformGainRange && gain <= kTransformGainRange, "transform: gain out of range");
+    gain_model_->encode_unchecked(enc, static_cast<uint32_t>(gain + kTransformGainRange));
+    const int32_t shift = step_index + gain;
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const int32_t q = row[j];
       require(q >= -kMaxLevel && q <= kMaxLevel, "transform: level out of range");
       const uint32_t a = static_cast<uint32_t>(q < 0 ? -q : q);
-      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       models_[ctx].encode_unchecked(enc, std::min<uint32_t>(a, kTransformEscape));
       if (a >= 1) put_bits(enc, q < 0 ? 1u : 0u, 1);
       if (a >= kTransformEscape) put_escape(enc, a - kTransformEscape + 1);
@@ -251,9 +311,11 @@ void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::siz
     const uint32_t c = classes[i];
     require(c < n_classes_, "transform: class out of range");
     int32_t* row = out + i * dim_;
+    const int32_t gain = static_cast<int32_t>(gain_model_->decode(dec)) - kTransformGainRange;
+    const int32_t shift = step_index + gain;
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
-      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       uint32_t a = models_[ctx].decode(dec);
       bool negative = false;
       if (a >= 1) negative = get_bits(dec, 1) != 0;
@@ -268,6 +330,7 @@ void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::siz
       previous = q;
     }
     std::fill(row + rank_, row + dim_, 0);
+    row[dim_ - 1] = gain;
   }
 }
 
@@ -277,12 +340,14 @@ void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::s
     const uint32_t c = classes[i];
     require(c < n_classes_, "transform: class out of range");
     const int32_t* row = levels + i * dim_;
-    double total = 0;
+    const int32_t gain = std::clamp(row[dim_ - 1], -kTransformGainRange, kTransformGainRange);
+    double total = gain_bits_[static_cast<std::size_t>(gain + kTransformGainRange)];
+    const int32_t shift = step_index + gain;
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const int32_t q = row[j];
       const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
-      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
       if (a >= 1) total += 1;
       if (a >= kTransformEscape) {
@@ -298,16 +363,20 @@ void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::s
 }
 
 void TransformModel::count_contexts(const int32_t* levels, const uint32_t* classes, std::size_t n,
-                                    int32_t step_index, uint64_t* counts) const {
+                                    int32_t step_index, uint64_t* counts,
+                                    uint64_t* gain_counts) const {
   for (std::size_t i = 0; i < n; ++i) {
     const uint32_t c = classes[i];
     require(c < n_classes_, "transform: class out of range");
     const int32_t* row = levels + i * dim_;
+    const int32_t gain = std::clamp(row[dim_ - 1], -kTransformGainRange, kTransformGainRange);
+    ++gain_counts[static_cast<std::size_t>(gain + kTransformGainRange)];
+    const int32_t shift = step_index + gain;
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const int32_t q = row[j];
       const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
-      const uint32_t ctx = context_bucket(c, j, step_index) * kTransformNeighbours + neighbour(previous);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       ++counts[ctx * kSymbols + std::min<uint32_t>(a, kTransformEscape)];
       previous = q;
     }

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'append_collection', 'atom_screening', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_atom_screening', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'TRANSFORM_CONTEXTS', 'TRANSFORM_ESCAPE', 'TRANSFORM_GAINS', 'TransformModel', 'append_collection', 'atom_screening', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_atom_screening', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
 class DecodeError(ValueError):
     """
     Coded data is truncated, corrupted or inconsistent with its model.
@@ -131,6 +131,86 @@ class ItemModels:
         """
         Most atoms per item.
         """
+class TransformModel:
+    """
+    The learned parts of a transform-coded refinement layer (C++; see smic_fast.transform): each
+    class's mean and principal axes of the residual after the atoms, the spread along each axis as
+    round(4 log2 sigma), the class of every atom, the dead-zone rounding, the reconstruction bias and
+    the context tables' counts. Immutable.
+    """
+    @staticmethod
+    def from_bytes(data: bytes) -> TransformModel:
+        """
+        Parse an XFRM payload (FormatError when damaged).
+        """
+    @staticmethod
+    def step_index(step: typing.SupportsFloat | typing.SupportsIndex) -> int:
+        """
+        round(-4 log2 step): where a step places the contexts.
+        """
+    def __init__(self, atom_class: numpy.ndarray, mean: numpy.ndarray, basis: numpy.ndarray, scale: numpy.ndarray, rounding: typing.SupportsFloat | typing.SupportsIndex, bias: typing.SupportsFloat | typing.SupportsIndex, counts: numpy.ndarray, gain_counts: numpy.ndarray, rdo: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def bits(self, levels: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Ideal code length in bits of each item's levels under the model's tables.
+        """
+    def count_contexts(self, levels: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.uint64], numpy.typing.NDArray[numpy.uint64]]:
+        """
+        (context counts, gain counts) of the levels: what a model's tables are fitted to.
+        """
+    def levels(self, unit: numpy.ndarray, decoded: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        (n, dim) int32 levels of the residuals unit - decoded in each item's class.
+        """
+    def refine(self, decoded: numpy.ndarray, levels: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        decoded plus the levels' reconstruction, rows renormalised (a new array).
+        """
+    def to_bytes(self) -> bytes:
+        """
+        The XFRM payload.
+        """
+    @property
+    def atom_class(self) -> numpy.typing.NDArray[numpy.uint16]:
+        ...
+    @property
+    def basis(self) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        The stored (float16) axes as float32, (n_classes, rank, dim).
+        """
+    @property
+    def bias(self) -> float:
+        ...
+    @property
+    def counts(self) -> numpy.typing.NDArray[numpy.uint64]:
+        ...
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def gain_counts(self) -> numpy.typing.NDArray[numpy.uint64]:
+        ...
+    @property
+    def mean(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    @property
+    def n_atoms(self) -> int:
+        ...
+    @property
+    def n_classes(self) -> int:
+        ...
+    @property
+    def rank(self) -> int:
+        ...
+    @property
+    def rdo(self) -> float:
+        ...
+    @property
+    def rounding(self) -> float:
+        ...
+    @property
+    def scale(self) -> numpy.typing.NDArray[numpy.int16]:
+        ...
 class ResidualCode:
     """
     A parsed RESD section (residual refinement).
@@ -176,6 +256,10 @@ class CodingDictionary:
         """
         Symbols of unit embeddings -> ((counts, first, rest_index, rest_level), cosine or None).
         """
+    def classes(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: numpy.ndarray, arg3: numpy.ndarray) -> numpy.typing.NDArray[numpy.uint32]:
+        """
+        The transform class (uint32) of each item: its first atom's class.
+        """
     def decode_items(self, data: typing_extensions.Buffer, offsets: numpy.ndarray, n_items: typing.SupportsInt | typing.SupportsIndex, chunk_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, stop: typing.SupportsInt | typing.SupportsIndex | None = None) -> tuple:
         ...
     def decode_one(self, arg0: typing_extensions.Buffer) -> numpy.typing.NDArray[numpy.float32]:
@@ -196,6 +280,10 @@ class CodingDictionary:
         ...
     def to_bytes(self) -> bytes:
         ...
+    def with_transform(self, transform: TransformModel | None) -> CodingDictionary:
+        """
+        This dictionary with a transform (None: without one); a new hash.
+        """
     @property
     def atoms(self) -> numpy.typing.NDArray[numpy.float32]:
         ...
@@ -228,6 +316,11 @@ class CodingDictionary:
     @property
     def table_counts(self) -> dict:
         ...
+    @property
+    def transform(self) -> TransformModel | None:
+        """
+        The transform of a transform-coded refinement layer, or None.
+        """
 class Collection:
     """
     A .smic collection (C++ reader); see smic_fast.Collection.
@@ -298,6 +391,9 @@ class Collection:
         ...
     @property
     def residual_step(self) -> float | None:
+        ...
+    @property
+    def residual_transform(self) -> bool:
         ...
     @property
     def section_bytes(self) -> dict:
@@ -464,5 +560,8 @@ def write_collection_streaming(path: str, blocks: list, dictionary: CodingDictio
     """
     write_collection from a list of (n_i, d) float16/32/64 arrays (memory maps welcome) read batch_items rows at a time; the same bytes in memory bounded by a batch. mean_norm: the header's, instead of the rows' (a merge of shards from their codes).
     """
-FORMAT_VERSION: int = 3
+FORMAT_VERSION: int = 4
+TRANSFORM_CONTEXTS: int = 120
+TRANSFORM_ESCAPE: int = 18
+TRANSFORM_GAINS: int = 25
 __version__: str = '0.1.0'

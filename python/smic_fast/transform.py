@@ -55,7 +55,8 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
 
 def learn_transform(
     dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int = DEFAULT_TRANSFORM_CLASSES,
-    rank: int | None = None, shrinkage: float = 0.5, rounding: float = 0.35, bias: float = 0.1,
+    rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.4, bias: float = 0.05,
+    rdo: float = 0.0,
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
 ) -> Dictionary:
     """`dictionary` with a transform-coded refinement layer learned on training `embeddings`.
@@ -69,13 +70,16 @@ def learn_transform(
         embeddings: (N, d) training rows (normalised here), N >= 2; the items the dictionary
             was learned on, or others like the items to be coded.
         n_classes: groups of atoms with a KLT each (1: one global KLT).
-        rank: axes kept per class (default: all d); the rest are never coded.
-        shrinkage: weight in [0, 1] of the global covariance in each class's, as a count of
-            ``shrinkage * d`` pseudo-items: small classes lean on the global axes.
+        rank: axes kept per class, at most d - 1 (the default); the rest are never coded.
+        shrinkage: weight of the global covariance in each class's, as ``shrinkage * d``
+            pseudo-items (>= 0): small classes lean on the global axes.
         rounding: dead-zone rounding of |y| / step in [0, 1) (0.5: nearest; smaller widens
             the zero bin, which entropy coding makes cheap).
         bias: reconstruction of level q at (|q| - bias) * step, in [0, 1) (the centroid of a
             Laplacian bin lies below its middle).
+        rdo: rate-distortion quantisation (0: off): each level is chosen among the dead-zone
+            one, one less and 0 for the least squared error + rdo * step² * bits under the
+            learned tables (stored with the transform, so every encoder chooses alike).
         steps: residual steps whose levels the context tables are counted on.
         seed: seed of the atom grouping.
     """
@@ -90,11 +94,15 @@ def learn_transform(
     n_classes = as_count(n_classes, "n_classes", minimum=1)
     if n_classes > min(dictionary.n_atoms, 4096):
         raise ValueError(f"n_classes must be <= min(n_atoms, 4096) = {min(dictionary.n_atoms, 4096)}, got {n_classes}")
-    rank = d if rank is None else as_count(rank, "rank", minimum=1)
-    if rank > d:
-        raise ValueError(f"rank must be <= d = {d}, got {rank}")
-    if not 0.0 <= shrinkage <= 1.0 or not math.isfinite(shrinkage):
-        raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
+    if d < 2:
+        raise ValueError("a transform layer needs embeddings of at least 2 dimensions")
+    rank = d - 1 if rank is None else as_count(rank, "rank", minimum=1)
+    if rank >= d:
+        raise ValueError(f"rank must be < d = {d} (the last slot of a levels row holds the gain), got {rank}")
+    if not (isinstance(shrinkage, (int, float)) and math.isfinite(shrinkage) and shrinkage >= 0):
+        raise ValueError(f"shrinkage must be a finite number >= 0, got {shrinkage!r}")
+    if not (isinstance(rdo, (int, float)) and math.isfinite(rdo) and 0 <= rdo <= 16):
+        raise ValueError(f"rdo must be a number in [0, 16], got {rdo!r}")
     if not steps or any(not (isinstance(s, (int, float)) and 0 < s <= 1) for s in steps):
         raise ValueError(f"steps must be numbers in (0, 1], got {steps!r}")
 
@@ -126,11 +134,23 @@ def learn_transform(
         scale[c] = np.clip(np.round(4 * np.log2(sigma)), -256, 256).astype(np.int16)
 
     flat = np.zeros((_core.TRANSFORM_CONTEXTS, _core.TRANSFORM_ESCAPE + 1), dtype=np.uint64)
-    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, flat)
-    counts = np.zeros_like(flat)
+    flat_gains = np.zeros(_core.TRANSFORM_GAINS, dtype=np.uint64)
+    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, flat, flat_gains)
+    counts, gains = np.zeros_like(flat), np.zeros_like(flat_gains)
     unit32 = np.ascontiguousarray(unit, dtype=np.float32)
     for step in steps:
         levels = model.levels(unit32, decoded, classes, float(step))
-        counts += model.count_contexts(levels, classes, float(step))
-    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts)
+        step_counts, step_gains = model.count_contexts(levels, classes, float(step))
+        counts += step_counts
+        gains += step_gains
+    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains)
+    if rdo > 0:  # count again with the rate-distortion choice the tables now allow
+        priced = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo)
+        counts, gains = np.zeros_like(flat), np.zeros_like(flat_gains)
+        for step in steps:
+            levels = priced.levels(unit32, decoded, classes, float(step))
+            step_counts, step_gains = priced.count_contexts(levels, classes, float(step))
+            counts += step_counts
+            gains += step_gains
+        model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo)
     return Dictionary._from_core(dictionary._core.with_transform(model))

@@ -9,19 +9,25 @@
 // coefficient j - 1 (0, 1, 2+). Contexts are pure integer arithmetic, so a stream decodes
 // bit-exactly on any machine; only the reconstruction is floating point, as the atoms' is.
 //
+// Levels in memory (n x dim int32 rows, what residual.hpp passes around): the rank coefficients'
+// levels, zeros, and in the last slot (dim - 1, never an axis: rank < dim) the item's gain g.
+//
 // Class of an item: atom_class[a] of its first atom a (the atom of largest |coefficient|, coded
 // in the ITEM section, so the class costs no bits); an item without atoms is of class 0.
 //
-// Per item and coefficient j < rank (the remaining dim - rank levels are zero):
+// Per item, first its gain g (the item's residual energy against its class's, as round(2 log2)
+// in quarter octaves of sigma, clamped to +-kTransformGainRange), with the gain table; the
+// buckets of its coefficients are shifted by g. Then per coefficient j < rank:
 //   magnitude m = min(|level|, kTransformEscape) with the table of its context;
 //   if m >= 1: the sign (one bit);
 //   if m == kTransformEscape: |level| - kTransformEscape as an Elias-gamma code of its value + 1
 //   (flat bits).
 //
 // XFRM payload (inside a .smicd, dictionary version 2): u32 dim, rank, n_classes, n_atoms;
-// f64 rounding, bias; u16 atom_class[n_atoms]; f32 mean[n_classes x dim]; f16
+// f64 rounding, bias, rdo; u16 atom_class[n_atoms]; f32 mean[n_classes x dim]; f16
 // basis[n_classes x rank x dim] (row j of a class: its j-th axis); i16 scale[n_classes x rank]
-// (round(4 log2 sigma)); LEB128 counts[kTransformContexts x (kTransformEscape + 1)].
+// (round(4 log2 sigma)); LEB128 counts[kTransformContexts x (kTransformEscape + 1)], then
+// LEB128 gain counts[kTransformGains].
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -41,19 +47,23 @@ constexpr uint32_t kTransformBuckets = 40;       ///< quarter-octave buckets up 
 constexpr uint32_t kTransformNeighbours = 3;     ///< previous magnitude 0, 1, 2+
 constexpr uint32_t kTransformContexts = kTransformBuckets * kTransformNeighbours;
 constexpr uint32_t kTransformMaxClasses = 4096;
+constexpr int32_t kTransformGainRange = 12;      ///< gains in [-12, 12] quarter octaves
+constexpr uint32_t kTransformGains = 2 * kTransformGainRange + 1;
 
 /// The learned parts of a transform layer (immutable once built; may serve many threads).
 class TransformModel {
  public:
-  /// Validates sizes and values (InvalidArgument naming the first bad field): 1 <= rank <= dim,
+  /// Validates sizes and values (InvalidArgument naming the first bad field): 1 <= rank < dim,
   /// 1 <= n_classes <= kTransformMaxClasses, atom_class (n_atoms) < n_classes, finite mean
   /// (n_classes x dim) and basis (n_classes x rank x dim, stored as float16: the stored values
   /// are what codes and decodes), scale (n_classes x rank) in [-256, 256], rounding in [0, 1),
-  /// bias in [0, 1), counts (kTransformContexts x (kTransformEscape + 1), empty: flat).
+  /// bias in [0, 1), counts (kTransformContexts x (kTransformEscape + 1), empty: flat),
+  /// gain_counts (kTransformGains, empty: flat), rdo in [0, 16].
   TransformModel(std::size_t dim, std::size_t rank, std::size_t n_classes,
                  std::vector<uint16_t> atom_class, const float* mean, const float* basis,
                  std::vector<int16_t> scale, double rounding, double bias,
-                 std::vector<uint64_t> counts);
+                 std::vector<uint64_t> counts, std::vector<uint64_t> gain_counts = {},
+                 double rdo = 0.0);
 
   /// Parse an XFRM payload (FormatError naming `name`).
   static std::shared_ptr<const TransformModel> parse(const uint8_t* data, std::size_t size,
@@ -67,12 +77,18 @@ class TransformModel {
   std::size_t n_atoms() const { return atom_class_.size(); }
   double rounding() const { return rounding_; }
   double bias() const { return bias_; }
+  /// Rate-distortion quantisation: each level is the one among floor(|y|/step + rounding),
+  /// one less, and 0 of least squared error + rdo * step^2 * bits under the model's tables
+  /// (0: plain dead-zone rounding). An encoder choice stored with the model, so that every
+  /// encoder of a dictionary makes the same one.
+  double rdo() const { return rdo_; }
   const std::vector<uint16_t>& atom_class() const { return atom_class_; }
   const std::vector<float>& mean() const { return mean_; }
   /// The float32 values of the stored float16 axes (n_classes x rank x dim).
   const std::vector<float>& basis() const { return basis_; }
   const std::vector<int16_t>& scale() const { return scale_; }
   const std::vector<uint64_t>& counts() const { return counts_; }
+  const std::vector<uint64_t>& gain_counts() const { return gain_counts_; }
 
   /// Class of each of the n items of `codes` (their first atom's class; 0 for empty items).
   std::vector<uint32_t> classes(const ItemCodes& codes) const;
@@ -100,12 +116,13 @@ class TransformModel {
             double* out) const;
 
   /// Context counts of n items' levels at step_index, added to `counts` (the layout of
-  /// counts()): what learning a model's tables sums over training residuals.
+  /// counts()) and `gain_counts` (of gain_counts()): what learning a model's tables sums over
+  /// training residuals.
   void count_contexts(const int32_t* levels, const uint32_t* classes, std::size_t n,
-                      int32_t step_index, uint64_t* counts) const;
+                      int32_t step_index, uint64_t* counts, uint64_t* gain_counts) const;
 
  private:
-  uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t step_index) const;
+  uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t shift) const;
   std::size_t dim_, rank_, n_classes_;
   std::vector<uint16_t> atom_class_;
   std::vector<float> mean_;
@@ -113,9 +130,13 @@ class TransformModel {
   std::vector<float> basis_;
   std::vector<int16_t> scale_;
   double rounding_, bias_;
-  std::vector<uint64_t> counts_;
+  std::vector<uint64_t> counts_, gain_counts_;
+  double rdo_ = 0;
+  std::vector<double> expected_energy_;  // per class: sum of sigma^2 over its axes
   std::vector<StaticModel> models_;  // one per context
   std::vector<std::vector<double>> model_bits_;
+  std::unique_ptr<StaticModel> gain_model_;
+  std::vector<double> gain_bits_;
 };
 
 }  // namespace smic

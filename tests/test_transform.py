@@ -1,0 +1,229 @@
+"""The transform-coded refinement layer (format version 4, smic_fast.transform): the bits it
+saves against the one-table residual on items it was not learned on, what a reader decodes,
+the same bytes on every writing path, the dictionary that carries it, and damaged inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import smic_fast as smic
+from smic_fast import _core
+from smic_fast.transform import learn_transform
+
+from test_fuzz_files import _mutate, damaged_collections_raised
+
+
+def correlated(rng: np.random.Generator, n: int, d: int = 48, concepts: int = 24) -> np.ndarray:
+    """Items = a few concepts + noise whose spread decays along a hidden rotation (as real
+    embeddings' residuals do): most of the residual lies in a few directions."""
+    centres = rng.standard_normal((concepts, d))
+    rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    spread = 0.35 * np.exp(-np.arange(d) / 6.0)
+    noise = (rng.standard_normal((n, d)) * spread) @ rotation.T
+    x = centres[rng.integers(0, concepts, n)] + noise * np.linalg.norm(centres, axis=1).mean()
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def split():
+    e = correlated(np.random.default_rng(5), 3000)
+    return e[:2400], e[2400:]
+
+
+@pytest.fixture(scope="module")
+def dictionaries(split):
+    train, _ = split
+    plain = smic.Dictionary.fit(train, n_atoms=32, n_nonzero=2, n_iter=3, seed=0)
+    return plain, learn_transform(plain, train, n_classes=4)
+
+
+def _coded(dictionary, items, path, step, **kw):
+    info = smic.compress(items, path, dictionary=dictionary, residual_step=step, **kw)
+    decoded = smic.open(path, dictionary=dictionary).embeddings()
+    cosine = float(np.mean(np.sum(decoded.astype(np.float64) * items, axis=1)))
+    return info, decoded, cosine
+
+
+def _bits_at(points, level):
+    points = sorted(points, key=lambda p: p[1])
+    for (b0, c0), (b1, c1) in zip(points, points[1:]):
+        if c0 <= level <= c1:
+            return b0 + (b1 - b0) * (level - c0) / (c1 - c0)
+    raise AssertionError(f"no points around cosine {level}: {points}")
+
+
+def test_held_out_items_cost_fewer_bits_than_the_one_table_residual(tmp_path, split, dictionaries):
+    _, test = split
+    plain, transformed = dictionaries
+    curves = {}
+    for name, d in (("scalar", plain), ("transform", transformed)):
+        points = []
+        for step in (0.2, 0.1, 0.05, 0.025, 0.0125):
+            info, _, cosine = _coded(d, test, tmp_path / f"{name}.smic", step)
+            points.append((info["marginal_bits_per_item"], cosine))
+        curves[name] = points
+    for level in (0.97, 0.99):
+        assert _bits_at(curves["transform"], level) < 0.8 * _bits_at(curves["scalar"], level)
+
+
+def test_reader_decodes_what_the_encoder_measured(tmp_path, split, dictionaries):
+    _, test = split
+    _, transformed = dictionaries
+    info, decoded, cosine = _coded(transformed, test, tmp_path / "t.smic", 0.05, chunk_size=64)
+    assert info["format_version"] == 4 and info["residual_step"] == 0.05
+    assert cosine == pytest.approx(info["cosine_mean"], abs=1e-6)
+    col = smic.open(tmp_path / "t.smic", dictionary=transformed)
+    assert col.header["residual_coding"] == "transform"
+    for position in (0, 63, 64, 599, 317):  # one item alone, across chunk borders
+        np.testing.assert_array_equal(col[position], decoded[position])
+    # the atoms' part is the plain dictionary's: the layer only adds RESD sections
+    plain_info = smic.compress(test, tmp_path / "p.smic", dictionary=transformed, chunk_size=64)
+    assert plain_info["section_bytes"]["items"] == info["section_bytes"]["items"]
+    assert plain_info["format_version"] in (1, 3) and plain_info["section_bytes"]["residual"] == 0
+
+
+def test_every_writing_path_gives_the_same_levels(tmp_path, split, dictionaries):
+    """One batch, the streaming writer, in-place appends of one item, and a repack: the same
+    levels for every item (each item's code depends on nothing but itself)."""
+    _, test = split
+    _, d = dictionaries
+    items = test[:130]
+    whole = _core.write_collection(str(tmp_path / "a.smic"), items, d._core, None, None, "m", 16, 0.03, "w",
+                                   False, 0, None)
+    streamed = _core.write_collection_streaming(str(tmp_path / "b.smic"), [items[:50], items[50:]], d._core,
+                                                None, None, "m", 16, 0.03, "w", False, 0, None, 32)
+    assert (tmp_path / "a.smic").read_bytes() == (tmp_path / "b.smic").read_bytes()
+    np.testing.assert_array_equal(whole, streamed)
+    one = tmp_path / "c.smic"
+    smic.compress(items[:1], one, dictionary=d, residual_step=0.03, chunk_size=16)
+    col = smic.open(one, dictionary=d)
+    for i in range(1, 40):
+        col.append(items[i:i + 1])
+    col.append(items[40:])
+    expected = smic.open(tmp_path / "a.smic", dictionary=d).embeddings()
+    np.testing.assert_array_equal(smic.open(one, dictionary=d).embeddings(), expected)
+    smic.open(one, dictionary=d).repack()
+    repacked = smic.open(one, dictionary=d)
+    assert repacked.info()["format_version"] == 4
+    np.testing.assert_array_equal(repacked.embeddings(), expected)
+    # replacing an item re-packs its batch from the decoded levels: the others are unchanged
+    repacked.append(items[7:8], ids=["5"], replace=True)
+    again = smic.open(one, dictionary=d)
+    keep = [i for i in range(len(items)) if i != 5]
+    np.testing.assert_array_equal(again.embeddings()[:len(keep)], expected[keep])
+
+
+def test_the_dictionary_carries_the_transform(tmp_path, dictionaries):
+    plain, transformed = dictionaries
+    assert plain._core.transform is None and transformed._core.transform is not None
+    assert transformed.hash != plain.hash
+    transformed.save(tmp_path / "t.smicd")
+    loaded = smic.Dictionary.load(tmp_path / "t.smicd")
+    assert loaded.hash == transformed.hash
+    assert loaded._core.transform.to_bytes() == transformed._core.transform.to_bytes()
+    assert (tmp_path / "t.smicd").read_bytes()[8:10] == b"\x02\x00"  # .smicd version 2
+    plain.save(tmp_path / "p.smicd")
+    assert (tmp_path / "p.smicd").read_bytes()[8:10] == b"\x01\x00"  # unchanged without one
+    t = transformed._core.transform
+    assert t.rank == t.dim - 1 and t.n_classes == 4
+    basis = t.basis.astype(np.float64)
+    for c in range(t.n_classes):  # orthonormal axes, up to their float16 storage
+        np.testing.assert_allclose(basis[c] @ basis[c].T, np.eye(t.rank), atol=5e-3)
+
+
+def test_a_collection_needs_the_dictionary_with_its_transform(tmp_path, split, dictionaries):
+    _, test = split
+    plain, transformed = dictionaries
+    smic.compress(test[:50], tmp_path / "t.smic", dictionary=transformed, residual_step=0.05)
+    with pytest.raises(smic.DictionaryMismatchError):
+        smic.open(tmp_path / "t.smic", dictionary=plain)
+
+
+def test_ideal_bits_match_the_coded_bytes(tmp_path, split, dictionaries):
+    _, test = split
+    _, d = dictionaries
+    t = d._core.transform
+    symbols = d.items_symbols(test)
+    decoded = d.reconstruct(symbols)
+    classes = d._core.classes(symbols.counts, symbols.first, symbols.rest_index, symbols.rest_level)
+    levels = t.levels(test, decoded, classes, 0.02)
+    bits = t.bits(levels, classes, 0.02)
+    counts, gains = t.count_contexts(levels, classes, 0.02)
+    assert counts.sum() == len(test) * t.rank and gains.sum() == len(test)
+    # one chunk: its bytes are the ideal code length plus the coder's flush (at most 8 bytes)
+    info = smic.compress(test, tmp_path / "one.smic", dictionary=d, residual_step=0.02, chunk_size=len(test))
+    chunk_bytes = info["section_bytes"]["residual"] - 16 - (8 + 4 + 16) - 8 * 2
+    assert bits.sum() <= 8 * chunk_bytes <= 1.002 * bits.sum() + 64
+    refined = t.refine(decoded, levels, classes, 0.02)
+    file_rows = smic.open(tmp_path / "one.smic", dictionary=d).embeddings()
+    np.testing.assert_allclose(refined, file_rows, atol=1e-5)
+
+
+def test_large_levels_escape_and_decode(tmp_path, split, dictionaries):
+    """A tiny step makes levels far beyond the escape symbol (18): they round-trip."""
+    _, test = split
+    _, d = dictionaries
+    info, decoded, cosine = _coded(d, test[:40], tmp_path / "fine.smic", 1e-4)
+    assert cosine > 0.99999
+    t = d._core.transform
+    symbols = d.items_symbols(test[:40])
+    classes = d._core.classes(symbols.counts, symbols.first, symbols.rest_index, symbols.rest_level)
+    levels = t.levels(test[:40], d.reconstruct(symbols), classes, 1e-4)
+    assert np.abs(levels[:, :-1]).max() > 100 * _core.TRANSFORM_ESCAPE
+
+
+def test_transform_arguments_are_checked(split, dictionaries):
+    train, _ = split
+    plain, transformed = dictionaries
+    with pytest.raises(ValueError, match="rank"):
+        learn_transform(plain, train, rank=train.shape[1])
+    with pytest.raises(ValueError, match="n_classes"):
+        learn_transform(plain, train, n_classes=plain.n_atoms + 1)
+    with pytest.raises(ValueError, match="shrinkage"):
+        learn_transform(plain, train, shrinkage=-1.0)
+    with pytest.raises(ValueError, match="rdo"):
+        learn_transform(plain, train, rdo=float("nan"))
+    with pytest.raises(ValueError, match="48 columns"):
+        learn_transform(plain, train[:, :10])
+    with pytest.raises(TypeError):
+        learn_transform(plain._core, train)
+    t = transformed._core.transform
+    args = dict(atom_class=t.atom_class, mean=t.mean, basis=t.basis, scale=t.scale, rounding=0.4, bias=0.05,
+                counts=t.counts, gain_counts=t.gain_counts)
+    _core.TransformModel(**args)
+    for change, message in ((dict(rounding=1.0), "rounding"), (dict(bias=-0.1), "bias"),
+                            (dict(atom_class=t.atom_class + 10), "atom_class"),
+                            (dict(scale=(t.scale * 0 + 300).astype(np.int16)), "scale"),
+                            (dict(counts=t.counts[:5]), "counts"),
+                            (dict(basis=np.ascontiguousarray(t.basis[:, :, :-1])), "mean must be")):
+        with pytest.raises(ValueError, match=message):
+            _core.TransformModel(**{**args, **change})
+    with pytest.raises(ValueError, match="the transform is for"):
+        smic.Dictionary.fit(train, n_atoms=16, n_nonzero=2, n_iter=1)._core.with_transform(t)
+
+
+def test_damaged_transform_sections_raise_format_error(tmp_path, split, dictionaries):
+    _, test = split
+    _, d = dictionaries
+    payload = d._core.transform.to_bytes()
+    for cut in (0, 10, 40, len(payload) // 2, len(payload) - 1):
+        with pytest.raises(smic.FormatError):
+            _core.TransformModel.from_bytes(payload[:cut])
+    with pytest.raises(smic.FormatError, match="trailing"):
+        _core.TransformModel.from_bytes(payload + b"\x00")
+    rng = np.random.default_rng(3)
+    raised = 0
+    for _ in range(300):
+        try:
+            _core.TransformModel.from_bytes(_mutate(rng, payload))
+        except smic.FormatError:
+            raised += 1
+    assert raised > 0
+    # whole collections with an embedded transform dictionary: decode or FormatError, never worse
+    path = tmp_path / "t.smic"
+    smic.compress(test[:60], path, n_atoms=16, n_nonzero=2, n_iter=1, chunk_size=16)
+    own = smic.open(path).dictionary
+    _core.write_collection(str(path), test[:60], learn_transform(own, test, n_classes=2)._core, None, None, "m",
+                           16, 0.05, "w", True, 0, None)  # the dictionary, with its transform, embedded
+    assert smic.open(path).info()["format_version"] == 4
+    assert damaged_collections_raised(path.read_bytes(), tmp_path / "m.smic", rng, 1500) > 500
