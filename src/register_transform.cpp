@@ -183,6 +183,46 @@ the context tables' counts. Immutable.
           py::arg("levels"), py::arg("classes"), py::arg("step"),
           "Ideal code length in bits of each item's levels under the model's tables.")
       .def(
+          "encode",
+          [](const TransformModel& t, const py::array& levels, const py::array& classes, double step) {
+            const std::size_t n = check_levels(t, levels, classes);
+            const auto* q = static_cast<const int32_t*>(levels.data());
+            const auto* c = static_cast<const uint32_t*>(classes.data());
+            const int32_t index = TransformModel::step_index(step);
+            std::vector<uint8_t> bytes;
+            {
+              py::gil_scoped_release release;
+              smic::RangeEncoder enc;
+              t.encode(enc, q, c, n, index);
+              bytes = enc.finish();
+            }
+            return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+          },
+          py::arg("levels"), py::arg("classes"), py::arg("step"),
+          "One range-coded stream of the items' levels (a RESD chunk's bytes).")
+      .def(
+          "decode",
+          [](const TransformModel& t, const py::bytes& data, const py::array& classes, double step) {
+            smic_py::require_array<uint32_t>(classes, 1, "classes");
+            const auto* c = static_cast<const uint32_t*>(classes.data());
+            const auto n = static_cast<std::size_t>(classes.shape(0));
+            for (std::size_t i = 0; i < n; ++i)
+              if (c[i] >= t.n_classes()) throw py::value_error("classes must be < n_classes");
+            const std::string s = data;
+            py::array_t<int32_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(t.dim())});
+            int32_t* o = out.mutable_data();
+            const int32_t index = TransformModel::step_index(step);
+            {
+              py::gil_scoped_release release;  // s is a copy owned by this frame
+              smic::RangeDecoder dec(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+              t.decode(dec, c, n, index, o);
+              dec.finish();
+            }
+            return out;
+          },
+          py::arg("data"), py::arg("classes"), py::arg("step"),
+          "Levels (n, dim) of a stream made by encode (DecodeError when damaged).")
+      .def(
           "count_contexts",
           [](const TransformModel& t, const py::array& levels, const py::array& classes, double step) {
             const std::size_t n = check_levels(t, levels, classes);

@@ -27,13 +27,19 @@ d = smic.Dictionary.fit(e[:300], n_atoms=48, n_nonzero=3, n_iter=3, precision="i
 d.save(out + "/d.smicd")
 smic.compress(e, out + "/shared.smic", dictionary=d, residual_step=0.05)
 smic.compress(e, out + "/remaining.smic", dictionary=d, index_model="remaining")  # version 3
+from smic_fast.transform import learn_transform  # version 4: the layer's levels and floats
+t = learn_transform(d, e[:300], n_classes=4)
+t.save(out + "/t.smicd")
+smic.compress(e, out + "/transform.smic", dictionary=t, residual_step=0.03)
+np.save(out + "/transform.npy", smic.open(out + "/transform.smic", dictionary=t).embeddings())
 with open(out + "/single.bin", "wb") as f:  # one item at a time: the float16 one-row path
     for row in e[::25]:
         f.write(d.encode(row))
 print(_core.gemm_kernel())
 """
 
-FILES = ("own.smic", "d.smicd", "shared.smic", "remaining.smic", "single.bin")
+FILES = ("own.smic", "d.smicd", "shared.smic", "remaining.smic", "single.bin", "t.smicd", "transform.smic",
+         "transform.npy")
 
 
 def _run(folder, kernels: str | None, screening: str = "auto") -> str:

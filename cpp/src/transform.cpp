@@ -3,13 +3,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "bytes.hpp"
+#include "cpu.hpp"
+#include "transform_kernels.hpp"
 #include "smic/coding_dictionary.hpp"
 #include "smic/error.hpp"
 
 namespace smic {
+using detail::use_avx2_kernels;
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+using detail::transform_axpy_avx2;
+using detail::transform_dots_avx2;
+#endif
 namespace {
 
 constexpr std::size_t kSymbols = kTransformEscape + 1;
@@ -192,91 +200,152 @@ uint32_t TransformModel::context_bucket(uint32_t cls, std::size_t j, int32_t shi
   return static_cast<uint32_t>(std::clamp<int32_t>(b, 0, kTransformBuckets - 1));
 }
 
+namespace {
+
+// Up to kBlock items of one class at a time: each axis is read once for all of them (the axes,
+// rank x dim floats per class, do not stay in cache from one item to the next). Every item's
+// arithmetic is the same whatever its block: the same values on every path.
+constexpr std::size_t kBlock = 8;
+
+// Blocks of items [i, i + count) in order, each of one class, at most kBlock long.
+template <class Visit>
+void class_blocks(const uint32_t* classes, std::size_t n, std::size_t n_classes, Visit&& visit) {
+  std::vector<std::vector<std::size_t>> pending(n_classes);
+  for (std::size_t i = 0; i < n; ++i) {
+    require(classes[i] < n_classes, "transform: class out of range");
+    auto& p = pending[classes[i]];
+    p.push_back(i);
+    if (p.size() == kBlock) {
+      visit(classes[i], p);
+      p.clear();
+    }
+  }
+  for (std::size_t c = 0; c < n_classes; ++c)
+    if (!pending[c].empty()) visit(static_cast<uint32_t>(c), pending[c]);
+}
+
+// sum_k axis[k] r[k] in eight interleaved float sums, combined pairwise: a fixed order.
+inline float dot(const float* axis, const float* r, std::size_t dim) {
+  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t k = 0;
+  for (; k + 8 <= dim; k += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] += axis[k + l] * r[k + l];
+  for (; k < dim; ++k) lanes[k & 7] += axis[k] * r[k];
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+// The dot products of one axis with n rows, or row += y * axis: the AVX2 kernel where the CPU
+// has it, else the portable loops above (the same floats either way).
+void dots(const float* axis, const float* rows, std::size_t n, std::size_t dim, float* out) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (use_avx2_kernels()) return transform_dots_avx2(axis, rows, n, dim, out);
+#endif
+  for (std::size_t u = 0; u < n; ++u) out[u] = dot(axis, rows + u * dim, dim);
+}
+
+void axpy(const float* y, const float* const* axes, std::size_t count, float* row, std::size_t dim) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (use_avx2_kernels()) return transform_axpy_avx2(y, axes, count, row, dim);
+#endif
+  for (std::size_t a = 0; a < count; ++a)
+    for (std::size_t k = 0; k < dim; ++k) row[k] += y[a] * axes[a][k];
+}
+
+}  // namespace
+
 void TransformModel::levels(const float* unit, const float* decoded, const uint32_t* classes,
                             std::size_t n, double step, int32_t* out) const {
-  std::vector<float> r(dim_), ys(rank_);
   const double inverse = 1.0 / step;
   const int32_t t = step_index(step);
   const double lambda = rdo_ * step * step;  // price of one bit in squared error
-  for (std::size_t i = 0; i < n; ++i) {
-    const uint32_t c = classes[i];
-    require(c < n_classes_, "transform: class out of range");
+  std::vector<float> r(kBlock * dim_), ys(kBlock * rank_);
+  class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
     const float* m = mean_.data() + c * dim_;
-    for (std::size_t k = 0; k < dim_; ++k) r[k] = (unit[i * dim_ + k] - decoded[i * dim_ + k]) - m[k];
-    int32_t* row = out + i * dim_;
-    double energy = 0;
+    const std::size_t b = items.size();
+    for (std::size_t u = 0; u < b; ++u) {
+      const std::size_t i = items[u];
+      for (std::size_t k = 0; k < dim_; ++k)
+        r[u * dim_ + k] = (unit[i * dim_ + k] - decoded[i * dim_ + k]) - m[k];
+    }
     for (std::size_t j = 0; j < rank_; ++j) {
       const float* axis = basis_.data() + (c * rank_ + j) * dim_;
-      float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // fixed order: the same value on every path
-      std::size_t k = 0;
-      for (; k + 8 <= dim_; k += 8)
-        for (int l = 0; l < 8; ++l) lanes[l] += axis[k + l] * r[k + l];
-      for (; k < dim_; ++k) lanes[k & 7] += axis[k] * r[k];
-      ys[j] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-              ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-      energy += static_cast<double>(ys[j]) * ys[j];
+      float block[kBlock];
+      dots(axis, r.data(), b, dim_, block);
+      for (std::size_t u = 0; u < b; ++u) ys[u * rank_ + j] = block[u];
     }
-    // The gain: 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves.
-    const double ratio = energy / expected_energy_[c];
-    const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
-    const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
-    const int32_t shift = t + gain;
-    int32_t previous = 0;
-    for (std::size_t j = 0; j < rank_; ++j) {
-      const double magnitude = std::fabs(static_cast<double>(ys[j])) * inverse;  // in steps
-      int32_t q = static_cast<int32_t>(std::min<double>(std::floor(magnitude + rounding_), kMaxLevel));
-      if (lambda > 0 && q >= 1 && q < static_cast<int32_t>(kTransformEscape)) {
-        // Rate-distortion choice among q, q - 1 and 0 under this context's table (the next
-        // coefficient's context is not priced: greedy, in coding order).
-        const std::vector<double>& bits =
-            model_bits_[context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous)];
-        const auto cost = [&](int32_t level) {
-          const double rec = level == 0 ? 0.0 : level - bias_;
-          const double e = (magnitude - rec) * step;
-          return e * e + lambda * (bits[static_cast<std::size_t>(level)] + (level ? 1.0 : 0.0));
-        };
-        int32_t best = q;
-        double best_cost = cost(q);
-        for (int32_t candidate : {q - 1, 0}) {
-          if (candidate < 0 || candidate == best) continue;
-          const double c_cost = cost(candidate);
-          if (c_cost < best_cost) {
-            best = candidate;
-            best_cost = c_cost;
-          }
+    for (std::size_t u = 0; u < b; ++u) quantise(ys.data() + u * rank_, c, t, inverse, lambda, step,
+                                                 out + items[u] * dim_);
+  });
+}
+
+void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda,
+                              double step, int32_t* row) const {
+  double energy = 0;
+  for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
+  // The gain: 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves.
+  const double ratio = energy / expected_energy_[c];
+  const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
+  const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+  const int32_t shift = t + gain;
+  int32_t previous = 0;
+  for (std::size_t j = 0; j < rank_; ++j) {
+    const double magnitude = std::fabs(static_cast<double>(ys[j])) * inverse;  // in steps
+    int32_t q = static_cast<int32_t>(std::min<double>(std::floor(magnitude + rounding_), kMaxLevel));
+    if (lambda > 0 && q >= 1 && q < static_cast<int32_t>(kTransformEscape)) {
+      // Rate-distortion choice among q, q - 1 and 0 under this context's table (the next
+      // coefficient's context is not priced: greedy, in coding order).
+      const std::vector<double>& bits =
+          model_bits_[context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous)];
+      const auto cost = [&](int32_t level) {
+        const double rec = level == 0 ? 0.0 : level - bias_;
+        const double e = (magnitude - rec) * step;
+        return e * e + lambda * (bits[static_cast<std::size_t>(level)] + (level ? 1.0 : 0.0));
+      };
+      int32_t best = q;
+      double best_cost = cost(q);
+      for (int32_t candidate : {q - 1, 0}) {
+        if (candidate < 0 || candidate == best) continue;
+        const double candidate_cost = cost(candidate);
+        if (candidate_cost < best_cost) {
+          best = candidate;
+          best_cost = candidate_cost;
         }
-        q = best;
       }
-      row[j] = ys[j] < 0 ? -q : q;
-      previous = q;
+      q = best;
     }
-    std::fill(row + rank_, row + dim_, 0);
-    row[dim_ - 1] = gain;
+    row[j] = ys[j] < 0 ? -q : q;
+    previous = q;
   }
+  std::fill(row + rank_, row + dim_, 0);
+  row[dim_ - 1] = gain;
 }
 
 void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_t* classes,
                             std::size_t n, double step) const {
   std::vector<double> squares(dim_);
-  for (std::size_t i = 0; i < n; ++i) {
-    const uint32_t c = classes[i];
-    require(c < n_classes_, "transform: class out of range");
-    float* row = decoded + i * dim_;
+  std::vector<float> y(rank_);
+  std::vector<const float*> axes(rank_);
+  class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
     const float* m = mean_.data() + c * dim_;
-    for (std::size_t k = 0; k < dim_; ++k) row[k] += m[k];
-    for (std::size_t j = 0; j < rank_; ++j) {
-      const int32_t q = levels[i * dim_ + j];
-      if (q == 0) continue;
-      const double magnitude = (std::abs(static_cast<double>(q)) - bias_) * step;
-      const float y = static_cast<float>(q < 0 ? -magnitude : magnitude);
-      const float* axis = basis_.data() + (c * rank_ + j) * dim_;
-      for (std::size_t k = 0; k < dim_; ++k) row[k] += y * axis[k];
+    for (std::size_t i : items) {
+      float* row = decoded + i * dim_;
+      for (std::size_t k = 0; k < dim_; ++k) row[k] += m[k];
+      // row += y_j axis_j over the non-zero levels, in order of j (zeros add nothing)
+      std::size_t count = 0;
+      for (std::size_t j = 0; j < rank_; ++j) {
+        const int32_t q = levels[i * dim_ + j];
+        if (q == 0) continue;
+        const double magnitude = (std::abs(static_cast<double>(q)) - bias_) * step;
+        y[count] = static_cast<float>(q < 0 ? -magnitude : magnitude);
+        axes[count++] = basis_.data() + (c * rank_ + j) * dim_;
+      }
+      axpy(y.data(), axes.data(), count, row, dim_);
+      for (std::size_t k = 0; k < dim_; ++k) squares[k] = static_cast<double>(row[k]) * row[k];
+      const double norm = std::sqrt(detail::pairwise_sum(squares.data(), dim_));
+      const double divisor = norm > 0 ? norm : 1.0;
+      for (std::size_t k = 0; k < dim_; ++k) row[k] = static_cast<float>(row[k] / divisor);
     }
-    for (std::size_t k = 0; k < dim_; ++k) squares[k] = static_cast<double>(row[k]) * row[k];
-    const double norm = std::sqrt(detail::pairwise_sum(squares.data(), dim_));
-    const double divisor = norm > 0 ? norm : 1.0;
-    for (std::size_t k = 0; k < dim_; ++k) row[k] = static_cast<float>(row[k] / divisor);
-  }
+  });
 }
 
 void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint32_t* classes,

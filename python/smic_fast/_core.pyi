@@ -158,6 +158,14 @@ class TransformModel:
         """
         (context counts, gain counts) of the levels: what a model's tables are fitted to.
         """
+    def decode(self, data: bytes, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        Levels (n, dim) of a stream made by encode (DecodeError when damaged).
+        """
+    def encode(self, levels: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> bytes:
+        """
+        One range-coded stream of the items' levels (a RESD chunk's bytes).
+        """
     def levels(self, unit: numpy.ndarray, decoded: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
         """
         (n, dim) int32 levels of the residuals unit - decoded in each item's class.

@@ -123,6 +123,9 @@ class TransformModel {
 
  private:
   uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t shift) const;
+  /// Levels and gain of one item from its coefficients ys (rank values) into row (dim).
+  void quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda, double step,
+                int32_t* row) const;
   std::size_t dim_, rank_, n_classes_;
   std::vector<uint16_t> atom_class_;
   std::vector<float> mean_;

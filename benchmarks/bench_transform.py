@@ -1,0 +1,170 @@
+"""The transform-coded refinement layer on items it was never learned on: marginal bits at each
+cosine against the one-table residual, FAISS residual quantisation and the Gaussian and
+Gaussian-mixture bounds of the training part, then the layer's own speed on one core.
+
+    cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python \\
+        bench_transform.py --real /tmp/minilm.npy [--rq 16,24,32,48,64]
+
+Protocol (issue 28): a seeded 80/20 split; atoms (K = --atoms, 8 per item, ratio step 1/16,
+rd_lambda 0: the sweep's finest setting, the one both refinements refine), coding tables, the
+transform and RQ's codebooks learned on the 80%; the 20% coded with them, rates read from the
+files' bytes (ITEM + RESD sections), cosines from the files decoded. Speed: the layer alone
+(levels, range coding, decoding, reconstruction) on the held-out items at the step nearest
+cosine 0.95, one thread, best of 5.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import best_time, machine
+from smic_fast.codec import CodingParams
+from smic_fast.collection import compress
+from smic_fast.collection import open as open_collection
+from smic_fast.dictionary import Dictionary, normalize_embeddings
+from smic_fast.evaluation.bounds import covariance_eigenvalues, distortion_of_cosine, kmeans_classes
+from smic_fast.evaluation.bounds import gaussian_rd_bound, mixture_rd_bound, reverse_water_filling
+from smic_fast.ksvd import learn_for_rate
+from smic_fast.transform import learn_transform
+
+LEVELS = (0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+STEPS = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.012, 0.008, 0.005)
+
+
+def bits_at(points: list[tuple[float, float]], level: float) -> float | None:
+    """Bits on the lower convex-free frontier at a cosine (linear between the two points around it)."""
+    points = sorted(points, key=lambda p: p[1])
+    best = None
+    for (b0, c0), (b1, c1) in zip(points, points[1:]):
+        if c0 <= level <= c1:
+            b = b0 + (b1 - b0) * (level - c0) / (c1 - c0) if c1 > c0 else min(b0, b1)
+            best = b if best is None else min(best, b)
+    return best
+
+
+def coded(dictionary: Dictionary, items: np.ndarray, step: float, folder: Path) -> tuple[float, float]:
+    path = folder / "held_out.smic"
+    path.unlink(missing_ok=True)
+    info = compress(items, path, dictionary=dictionary, residual_step=step)
+    decoded = open_collection(path, dictionary=dictionary).embeddings()
+    sections = info["section_bytes"]
+    return (8.0 * (sections["items"] + sections["residual"]) / len(items),
+            float(np.mean(np.sum(items.astype(np.float64) * decoded, axis=1))))
+
+
+def active_dimensions(train: np.ndarray, cosine: float, n_classes: int = 32) -> float:
+    """Eigenvalues above the mixture bound's water level at `cosine`, weighted by class share."""
+    labels = kmeans_classes(train.astype(np.float64), n_classes, seed=0)
+    counts = np.bincount(labels)
+    p = counts / counts.sum()
+    eigenvalues = [covariance_eigenvalues(train[labels == c].astype(np.float64)) for c in range(len(counts))]
+    weights = [np.full(len(e), pc) for e, pc in zip(eigenvalues, p)]
+    lam, w = np.concatenate(eigenvalues), np.concatenate(weights)
+    theta, _ = reverse_water_filling(lam, distortion_of_cosine(cosine), w)
+    return float(np.sum(w[lam > theta[0]]))
+
+
+def rq_points(train: np.ndarray, test: np.ndarray, stages: list[int]) -> list[tuple[float, float]]:
+    from smic_fast.evaluation.baselines import rq_codec
+
+    points = []
+    for m in stages:
+        start = time.perf_counter()
+        c = rq_codec(test, m, 8, beam=8, train=train, train_size=len(train))
+        cosine = float(np.mean(np.sum(test.astype(np.float64) * c.reconstruction, axis=1)))
+        points.append((8.0 * c.item_bytes / len(test), cosine))
+        print(f"  RQ {m} stages: {points[-1][0]:.1f} bits, cosine {cosine:.4f} ({time.perf_counter() - start:.0f} s)",
+              flush=True)
+    return points
+
+
+def speed(dictionary: Dictionary, test: np.ndarray, step: float) -> dict[str, float]:
+    t = dictionary._core.transform
+    symbols = dictionary.items_symbols(test)
+    decoded = dictionary.reconstruct(symbols)
+    classes = dictionary._core.classes(symbols.counts, symbols.first, symbols.rest_index, symbols.rest_level)
+    levels = t.levels(test, decoded, classes, step)
+    data = t.encode(levels, classes, step)
+    n = len(test)
+    times = {
+        "levels (transform + quantise)": best_time(lambda: t.levels(test, decoded, classes, step), 5),
+        "range-code the levels": best_time(lambda: t.encode(levels, classes, step), 5),
+        "decode the levels": best_time(lambda: t.decode(data, classes, step), 5),
+        "reconstruct (inverse transform)": best_time(lambda: t.refine(decoded, levels, classes, step), 5),
+    }
+    rates = {name: n / seconds for name, seconds in times.items()}
+    rates["encode (levels + coding)"] = n / (times["levels (transform + quantise)"] + times["range-code the levels"])
+    rates["decode (decoding + reconstruction)"] = n / (times["decode the levels"] +
+                                                       times["reconstruct (inverse transform)"])
+    return rates
+
+
+def measure(name: str, e: np.ndarray, k: int, rq: list[int]) -> None:
+    unit, _ = normalize_embeddings(e)
+    order = np.random.default_rng(0).permutation(len(unit))
+    n_test = len(unit) // 5
+    test, train = unit[order[:n_test]], unit[order[n_test:]]
+    print(f"\n## {name}: learned on {len(train)} items, {len(test)} held out, d = {unit.shape[1]}; {machine()}\n",
+          flush=True)
+    params = CodingParams(s_max=8, step=0.0625, rd_lambda=0.0)
+    start = time.perf_counter()
+    atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
+    plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=0.0625, rd_lambda=0.0)
+    learned = time.perf_counter()
+    transformed = learn_transform(plain, train)
+    transform_s = time.perf_counter() - learned
+    print(f"atoms and tables {learned - start:.0f} s, transform {transform_s:.1f} s "
+          f"({transformed._core.transform.n_classes} classes, rank {transformed._core.transform.rank})\n", flush=True)
+    rows: dict[str, list[float | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = {label: [coded(d, test, s, Path(tmp)) for s in STEPS]
+                  for label, d in (("one-table residual (format 2)", plain), ("transform-coded (format 4)", transformed))}
+    for label, points in curves.items():
+        rows[label] = [bits_at(points, level) for level in LEVELS]
+    if rq:
+        print("FAISS residual quantisation, beam 8, learned on the same 80%:", flush=True)
+        rows["FAISS RQ (beam 8)"] = [bits_at(rq_points(train, test, rq), level) for level in LEVELS]
+    rows["Gaussian bound (training covariance)"] = list(gaussian_rd_bound(train, LEVELS))
+    rows["Gaussian-mixture bound (32 classes)"] = list(mixture_rd_bound(train, LEVELS))
+    print("\nmarginal bits per held-out item at a mean cosine of\n")
+    print("| | " + " | ".join(f"{level:g}" for level in LEVELS) + " |")
+    print("|---" * (len(LEVELS) + 1) + "|")
+    for label, row in rows.items():
+        print(f"| {label} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in row) + " |")
+    ours = rows["transform-coded (format 4)"]
+    if "FAISS RQ (beam 8)" in rows:
+        print("| transform / RQ | " + " | ".join(
+            "–" if a is None or b is None else f"{a / b:.2f}" for a, b in zip(ours, rows["FAISS RQ (beam 8)"])) + " |")
+    at = LEVELS.index(0.95)
+    dims = active_dimensions(train, 0.95)
+    if ours[at] is not None:
+        gap = (ours[at] - rows["Gaussian-mixture bound (32 classes)"][at]) / dims
+        print(f"\nat 0.95: {dims:.0f} active dimensions (mixture bound's water level), "
+              f"{gap:.3f} bits per active dimension above the mixture bound")
+    best = min(curves["transform-coded (format 4)"], key=lambda p: abs(p[1] - 0.95))
+    step = STEPS[curves["transform-coded (format 4)"].index(best)]
+    print(f"\nspeed of the layer alone, one thread, at step {step} (cosine {best[1]:.3f}, {best[0]:.0f} bits):\n")
+    for label, rate in speed(transformed, test, step).items():
+        print(f"- {label}: {rate / 1000:.0f}k items/s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", action="append", default=[], metavar="PATH.npy", required=True)
+    parser.add_argument("--atoms", type=int, default=512, help="K of the atoms both layers refine (default 512)")
+    parser.add_argument("--rq", default="", metavar="M,M,...",
+                        help="FAISS RQ stage counts to measure (minutes each at 64 stages), e.g. 16,24,32,48,64")
+    args = parser.parse_args(argv)
+    import threadpoolctl
+
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):  # the layer's speed on one core
+        for path in args.real:
+            measure(Path(path).name, np.load(path), args.atoms, [int(m) for m in args.rq.split(",") if m])
+
+
+if __name__ == "__main__":
+    main()
