@@ -3,6 +3,8 @@ saves against the one-table residual on items it was not learned on, what a read
 the same bytes on every writing path, the dictionary that carries it, and damaged inputs."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,25 @@ def test_damaged_transform_sections_raise_format_error(tmp_path, split, dictiona
                            16, 0.05, "w", True, 0, None)  # the dictionary, with its transform, embedded
     assert smic.open(path).info()["format_version"] == 4
     assert damaged_collections_raised(path.read_bytes(), tmp_path / "m.smic", rng, 1500) > 500
+
+
+def test_cli_fits_a_dictionary_with_a_transform_and_compresses_with_it(tmp_path, split, capsys):
+    from smic_fast.cli import main
+
+    train, test = split
+    np.save(tmp_path / "train.npy", train)
+    np.save(tmp_path / "test.npy", test)
+    d = tmp_path / "d.smicd"
+    assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(d), "--atoms", "32", "--sparsity", "2",
+                 "--iterations", "2", "--transform", "--transform-classes", "3", "--json", "--quiet"]) == 0
+    fitted = json.loads(capsys.readouterr().out)
+    assert fitted["transform"] == {"classes": 3, "rank": train.shape[1] - 1}
+    assert smic.Dictionary.load(d)._core.transform.n_classes == 3
+    out = tmp_path / "c.smic"
+    assert main(["compress", str(tmp_path / "test.npy"), "-o", str(out), "--dictionary", str(d),
+                 "--residual-step", "0.05", "--quiet"]) == 0
+    assert smic.open(out, dictionary=d).info()["format_version"] == 4
+    # --transform-classes alone is a usage error, and nothing is written
+    assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(tmp_path / "x.smicd"),
+                 "--transform-classes", "3", "--quiet"]) == 2
+    assert not (tmp_path / "x.smicd").exists()
