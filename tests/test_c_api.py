@@ -386,12 +386,14 @@ def test_collection_reads_like_python(lib, data):
         lib.smic_collection_free(handle)
 
 
-@pytest.mark.parametrize("name", ["remaining", "remaining_shared"])
+@pytest.mark.parametrize("name", ["remaining", "remaining_shared", "transform"])
 def test_collection_reads_format_version_3(lib, name):
-    # The golden files of the remaining-atoms index model, item by item and as a whole.
+    # The golden files of the remaining-atoms index model (version 3) and of the transform-coded
+    # refinement layer (version 4, with a version-2 dictionary), item by item and as a whole.
     golden = ROOT / "tests" / "golden"
     expected = np.load(golden / f"{name}.expected.npz")["embeddings"]
-    dictionary = _load_dictionary(lib, golden / "shared.smicd") if name == "remaining_shared" else None
+    shared = {"remaining_shared": "shared.smicd", "transform": "transform.smicd"}.get(name)
+    dictionary = _load_dictionary(lib, golden / shared) if shared else None
     handle = ctypes.c_void_p()
     try:
         _check(lib, lib.smic_collection_open(str(golden / f"{name}.smic").encode(), dictionary,
