@@ -289,6 +289,11 @@ void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inv
   const int32_t shift = t + gain;
   int32_t previous = 0;
   for (std::size_t j = 0; j < rank_; ++j) {
+    if (skipped(c, j, shift)) {  // never coded: its level is 0
+      row[j] = 0;
+      previous = 0;
+      continue;
+    }
     const double magnitude = std::fabs(static_cast<double>(ys[j])) * inverse;  // in steps
     int32_t q = static_cast<int32_t>(std::min<double>(std::floor(magnitude + rounding_), kMaxLevel));
     if (lambda > 0 && q >= 1 && q < static_cast<int32_t>(kTransformEscape)) {
@@ -363,6 +368,11 @@ void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const int32_t q = row[j];
+      if (skipped(c, j, shift)) {
+        require(q == 0, "transform: a non-zero level on an axis whose spread is below step / 16");
+        previous = 0;
+        continue;
+      }
       require(q >= -kMaxLevel && q <= kMaxLevel, "transform: level out of range");
       const uint32_t a = static_cast<uint32_t>(q < 0 ? -q : q);
       const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
@@ -384,6 +394,11 @@ void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::siz
     const int32_t shift = step_index + gain;
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
+      if (skipped(c, j, shift)) {
+        row[j] = 0;
+        previous = 0;
+        continue;
+      }
       const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       uint32_t a = models_[ctx].decode(dec);
       bool negative = false;
@@ -415,6 +430,10 @@ void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::s
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const int32_t q = row[j];
+      if (skipped(c, j, shift)) {
+        previous = 0;
+        continue;
+      }
       const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
       const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
@@ -444,6 +463,10 @@ void TransformModel::count_contexts(const int32_t* levels, const uint32_t* class
     int32_t previous = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       const int32_t q = row[j];
+      if (skipped(c, j, shift)) {
+        previous = 0;
+        continue;
+      }
       const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
       const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
       ++counts[ctx * kSymbols + std::min<uint32_t>(a, kTransformEscape)];

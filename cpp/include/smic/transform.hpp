@@ -18,6 +18,7 @@
 // Per item, first its gain g (the item's residual energy against its class's, as round(2 log2)
 // in quarter octaves of sigma, clamped to +-kTransformGainRange), with the gain table; the
 // buckets of its coefficients are shifted by g. Then per coefficient j < rank:
+//   nothing when its bucket is below 0 (sigma / step < 2^-4 with the gain: the level is 0);
 //   magnitude m = min(|level|, kTransformEscape) with the table of its context;
 //   if m >= 1: the sign (one bit);
 //   if m == kTransformEscape: |level| - kTransformEscape as an Elias-gamma code of its value + 1
@@ -123,6 +124,11 @@ class TransformModel {
 
  private:
   uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t shift) const;
+  /// True for an axis whose spread (with the item's gain) is below step / 16, bucket < 0:
+  /// never coded, its level is 0.
+  bool skipped(uint32_t cls, std::size_t j, int32_t shift) const {
+    return scale_[cls * rank_ + j] + shift - kTransformBucketLow < 0;
+  }
   /// Levels and gain of one item from its coefficients ys (rank values) into row (dim).
   void quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda, double step,
                 int32_t* row) const;
