@@ -72,7 +72,7 @@ def test_reader_decodes_what_the_encoder_measured(tmp_path, split, dictionaries)
     _, test = split
     _, transformed = dictionaries
     info, decoded, cosine = _coded(transformed, test, tmp_path / "t.smic", 0.05, chunk_size=64)
-    assert info["format_version"] == 4 and info["residual_step"] == 0.05
+    assert info["format_version"] == 4 and info["residual_step"] == 0.05 and info["residual_coding"] == "transform"
     assert cosine == pytest.approx(info["cosine_mean"], abs=1e-6)
     col = smic.open(tmp_path / "t.smic", dictionary=transformed)
     assert col.header["residual_coding"] == "transform"
@@ -82,6 +82,9 @@ def test_reader_decodes_what_the_encoder_measured(tmp_path, split, dictionaries)
     plain_info = smic.compress(test, tmp_path / "p.smic", dictionary=transformed, chunk_size=64)
     assert plain_info["section_bytes"]["items"] == info["section_bytes"]["items"]
     assert plain_info["format_version"] in (1, 3) and plain_info["section_bytes"]["residual"] == 0
+    assert plain_info["residual_coding"] is None
+    one_table = smic.compress(test, tmp_path / "s.smic", dictionary=dictionaries[0], residual_step=0.05)
+    assert one_table["residual_coding"] == "table" and one_table["format_version"] == 2
 
 
 def test_every_writing_path_gives_the_same_levels(tmp_path, split, dictionaries):

@@ -423,6 +423,10 @@ class Collection:
             "marginal_bits_per_item": item_bits / n if n else None,
             "dictionary_share": self.section_bytes["dictionary"] / size,
             "format_version": self._format_version, "residual_step": self.residual_step,
+            # how the refinement layer codes residuals: one table ("table", version 2) or in the
+            # dictionary's transform ("transform", version 4); None without a layer
+            "residual_coding": None if self.residual_step is None else
+            "transform" if self._core.residual_transform else "table",
             "index_model": self._core.index_model,
         }
         if n and known == n:

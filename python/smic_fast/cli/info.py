@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         ("items", info["items"]), ("model", info["model"]), ("dimension", info["dim"]),
         ("atoms", info["n_atoms"]), ("most atoms per item", info["n_nonzero"]), ("layout", info["layout"]),
         ("residual step", info["residual_step"] if info["residual_step"] is not None else "none (atoms only)"),
+        ("residual coding", info["residual_coding"] or "none"),
         ("dictionary", ("shared " if info["shared_dictionary"] else "embedded ") + info["precision"]),
         ("file size", f"{info['file_bytes']:,} bytes"), ("bits per item", info["bits_per_item"]),
         ("marginal bits per item", info["marginal_bits_per_item"]),
