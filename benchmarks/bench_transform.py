@@ -3,10 +3,10 @@ cosine against the one-table residual, FAISS residual quantisation and the Gauss
 Gaussian-mixture bounds of the training part, then the layer's own speed on one core.
 
     cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python \\
-        bench_transform.py --real /tmp/minilm.npy [--rq 16,24,32,48,64]
+        bench_transform.py --real /tmp/minilm.npy [--atoms K] [--base STEP:RD_LAMBDA] [--rq 16,24,32,48,64]
 
-Protocol (issue 28): a seeded 80/20 split; atoms (K = --atoms, 8 per item, ratio step 1/16,
-rd_lambda 0: the sweep's finest setting, the one both refinements refine), coding tables, the
+Protocol (issue 28): a seeded 80/20 split; atoms (K = --atoms, 8 per item, ratio step and
+rd_lambda from --base, default 1/16 and 0: the sweep's finest setting), coding tables, the
 transform and RQ's codebooks learned on the 80%; the 20% coded with them, rates read from the
 files' bytes (ITEM + RESD sections), cosines from the files decoded. Speed: the layer alone
 (levels, range coding, decoding, reconstruction) on the held-out items at the step nearest
@@ -103,21 +103,22 @@ def speed(dictionary: Dictionary, test: np.ndarray, step: float) -> dict[str, fl
     return rates
 
 
-def measure(name: str, e: np.ndarray, k: int, rq: list[int]) -> None:
+def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, float] = (0.0625, 0.0)) -> None:
     unit, _ = normalize_embeddings(e)
     order = np.random.default_rng(0).permutation(len(unit))
     n_test = len(unit) // 5
     test, train = unit[order[:n_test]], unit[order[n_test:]]
     print(f"\n## {name}: learned on {len(train)} items, {len(test)} held out, d = {unit.shape[1]}; {machine()}\n",
           flush=True)
-    params = CodingParams(s_max=8, step=0.0625, rd_lambda=0.0)
+    params = CodingParams(s_max=8, step=base[0], rd_lambda=base[1])
     start = time.perf_counter()
     atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
-    plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=0.0625, rd_lambda=0.0)
+    plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=base[0], rd_lambda=base[1])
     learned = time.perf_counter()
     transformed = learn_transform(plain, train)
     transform_s = time.perf_counter() - learned
-    print(f"atoms and tables {learned - start:.0f} s, transform {transform_s:.1f} s "
+    print(f"K = {k}, 8 atoms, ratio step {base[0]:g}, rd_lambda {base[1]:g}: "
+          f"atoms and tables {learned - start:.0f} s, transform {transform_s:.1f} s "
           f"({transformed._core.transform.n_classes} classes, rank {transformed._core.transform.rank})\n", flush=True)
     rows: dict[str, list[float | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", action="append", default=[], metavar="PATH.npy", required=True)
     parser.add_argument("--atoms", type=int, default=512, help="K of the atoms both layers refine (default 512)")
+    parser.add_argument("--base", default="0.0625:0", metavar="STEP:RD_LAMBDA",
+                        help="ratio step and rd_lambda of the 8-atom setting both layers refine (default 0.0625:0)")
     parser.add_argument("--rq", default="", metavar="M,M,...",
                         help="FAISS RQ stage counts to measure (minutes each at 64 stages), e.g. 16,24,32,48,64")
     args = parser.parse_args(argv)
@@ -163,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
 
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):  # the layer's speed on one core
         for path in args.real:
-            measure(Path(path).name, np.load(path), args.atoms, [int(m) for m in args.rq.split(",") if m])
+            base = tuple(float(v) for v in args.base.split(":"))
+            measure(Path(path).name, np.load(path), args.atoms, [int(m) for m in args.rq.split(",") if m],
+                    (base[0], base[1]))
 
 
 if __name__ == "__main__":

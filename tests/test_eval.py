@@ -335,7 +335,11 @@ def test_default_sweep_reaches_the_high_end_where_8_atoms_cannot():
     # refinements still refine the last setting, the finest 8-atom one
     refined = [p for p in ours if "residual_step" in p.settings]
     assert len(refined) == (len(config.residual) + len(config.transform)) * len(sweep.meta["n_atoms"])
-    assert {(p.settings["n_nonzero"], p.settings["rd_lambda"]) for p in refined} == {(8, 0.0)}
+    one_table = {(p.settings["n_nonzero"], p.settings["rd_lambda"]) for p in refined
+                 if "residual_coding" not in p.settings}
+    transformed = {(p.settings["n_nonzero"], p.settings["step"], p.settings["rd_lambda"]) for p in refined
+                   if p.settings.get("residual_coding") == "transform"}
+    assert one_table == {(8, 0.0)} and transformed == {(8, *config.transform_base)}
 
 
 @pytest.mark.parametrize("n, sizes", [(1000, [64, 128]), (4000, [128, 256]), (10000, [128, 256, 512]),

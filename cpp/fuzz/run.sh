@@ -22,7 +22,7 @@ for target in "${targets[@]}"; do
   clang++ -std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -ffp-contract=off -Icpp/include $sources \
     "cpp/fuzz/$target.cpp" -lz -o "$out/$target"
-  seeds=(tests/golden)
+  seeds=(tests/golden cpp/fuzz/seeds)
   (cd "$out" && UBSAN_OPTIONS=halt_on_error=1 ./"$target" -max_total_time="$seconds" \
      -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 corpus "${seeds[@]/#/../../../}" \
      2>&1 | tail -n 12)

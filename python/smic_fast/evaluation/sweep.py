@@ -93,7 +93,8 @@ class SweepConfig:
     setting: a refinement costs about the same over 8, 16 or 32 atoms at cosine 0.95 on real
     embeddings, and 8 atoms learn fastest), and ``transform`` the steps of the transform-coded
     refinement (format version 4, :func:`smic_fast.transform.learn_transform`, learned on the
-    collection or the training part with the atoms) of that same setting; ``paper`` settings are (atoms, bits per
+    collection or the training part with the atoms) of the setting ``transform_base`` (when it
+    is one of ``smic``; otherwise, or None, of the last); ``paper`` settings are (atoms, bits per
     coefficient); ``pq`` and ``rq`` settings are (M, nbits) (``rq``: M stages, each encoded with
     a beam of ``rq_beam``, codebooks learned on ``rq_train`` items, None: all; ``rq`` runs only
     when ``methods`` names it); ``one_atom`` the dictionary sizes of the
@@ -119,6 +120,10 @@ class SweepConfig:
     # the transform-coded refinement (per-class KLT, one dead-zone step, context-coded levels):
     # on held-out MiniLM items about a third fewer bits than `residual` at cosine 0.95
     transform: tuple[float, ...] = (0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.012, 0.008)
+    # the base the transform refines: 8 atoms at ratio step 1/8 and rd_lambda 1e-3 coded held-out
+    # MiniLM items at 0.95 in 292 bits with it, where the finest setting (1/16, 0) needed 306
+    # (bench_transform.py --base, at K = 512; BENCHMARKS.md)
+    transform_base: tuple[float, float] | tuple[float, float, int] | None = (0.125, 1e-3)
     paper: tuple[tuple[int, int], ...] = ((1, 4), (2, 4), (2, 6), (3, 6), (4, 6), (4, 8), (6, 8), (8, 8), (16, 8),
                                          (32, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
@@ -457,7 +462,12 @@ def run_sweep(
         for step, rd_lambda, *rest in config.smic]
     if config.smic:
         smic_settings += [(*smic_settings[-1][:3], residual_step, False) for residual_step in config.residual]
-        smic_settings += [(*smic_settings[-1][:3], float(step), True) for step in config.transform]
+        base = smic_settings[-1][:3]
+        if config.transform_base is not None:
+            step, rd_lambda, *rest = config.transform_base
+            wanted = (float(step), float(rd_lambda), int(rest[0]) if rest else config.n_nonzero)
+            base = next((b[:3] for b in smic_settings if b[:3] == wanted), base)
+        smic_settings += [(*base, float(step), True) for step in config.transform]
     count = (len(ks) * (len(smic_settings) * (("smic" in methods) + ("smic-shared" in methods))
                         + len(config.paper) * ("paper" in methods))
              + len(config.scalar) * ("scalar" in methods) + len(config.pq) * ("pq" in methods)
@@ -488,7 +498,9 @@ def run_sweep(
                 atoms, fit_s = learned("own", s_fit)
             paper_atoms, paper_fit_s = atoms, fit_s
             shared_atoms, shared_fit_s = atoms if train_unit is None else None, 0.0
-            finest: dict[str, Any] = {}  # the dictionaries of the last smic setting, reused by the refinements
+            # each base setting's coded results, by (own|shared, step, rd_lambda, atoms): the
+            # refinements reuse their base's dictionary
+            finest: dict[tuple, Any] = {}
             coded_settings = smic_settings if {"smic", "smic-shared"} & set(methods) else []
             for step, rd_lambda, s_max, residual_step, transformed in coded_settings:
                 s_setting = min(s_max, k, d)
@@ -517,9 +529,10 @@ def run_sweep(
                         shared_atoms, shared_fit_s = learned("train", s_setting)
                 if "smic" in methods or train_unit is None:
                     own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
-                                           reuse=finest.get("own") if residual_step else None,
+                                           reuse=finest.get(("own", step, rd_lambda, s_max)) if residual_step else None,
                                            held_out=held_for_smic, **dict(coding))
-                    finest["own"] = own if residual_step is None else finest["own"]
+                    if residual_step is None:
+                        finest["own", step, rd_lambda, s_max] = own
                     if held is not None:  # a dictionary learned on the collection, coding new items
                         add_held("smic-shared", {**settings, "train": "training part"}, own["held_out"])
                 if "smic" in methods:
@@ -533,9 +546,11 @@ def run_sweep(
                 if "smic-shared" in methods:
                     shared = own if train_unit is None else _code_collection(
                         unit, shared_atoms, folder, config, pixel_list, n_threads,
-                        reuse=finest.get("shared") if residual_step else None, **dict(coding))
+                        reuse=finest.get(("shared", step, rd_lambda, s_max)) if residual_step else None,
+                        **dict(coding))
                     if train_unit is not None:
-                        finest["shared"] = shared if residual_step is None else finest["shared"]
+                        if residual_step is None:
+                            finest["shared", step, rd_lambda, s_max] = shared
                     points.append(measure.point(
                         "smic-shared", {**settings, "train": "collection" if train_unit is None else "train"},
                         shared["reconstruction"], shared["smic_bytes"], shared["item_bytes"],
