@@ -120,7 +120,8 @@ def test_every_writing_path_gives_the_same_levels(tmp_path, split, dictionaries)
 
 def test_the_dictionary_carries_the_transform(tmp_path, dictionaries):
     plain, transformed = dictionaries
-    assert plain._core.transform is None and transformed._core.transform is not None
+    assert plain.transform is None and transformed.transform is not None
+    assert "transform=4 classes" in repr(transformed) and "transform" not in repr(plain)
     assert transformed.hash != plain.hash
     transformed.save(tmp_path / "t.smicd")
     loaded = smic.Dictionary.load(tmp_path / "t.smicd")

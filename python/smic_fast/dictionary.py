@@ -196,12 +196,21 @@ class Dictionary:
         return self._core.table_counts
 
     @property
+    def transform(self) -> _core.TransformModel | None:
+        """The transform of a transform-coded refinement layer (learned by
+        :func:`smic_fast.transform.learn_transform`; ``n_classes``, ``rank``, the axes...), or
+        None: collections refined with this dictionary then use one table for every dimension."""
+        return self._core.transform
+
+    @property
     def _models(self) -> _core.ItemModels:
         return self._core.models
 
     def __repr__(self) -> str:
+        transform = self.transform
+        extra = "" if transform is None else f", transform={transform.n_classes} classes"
         return (f"Dictionary(n_atoms={self.n_atoms}, dim={self.dim}, precision={self.precision!r}, "
-                f"layout={self.params.layout!r}, n_nonzero={self.params.s_max}, hash={self.hash[:12]}…)")
+                f"layout={self.params.layout!r}, n_nonzero={self.params.s_max}{extra}, hash={self.hash[:12]}…)")
 
     # ---------------------------------------------------------------- fitting
     @classmethod
