@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def encoded(photo_folder, onnx_model):
 def sweep(encoded):
     E, _ = encoded
     # three atoms-only settings and the finest one refined (the residual layer): four smic points
-    config = SweepConfig.quick(methods=("smic", "scalar"), queries=8, residual=(0.03,))
+    config = SweepConfig.quick(methods=("smic", "scalar"), queries=8, residual=(0.03,), transform=())
     return run_sweep(E, config, progress=False), config
 
 
@@ -199,7 +200,8 @@ def test_cli_eval_with_generator_on_photos(photo_folder, onnx_model, generator_f
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["grid"]["rates"] == grid["rates"]
     ours = sorted(p["bits_per_item"] for p in data["points"] if p["method"] == "smic")
-    assert len(ours) == 4 and grid["rates"] == [ours[0], ours[2], ours[3]]  # quick: 3 settings + 1 refined
+    # quick: 3 settings + the finest refined with one table and transform-coded
+    assert len(ours) == 5 and grid["rates"] == [ours[0], ours[2], ours[4]]
     names = sorted(p.name for p in photo_folder.iterdir())
     assert grid["items"] == [names[i] for i in grid_items(len(names), 3)] and grid["seed"] == 2
     for column in grid["columns"][2:]:
@@ -225,7 +227,8 @@ def test_cli_eval_with_generator_on_embeddings_draws_regenerations_only(encoded,
     assert [c["kind"] for c in grid["columns"]] == ["uncompressed", "smic", "smic"]  # no photos to show
     assert grid["items"] == ["0", str(len(E) - 1)]
     ours = sorted(p["bits_per_item"] for p in json.loads((out / "results.json").read_text())["points"])
-    assert grid["rates"] == [ours[0], ours[-1]]  # the points nearest 1 and 1000 bits per item
+    nearest = [min(ours, key=lambda rate: abs(math.log(rate / target))) for target in (1, 1000)]
+    assert grid["rates"] == nearest  # the points nearest 1 and 1000 bits per item
     assert any("only the dimension was checked" in note for note in grid["notes"])  # no CLIP model to pair
     with Image.open(out / "regenerations.png") as png:
         assert png.size == (3 * CELL, 2 * CELL)

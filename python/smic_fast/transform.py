@@ -54,7 +54,7 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
 
 
 def learn_transform(
-    dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int = DEFAULT_TRANSFORM_CLASSES,
+    dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int | None = None,
     rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.45, bias: float = 0.05,
     rdo: float = 0.15,
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
@@ -69,7 +69,8 @@ def learn_transform(
         dictionary: the atoms and tables the residuals are taken after (smic layout).
         embeddings: (N, d) training rows (normalised here), N >= 2; the items the dictionary
             was learned on, or others like the items to be coded.
-        n_classes: groups of atoms with a KLT each (1: one global KLT).
+        n_classes: groups of atoms with a KLT each (1: one global KLT), at most n_atoms;
+            default: :data:`DEFAULT_TRANSFORM_CLASSES`, or n_atoms if fewer.
         rank: axes kept per class, at most d - 1 (the default); the rest are never coded.
         shrinkage: weight of the global covariance in each class's, as ``shrinkage * d``
             pseudo-items (>= 0): small classes lean on the global axes.
@@ -77,10 +78,11 @@ def learn_transform(
             the zero bin, which entropy coding makes cheap).
         bias: reconstruction of level q at (|q| - bias) * step, in [0, 1) (the centroid of a
             Laplacian bin lies below its middle).
-        rdo: rate-distortion quantisation (0: off; the default 0.15 and rounding 0.45 coded
-            held-out MiniLM items at cosine 0.95 in 5% fewer bits than plain dead-zone rounding): each level is chosen among the dead-zone
-            one, one less and 0 for the least squared error + rdo * step² * bits under the
-            learned tables (stored with the transform, so every encoder chooses alike).
+        rdo: rate-distortion quantisation, 0: off. Each level is chosen among the dead-zone one,
+            one less and 0 for the least squared error + rdo * step² * bits under the learned
+            tables (stored with the transform, so every encoder chooses alike). The default 0.15,
+            with rounding 0.45, coded held-out MiniLM items at cosine 0.95 in 5% fewer bits than
+            plain dead-zone rounding.
         steps: residual steps whose levels the context tables are counted on.
         seed: seed of the atom grouping.
     """
@@ -92,7 +94,8 @@ def learn_transform(
     n, d = unit.shape
     if n < 2:
         raise ValueError(f"learning a transform needs at least 2 training rows, got {n}")
-    n_classes = as_count(n_classes, "n_classes", minimum=1)
+    n_classes = (min(DEFAULT_TRANSFORM_CLASSES, dictionary.n_atoms) if n_classes is None
+                 else as_count(n_classes, "n_classes", minimum=1))
     if n_classes > min(dictionary.n_atoms, 4096):
         raise ValueError(f"n_classes must be <= min(n_atoms, 4096) = {min(dictionary.n_atoms, 4096)}, got {n_classes}")
     if d < 2:

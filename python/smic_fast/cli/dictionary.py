@@ -80,14 +80,12 @@ def _fit(args: argparse.Namespace) -> int:
                 progress=lambda i, e: bar.update(1), sample_size=sample, learn=args.learn)
     if args.transform:
         from ..dictionary import gather_rows, learning_sample
-        from ..transform import DEFAULT_TRANSFORM_CLASSES, learn_transform
+        from ..transform import learn_transform
 
         with stages.stage("learn transform"):
             rows = gather_rows(embeddings, learning_sample(n_items, sample, args.seed))
             try:
-                dictionary = learn_transform(dictionary, rows,
-                                             n_classes=min(args.transform_classes or DEFAULT_TRANSFORM_CLASSES,
-                                                           dictionary.n_atoms))
+                dictionary = learn_transform(dictionary, rows, n_classes=args.transform_classes)
             except ValueError as error:
                 raise CliError(f"cannot learn the transform: {error}", EXIT_USAGE) from None
     dictionary.save(out)

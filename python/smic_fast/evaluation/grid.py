@@ -156,6 +156,8 @@ def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixe
                 atoms_of[key] = (_learn_rate(unit, k, s, step, rd_lambda, config, n_threads)
                                  if config.learn == "rate" else _learn(unit, k, s, config, n_threads))
             refine = {"residual_step": p.settings["residual_step"]} if "residual_step" in p.settings else {}
+            if p.settings.get("residual_coding") == "transform":
+                refine["transform"] = True  # learned again on the same items: the same transform
             coded = _code_collection(unit, atoms_of[key], Path(tmp), config,
                                      None if pixels is None else list(pixels), n_threads, n_nonzero=s,
                                      step=p.settings["step"], rd_lambda=p.settings["rd_lambda"], **refine)
