@@ -64,6 +64,53 @@ void transform_dots_avx2(const float* axis, const float* rows, std::size_t n_row
   }
 }
 
+void transform_dots2_avx2(const float* axis0, const float* axis1, const float* rows,
+                          std::size_t n_rows, std::size_t dim, float* out0, float* out1) {
+  // Two axes times four rows: eight independent sums, enough to keep both add pipes busy (one
+  // axis times four rows waits on the add latency), with six loads per eight products.
+  const std::size_t body = dim / 8 * 8;
+  const auto finish = [&](__m256 acc, const float* axis, const float* r) {
+    alignas(32) float l[8];
+    _mm256_store_ps(l, acc);
+    for (std::size_t k = body; k < dim; ++k) l[k & 7] += axis[k] * r[k];
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  };
+  std::size_t u = 0;
+  for (; u + 4 <= n_rows; u += 4) {
+    const float* r0 = rows + u * dim;
+    const float* r1 = r0 + dim;
+    const float* r2 = r1 + dim;
+    const float* r3 = r2 + dim;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (std::size_t k = 0; k < body; k += 8) {
+      const __m256 x = _mm256_loadu_ps(axis0 + k), z = _mm256_loadu_ps(axis1 + k);
+      const __m256 v0 = _mm256_loadu_ps(r0 + k), v1 = _mm256_loadu_ps(r1 + k);
+      const __m256 v2 = _mm256_loadu_ps(r2 + k), v3 = _mm256_loadu_ps(r3 + k);
+      a0 = _mm256_add_ps(a0, _mm256_mul_ps(x, v0));
+      b0 = _mm256_add_ps(b0, _mm256_mul_ps(z, v0));
+      a1 = _mm256_add_ps(a1, _mm256_mul_ps(x, v1));
+      b1 = _mm256_add_ps(b1, _mm256_mul_ps(z, v1));
+      a2 = _mm256_add_ps(a2, _mm256_mul_ps(x, v2));
+      b2 = _mm256_add_ps(b2, _mm256_mul_ps(z, v2));
+      a3 = _mm256_add_ps(a3, _mm256_mul_ps(x, v3));
+      b3 = _mm256_add_ps(b3, _mm256_mul_ps(z, v3));
+    }
+    out0[u] = finish(a0, axis0, r0);
+    out0[u + 1] = finish(a1, axis0, r1);
+    out0[u + 2] = finish(a2, axis0, r2);
+    out0[u + 3] = finish(a3, axis0, r3);
+    out1[u] = finish(b0, axis1, r0);
+    out1[u + 1] = finish(b1, axis1, r1);
+    out1[u + 2] = finish(b2, axis1, r2);
+    out1[u + 3] = finish(b3, axis1, r3);
+  }
+  if (u < n_rows) {
+    transform_dots_avx2(axis0, rows + u * dim, n_rows - u, dim, out0 + u);
+    transform_dots_avx2(axis1, rows + u * dim, n_rows - u, dim, out1 + u);
+  }
+}
+
 void transform_axpy_avx2(const float* y, const float* const* axes, std::size_t count, float* row,
                          std::size_t dim) {
   std::size_t a = 0;

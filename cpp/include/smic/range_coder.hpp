@@ -214,6 +214,12 @@ class RangeDecoder {
     r_ = range_ >> total_bits;
     return check_target(code_ / r_, uint64_t{1} << total_bits);
   }
+  /// decode_target_pow2_unchecked(1) by comparisons instead of a division (the same target,
+  /// and the same DecodeError for the one impossible value).
+  uint32_t decode_bit_target_unchecked() {
+    r_ = range_ >> 1;
+    return check_target(code_ < r_ ? 0 : (code_ - r_ < r_ ? 1 : 2), 2);
+  }
   void consume_unchecked(uint32_t start, uint32_t freq) {
     code_ -= r_ * start;  // code < range stays true: target in [start, start + freq)
     range_ = r_ * freq;

@@ -123,7 +123,10 @@ class TransformModel {
                       int32_t step_index, uint64_t* counts, uint64_t* gain_counts) const;
 
  private:
-  uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t shift) const;
+  uint32_t context_bucket(uint32_t cls, std::size_t j, int32_t shift) const {
+    const int32_t b = scale_[cls * rank_ + j] + shift - kTransformBucketLow;
+    return static_cast<uint32_t>(b < 0 ? 0 : (b > int32_t{kTransformBuckets - 1} ? kTransformBuckets - 1 : b));
+  }
   /// True for an axis whose spread (with the item's gain) is below step / 16, bucket < 0:
   /// never coded, its level is 0.
   bool skipped(uint32_t cls, std::size_t j, int32_t shift) const {
