@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "generate": ("torch", "diffusers", "transformers"),
     "eval": ("matplotlib", "faiss"),
     "ray": ("ray", "pyarrow"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client", "httpx"),
 }
 
 

@@ -22,6 +22,7 @@ from . import atoms, explain, export_text  # issue 6: evaluation and the atoms' 
 from . import eval as eval_  # (a module named eval; the alias keeps the builtin visible)
 from . import arith, search  # issue 16: search and semantic arithmetic on the codes
 from . import merge  # issue 17: distributed runs write shards
+from . import encode, serve  # issue 29: the encoding service and its client
 from ._shared import (EXIT_CODES_HELP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
                       CliError)
 
@@ -30,7 +31,7 @@ __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_
 
 
 SUBCOMMANDS = (compress, append, repack, info, decompress, dictionary, export_clip, doctor, eval_, atoms, explain,
-               export_text, search, arith, merge)
+               export_text, search, arith, merge, serve, encode)
 
 
 def setup_args() -> argparse.ArgumentParser:
