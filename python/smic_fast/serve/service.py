@@ -212,14 +212,31 @@ class _Served:
     flushing: bool = False
     writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="smic-writer"))
     repacking: bool = False
+    stat: tuple[int, int, int] | None = None
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class Service:
     """The encoding service. ``await start()`` loads and warms everything (``ready`` turns
     True), ``await drain()`` waits for queued work, ``close()`` stops the threads."""
 
-    def __init__(self, config: ServeConfig, metrics: Any = None) -> None:
+    def __init__(self, config: ServeConfig, metrics: Any = None, *, batcher: Any = Batcher,
+                 appender: Any = None) -> None:
+        """`batcher`: the class (or factory) of the two stages' batchers, :class:`Batcher`'s
+        signature (the Ray deployment passes one on ``@serve.batch``). `appender`: an async
+        ``(name, unit, ids, pixels) -> (ids, codes)`` that commits appends elsewhere (the Ray
+        deployment's one writer per folder); collections are then re-read when their file
+        changes."""
         self.config = config
+        self._batcher = batcher
+        self._appender = appender
         self.metrics = metrics
         self.ready = False
         self.draining = False
@@ -231,7 +248,7 @@ class Service:
         self._collections_lock = threading.Lock()
         self._decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="smic-decode")
         self._read_pool = ThreadPoolExecutor(2, thread_name_prefix="smic-read")
-        self.coder: Batcher[tuple[Dictionary, np.ndarray], tuple[bytes, float]] = Batcher(
+        self.coder: Batcher[tuple[Dictionary, np.ndarray], tuple[bytes, float]] = batcher(
             "coder", self._code_batch, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
             max_queue=config.max_queue, queue_timeout_s=config.queue_timeout_ms / 1000,
             on_batch=self._observer("coder"))
@@ -268,7 +285,7 @@ class Service:
             if self.dictionary is not None and self.encoder.dim != self.dictionary.dim:
                 raise ValueError(f"model {config.model} gives dimension {self.encoder.dim}, the dictionary "
                                  f"{config.dictionary} holds dimension {self.dictionary.dim}")
-            self.image_model = Batcher(
+            self.image_model = self._batcher(
                 "image_model", self._run_images,
                 max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
                 queue_timeout_s=config.queue_timeout_ms / 1000, on_batch=self._observer("image_model"))
@@ -437,6 +454,8 @@ class Service:
         import smic_fast
 
         served = self._served(name)
+        if self._appender is not None and served.collection is not None:
+            self._refresh(served)
         if served.collection is None:
             with served.lock:
                 if served.collection is None:
@@ -444,8 +463,19 @@ class Service:
                         if create:
                             return served
                         raise ServiceError(404, "no_such_collection", f"no collection {name!r}")
+                    served.stat = _stat(served.path)
                     served.collection = smic_fast.open(served.path, dictionary=self.dictionary)
         return served
+
+    def _refresh(self, served: _Served) -> None:
+        """Another process appends: re-open the file when it changed since it was read."""
+        import smic_fast
+
+        now = _stat(served.path)
+        if now != served.stat:
+            fresh = smic_fast.open(served.path, dictionary=self.dictionary)
+            with served.lock:
+                served.collection, served.stat = fresh, now
 
     async def read(self, fn: Any, *args: Any) -> Any:
         """Run a reading call off the event loop."""
@@ -493,6 +523,8 @@ class Service:
                 raise ServiceError(400, "bad_ids", "ids must be non-empty strings (at most 1024 characters)")
             if len(set(ids)) != len(ids):
                 raise ServiceError(409, "duplicate_id", "ids repeat within the request")
+        if self._appender is not None:
+            return await self._appender(name, unit, ids, pixels)
         served = self._open(name, create=True)
         if served.collection is None and self.dictionary is None:
             raise ServiceError(404, "no_such_collection",
