@@ -528,25 +528,30 @@ A coding dictionary (C++): atoms, coding parameters and frequency tables; loads 
           py::arg("start") = 0, py::arg("stop") = py::none())
       .def(
           "encode_one",
-          [](const CodingDictionary& d, const py::array& x) {
+          [](const CodingDictionary& d, const py::array& x, double residual_step) {
             smic_py::require_array<float>(x, 1, "embedding");
             if (static_cast<std::size_t>(x.size()) != d.dim())
               throw py::value_error("embedding must have " + std::to_string(d.dim()) + " values");
-            const auto bytes = d.encode_one(static_cast<const float*>(x.data()));
+            const auto bytes = d.encode_one(static_cast<const float*>(x.data()), residual_step);
             return as_bytes(bytes);
           },
-          "Bytes of one embedding (what the batch path writes for it as a chunk of one).")
+          py::arg("embedding"), py::arg("residual_step") = 0.0,
+          "Bytes of one embedding (what the batch path writes for it as a chunk of one), refined "
+          "by the dictionary's transform layer at residual_step when it is above 0.")
       .def(
           "decode_one",
-          [](const CodingDictionary& d, const py::buffer& data) {
+          [](const CodingDictionary& d, const py::buffer& data, double residual_step) {
             py::buffer_info info;
             const auto [p, size] = buffer_of(data, info);
             py::array_t<float> out(static_cast<py::ssize_t>(d.dim()));
-            d.decode_one(p, size, out.mutable_data());
+            d.decode_one(p, size, out.mutable_data(), residual_step);
             return out;
           },
-          "The unit-norm (d,) embedding of encode_one's bytes.")
-      .def_property_readonly("encode_bound", &CodingDictionary::encode_bound);
+          py::arg("data"), py::arg("residual_step") = 0.0,
+          "The unit-norm (d,) embedding of encode_one's bytes (at the step they were coded with).")
+      .def_property_readonly("encode_bound", [](const CodingDictionary& d) { return d.encode_bound(); })
+      .def("encode_bound_at", &CodingDictionary::encode_bound, py::arg("residual_step"),
+           "The most bytes encode_one can produce at residual_step.");
 
   py::class_<smic::Collection>(m, "Collection", "A .smic collection (C++ reader); see smic_fast.Collection.")
       .def_static(

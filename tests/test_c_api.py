@@ -97,6 +97,9 @@ def lib(prefix) -> ctypes.CDLL:
         "smic_encoder_new": (I, [P, ctypes.POINTER(P)]), "smic_encoder_free": (None, [P]),
         "smic_encode": (I, [P, P, P, S, ctypes.POINTER(S)]),
         "smic_decode": (I, [P, ctypes.c_char_p, S, P]),
+        "smic_encode_bound_refined": (I, [P, ctypes.c_double, ctypes.POINTER(S)]),
+        "smic_encode_refined": (I, [P, P, ctypes.c_double, P, S, ctypes.POINTER(S)]),
+        "smic_decode_refined": (I, [P, ctypes.c_char_p, S, ctypes.c_double, P]),
         "smic_collection_open": (I, [ctypes.c_char_p, P, ctypes.POINTER(P)]),
         "smic_collection_from_bytes": (I, [ctypes.c_char_p, S, P, ctypes.POINTER(P)]),
         "smic_collection_free": (None, [P]),
@@ -449,6 +452,39 @@ def test_write_is_byte_identical_to_python_and_append_replaces(lib, data, tmp_pa
                                           None, 0, 0, None) == MISMATCH
     finally:
         lib.smic_dictionary_free(handle)
+
+
+def test_refined_single_items_match_python(lib, data):
+    # The transform-coded layer on single items: the bytes and embeddings of Python's
+    # Dictionary.encode / decode at a residual step; a dictionary without a transform refuses.
+    golden = ROOT / "tests" / "golden"
+    python = smic_fast.Dictionary.load(golden / "transform.smicd")
+    inputs = np.load(golden / "transform.expected.npz")["embeddings"][:20]
+    dictionary = _load_dictionary(lib, golden / "transform.smicd")
+    encoder = ctypes.c_void_p()
+    try:
+        _check(lib, lib.smic_encoder_new(dictionary, ctypes.byref(encoder)))
+        bound, written = ctypes.c_size_t(), ctypes.c_size_t()
+        _check(lib, lib.smic_encode_bound_refined(dictionary, 0.02, ctypes.byref(bound)))
+        out = (ctypes.c_uint8 * bound.value)()
+        decoded = np.empty(python.dim, np.float32)
+        for x in inputs:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            _check(lib, lib.smic_encode_refined(encoder, x.ctypes.data, 0.02, out, bound.value,
+                                                ctypes.byref(written)))
+            expected = python.encode(x, residual_step=0.02)
+            assert bytes(out[:written.value]) == expected
+            _check(lib, lib.smic_decode_refined(dictionary, expected, len(expected), 0.02, decoded.ctypes.data))
+            np.testing.assert_array_equal(decoded, python.decode(expected, residual_step=0.02))
+        plain = _load_dictionary(lib, data["smicd"])
+        try:
+            assert lib.smic_encode_bound_refined(plain, 0.02, ctypes.byref(bound)) == INVALID
+            assert b"transform" in lib.smic_last_error()
+        finally:
+            lib.smic_dictionary_free(plain)
+    finally:
+        lib.smic_encoder_free(encoder)
+        lib.smic_dictionary_free(dictionary)
 
 
 def test_one_dictionary_serves_many_threads(lib, data):

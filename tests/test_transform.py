@@ -118,6 +118,62 @@ def test_every_writing_path_gives_the_same_levels(tmp_path, split, dictionaries)
     np.testing.assert_array_equal(again.embeddings()[:len(keep)], expected[keep])
 
 
+@pytest.mark.parametrize("step", [0.03, 0.008])
+def test_single_items_decode_to_what_the_collection_holds(tmp_path, split, dictionaries, step):
+    """Dictionary.encode(x, residual_step) codes the layer's levels after the item's symbols:
+    decoding them at the same step gives exactly the collection's embedding of the item, in
+    fewer bytes than the atoms' code plus a separate stream would take."""
+    _, test = split
+    _, d = dictionaries
+    items = test[:60]
+    smic.compress(items, tmp_path / "c.smic", dictionary=d, residual_step=step, chunk_size=1)
+    collection = smic.open(tmp_path / "c.smic", dictionary=d)
+    expected = collection.embeddings()
+    refined = [d.encode(x, residual_step=step) for x in items]
+    decoded = np.stack([d.decode(b, residual_step=step) for b in refined])
+    np.testing.assert_array_equal(decoded, expected)
+    # the refinement is real: plain single items decode to the atoms only, further from the input
+    plain = [d.encode(x) for x in items]
+    atoms_only = np.stack([d.decode(b) for b in plain])
+    assert np.mean(np.sum(atoms_only * items, axis=1)) < np.mean(np.sum(decoded * items, axis=1)) - 0.01
+    # one stream: the atoms' bytes and the levels' bytes coded apart, less one flush (8 bytes),
+    # give or take the coder's rounding
+    t = d._core.transform
+    symbols = d.items_symbols(items)
+    classes = d._core.classes(symbols.counts, symbols.first, symbols.rest_index, symbols.rest_level)
+    levels = t.levels(items, d.reconstruct(symbols), classes, step)
+    apart = [len(p) + len(t.encode(levels[i:i + 1], classes[i:i + 1], step)) for i, p in enumerate(plain)]
+    assert np.mean(apart) - 9 <= np.mean([len(b) for b in refined]) <= np.mean(apart) - 6
+    assert d._core.encode_bound_at(step) >= max(len(b) for b in refined)
+
+
+def test_single_item_refinement_errors(split, dictionaries):
+    _, test = split
+    plain, d = dictionaries
+    x = test[0]
+    with pytest.raises(ValueError, match="transform"):
+        plain.encode(x, residual_step=0.03)
+    with pytest.raises(ValueError, match="transform"):
+        plain.decode(plain.encode(x), residual_step=0.03)
+    for bad in (0.0, -0.1, 2.0, float("nan")):
+        with pytest.raises(ValueError):
+            d.encode(x, residual_step=bad)
+    data = d.encode(x, residual_step=0.03)
+    with pytest.raises(smic.DecodeError):  # the levels are left over for a plain decode
+        d.decode(data)
+    rng = np.random.default_rng(0)
+    damaged = 0
+    for _ in range(400):  # damaged bytes raise DecodeError or decode to some unit vector
+        mutated = _mutate(rng, data)
+        try:
+            e = d.decode(mutated, residual_step=0.03)
+        except smic.DecodeError:
+            damaged += 1
+            continue
+        assert np.isfinite(e).all() and abs(np.linalg.norm(e) - 1) < 1e-4
+    assert damaged > 100
+
+
 def test_the_dictionary_carries_the_transform(tmp_path, dictionaries):
     plain, transformed = dictionaries
     assert plain.transform is None and transformed.transform is not None

@@ -1,6 +1,7 @@
 // libFuzzer target: one item's bytes (as Dictionary.decode takes them) against a fixed small
 // dictionary: decode or raise, never crash. The same bytes after a first byte are also decoded
-// as a chunk of 1 to 8 items with the remaining-atoms index model (format version 3).
+// as a chunk of 1 to 8 items with the remaining-atoms index model (format version 3), and as
+// one item refined by a transform-coded layer at a step the first byte picks.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -21,6 +22,28 @@ std::shared_ptr<const smic::CodingDictionary> dictionary() {
   }();
   return d;
 }
+
+// The same atoms with a small transform: 2 classes, rank 7, spreads from 2^-6 to 2^-1, flat
+// tables (every magnitude and gain codable).
+std::shared_ptr<const smic::CodingDictionary> refined() {
+  static const auto d = [] {
+    const std::size_t dim = 8, rank = 7, classes = 2;
+    std::vector<uint16_t> atom_class(16);
+    for (std::size_t a = 0; a < atom_class.size(); ++a) atom_class[a] = static_cast<uint16_t>(a % classes);
+    std::vector<float> mean(classes * dim, 0.01f), basis(classes * rank * dim, 0.0f);
+    std::vector<int16_t> scale(classes * rank);
+    for (std::size_t c = 0; c < classes; ++c)
+      for (std::size_t j = 0; j < rank; ++j) {
+        basis[(c * rank + j) * dim + (j + c) % dim] = 1.0f;
+        scale[c * rank + j] = static_cast<int16_t>(-4 - 3 * static_cast<int>(j));
+      }
+    auto t = std::make_shared<const smic::TransformModel>(dim, rank, classes, atom_class, mean.data(),
+                                                          basis.data(), scale, 0.45, 0.05,
+                                                          std::vector<uint64_t>{});
+    return dictionary()->with_transform(t);
+  }();
+  return d;
+}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
@@ -31,6 +54,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   } catch (const std::exception&) {
   }
   if (size >= 1) {
+    const double step = 1.0 / (2 + data[0] % 64);  // 1/2 to 1/65
+    try {
+      refined()->decode_one(data + 1, size - 1, out.data(), step);
+    } catch (const std::exception&) {
+    }
     const std::size_t n = 1 + data[0] % 8, rest = size - 1;
     const uint64_t offsets[2] = {0, rest};
     try {

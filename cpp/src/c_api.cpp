@@ -210,10 +210,15 @@ int smic_dictionary_hash(const smic_dictionary* dictionary, char hex[65]) {
 // ---- one item ----------------------------------------------------------------------------
 
 int smic_encode_bound(const smic_dictionary* dictionary, size_t* bytes) {
+  return smic_encode_bound_refined(dictionary, 0.0, bytes);
+}
+
+int smic_encode_bound_refined(const smic_dictionary* dictionary, double residual_step,
+                              size_t* bytes) {
   return guard([&] {
     need(dictionary != nullptr, "smic_encode_bound", "dictionary is NULL");
     need(bytes != nullptr, "smic_encode_bound", "bytes is NULL");
-    *bytes = dictionary->dictionary->encode_bound();
+    *bytes = dictionary->dictionary->encode_bound(residual_step);
   });
 }
 
@@ -232,12 +237,17 @@ void smic_encoder_free(smic_encoder* encoder) { delete encoder; }
 
 int smic_encode(smic_encoder* encoder, const float* embedding, uint8_t* out, size_t capacity,
                 size_t* written) {
+  return smic_encode_refined(encoder, embedding, 0.0, out, capacity, written);
+}
+
+int smic_encode_refined(smic_encoder* encoder, const float* embedding, double residual_step,
+                        uint8_t* out, size_t capacity, size_t* written) {
   return guard([&] {
     need(encoder != nullptr, "smic_encode", "encoder is NULL");
     need(embedding != nullptr, "smic_encode", "embedding is NULL");
     need(written != nullptr, "smic_encode", "written is NULL");
     need(out != nullptr || capacity == 0, "smic_encode", "out is NULL with a non-zero capacity");
-    const std::vector<uint8_t> bytes = encoder->dictionary->encode_one(embedding);
+    const std::vector<uint8_t> bytes = encoder->dictionary->encode_one(embedding, residual_step);
     *written = bytes.size();
     if (bytes.size() > capacity) {
       throw BufferTooSmall{"smic_encode: the item needs " + std::to_string(bytes.size()) +
@@ -249,12 +259,17 @@ int smic_encode(smic_encoder* encoder, const float* embedding, uint8_t* out, siz
 }
 
 int smic_decode(const smic_dictionary* dictionary, const uint8_t* data, size_t size, float* out) {
+  return smic_decode_refined(dictionary, data, size, 0.0, out);
+}
+
+int smic_decode_refined(const smic_dictionary* dictionary, const uint8_t* data, size_t size,
+                        double residual_step, float* out) {
   return guard([&] {
     need(dictionary != nullptr, "smic_decode", "dictionary is NULL");
     need(data != nullptr || size == 0, "smic_decode", "data is NULL");
     need(out != nullptr, "smic_decode", "out is NULL");
     static const uint8_t empty = 0;
-    dictionary->dictionary->decode_one(data ? data : &empty, size, out);
+    dictionary->dictionary->decode_one(data ? data : &empty, size, out, residual_step);
   });
 }
 

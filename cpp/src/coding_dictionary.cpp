@@ -17,6 +17,8 @@
 #include "smic/item_choice.hpp"
 #include "smic/quantizer.hpp"
 #include "smic/range_coder.hpp"
+#include "smic/residual.hpp"
+#include "smic/transform.hpp"
 
 namespace smic {
 
@@ -847,27 +849,70 @@ std::vector<double> CodingDictionary::normalize(const float* rows, std::size_t n
   return norms;
 }
 
-std::vector<uint8_t> CodingDictionary::encode_one(const float* embedding) const {
+const TransformModel& CodingDictionary::refinement(double residual_step, const char* caller) const {
+  if (transform_ == nullptr)
+    throw InvalidArgument(std::string(caller) + ": a residual step needs a dictionary with a transform-coded "
+                          "refinement layer (learn one with smic_fast.transform.learn_transform)");
+  check_residual_step(residual_step);
+  return *transform_;
+}
+
+std::vector<uint8_t> CodingDictionary::encode_one(const float* embedding, double residual_step) const {
   thread_local std::vector<float> unit;
   thread_local std::vector<double> squares;
+  const TransformModel* t = residual_step != 0 ? &refinement(residual_step, "encode_one") : nullptr;
   unit.resize(dim_);
   const double norm = checked_norm(embedding, dim_, 0, squares);
   divide_row(embedding, dim_, norm > 0 ? norm : 1.0, unit.data());
   const ItemCodes codes = choose(unit.data(), 1, 1);
-  return encode_items(codes, 1, 1).data;
+  if (t == nullptr) return encode_items(codes, 1, 1).data;
+  // The refinement as a collection computes it (residual_levels of the atoms' reconstruction),
+  // coded after the item's symbols in one stream.
+  thread_local std::vector<float> decoded;
+  thread_local std::vector<int32_t> levels;
+  decoded.resize(dim_);
+  levels.resize(dim_);
+  reconstruct(codes, decoded.data());
+  const std::vector<uint32_t> classes = t->classes(codes);
+  t->levels(unit.data(), decoded.data(), classes.data(), 1, residual_step, levels.data());
+  validate_items(models(), codes.columns(), 1);
+  RangeEncoder enc;
+  enc.reserve(encode_bound(residual_step));
+  encode_item(models(), enc, codes.columns(), 0);
+  t->encode(enc, levels.data(), classes.data(), 1, TransformModel::step_index(residual_step));
+  return enc.finish();
 }
 
-void CodingDictionary::decode_one(const uint8_t* data, std::size_t size, float* out) const {
-  const uint64_t offsets[2] = {0, size};
-  const ItemCodes codes = decode_items(data, size, offsets, 2, 1, 1, 0, 1, 1);
+void CodingDictionary::decode_one(const uint8_t* data, std::size_t size, float* out,
+                                  double residual_step) const {
+  if (residual_step == 0) {
+    const uint64_t offsets[2] = {0, size};
+    const ItemCodes codes = decode_items(data, size, offsets, 2, 1, 1, 0, 1, 1);
+    reconstruct(codes, out);
+    return;
+  }
+  const TransformModel& t = refinement(residual_step, "decode_one");
+  ItemCodes codes = empty_codes(1);
+  RangeDecoder dec(data, size);
+  decode_item(models(), dec, {codes.counts.data(), codes.first.data(), codes.rest_index.data(),
+                              codes.rest_level.data()});
+  check_decoded(codes);
+  const std::vector<uint32_t> classes = t.classes(codes);
+  std::vector<int32_t> levels(dim_);
+  t.decode(dec, classes.data(), 1, TransformModel::step_index(residual_step), levels.data());
+  dec.finish();
   reconstruct(codes, out);
+  t.refine(out, levels.data(), classes.data(), 1, residual_step);
 }
 
-std::size_t CodingDictionary::encode_bound() const {
+std::size_t CodingDictionary::encode_bound(double residual_step) const {
   // Each coded symbol (total <= 2^31) shifts out at most 4 bytes; the flush adds 8.
-  const std::size_t symbols = params_.layout == ItemLayout::kPaper
-                                  ? 2 * std::size_t{params_.s_max}
-                                  : 2 + 2 * (std::size_t{params_.s_max} - 1);
+  std::size_t symbols = params_.layout == ItemLayout::kPaper
+                            ? 2 * std::size_t{params_.s_max}
+                            : 2 + 2 * (std::size_t{params_.s_max} - 1);
+  // The refinement: the gain, then per axis at most its magnitude, its sign, an escape's length
+  // and its bits in two pieces.
+  if (residual_step != 0) symbols += 1 + 5 * refinement(residual_step, "encode_bound").rank();
   return 4 * symbols + 8;
 }
 

@@ -252,6 +252,23 @@ void validate_items(const ItemModels& m, const ItemColumns<const int32_t>& items
 
 // ---- encode / decode ----------------------------------------------------------------------
 
+void encode_item(const ItemModels& m, RangeEncoder& enc, const ItemColumns<const int32_t>& items,
+                 std::size_t i) {
+  const std::size_t w = m.row_width();
+  if (m.layout() == ItemLayout::kPaper)
+    encode_paper_item(m, enc, items.index + i * w, items.level + i * w);
+  else
+    encode_sorted_item(m, enc, static_cast<uint32_t>(items.counts[i]),
+                       static_cast<uint32_t>(items.first[i]), items.index + i * w, items.level + i * w);
+}
+
+void decode_item(const ItemModels& m, RangeDecoder& dec, const ItemColumns<int32_t>& out) {
+  if (m.layout() == ItemLayout::kPaper)
+    decode_paper_item(m, dec, out.index, out.level);
+  else
+    decode_sorted_item(m, dec, out.counts, out.first, out.index, out.level);
+}
+
 EncodedItems encode_items(const ItemModels& m, const ItemColumns<const int32_t>& items,
                           std::size_t n, std::size_t chunk_size, int n_threads) {
   const std::size_t n_chunks = item_chunk_count(n, chunk_size);

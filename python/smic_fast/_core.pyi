@@ -270,15 +270,19 @@ class CodingDictionary:
         """
     def decode_items(self, data: typing_extensions.Buffer, offsets: numpy.ndarray, n_items: typing.SupportsInt | typing.SupportsIndex, chunk_size: typing.SupportsInt | typing.SupportsIndex, start: typing.SupportsInt | typing.SupportsIndex = 0, stop: typing.SupportsInt | typing.SupportsIndex | None = None) -> tuple:
         ...
-    def decode_one(self, arg0: typing_extensions.Buffer) -> numpy.typing.NDArray[numpy.float32]:
+    def decode_one(self, data: typing_extensions.Buffer, residual_step: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> numpy.typing.NDArray[numpy.float32]:
         """
-        The unit-norm (d,) embedding of encode_one's bytes.
+        The unit-norm (d,) embedding of encode_one's bytes (at the step they were coded with).
+        """
+    def encode_bound_at(self, residual_step: typing.SupportsFloat | typing.SupportsIndex) -> int:
+        """
+        The most bytes encode_one can produce at residual_step.
         """
     def encode_items(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: numpy.ndarray, arg3: numpy.ndarray, arg4: typing.SupportsInt | typing.SupportsIndex) -> tuple[bytes, numpy.typing.NDArray[numpy.uint64]]:
         ...
-    def encode_one(self, arg0: numpy.ndarray) -> bytes:
+    def encode_one(self, embedding: numpy.ndarray, residual_step: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> bytes:
         """
-        Bytes of one embedding (what the batch path writes for it as a chunk of one).
+        Bytes of one embedding (what the batch path writes for it as a chunk of one), refined by the dictionary's transform layer at residual_step when it is above 0.
         """
     def reconstruct(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: numpy.ndarray, arg3: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
         """

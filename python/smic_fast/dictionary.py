@@ -359,10 +359,16 @@ class Dictionary:
         return ItemSymbols(*self._core.decode_items(data, np.ascontiguousarray(offsets, dtype=np.uint64),
                                                     n_items, chunk_size, start, stop))
 
-    def encode(self, embedding: np.ndarray) -> bytes:
+    def encode(self, embedding: np.ndarray, residual_step: float | None = None) -> bytes:
         """Code one embedding (d,) to bytes: exactly what the batch path writes for it as a chunk
         of one (OMP, quantization and range coding on one thread, everything precomputed).
-        Decode with :meth:`decode`."""
+        Decode with :meth:`decode`.
+
+        ``residual_step``: refine the item with this dictionary's transform-coded layer
+        (:func:`smic_fast.transform.learn_transform`) at that step, its levels coded after the
+        atoms in the same bytes: the levels a collection written at that step holds for the
+        item, so :meth:`decode` at the same step returns exactly what the collection decodes
+        to. ValueError if the dictionary has no transform or the step is outside [1e-4, 1]."""
         x = np.asarray(embedding)
         if x.dtype != np.float32:
             if x.dtype.kind != "f":
@@ -370,11 +376,13 @@ class Dictionary:
             x = x.astype(np.float32)
         if x.size != self.dim:
             raise ValueError(f"embedding must have {self.dim} values, got shape {x.shape}")
-        return self._core.encode_one(np.ascontiguousarray(x.reshape(self.dim)))
+        return self._core.encode_one(np.ascontiguousarray(x.reshape(self.dim)), _step(residual_step))
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """The unit-norm (d,) embedding of bytes made by :meth:`encode`."""
-        return self._core.decode_one(data)
+    def decode(self, data: bytes, residual_step: float | None = None) -> np.ndarray:
+        """The unit-norm (d,) embedding of bytes made by :meth:`encode`, given the
+        ``residual_step`` they were made with (a wrong one raises DecodeError or gives a
+        wrong embedding: the step is not stored in the bytes, as a collection stores it once)."""
+        return self._core.decode_one(data, _step(residual_step))
 
     # ---------------------------------------------------------------- storage
     def to_bytes(self) -> bytes:
@@ -395,6 +403,16 @@ class Dictionary:
     def from_bytes(cls, data: bytes, name: str = "<dictionary>") -> Dictionary:
         """Parse .smicd bytes (FormatError if damaged)."""
         return cls._from_core(_core.CodingDictionary.from_bytes(data, name))
+
+
+def _step(residual_step: float | None) -> float:
+    """The core's residual step argument: 0 for none."""
+    if residual_step is None:
+        return 0.0
+    step = float(residual_step)
+    if not step > 0:
+        raise ValueError(f"residual_step must be a step in [1e-4, 1] or None, got {residual_step!r}")
+    return step
 
 
 def _columns(symbols: ItemSymbols) -> tuple[np.ndarray, ...]:

@@ -150,11 +150,18 @@ class CodingDictionary {
 
   /// One embedding (dim floats, any norm) to its bytes: the item the batch path writes for it
   /// as a chunk of one. Single-threaded, no allocation beyond the result.
-  std::vector<uint8_t> encode_one(const float* embedding) const;
-  /// Bytes of encode_one back to the unit-norm embedding (dim floats).
-  void decode_one(const uint8_t* data, std::size_t size, float* out) const;
-  /// The most bytes encode_one can produce for this dictionary.
-  std::size_t encode_bound() const;
+  ///
+  /// With residual_step > 0 the item is refined by the dictionary's transform layer at that
+  /// step (InvalidArgument if the dictionary has none, or for a step outside
+  /// [kMinResidualStep, 1]): its levels are coded after the item's symbols in the same stream,
+  /// and they are the levels a collection written at that step holds for the item, so
+  /// decode_one at the same step gives exactly the embedding the collection decodes to.
+  std::vector<uint8_t> encode_one(const float* embedding, double residual_step = 0) const;
+  /// Bytes of encode_one back to the unit-norm embedding (dim floats); residual_step must be
+  /// the one they were encoded with (a wrong one reads as corrupt data or a wrong embedding).
+  void decode_one(const uint8_t* data, std::size_t size, float* out, double residual_step = 0) const;
+  /// The most bytes encode_one can produce for this dictionary (at residual_step).
+  std::size_t encode_bound(double residual_step = 0) const;
 
   /// Normalise n rows (n x dim) into `unit` as Python's normalize_embeddings does (float64
   /// norms, zero rows stay zero); returns the norms. Throws InvalidArgument on NaN / inf.
@@ -168,6 +175,7 @@ class CodingDictionary {
                    const std::string& name);
   void finish(const std::string& name);
   ItemCodes empty_codes(std::size_t n) const;
+  const TransformModel& refinement(double residual_step, const char* caller) const;
   void check_decoded(ItemCodes& codes) const;
   std::vector<uint8_t> header_json() const;
   std::vector<uint8_t> tables_payload() const;

@@ -183,6 +183,13 @@ void decode_chunk_items(const ItemModels& models, const uint8_t* data, std::size
                         const ItemColumns<int32_t>& out, ChunkCheckpoints* record = nullptr,
                         std::size_t stride = 16, const ChunkCheckpoints* resume = nullptr);
 
+/// Item i of `items` (validated by the caller) into a caller's coder, as a chunk codes it; and
+/// back into row 0 of `out`. The single-item path (CodingDictionary::encode_one) codes an
+/// item's refinement after its symbols in the same stream.
+void encode_item(const ItemModels& models, RangeEncoder& enc, const ItemColumns<const int32_t>& items,
+                 std::size_t i);
+void decode_item(const ItemModels& models, RangeDecoder& dec, const ItemColumns<int32_t>& out);
+
 /// Ideal code length in bits of each of n items (-log2(freq / total) summed over its coded
 /// symbols, with the same conditional totals as the coder) into bits[0..n). A chunk's coded
 /// size in bits exceeds the sum over its items by 56 to 64 bits (the flush) plus a tiny

@@ -108,6 +108,20 @@ SMIC_API int smic_encode(smic_encoder* encoder, const float* embedding, uint8_t*
 SMIC_API int smic_decode(const smic_dictionary* dictionary, const uint8_t* data, size_t size,
                          float* out);
 
+/* The same with the dictionary's transform-coded refinement layer at residual_step (in
+ * [1e-4, 1]; 0: none, as above): the levels are coded after the item's symbols in the same
+ * bytes, those Python's Dictionary.encode(embedding, residual_step) gives, and they decode to
+ * exactly the embedding a collection written at that step holds for the item. A dictionary
+ * without a transform, or a step out of range: SMIC_ERR_INVALID_ARGUMENT. Decode with the step
+ * the bytes were encoded with (it is not stored in them). */
+SMIC_API int smic_encode_bound_refined(const smic_dictionary* dictionary, double residual_step,
+                                       size_t* bytes);
+SMIC_API int smic_encode_refined(smic_encoder* encoder, const float* embedding,
+                                 double residual_step, uint8_t* out, size_t capacity,
+                                 size_t* written);
+SMIC_API int smic_decode_refined(const smic_dictionary* dictionary, const uint8_t* data,
+                                 size_t size, double residual_step, float* out);
+
 /* ---- collections (.smic) ------------------------------------------------------------------ */
 
 /* Open a collection. One coded against a shared dictionary needs it as `dictionary`
