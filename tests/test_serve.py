@@ -525,3 +525,84 @@ def test_image_paths_with_the_tiny_model(image_server):
         text = client.get("/metrics").text
         assert _metric(text, "smic_batch_size_count", stage="image_model") >= 3
         assert _metric(text, "smic_items_total", stage="image_model") >= 7
+
+
+# ------------------------------------------------------------------------ client, CLI, docs
+def test_python_client(dictionary_file, served):
+    from smic_fast.client import Client, ServeError
+
+    D = smic.Dictionary.load(dictionary_file)
+    E = _rows(6, seed=11)
+    with TestClient(_app(dictionary_file, served, token="t0k")) as http:
+        with Client(token="t0k", http=http) as client:
+            assert client.healthy() and client.ready()
+            items = client.encode(E, return_cosine=True)
+            assert [i.code for i in items] == [D.encode(x) for x in E]
+            assert all(0 < i.cosine <= 1 for i in items)
+            assert np.array_equal(client.decode([i.code for i in items]), np.stack([D.decode(i.code) for i in items]))
+            added = client.append("c", E[:3], ids=["x", "y", "z"])
+            assert [a.id for a in added] == ["x", "y", "z"]
+            item = client.get("c", "y")
+            assert item.code == added[1].code and np.array_equal(item.embedding, D.decode(added[1].code))
+            assert client.search("c", embedding=E[2], k=1)[0].id == "z"
+            assert client.collections() == ["c"]
+            with pytest.raises(ServeError) as info:
+                client.append("c", E[:1], ids=["x"])
+            assert info.value.status == 409 and info.value.code == "duplicate_id"
+        with Client(http=http) as anonymous:
+            with pytest.raises(ServeError) as info:
+                anonymous.encode(E[:1])
+            assert info.value.status == 401
+
+
+def test_smic_encode_against_a_server(dictionary_file, served, tmp_path, capsys):
+    from smic_fast.cli import main
+
+    D = smic.Dictionary.load(dictionary_file)
+    E = _rows(5, seed=13)
+    np.save(tmp_path / "e.npy", E)
+    process, url = _start(["--dictionary", dictionary_file, "--collections", served])
+    try:
+        assert main(["encode", "--server", url, str(tmp_path / "e.npy"), "--json", "--batch", "2"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [base64.b64decode(r["code"]) for r in rows] == [D.encode(x) for x in E]
+        assert main(["encode", "--server", url, str(tmp_path / "e.npy"), "--collection", "k", "--append"]) == 0
+        assert len(capsys.readouterr().out.splitlines()) == 5
+        assert main(["encode", "--server", url, str(tmp_path / "e.npy"), "--append"]) == 2
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+        process.stderr.close()
+    assert len(smic.open(served / "k.smic", dictionary=D)) == 5
+
+
+def test_every_flag_is_documented():
+    import argparse
+
+    from smic_fast.cli import setup_args
+
+    text = (Path(__file__).parent.parent / "docs" / "serve.md").read_text(encoding="utf-8")
+    sub = next(a for a in setup_args()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("serve", "encode"):
+        flags = {s for action in sub.choices[name]._actions for s in action.option_strings if s.startswith("--")}
+        missing = sorted(f for f in flags - {"--help"} if f"`{f}" not in text)
+        assert not missing, f"smic {name}: {missing} not in docs/serve.md"
+    for endpoint in ("/v1/encode", "/v1/decode", "/v1/embeddings", "/v1/collections/photos/items",
+                     "/v1/collections/photos/search", "/healthz", "/readyz", "/metrics"):
+        assert f"http://127.0.0.1:8000{endpoint}" in text, endpoint  # a curl example each
+
+
+def test_appends_past_the_queue_are_refused(dictionary_file, served):
+    app = _app(dictionary_file, served, max_queue=4)
+    with TestClient(app) as client:
+        service = app.state.service
+        unit = _rows(3) / np.linalg.norm(_rows(3), axis=1, keepdims=True)
+
+        async def flood():
+            return await asyncio.gather(*(service.append("q", unit, None, None) for _ in range(4)),
+                                        return_exceptions=True)
+
+        results = client.portal.call(flood)
+        refused = [r for r in results if isinstance(r, ServiceError)]
+        assert refused and all(r.status == 429 and r.headers["Retry-After"] for r in refused)
+        assert sum(not isinstance(r, BaseException) for r in results) >= 1

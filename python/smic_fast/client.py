@@ -93,17 +93,21 @@ class Client:
         token: the bearer token (``smic serve --token-file``), or None.
         timeout: seconds per request.
         retries: how many times a 429 is retried (after the server's Retry-After).
-        transport: an httpx transport (tests: ``httpx.ASGITransport(app)``... with a sync app
-            use ``starlette.testclient``); None for the network.
+        transport: an httpx transport; None for the network.
+        http: an ``httpx.Client`` to send through instead (for instance starlette's
+            ``TestClient`` of the app, in-process); `base_url`, `timeout` and `transport` are
+            then its own, and closing this client leaves it open.
     """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 60.0,
-                 retries: int = 3, transport: Any = None) -> None:
+                 retries: int = 3, transport: Any = None, http: Any = None) -> None:
         import httpx
 
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        self._owned = http is None
+        self._http = http if http is not None else httpx.Client(base_url=base_url, timeout=timeout,
+                                                                transport=transport)
 
     def __enter__(self) -> Client:
         return self
@@ -112,13 +116,14 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the connections."""
-        self._http.close()
+        """Close the connections (not those of a client given as `http`)."""
+        if self._owned:
+            self._http.close()
 
     # ---------------------------------------------------------------- plumbing
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         for attempt in range(self.retries + 1):
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, headers=self._headers, **kwargs)
             if response.status_code == 429 and attempt < self.retries:
                 time.sleep(min(30.0, float(response.headers.get("retry-after", "1"))))
                 continue
@@ -209,8 +214,8 @@ class Client:
     # ---------------------------------------------------------------- operations
     def healthy(self) -> bool:
         """``GET /healthz`` answered 200."""
-        return self._http.get("/healthz").status_code == 200
+        return self._http.get("/healthz", headers=self._headers).status_code == 200
 
     def ready(self) -> bool:
         """``GET /readyz`` answered 200 (loaded, warmed, not draining)."""
-        return self._http.get("/readyz").status_code == 200
+        return self._http.get("/readyz", headers=self._headers).status_code == 200

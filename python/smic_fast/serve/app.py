@@ -247,6 +247,7 @@ def create_app(config: ServeConfig, *, service: Service | None = None) -> FastAP
         """Unit rows from a raw image body, or a JSON body's embeddings or images."""
         timing: dict[str, float] = {}
         if body is None:  # one raw image
+            service.check_image_room(1)  # before the upload is read
             data = await _body(request, config.max_body_bytes)
             if not data:
                 raise ServiceError(400, "bad_request", "empty body")
@@ -292,7 +293,9 @@ def create_app(config: ServeConfig, *, service: Service | None = None) -> FastAP
         body = None if is_image(request) else await _json(request, service)
         params = body or {}
         collection = params.get("collection", request.query_params.get("collection"))
-        dictionary = await service.read(service.dictionary_for, collection)
+        # the served dictionary is at hand; a collection's may need its file read (off the loop)
+        dictionary = service.dictionary_for(None) if collection is None else await service.read(
+            service.dictionary_for, collection)
         rows, _, timing = await items_of(request, body, dictionary.dim)
         started = time.perf_counter()
         coded = await service.code(dictionary, rows)

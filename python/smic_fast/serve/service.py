@@ -253,6 +253,7 @@ class Service:
             max_queue=config.max_queue, queue_timeout_s=config.queue_timeout_ms / 1000,
             on_batch=self._observer("coder"))
         self.image_model: Batcher[np.ndarray, np.ndarray] | None = None
+        self._admitted_images = 0  # images being decoded, queued or run (event-loop thread only)
         self.started_at: float | None = None
 
     def _observer(self, stage: str):  # type: ignore[no-untyped-def]
@@ -364,6 +365,8 @@ class Service:
     def dictionary_for(self, collection: str | None) -> Dictionary:
         """The dictionary that codes for `collection` (None: the served shared dictionary)."""
         if collection is not None:
+            if not isinstance(collection, str):
+                raise ServiceError(400, "bad_request", "collection must be a string")
             return self._open(collection).collection.dictionary
         if self.dictionary is None:
             raise ServiceError(400, "no_dictionary", "this server has no --dictionary: name a collection "
@@ -406,14 +409,30 @@ class Service:
         if self.encoder is None or self.image_model is None:
             raise ServiceError(400, "no_image_model", "this server has no image model (start it with --model)")
         self._check_items(len(blobs))
-        loop = asyncio.get_running_loop()
-        preprocess = self.encoder.preprocess
-        draft = preprocess.draft_size() if self.encoder.draft else None
-        decoded = await asyncio.gather(*(
-            loop.run_in_executor(self._decode_pool, open_image, data, name, self.config.max_pixels, preprocess, draft)
-            for name, data in blobs))
-        rows = await self._queued(self.image_model, [tensor for tensor, _ in decoded])
+        # Admission before any work: the stage's bound counts images being decoded too, so
+        # past it a request is refused at once instead of after its decoding.
+        self.check_image_room(len(blobs))
+        self._admitted_images += len(blobs)
+        try:
+            loop = asyncio.get_running_loop()
+            preprocess = self.encoder.preprocess
+            draft = preprocess.draft_size() if self.encoder.draft else None
+            decoded = await asyncio.gather(*(
+                loop.run_in_executor(self._decode_pool, open_image, data, name, self.config.max_pixels, preprocess,
+                                     draft)
+                for name, data in blobs))
+            rows = await self._queued(self.image_model, [tensor for tensor, _ in decoded])
+        finally:
+            self._admitted_images -= len(blobs)
         return np.stack(rows).astype(np.float32), [pixels for _, pixels in decoded]
+
+    def check_image_room(self, n: int = 1) -> None:
+        """429 (with Retry-After) when `n` more images do not fit the image stage's bound;
+        the handlers call it before reading an image body, so a refusal costs no upload."""
+        if self.image_model is not None and self._admitted_images + n > self.config.max_queue:
+            retry = max(1, math.ceil(self.image_model.retry_after_s()))
+            raise ServiceError(429, "overloaded", f"the image queue is full ({self.config.max_queue} items); "
+                                                  "retry later", {"Retry-After": str(retry)})
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self.text_encoder is None:
@@ -532,6 +551,10 @@ class Service:
         dim = served.collection.dim if served.collection is not None else self.dictionary.dim  # type: ignore[union-attr]
         if unit.shape[1] != dim:
             raise ServiceError(400, "bad_dimension", f"items have dimension {unit.shape[1]}, collection {name!r} {dim}")
+        waiting = sum(len(p.rows) for p in served.pending)
+        if waiting + len(unit) > self.config.max_queue:
+            raise ServiceError(429, "overloaded", f"{waiting} items wait to be appended to {name!r}; retry later",
+                               {"Retry-After": "1"})
         pending = _Pending(unit, ids, pixels, asyncio.get_running_loop().create_future())
         served.pending.append(pending)
         if not served.flushing:

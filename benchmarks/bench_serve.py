@@ -1,0 +1,301 @@
+"""Load benchmark of ``smic serve`` on loopback: latency (p50/p99) and throughput for a lone
+client and for concurrent clients, the effect of --max-wait-ms on a lone client, overload
+(requests past the queue answered 429 at once, none lost), the server's memory over a long run,
+and the image path beside the in-process encoder (what ``smic compress`` runs).
+
+    .venv/bin/python benchmarks/bench_serve.py                      # embeddings only
+    .venv/bin/python benchmarks/bench_serve.py --image-model tiny   # + images (exports the tiny
+                                                                    #   random CLIP: needs torch)
+    .venv/bin/python benchmarks/bench_serve.py --image-model ViT-B-32   # random weights, 224 px
+
+The load generator is a minimal asyncio HTTP/1.1 client (keep-alive, pre-built requests) so
+that its own cost stays small beside the server's: both share this machine's cores. Every run
+is bounded (a number of requests or seconds); the server is a ``smic serve`` subprocess on
+127.0.0.1, started fresh for each configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import smic_fast as smic
+from _common import clustered
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ a lean HTTP client
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        body = await self.reader.readexactly(length)
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def post(path: str, body: bytes, content_type: str = "application/json") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def run_clients(port: int, requests: list[bytes], clients: int, seconds: float | None = None
+                      ) -> dict:
+    """Send `requests` (cycled when `seconds` is given) from `clients` connections, each one
+    request at a time. Returns latencies (s) by status and the wall time."""
+    latencies: dict[int, list[float]] = {}
+    errors = 0
+    counter = iter(range(10**9))
+    started = time.perf_counter()
+    stop_at = None if seconds is None else started + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        conn = await Connection.open(port)
+        try:
+            while True:
+                i = next(counter)
+                if stop_at is None and i >= len(requests):
+                    return
+                if stop_at is not None and time.perf_counter() >= stop_at:
+                    return
+                t = time.perf_counter()
+                try:
+                    status, _ = await conn.request(requests[i % len(requests)])
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    errors += 1
+                    conn.close()
+                    conn = await Connection.open(port)
+                    continue
+                latencies.setdefault(status, []).append(time.perf_counter() - t)
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return {"latencies": latencies, "wall": time.perf_counter() - started, "errors": errors}
+
+
+def summary(result: dict, items_per_request: int = 1) -> dict:
+    ok = np.asarray(result["latencies"].get(200, []))
+    out = {"requests": int(sum(len(v) for v in result["latencies"].values())),
+           "by_status": {k: len(v) for k, v in sorted(result["latencies"].items())},
+           "errors": result["errors"], "wall_s": round(result["wall"], 2)}
+    if len(ok):
+        out.update(p50_ms=round(1e3 * np.percentile(ok, 50), 3), p99_ms=round(1e3 * np.percentile(ok, 99), 3),
+                   items_per_s=round(items_per_request * len(ok) / result["wall"], 1))
+    for status, values in result["latencies"].items():
+        if status != 200:
+            out[f"p99_ms_{status}"] = round(1e3 * np.percentile(values, 99), 3)
+            out[f"max_ms_{status}"] = round(1e3 * max(values), 3)
+    return out
+
+
+# ------------------------------------------------------------------ the server
+class Server:
+    def __init__(self, args: list[str], env: dict | None = None) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "smic_fast", "serve", "--port", "0", *args],
+                                        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                        env=env or dict(os.environ))
+        started = time.perf_counter()
+        while True:
+            line = self.process.stderr.readline()
+            found = re.search(r"ready on http://127.0.0.1:(\d+)", line)
+            if found:
+                self.port = int(found.group(1))
+                self.start_s = time.perf_counter() - started
+                return
+            if not line and self.process.poll() is not None:
+                raise RuntimeError(f"smic serve failed: {self.process.stderr.read()}")
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+    def stop(self) -> int:
+        self.process.terminate()
+        code = self.process.wait(60)
+        self.process.stderr.close()
+        return code
+
+
+def embedding_requests(E: np.ndarray, per_request: int = 1) -> list[bytes]:
+    out = []
+    for start in range(0, len(E) - per_request + 1, per_request):
+        rows = [base64.b64encode(r.astype("<f4").tobytes()).decode() for r in E[start:start + per_request]]
+        out.append(post("/v1/encode", json.dumps({"embeddings": rows}).encode()))
+    return out
+
+
+def report(name: str, figures: dict) -> None:
+    print(f"{name:<44} {json.dumps(figures)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dim", type=int, default=512, help="embedding dimension (512: ViT-B-32)")
+    parser.add_argument("--atoms", type=int, default=1024)
+    parser.add_argument("--requests", type=int, default=3000, help="requests per latency run")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--long", type=int, default=30000, help="requests of the memory run")
+    parser.add_argument("--overload-seconds", type=float, default=20.0)
+    parser.add_argument("--image-model", default=None,
+                        help="also the image path: 'tiny' (exported here, needs torch + open_clip), an open_clip "
+                             "architecture exported with random weights (needs torch), or an .onnx path")
+    parser.add_argument("--images", type=int, default=256, help="distinct test images")
+    parser.add_argument("--skip-embeddings", action="store_true", help="only the image path")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    print(f"# smic serve on loopback, {os.cpu_count()} cores; server and load generator share them", flush=True)
+    if args.skip_embeddings:
+        image_bench(args, work, rng)
+        return
+
+    # ---------------------------------------------------------------- embeddings
+    E = clustered(rng, 20000, args.dim)
+    dictionary = smic.Dictionary.fit(E[:10000], args.atoms)
+    dictionary.save(work / "d.smicd")
+    queries = E[10000:]
+    t = time.perf_counter()
+    for x in queries[:2000]:
+        dictionary.encode(x)
+    report("in-process Dictionary.encode (1 item)", {"us": round(1e6 * (time.perf_counter() - t) / 2000, 1)})
+    base = ["--dictionary", work / "d.smicd", "--collections", work]
+    base = [str(a) for a in base]
+    one = embedding_requests(queries[:args.requests])
+    for wait in ("0", "2"):
+        server = Server(base + ["--max-wait-ms", wait])
+        asyncio.run(run_clients(server.port, one[:200], 1))  # warm the connection path
+        report(f"embeddings, 1 client, max-wait-ms {wait}", summary(asyncio.run(run_clients(server.port, one, 1))))
+        if wait == "0":
+            report("start to ready (s)", {"s": round(server.start_s, 2)})
+            report(f"embeddings, {args.clients} clients", summary(asyncio.run(
+                run_clients(server.port, one, args.clients))))
+            batch = embedding_requests(queries[:args.requests * 2], 32)
+            report(f"embeddings, 32 per request, {args.clients} clients", summary(asyncio.run(
+                run_clients(server.port, batch, args.clients)), 32))
+            rss0 = server.rss_mb()
+            long = embedding_requests(queries, 1)
+            cycled = [long[i % len(long)] for i in range(args.long)]
+            result = summary(asyncio.run(run_clients(server.port, cycled, args.clients)))
+            rss1 = server.rss_mb()
+            result.update(rss_before_mb=round(rss0, 1), rss_after_mb=round(rss1, 1),
+                          rss_growth_pct=round(100 * (rss1 - rss0) / rss0, 2))
+            report(f"memory over {args.long} requests", result)
+        report("exit code after SIGTERM", {"code": server.stop()})
+
+    # appends: 8 clients, one item each, group-committed
+    server = Server(base)
+    appends = [post("/v1/collections/bench/items",
+                    json.dumps({"embeddings": [base64.b64encode(r.astype("<f4").tobytes()).decode()]}).encode())
+               for r in queries[:2000]]
+    report(f"appends (1 item, fsync'd), {args.clients} clients", summary(asyncio.run(
+        run_clients(server.port, appends, args.clients))))
+    report("appends (1 item, fsync'd), 1 client", summary(asyncio.run(run_clients(server.port, appends[:300], 1))))
+    info = smic.open(work / "bench.smic", dictionary=dictionary).info()
+    one_batch = smic.compress(queries[:2300], work / "one.smic", dictionary=dictionary)
+    report("collection after the append stream", {
+        "items": info["items"], "bits_per_item": round(info["bits_per_item"], 2),
+        "one_batch_bits_per_item": round(one_batch["bits_per_item"], 2)})
+    server.stop()
+
+    if args.image_model:
+        image_bench(args, work, rng)
+
+
+def _export(model: str, home: Path) -> Path:
+    if model.endswith(".onnx"):
+        return Path(model)
+    from smic_fast.clip_export import export_clip
+
+    if model == "tiny":
+        from smic_fast.clip_models import register_model_config
+        register_model_config(ROOT / "tests" / "data" / "tiny.json")
+        return export_clip("tiny", cache=home).path
+    return export_clip(model, pretrained=None, cache=home).path
+
+
+def image_bench(args: argparse.Namespace, work: Path, rng: np.random.Generator) -> None:
+    from PIL import Image
+
+    from smic_fast.clip_onnx import ClipEncoder
+
+    model = _export(args.image_model, work / "home")
+    encoder = ClipEncoder(model, batch_size=32)
+    folder = work / "images"
+    folder.mkdir()
+    blobs = []
+    for i in range(args.images):
+        pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).resize((320, 240), Image.Resampling.BILINEAR)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=90)
+        blobs.append(out.getvalue())
+        (folder / f"{i:05d}.jpg").write_bytes(out.getvalue())
+    E = encoder.encode_paths(sorted(folder.glob("*.jpg"))).embeddings
+    dictionary = smic.Dictionary.fit(np.concatenate([E, clustered(rng, 2000, E.shape[1])]), 256)
+    dictionary.save(work / "img.smicd")
+    # in-process: one image at a time, then the whole folder in batches (what smic compress runs)
+    from smic_fast.images import decode_image
+
+    draft = encoder.preprocess.draft_size()
+    times = []
+    for blob in blobs[:100]:
+        t = time.perf_counter()
+        tensor = encoder.preprocess(decode_image(blob, "x", draft=draft)[0])
+        dictionary.encode(encoder._run(tensor[None])[0])
+        times.append(time.perf_counter() - t)
+    report("in-process, 1 image", {"p50_ms": round(1e3 * np.percentile(times, 50), 3)})
+    t = time.perf_counter()
+    paths = sorted(folder.glob("*.jpg"))
+    embedded = encoder.encode_paths(paths).embeddings
+    smic.compress(embedded, work / "inproc.smic", dictionary=dictionary)
+    report("in-process batch encode + compress", {"items_per_s": round(len(paths) / (time.perf_counter() - t), 1)})
+    raw = [post("/v1/encode", blob, "image/jpeg") for blob in blobs]
+    cycled = [raw[i % len(raw)] for i in range(max(args.requests // 4, len(raw)))]
+    common = ["--dictionary", str(work / "img.smicd"), "--model", str(model), "--max-batch-size", "32"]
+    for wait in ("0", "2"):
+        server = Server(common + ["--max-wait-ms", wait])
+        report(f"images, start to ready (max-wait-ms {wait})", {"s": round(server.start_s, 2)})
+        asyncio.run(run_clients(server.port, raw[:20], 1))
+        report(f"images, 1 client, max-wait-ms {wait}", summary(asyncio.run(run_clients(server.port, cycled[:400], 1))))
+        if wait == "0":
+            saturated = summary(asyncio.run(run_clients(server.port, cycled, args.clients)))
+            report(f"images, {args.clients} clients", saturated)
+        server.stop()
+    # overload: 4x the clients against a short queue, for a bounded time
+    server = Server(common + ["--max-queue", str(args.clients * 2)])
+    asyncio.run(run_clients(server.port, raw, args.clients * 4, seconds=2))  # warm: arenas, buffers
+    rss0 = server.rss_mb()
+    over = summary(asyncio.run(run_clients(server.port, raw, args.clients * 4, seconds=args.overload_seconds)))
+    over["rss_growth_pct"] = round(100 * (server.rss_mb() - rss0) / rss0, 2)
+    report(f"images, overload: {args.clients * 4} clients, max-queue {args.clients * 2}, "
+           f"{args.overload_seconds:g} s", over)
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
