@@ -113,9 +113,13 @@ def test_full_queue_refuses_at_once_and_cancelled_items_are_dropped():
     try:
         async def scenario():
             first = asyncio.ensure_future(batcher.submit([0]))  # taken by the worker, which blocks
-            await asyncio.sleep(0.05)
+            for _ in range(1000):
+                await asyncio.sleep(0.005)
+                if batcher.depth == 0 and not batcher.idle:
+                    break
             queued = asyncio.ensure_future(batcher.submit([1, 2, 3, 4]))
             await asyncio.sleep(0.01)
+            assert batcher.depth == 4
             started = time.perf_counter()
             with pytest.raises(QueueFull) as info:
                 await batcher.submit([5])
@@ -141,7 +145,10 @@ def test_queue_deadline():
     try:
         async def scenario():
             first = asyncio.ensure_future(batcher.submit([1]))
-            await asyncio.sleep(0.02)
+            for _ in range(1000):
+                await asyncio.sleep(0.005)
+                if batcher.depth == 0 and not batcher.idle:
+                    break
             second = asyncio.ensure_future(batcher.submit([2]))
             await asyncio.sleep(0.1)
             gate.set()
@@ -606,3 +613,11 @@ def test_appends_past_the_queue_are_refused(dictionary_file, served):
         refused = [r for r in results if isinstance(r, ServiceError)]
         assert refused and all(r.status == 429 and r.headers["Retry-After"] for r in refused)
         assert sum(not isinstance(r, BaseException) for r in results) >= 1
+
+
+def test_warm_sizes_cover_one_and_the_largest_batch():
+    from smic_fast.serve.service import warm_sizes
+
+    assert warm_sizes(1) == [1]
+    assert warm_sizes(5) == [1, 2, 4, 5]
+    assert warm_sizes(32) == [1, 2, 4, 8, 16, 32]

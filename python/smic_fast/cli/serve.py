@@ -48,9 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-pixels", type=int, default=40_000_000,
                    help="pixels per image, read from its header before decoding (default 40M; more: 413)")
     g.add_argument("--decode-workers", type=int, default=None,
-                   help="image-decoding threads beside the model (default: the cores, at most 4)")
+                   help="image-decoding threads beside the model (default: a quarter of the cores, 1 to 4)")
     g.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime threads of the one model worker (at most the cores; default ONNX Runtime's)")
+                   help="ONNX Runtime threads of the one model worker (at most the cores; default: the cores "
+                        "the decoders leave)")
     g = p.add_argument_group("shutdown")
     g.add_argument("--timeout-graceful-shutdown", type=float, default=25.0,
                    help="seconds a drain waits for queued and in-flight work before exiting (default 25)")
