@@ -103,6 +103,25 @@ def speed(dictionary: Dictionary, test: np.ndarray, step: float) -> dict[str, fl
     return rates
 
 
+def single_item_latency(dictionary: Dictionary, test: np.ndarray, step: float) -> dict[str, float]:
+    """Median microseconds of one Dictionary.encode / decode call from Python, atoms only and
+    with the layer (its levels in the same bytes), over 500 held-out items."""
+    items = [np.ascontiguousarray(x) for x in test[:500]]
+    out = {}
+    for label, s in (("atoms only", None), ("with the layer", step)):
+        codes = [dictionary.encode(x, residual_step=s) for x in items]
+        for verb, call, inputs in (("encode", lambda x: dictionary.encode(x, residual_step=s), items),
+                                   ("decode", lambda b: dictionary.decode(b, residual_step=s), codes)):
+            times = []
+            for value in inputs:
+                start = time.perf_counter()
+                call(value)
+                times.append(time.perf_counter() - start)
+            out[f"one item, {verb}, {label}"] = 1e6 * float(np.median(times))
+        out[f"one item, bytes, {label}"] = float(np.mean([len(c) for c in codes]))
+    return out
+
+
 def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, float] = (0.0625, 0.0)) -> None:
     unit, _ = normalize_embeddings(e)
     order = np.random.default_rng(0).permutation(len(unit))
@@ -128,7 +147,8 @@ def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, 
         rows[label] = [bits_at(points, level) for level in LEVELS]
     if rq:
         print("FAISS residual quantisation, beam 8, learned on the same 80%:", flush=True)
-        rows["FAISS RQ (beam 8)"] = [bits_at(rq_points(train, test, rq), level) for level in LEVELS]
+        rq_curve = rq_points(train, test, rq)
+        rows["FAISS RQ (beam 8)"] = [bits_at(rq_curve, level) for level in LEVELS]
     rows["Gaussian bound (training covariance)"] = list(gaussian_rd_bound(train, LEVELS))
     rows["Gaussian-mixture bound (32 classes)"] = list(mixture_rd_bound(train, LEVELS))
     print("\nmarginal bits per held-out item at a mean cosine of\n")
@@ -151,6 +171,9 @@ def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, 
     print(f"\nspeed of the layer alone, one thread, at step {step} (cosine {best[1]:.3f}, {best[0]:.0f} bits):\n")
     for label, rate in speed(transformed, test, step).items():
         print(f"- {label}: {rate / 1000:.0f}k items/s")
+    print()
+    for label, value in single_item_latency(transformed, test, step).items():
+        print(f"- {label}: {value:.1f}" + (" bytes" if "bytes" in label else " us (median, from Python)"))
 
 
 def main(argv: list[str] | None = None) -> None:
