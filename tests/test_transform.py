@@ -312,3 +312,40 @@ def test_cli_fits_a_dictionary_with_a_transform_and_compresses_with_it(tmp_path,
     assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(tmp_path / "x.smicd"),
                  "--transform-classes", "3", "--quiet"]) == 2
     assert not (tmp_path / "x.smicd").exists()
+
+
+def test_a_collection_learns_and_carries_its_own_transform(tmp_path, split, capsys):
+    """compress(transform=True) learns the layer with the dictionary learned on the collection
+    and embeds it: the file opens without a .smicd, its items decode to what the encoder
+    measured, and an append codes with the same transform."""
+    from smic_fast.cli import main
+
+    train, test = split
+    path = tmp_path / "own.smic"
+    info = smic.compress(train[:1500], path, n_atoms=32, n_nonzero=2, n_iter=2, residual_step=0.05, transform=True)
+    collection = smic.open(path)
+    assert info["format_version"] == 4 and not collection.shared_dictionary
+    assert collection.dictionary.transform is not None
+    table = smic.compress(train[:1500], tmp_path / "table.smic", n_atoms=32, n_nonzero=2, n_iter=2,
+                          residual_step=0.05)
+    assert table["format_version"] < 4
+    decoded = collection.embeddings()
+    assert abs(float(np.mean(np.sum(decoded * train[:1500], axis=1))) - info["cosine_mean"]) < 1e-6
+    collection.append(test[:10])
+    again = smic.open(path)
+    expected = collection.dictionary.decode(collection.dictionary.encode(test[3], residual_step=0.05),
+                                            residual_step=0.05)
+    np.testing.assert_array_equal(again.embeddings()[1503], expected)
+    for bad in ({"transform": True}, {"transform": True, "residual_step": 0.05, "dictionary": collection.dictionary}):
+        with pytest.raises(ValueError, match="transform"):
+            smic.compress(test, tmp_path / "bad.smic", **bad)
+    assert not (tmp_path / "bad.smic").exists()
+    # the CLI: --transform learns it; without --residual-step it is a usage error
+    np.save(tmp_path / "train.npy", train[:1500])
+    out = tmp_path / "cli.smic"
+    assert main(["compress", str(tmp_path / "train.npy"), "-o", str(out), "--atoms", "32", "--sparsity", "2",
+                 "--iterations", "2", "--residual-step", "0.05", "--transform", "--quiet"]) == 0
+    assert smic.open(out).info()["residual_coding"] == "transform"
+    assert main(["compress", str(tmp_path / "train.npy"), "-o", str(tmp_path / "x.smic"), "--transform",
+                 "--quiet"]) == 2
+    assert not (tmp_path / "x.smic").exists()

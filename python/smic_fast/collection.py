@@ -26,8 +26,9 @@ import numpy as np
 from . import _core
 from ._validation import as_count, as_float32_matrix, as_threads
 from .codec import ItemSymbols
-from .dictionary import (LEARN_SAMPLE, Dictionary, embedding_blocks, learning_sample, preset_chunk_size,
-                         preset_n_atoms)
+from .dictionary import (LEARN_SAMPLE, Dictionary, embedding_blocks, gather_rows, learning_sample,
+                         preset_chunk_size, preset_n_atoms)
+from .transform import learn_transform
 
 if TYPE_CHECKING:  # pragma: no cover
     from .search import SearchResult
@@ -119,7 +120,7 @@ def compress(
     chunk_size: int | None = None, model: str | None = None, n_threads: int | None = None,
     progress: Callable[[int, float], object] | None = None, residual_step: float | None = None,
     sample_size: int | None = LEARN_SAMPLE, batch_size: int = STREAM_BATCH, learn: str | None = None,
-    index_model: str = "auto",
+    index_model: str = "auto", transform: bool = False,
 ) -> dict:
     """Compress (N, d) embeddings into one .smic file; returns :meth:`Collection.info` plus the
     mean and 5th-percentile cosine similarity between E and its reconstruction.
@@ -163,8 +164,18 @@ def compress(
             atoms still to code, derived from the index table: no extra bytes; format version
             3), or ``"auto"`` (default): whichever gives the smaller file. Every later append
             uses the collection's model.
+        transform: with a dictionary learned here and a ``residual_step``, learn a
+            transform-coded refinement layer with it on the same rows
+            (:func:`smic_fast.transform.learn_transform`; format version 4): each residual is
+            coded in its class's principal axes instead of with one table. The file then
+            carries the transform (about 2 x 16 x d² bytes: 4.7 MB at d = 384), which pays
+            only in large collections; share it in a .smicd instead where several collections
+            use it. A given ``dictionary`` codes with the transform it carries, if any.
     """
     residual_step = None if residual_step is None else check_residual_step(residual_step)
+    if transform and (dictionary is not None or residual_step is None):
+        raise ValueError("transform=True learns a refinement layer with a dictionary learned here: it needs a "
+                         "residual_step and no dictionary (a given dictionary codes with the transform it carries)")
     if index_model not in INDEX_MODELS:  # before learning: a typo should not cost a K-SVD
         raise ValueError(f"index_model must be one of {INDEX_MODELS}, got {index_model!r}")
     blocks = embedding_blocks(E)
@@ -189,6 +200,9 @@ def compress(
             blocks, k, n_nonzero, quality=quality, step=step, rd_lambda=rd_lambda, layout=layout,
             paper_bits=paper_bits, precision=precision, n_iter=n_iter, seed=seed, n_threads=n_threads,
             progress=progress, sample_size=sample_size, twice=True, learn=learn)
+        if transform:
+            dictionary = learn_transform(dictionary, gather_rows(blocks, rows))
+            symbols = None  # the same atoms and symbols; coded again in the streaming pass
         if rows is not None:
             symbols = None  # the sample's symbols: every item is coded in the streaming pass
     else:

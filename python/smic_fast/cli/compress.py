@@ -52,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add a refinement layer: each item's residual after its atoms, quantised with STEP "
                         "(1e-4..1; e.g. 0.02) and range-coded, for cosines above what atoms reach (~0.97), "
                         "at hundreds of bits per item (default: none, a few bits per item)")
+    p.add_argument("--transform", action="store_true",
+                   help="with --residual-step and a dictionary learned here: learn a transform-coded refinement "
+                        "layer with it (per-class principal axes; format version 4). The file carries the "
+                        "transform (~4.7 MB at d = 384): it pays in large collections; `smic dictionary fit "
+                        "--transform` shares one instead (default: one table for every dimension)")
     p.add_argument("--precision", choices=("float16", "int8"), default="float16",
                    help="how a learned dictionary is stored (default: float16)")
     p.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
@@ -125,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ids is not None and kind != "npy":
         raise CliError("--ids is for .npy inputs (photos are named by their paths, tar samples by their keys, "
                        "clip-retrieval rows by their image_path)", EXIT_USAGE)
+    if args.transform and (args.residual_step is None or args.dictionary is not None):
+        raise CliError("--transform learns a refinement layer with the dictionary learned here: give --residual-step "
+                       "and no --dictionary (a shared dictionary codes with the transform it carries)", EXIT_USAGE)
     out = check_output(args.output, args.force)
     stages = Stages()
     dictionary = None
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             pixels=None if npy else photos.pixels_or_none, dictionary=dictionary, quality=args.quality,
             step=args.step, precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
             progress=_learning_progress(bar, marks), residual_step=args.residual_step,
-            sample_size=args.sample or LEARN_SAMPLE, learn=args.learn)
+            sample_size=args.sample or LEARN_SAMPLE, learn=args.learn, transform=args.transform)
     end = time.perf_counter()
     learned = (marks[-1] if marks else start) - start  # until K-SVD's last iteration
     if dictionary is None:
@@ -199,9 +207,9 @@ def _run_ray(args: argparse.Namespace, kind: str) -> int:
     if kind == "npy" or args.ids is not None:
         raise CliError("--ray takes photos, webdataset tars or a clip-retrieval folder; .npy embeddings are "
                        "compressed in one process (drop --ray)", EXIT_USAGE)
-    if args.residual_step is not None:
-        raise CliError("--residual-step is not available with --ray (shards are merged from their codes)",
-                       EXIT_USAGE)
+    if args.residual_step is not None or args.transform:
+        raise CliError("--residual-step and --transform are not available with --ray (shards are merged from "
+                       "their codes)", EXIT_USAGE)
     if args.output.endswith(".d"):
         raise CliError("-o names the collection (OUT.smic); its shards go to OUT.smic.d/", EXIT_USAGE)
     from ..manifest import shard_folder
