@@ -128,7 +128,10 @@ class SweepConfig:
                                          (32, 8))
     scalar: tuple[float, ...] = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.008, 0.004)
     pq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (64, 8), (128, 8))
-    rq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (12, 8), (16, 8), (24, 8))
+    # up to 64 stages (issue 28): on held-out MiniLM 48 stages reach 0.9507 and 64 0.9640; one
+    # thread trains 16 / 32 / 64 stages on 12,261 items in about 2 / 7 / 21 minutes
+    rq: tuple[tuple[int, int], ...] = ((1, 8), (2, 8), (4, 8), (8, 8), (12, 8), (16, 8), (24, 8), (32, 8),
+                                       (48, 8), (64, 8))
     rq_beam: int = 8
     # opq: (M, nbits) as pq (M = 64 trains for about 4 minutes on 12,000 items of d = 384);
     # lsq: (M, nbits) additive codebooks, those that train in under a minute there (16
