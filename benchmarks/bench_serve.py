@@ -166,6 +166,8 @@ def main() -> None:
                              "architecture exported with random weights (needs torch), or an .onnx path")
     parser.add_argument("--images", type=int, default=256, help="distinct test images")
     parser.add_argument("--skip-embeddings", action="store_true", help="only the image path")
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs of the durability run (0: none)")
+    parser.add_argument("--only-durability", action="store_true", help="only the durability run")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -183,6 +185,9 @@ def main() -> None:
     for x in queries[:2000]:
         dictionary.encode(x)
     report("in-process Dictionary.encode (1 item)", {"us": round(1e6 * (time.perf_counter() - t) / 2000, 1)})
+    if args.only_durability:
+        durability(args, work, dictionary, queries)
+        return
     base = ["--dictionary", work / "d.smicd", "--collections", work]
     base = [str(a) for a in base]
     one = embedding_requests(queries[:args.requests])
@@ -222,8 +227,70 @@ def main() -> None:
         "one_batch_bits_per_item": round(one_batch["bits_per_item"], 2)})
     server.stop()
 
+    if args.kills:
+        durability(args, work, dictionary, queries)
     if args.image_model:
         image_bench(args, work, rng)
+
+
+def durability(args: argparse.Namespace, work: Path, dictionary: smic.Dictionary, rows: np.ndarray) -> None:
+    """8 clients append one item at a time; the server is SIGKILLed at a random moment and
+    restarted, `--kills` times; then every acknowledged item must be in the collection once,
+    with the code it was acknowledged with."""
+    rng = np.random.default_rng(1)
+    folder = work / "durable"
+    folder.mkdir()
+    acked: dict[str, bytes] = {}
+    sent = 0
+
+    async def clients(port: int, round_: int, stop_at: float) -> None:
+        nonlocal sent
+
+        async def one(c: int) -> None:
+            nonlocal sent
+            conn = await Connection.open(port)
+            n = 0
+            try:
+                while time.perf_counter() < stop_at + 5:
+                    item_id = f"r{round_}-c{c}-{n}"
+                    row = rows[(round_ * 7919 + c * 104729 + n) % len(rows)]
+                    body = json.dumps({"embeddings": [base64.b64encode(row.astype("<f4").tobytes()).decode()],
+                                       "ids": [item_id]}).encode()
+                    sent += 1
+                    status, reply = await conn.request(post("/v1/collections/durable/items", body))
+                    if status == 200:
+                        acked[item_id] = base64.b64decode(json.loads(reply)["items"][0]["code"])
+                    n += 1
+            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                return
+            finally:
+                conn.close()
+
+        await asyncio.gather(*(one(c) for c in range(args.clients)))
+
+    started = time.perf_counter()
+    for round_ in range(args.kills):
+        server = Server(["--dictionary", str(work / "d.smicd"), "--collections", str(folder)])
+        kill_at = time.perf_counter() + rng.uniform(0.2, 1.0)
+
+        async def round_trip() -> None:
+            task = asyncio.ensure_future(clients(server.port, round_, kill_at))
+            await asyncio.sleep(max(0.0, kill_at - time.perf_counter()))
+            server.process.kill()  # SIGKILL, mid-stream
+            await task
+
+        asyncio.run(round_trip())
+        server.process.wait(10)
+        server.process.stderr.close()
+    col = smic.open(folder / "durable.smic", dictionary=dictionary)
+    ids = col.ids
+    missing = [i for i in acked if col._core.find(i) is None]
+    wrong = [i for i, code in acked.items() if i not in missing
+             and bytes(dictionary.encode_items(col.item_symbols(i), 1)[0]) != code]
+    report(f"durability: {args.kills} SIGKILLs, {args.clients} clients appending", {
+        "sent": sent, "acknowledged": len(acked), "stored": len(ids), "duplicates": len(ids) - len(set(ids)),
+        "acknowledged_missing": len(missing), "code_mismatch": len(wrong),
+        "seconds": round(time.perf_counter() - started, 1)})
 
 
 def _export(model: str, home: Path) -> Path:
