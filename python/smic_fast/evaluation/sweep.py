@@ -143,9 +143,11 @@ class SweepConfig:
     # RQ learns its codebooks on the whole collection, as smic learns its atoms (a sample as
     # small as PQ's pq_train read far below its best on MiniLM)
     rq_train: int | None = None
-    # every power of two up to k-means' largest codebook: one-atom codes fill the low end
-    # and, at large K, the middle of the marginal-rate curve (an entropy-coded index)
-    one_atom: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    # every power of two from 4 up to k-means' largest codebook: one-atom codes fill the low
+    # end from about 2 bits (issue 28: the curve starts where the SMIC paper's operating point
+    # is, about 2.6 bits) and, at large K, the middle of the marginal-rate curve (an
+    # entropy-coded index)
+    one_atom: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     # 0.05 saves 8-12% of the clustered benchmark's one-atom bits at equal cosine (0.1 another
     # 1-2%, but collapses real sentence embeddings onto a few popular atoms: BENCHMARKS.md)
     one_atom_lambda: tuple[float, ...] = (0.0, 0.05)
