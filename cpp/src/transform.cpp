@@ -423,7 +423,7 @@ void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::siz
         continue;
       }
       const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
-      uint32_t a = models_[ctx].decode(dec);
+      uint32_t a = models_[ctx].decode_zero_likely(dec);  // most levels are 0
       bool negative = false;
       if (a >= 1) negative = get_bit(dec) != 0;
       if (a >= kTransformEscape) {

@@ -214,6 +214,19 @@ class RangeDecoder {
     r_ = range_ >> total_bits;
     return check_target(code_ / r_, uint64_t{1} << total_bits);
   }
+  /// For a model whose symbol 0 codes as [0, freq0) of `total` (or of 2^total_bits): when the
+  /// target falls there, consume it and return true without dividing for the target (one
+  /// multiplication tells); else return false, and target_after_first_unchecked() gives the
+  /// target. The same state either way as decode_target + consume.
+  bool consume_if_first_unchecked(uint32_t freq0, uint32_t total) {
+    r_ = range_ / total;
+    return consume_if_below(freq0);
+  }
+  bool consume_if_first_pow2_unchecked(uint32_t freq0, unsigned total_bits) {
+    r_ = range_ >> total_bits;
+    return consume_if_below(freq0);
+  }
+  uint32_t target_after_first_unchecked(uint64_t total) { return check_target(code_ / r_, total); }
   /// decode_target_pow2_unchecked(1) by comparisons instead of a division (the same target,
   /// and the same DecodeError for the one impossible value).
   uint32_t decode_bit_target_unchecked() {
@@ -238,6 +251,14 @@ class RangeDecoder {
 
  private:
   static constexpr uint64_t kTop = uint64_t{1} << 56;
+
+  // code_ / r_ < freq0 exactly when code_ < r_ * freq0 (r_ * freq0 <= range_: no overflow)
+  bool consume_if_below(uint32_t freq0) {
+    if (code_ >= r_ * freq0) return false;
+    target_ = 0;
+    consume_unchecked(0, freq0);
+    return true;
+  }
 
   uint32_t check_target(uint64_t v, uint64_t total) {
     if (v >= total) detail::throw_corrupt();
@@ -286,6 +307,19 @@ class StaticModel {
                            ? dec.decode_target_pow2_unchecked(static_cast<unsigned>(pow2_bits_))
                            : dec.decode_target_unchecked(cum_[n_]);
     const uint32_t s = lookup(v);
+    dec.consume_unchecked(cum_[s], cum_[s + 1] - cum_[s]);
+    return s;
+  }
+
+  /// decode() for a model whose symbol 0 is the likely one: a multiplication decides it, and
+  /// the division for the target is made only for the other symbols. The same result and
+  /// state as decode().
+  uint32_t decode_zero_likely(RangeDecoder& dec) const {
+    const bool zero = pow2_bits_ >= 0
+                          ? dec.consume_if_first_pow2_unchecked(cum_[1], static_cast<unsigned>(pow2_bits_))
+                          : dec.consume_if_first_unchecked(cum_[1], cum_[n_]);
+    if (zero) return 0;
+    const uint32_t s = lookup(dec.target_after_first_unchecked(cum_[n_]));
     dec.consume_unchecked(cum_[s], cum_[s + 1] - cum_[s]);
     return s;
   }
