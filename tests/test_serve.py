@@ -495,11 +495,14 @@ def _png(seed: int, size: int = 80) -> bytes:
     return out.getvalue()
 
 
-def test_image_paths_with_the_tiny_model(image_server):
+def test_image_paths_with_the_tiny_model(image_server, tiny_clip_home):
+    from smic_fast.text_tower import TextEncoder
+
     encoder, folder = image_server
     D = smic.Dictionary.load(folder / "tiny.smicd")
     config = ServeConfig(dictionary=folder / "tiny.smicd", collections=folder / "collections",
-                         model=str(encoder.path), max_batch_size=4, max_pixels=1_000_000)
+                         model=str(encoder.path), text_model="tiny", cache=str(tiny_clip_home), max_batch_size=4,
+                         max_pixels=1_000_000)
     started = time.perf_counter()
     with TestClient(create_app(config)) as client:
         assert time.perf_counter() - started < 5  # start to ready, warm-up included
@@ -521,7 +524,11 @@ def test_image_paths_with_the_tiny_model(image_server):
         got = np.asarray([d["embedding"] for d in reply["data"]], np.float32)
         assert np.allclose(got, expected, atol=1e-5)
         assert base64.b64decode(reply["data"][1]["smic_code"]) == D.encode(expected[1])
-        assert client.post("/v1/embeddings", json={"input": "a cat"}).json()["error"]["code"] == "no_text_model"
+        texts = client.post("/v1/embeddings", json={"input": ["a cat", uris[0]], "encoding_format": "base64"}).json()
+        text_row = np.frombuffer(base64.b64decode(texts["data"][0]["embedding"]), "<f4")
+        assert np.allclose(text_row, TextEncoder("tiny", cache=tiny_clip_home).encode(["a cat"])[0], atol=1e-5)
+        assert np.allclose(np.frombuffer(base64.b64decode(texts["data"][1]["embedding"]), "<f4"), expected[0],
+                           atol=1e-5)
         bomb = client.post("/v1/encode", content=_png_header(5000, 5000), headers={"content-type": "image/png"})
         assert bomb.status_code == 413
         appended = client.post("/v1/collections/pics/items?id=first", content=images[2],
@@ -529,6 +536,8 @@ def test_image_paths_with_the_tiny_model(image_server):
         assert appended.json()["items"][0]["id"] == "first"
         hits = client.post("/v1/collections/pics/search", json={"image": base64.b64encode(images[2]).decode()})
         assert hits.json()["results"][0]["id"] == "first"
+        by_text = client.post("/v1/collections/pics/search", json={"text": "a photo", "k": 1})
+        assert by_text.status_code == 200 and by_text.json()["results"][0]["id"] == "first"
         text = client.get("/metrics").text
         assert _metric(text, "smic_batch_size_count", stage="image_model") >= 3
         assert _metric(text, "smic_items_total", stage="image_model") >= 7
@@ -621,3 +630,14 @@ def test_warm_sizes_cover_one_and_the_largest_batch():
     assert warm_sizes(1) == [1]
     assert warm_sizes(5) == [1, 2, 4, 5]
     assert warm_sizes(32) == [1, 2, 4, 8, 16, 32]
+
+
+def test_without_models_images_and_texts_are_refused_clearly(dictionary_file, served):
+    with TestClient(_app(dictionary_file, served)) as client:
+        uri = "data:image/png;base64," + base64.b64encode(_png_header(4, 4)).decode()
+        for body, code in (({"input": [uri]}, "no_image_model"), ({"input": "a cat"}, "no_text_model"),
+                           ({"input": []}, "bad_request"), ({"input": [1, 2]}, "bad_request")):
+            reply = client.post("/v1/embeddings", json=body)
+            assert reply.status_code == 400 and reply.json()["error"]["code"] == code, (body, reply.text)
+        raw = client.post("/v1/encode", content=b"\xff\xd8", headers={"content-type": "image/jpeg"})
+        assert raw.status_code == 400 and raw.json()["error"]["code"] == "no_image_model"

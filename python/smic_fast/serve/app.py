@@ -102,6 +102,13 @@ class _Gate:
             if length is not None and (not length.isdigit() or int(length) > limit):
                 await self._refuse(sending, 413, "body_too_large", f"the body is over {limit} bytes")
                 return
+            if scope["method"] == "POST" and headers.get(b"content-type", b"").startswith((b"image/", b"application/octet")):
+                try:  # a raw image while the image stage is full: refused before routing or reading
+                    self.service.check_image_room(1)
+                except ServiceError as exc:
+                    await self._refuse(sending, exc.status, exc.code, exc.message,
+                                       tuple((k.lower().encode(), v.encode()) for k, v in exc.headers.items()))
+                    return
             encoding = headers.get(b"content-encoding", b"identity").lower()
             if encoding not in (b"identity", b""):
                 await self._refuse(sending, 415, "unsupported_encoding",
