@@ -165,7 +165,7 @@ def _vector(row: np.ndarray, fmt: str) -> Any:
 
 
 def _format(body: dict[str, Any]) -> str:
-    fmt = body.get("encoding_format", "float")
+    fmt: str = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         raise ServiceError(400, "bad_request", "encoding_format must be \"float\" or \"base64\"")
     return fmt
@@ -175,12 +175,13 @@ def _ms(seconds: float) -> str:
     return f"{1000 * seconds:.3f}"
 
 
-_ENCODE_SCHEMA = {"requestBody": {"content": {
+_EMBEDDINGS_ITEMS: dict[str, Any] = {
+    "type": "array", "items": {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                                         {"type": "string", "format": "byte"}]},
+    "description": "embeddings of the dictionary's dimension (lists of numbers, or base64 of little-endian float32)"}
+_ENCODE_SCHEMA: dict[str, Any] = {"requestBody": {"content": {
     "application/json": {"schema": {"type": "object", "properties": {
-        "embeddings": {"type": "array", "items": {"oneOf": [{"type": "array", "items": {"type": "number"}},
-                                                            {"type": "string", "format": "byte"}]},
-                       "description": "embeddings of the dictionary's dimension (lists of numbers, "
-                                      "or base64 of little-endian float32)"},
+        "embeddings": _EMBEDDINGS_ITEMS,
         "images": {"type": "array", "items": {"type": "string"},
                    "description": "base64 images or data URIs (JPEG, PNG, WebP...)"},
         "collection": {"type": "string", "description": "code with this collection's dictionary"},
@@ -198,7 +199,7 @@ _EMBEDDINGS_SCHEMA = {"requestBody": {"content": {"application/json": {"schema":
         "return_codes": {"type": "boolean", "description": "extension: each item's smic code and bits too"},
         "collection": {"type": "string"}}}}}}}
 _ITEMS_SCHEMA = {"requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-    "embeddings": _ENCODE_SCHEMA["requestBody"]["content"]["application/json"]["schema"]["properties"]["embeddings"],
+    "embeddings": _EMBEDDINGS_ITEMS,
     "images": {"type": "array", "items": {"type": "string"}},
     "ids": {"type": "array", "items": {"type": "string"}, "description": "default: the next positions"}}}},
     "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
@@ -464,7 +465,7 @@ def create_app(config: ServeConfig, *, service: Service | None = None) -> FastAP
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(_Gate, service=service, metrics=metrics)  # type: ignore[arg-type]
+    app.add_middleware(_Gate, service=service, metrics=metrics)
     return app
 
 

@@ -133,7 +133,7 @@ def _remote_appender(config: ServeConfig) -> Callable[..., Any]:
     async def append(name: str, unit: np.ndarray, ids: list[str] | None, pixels: list[int] | None
                      ) -> tuple[list[str], list[bytes]]:
         try:
-            reply = await handle.append.remote(name, unit, ids, pixels)
+            reply = await handle.append.remote(name, unit, ids, pixels)  # type: ignore[attr-defined]
         except Exception as exc:  # the writer died: not acknowledged, retry
             raise ServiceError(503, "writer_unavailable", f"the collection writer failed ({exc}); retry",
                                {"Retry-After": "1"}) from None
@@ -164,4 +164,4 @@ def deployment(config: ServeConfig, *, num_replicas: int = 2, max_ongoing_reques
     cls = serve.deployment(SmicServe, name=name, num_replicas=num_replicas,
                            max_ongoing_requests=max_ongoing_requests, max_queued_requests=config.max_queue,
                            ray_actor_options=ray_actor_options or {"num_cpus": 0})
-    return cls.bind(config)
+    return cls.bind(config)  # type: ignore[attr-defined]

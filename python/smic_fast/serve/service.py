@@ -390,7 +390,8 @@ class Service:
         if collection is not None:
             if not isinstance(collection, str):
                 raise ServiceError(400, "bad_request", "collection must be a string")
-            return self._open(collection).collection.dictionary
+            dictionary: Dictionary = self._open(collection).collection.dictionary
+            return dictionary
         if self.dictionary is None:
             raise ServiceError(400, "no_dictionary", "this server has no --dictionary: name a collection "
                                                      "(\"collection\": NAME) whose dictionary codes the items")
@@ -542,12 +543,14 @@ class Service:
         with served.lock:
             if len(served.collection) == 0:
                 return [[] for _ in range(len(queries))]
-            return served.collection.search(queries, k, nprobe=nprobe, n_threads=1).to_dicts()
+            found: list[list[dict[str, Any]]] = served.collection.search(queries, k, nprobe=nprobe,
+                                                                          n_threads=1).to_dicts()
+            return found
 
     def info(self, name: str) -> dict[str, Any]:
         served = self._open(name)
         with served.lock:
-            info = served.collection.info()
+            info: dict[str, Any] = served.collection.info()
         info["path"] = served.path.name
         return info
 
@@ -566,7 +569,8 @@ class Service:
             if len(set(ids)) != len(ids):
                 raise ServiceError(409, "duplicate_id", "ids repeat within the request")
         if self._appender is not None:
-            return await self._appender(name, unit, ids, pixels)
+            appended: tuple[list[str], list[bytes]] = await self._appender(name, unit, ids, pixels)
+            return appended
         served = self._open(name, create=True)
         if served.collection is None and self.dictionary is None:
             raise ServiceError(404, "no_such_collection",
@@ -621,7 +625,10 @@ class Service:
         import smic_fast
 
         col = served.collection
-        existing = (lambda i: col._core.find(i) is not None) if col is not None else (lambda i: False)
+
+        def existing(item_id: str) -> bool:
+            return col is not None and col._core.find(item_id) is not None
+
         start = len(col) if col is not None else 0
         results: list[Any] = [None] * len(group)
         taken: set[str] = set()
