@@ -641,3 +641,28 @@ def test_without_models_images_and_texts_are_refused_clearly(dictionary_file, se
             assert reply.status_code == 400 and reply.json()["error"]["code"] == code, (body, reply.text)
         raw = client.post("/v1/encode", content=b"\xff\xd8", headers={"content-type": "image/jpeg"})
         assert raw.status_code == 400 and raw.json()["error"]["code"] == "no_image_model"
+
+
+def test_http_lone_requests_do_not_wait_and_batches_respect_the_limit(dictionary_file, served):
+    app = _app(dictionary_file, served, max_batch_size=4, max_wait_ms=400)
+    with TestClient(app) as client:
+        for x in _rows(3, seed=17):  # one at a time: each finds the coder idle
+            started = time.perf_counter()
+            assert client.post("/v1/encode", json={"embeddings": [x.tolist()]}).status_code == 200
+            assert time.perf_counter() - started < 0.25
+        service = app.state.service
+        D = service.dictionary
+        unit = _rows(40, seed=19)
+        unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+
+        async def crowd():
+            return await asyncio.gather(*(service.code(D, unit[i:i + 5]) for i in range(0, 40, 5)))
+
+        before = _metric(client.get("/metrics").text, "smic_batch_size_count", stage="coder")
+        coded = [c for part in client.portal.call(crowd) for c, _ in part]
+        assert coded == [D.encode(x) for x in unit]
+        text = client.get("/metrics").text
+        batches = _metric(text, "smic_batch_size_count", stage="coder")
+        within = _metric(text, "smic_batch_size_bucket", stage="coder", le="4.0")
+        assert batches > 0 and within == batches  # no batch over --max-batch-size
+        assert 10 <= batches - before < 40  # 40 items: at least 10 batches of 4, fewer than 40 of one
