@@ -666,3 +666,13 @@ def test_http_lone_requests_do_not_wait_and_batches_respect_the_limit(dictionary
         within = _metric(text, "smic_batch_size_bucket", stage="coder", le="4.0")
         assert batches > 0 and within == batches  # no batch over --max-batch-size
         assert 10 <= batches - before < 40  # 40 items: at least 10 batches of 4, fewer than 40 of one
+
+
+@pytest.mark.parametrize("module", ["fastapi", "uvicorn", "prometheus_client"])
+def test_serve_names_its_extra(module, dictionary_file):
+    from test_extras import assert_names_extra, smic_without
+
+    result = smic_without([module], "serve", "--dictionary", dictionary_file, "--port", "0", timeout=60)
+    assert_names_extra(result, "serve", "serve", module)
+    result = smic_without(["httpx"], "encode", "--server", "http://127.0.0.1:9", "x.npy", timeout=60)
+    assert_names_extra(result, "encode", "serve", "httpx")
