@@ -349,3 +349,30 @@ def test_a_collection_learns_and_carries_its_own_transform(tmp_path, split, caps
     assert main(["compress", str(tmp_path / "train.npy"), "-o", str(tmp_path / "x.smic"), "--transform",
                  "--quiet"]) == 2
     assert not (tmp_path / "x.smic").exists()
+
+
+@pytest.mark.parametrize("power_of_two", [False, True])
+def test_levels_decode_to_what_was_coded_whatever_the_tables_totals(split, dictionaries, power_of_two):
+    """Decoding tests a context's zero with one multiplication before dividing for the target:
+    the levels must come back exactly, whether a table's total is a power of two (shift) or not
+    (division), and damaged streams still raise."""
+    _, test = split
+    _, d = dictionaries
+    t = d._core.transform
+    counts = np.asarray(t.counts, dtype=np.uint64).reshape(-1, 19).copy()
+    if power_of_two:  # each context sums to exactly 2^12, every count >= 1
+        counts = np.maximum(counts, 1)
+        counts = np.maximum((counts * 4096 // counts.sum(axis=1, keepdims=True)).astype(np.uint64), 1)
+        counts[:, 0] += (4096 - counts.sum(axis=1)).astype(np.uint64)
+        assert (counts.sum(axis=1) == 4096).all()
+    model = _core.TransformModel(atom_class=t.atom_class, mean=t.mean, basis=t.basis, scale=t.scale,
+                                 rounding=0.45, bias=0.05, counts=counts, gain_counts=t.gain_counts)
+    symbols = d.items_symbols(test)
+    classes = d._core.classes(symbols.counts, symbols.first, symbols.rest_index, symbols.rest_level)
+    for step in (0.1, 0.03, 0.01):
+        levels = model.levels(test, d.reconstruct(symbols), classes, step)
+        assert (levels[:, :-1] != 0).any() and (levels[:, :-1] == 0).mean() > 0.3
+        data = model.encode(levels, classes, step)
+        np.testing.assert_array_equal(model.decode(data, classes, step), levels)
+        with pytest.raises(smic.DecodeError):
+            model.decode(data[: len(data) // 2], classes, step)
