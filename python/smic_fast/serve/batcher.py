@@ -123,6 +123,8 @@ class Batcher(Generic[T, R]):
             if self._closed:
                 raise RuntimeError(f"the {self.name} batcher is closed")
             if len(self._queue) + len(items) > self.max_queue:
+                self._drop_cancelled()  # items whose clients went away hold no place
+            if len(self._queue) + len(items) > self.max_queue:
                 raise QueueFull(self.name, self.max_queue, self.retry_after_s())
             self._queue.extend(items)
             self._cond.notify()
@@ -131,7 +133,14 @@ class Batcher(Generic[T, R]):
         except BaseException:
             for item in items:  # the worker skips cancelled items; finished ones are dropped
                 item.future.cancel()
+            with self._cond:  # and they leave the queue now, not when the worker reaches them
+                self._drop_cancelled()
             raise
+
+    def _drop_cancelled(self) -> None:
+        """Remove cancelled items from the queue (the caller holds the lock)."""
+        if any(item.future.cancelled() for item in self._queue):
+            self._queue = collections.deque(item for item in self._queue if not item.future.cancelled())
 
     # ---------------------------------------------------------------- the worker
     def _take(self) -> list[_Item[T]] | None:
