@@ -303,3 +303,17 @@ def test_single_item_encode_validates_its_input(embeddings):
     # float64 and a (1, d) row are accepted; a zero vector still codes (to atom 0)
     assert d.encode(embeddings[3].astype(np.float64)) == d.encode(embeddings[3][None])
     assert len(d.decode(d.encode(np.zeros(64, np.float32)))) == 64
+
+
+def test_slices_decode_like_positions(tmp_path):
+    """col[a:b] (and any slice) gives the rows col[i] gives, decoding only the chunks they
+    occupy; an empty slice is (0, d)."""
+    rng = np.random.default_rng(7)
+    E = rng.standard_normal((600, 16)).astype(np.float32)
+    smic.compress(E, tmp_path / "s.smic", n_atoms=16, chunk_size=64)
+    col = smic.open(tmp_path / "s.smic")
+    rows = np.stack([col[i] for i in range(len(col))])
+    for key in (slice(None), slice(10, 300), slice(-50, None), slice(None, None, -3), slice(500, 100, -7),
+                slice(5, 2), slice(1000, 2000)):
+        np.testing.assert_array_equal(col[key], rows[key], err_msg=str(key))
+    assert col[5:2].shape == (0, 16)

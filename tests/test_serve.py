@@ -342,6 +342,8 @@ def test_append_get_search_and_group_commit(dictionary_file, served):
         # a clash fails alone; ids are assigned when not given
         clash = client.post("/v1/collections/photos/items", json={"embeddings": E[:1].tolist(), "ids": ["a"]})
         assert clash.status_code == 409 and clash.json()["error"]["code"] == "duplicate_id"
+        nul = client.post("/v1/collections/photos/items", json={"embeddings": E[:1].tolist(), "ids": ["c\u0000d"]})
+        assert nul.status_code == 400 and nul.json()["error"]["code"] == "bad_ids"  # C ends ids at a NUL
         assigned = client.post("/v1/collections/photos/items", json={"embeddings": E[32:34].tolist()}).json()
         assert [i["id"] for i in assigned["items"]] == ["32", "33"]
         item = client.get("/v1/collections/photos/items/i5").json()

@@ -100,6 +100,22 @@ std::vector<uint8_t> ids_payload(const std::vector<std::string>& ids,
   return detail::zlib_compress(reinterpret_cast<const uint8_t*>(text.data()), text.size());
 }
 
+// The id as text a message can show: control bytes as \xNN.
+std::string printable_id(const std::string& id) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : id) {
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 void check_ids(const std::vector<std::string>& ids, std::size_t n,
                const std::unordered_set<std::string>& taken) {
   if (ids.empty()) return;
@@ -108,6 +124,10 @@ void check_ids(const std::vector<std::string>& ids, std::size_t n,
   std::unordered_set<std::string> seen;
   for (const auto& id : ids) {
     require(!id.empty(), "ids must be non-empty strings");
+    // C readers (smic.h) take ids as NUL-terminated strings: "a\0x" would read as "a".
+    if (id.find('\0') != std::string::npos)
+      throw InvalidArgument("item id '" + printable_id(id) +
+                            "' contains a NUL byte: ids must not (C readers end an id there)");
     require(seen.insert(id).second && !taken.count(id), "duplicate item id '" + id + "'");
   }
 }

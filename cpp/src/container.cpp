@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "bytes.hpp"
 
@@ -117,17 +116,47 @@ ContainerView parse_container(const uint8_t* data, std::size_t size, const Magic
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) {
+  // POSIX open + fstat, not ifstream + tellg: tellg() of a directory on ext4 gives 2^63 - 1,
+  // which became a 2^63-byte allocation ("out of memory") instead of an IO error.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     const int error = errno;
     throw IoError(path + ": cannot open (" + std::strerror(error) + ")", error);
   }
-  const std::streamoff end = in.tellg();
-  if (end < 0) throw IoError(path + ": cannot read (not a regular file?)");
-  std::vector<uint8_t> out(static_cast<std::size_t>(end));
-  in.seekg(0);
-  if (!out.empty() && !in.read(reinterpret_cast<char*>(out.data()), end))
-    throw IoError(path + ": read failed");
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    throw IoError(path + ": cannot stat (" + std::strerror(error) + ")", error);
+  }
+  if (S_ISDIR(st.st_mode))
+    throw IoError(path + ": is a directory, not a file", EISDIR);
+  // A regular file is read straight into a buffer of its size; past that size (a pipe, a
+  // device, a file that grew since fstat) bytes come through a small buffer until end of file,
+  // so a file read whole never holds twice its size.
+  std::vector<uint8_t> out(S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) : 0);
+  std::size_t filled = 0;
+  uint8_t spill[1 << 16];
+  for (;;) {
+    const bool direct = filled < out.size();
+    uint8_t* target = direct ? out.data() + filled : spill;
+    const std::size_t room = direct ? std::min<std::size_t>(out.size() - filled, 1u << 30) : sizeof spill;
+    const ssize_t n = ::read(fd, target, room);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      throw IoError(path + ": read failed (" + std::strerror(error) + ")", error);
+    }
+    if (n == 0) break;
+    if (!direct) {
+      out.insert(out.end(), spill, spill + n);
+    }
+    filled += static_cast<std::size_t>(n);
+  }
+  out.resize(filled);
   return out;
 }
 

@@ -70,6 +70,9 @@ def _check_ids(ids: Sequence[str] | None, n: int, start: int, taken: set[str]) -
     for item_id in ids:
         if not isinstance(item_id, str) or not item_id:
             raise ValueError(f"ids must be non-empty strings, got {item_id!r}")
+        if "\0" in item_id:
+            # C readers (smic.h) take ids as NUL-terminated strings: "a\0x" would read as "a".
+            raise ValueError(f"item id {item_id!r} contains a NUL byte: ids must not (C readers end an id there)")
     seen: set[str] = set()
     for item_id in ids:
         if item_id in seen or item_id in taken:
@@ -277,8 +280,18 @@ class Collection:
             raise IndexError(f"item {key} out of range for {len(self)} items")
         return position
 
-    def __getitem__(self, key: int | str) -> np.ndarray:
-        """The reconstructed (d,) unit embedding of item `key` (position or id)."""
+    def __getitem__(self, key: int | str | slice) -> np.ndarray:
+        """The reconstructed (d,) unit embedding of item `key` (position or id), or the
+        (n, d) embeddings of a slice of positions (only the chunks holding them are decoded)."""
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self._core.decode(start, max(start, stop))
+            rows = range(start, stop, step)
+            if not rows:
+                return np.zeros((0, self.dim), np.float32)
+            lo, hi = min(rows), max(rows) + 1
+            return self._core.decode(lo, hi)[np.asarray(rows) - lo]
         position = self._position(key)
         return self._core.decode(position, position + 1)[0]
 

@@ -12,6 +12,7 @@ single-process ``compress`` with the same dictionary writes (same items, order, 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -263,6 +264,9 @@ def _complete_run(path: str | os.PathLike, dictionary: Dictionary | str | os.Pat
     dictionary (FileNotFoundError without a manifest; ValueError for an unfinished run)."""
     found = find_manifest(path)
     if found is None:
+        for candidate in (Path(path), Path(path) / MANIFEST):
+            if candidate.name == MANIFEST and candidate.is_dir():
+                raise IsADirectoryError(errno.EISDIR, f"{candidate}: is a directory, not a file")
         raise FileNotFoundError(f"no {MANIFEST} at {path}")
     manifest = Manifest.load(found)
     manifest.require_complete()

@@ -564,8 +564,9 @@ class Service:
         if ids is not None:
             if len(ids) != len(unit):
                 raise ServiceError(400, "bad_ids", f"{len(ids)} ids for {len(unit)} items")
-            if any(not isinstance(i, str) or not i or len(i) > 1024 for i in ids):
-                raise ServiceError(400, "bad_ids", "ids must be non-empty strings (at most 1024 characters)")
+            if any(not isinstance(i, str) or not i or len(i) > 1024 or "\0" in i for i in ids):
+                raise ServiceError(400, "bad_ids",
+                                   "ids must be non-empty strings without NUL (at most 1024 characters)")
             if len(set(ids)) != len(ids):
                 raise ServiceError(409, "duplicate_id", "ids repeat within the request")
         if self._appender is not None:
