@@ -16,26 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 import smic_fast as smic
-
-
-def synthetic_embeddings(n: int, dim: int, n_concepts: int, seed: int) -> npt.NDArray[np.float32]:
-    """Unit vectors that each mix 1-4 'concepts' (Zipf-popular, like the subjects of a photo
-    archive) plus noise."""
-    rng = np.random.default_rng(seed)
-    concepts = rng.standard_normal((n_concepts, dim))
-    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
-    popularity = 1.0 / np.arange(1, n_concepts + 1) ** 0.8
-    popularity /= popularity.sum()
-    x = np.zeros((n, dim))
-    for i, k in enumerate(np.minimum(rng.geometric(0.5, n), 4)):
-        picked = rng.choice(n_concepts, size=k, replace=False, p=popularity)
-        x[i] = rng.uniform(0.3, 1.0, k) @ concepts[picked]
-    x += 0.15 * rng.standard_normal((n, dim)) / np.sqrt(dim)
-    unit: npt.NDArray[np.float64] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return unit.astype(np.float32)
+from smic_fast.evaluation.synthetic import clustered
 
 
 def show(title: str, info: dict[str, Any], seconds: float) -> None:
@@ -59,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the files")
     args = parser.parse_args(argv)
     args.out.mkdir(exist_ok=True)
-    e = synthetic_embeddings(args.items, args.dim, 256, seed=0)
+    # Unit vectors that each mix 1-4 Zipf-popular "concepts" (like the subjects of a photo
+    # archive) plus noise: the generator the tests and benchmarks use too.
+    e = clustered(np.random.default_rng(0), args.items, args.dim, n_concepts=256)
     print(f"smic-fast {smic.__version__}: {args.items} synthetic embeddings of dimension {args.dim} "
           f"(raw float32: {32 * args.dim} bits per item)")
 

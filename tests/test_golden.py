@@ -1,5 +1,7 @@
 """Golden files pin the format: files written by this version must decode to the same symbols
-forever. Regenerate only on purpose: SMIC_REGENERATE_GOLDEN=1 (a missing file fails)."""
+forever. Regenerate only on purpose, by hand: ``python tests/golden/make_golden.py``, then
+review the diff. This module never writes the files it compares (a test that regenerated them
+first would compare each file with itself and always pass)."""
 from __future__ import annotations
 
 import os
@@ -16,14 +18,15 @@ sys.path.insert(0, str(GOLDEN))
 
 import make_golden  # noqa: E402
 
-if os.environ.get("SMIC_REGENERATE_GOLDEN") == "1":
-    make_golden.write_all()
+if os.environ.get("SMIC_REGENERATE_GOLDEN"):
+    raise pytest.UsageError("SMIC_REGENERATE_GOLDEN is gone: regenerate with `python tests/golden/make_golden.py`, "
+                            "then run the tests against the files it wrote")
 
 
 @pytest.mark.parametrize("name", ["own_float16", "paper_int8", "shared"])
 def test_golden_collection_decodes_to_pinned_symbols(name):
     path = GOLDEN / f"{name}.smic"
-    assert path.exists(), f"{path} is missing: run SMIC_REGENERATE_GOLDEN=1 pytest tests/test_golden.py"
+    assert path.exists(), f"{path} is missing: run python tests/golden/make_golden.py"
     dictionary = GOLDEN / "shared.smicd" if name == "shared" else None
     col = smic.open(path, dictionary=dictionary)
     expected = np.load(GOLDEN / f"{name}.expected.npz")

@@ -1,5 +1,5 @@
 """Write the golden files that pin the .smic / .smicd format (run only to change the format
-on purpose: SMIC_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden.py).
+on purpose: python tests/golden/make_golden.py, then review the diff).
 
 Each collection is stored with the symbols and embeddings it must decode to."""
 from __future__ import annotations
