@@ -126,7 +126,7 @@ def _labels_file(tmp_path) -> Path:
 
 def test_cli_atoms_and_explain(tiny_clip_home, coded, tmp_path, capsys):
     labels = _labels_file(tmp_path)
-    flags = ["--labels", str(labels), "--model", "tiny", "--cache-dir", str(tiny_clip_home), "--top", "2"]
+    flags = ["--labels", str(labels), "--model", "tiny", "--cache-dir", str(tiny_clip_home), "--label-top", "2"]
     assert main(["atoms", str(coded / "d.smicd"), *flags, "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["n_atoms"] == 16 and len(first["atoms"]) == 16
@@ -198,7 +198,7 @@ def test_eval_on_tiny_model_photos(tiny_clip_home, tmp_path, capsys):
             pixels.append(variant.size[0] * variant.size[1])
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     out = tmp_path / "report"
-    code = main(["eval", str(folder), "--out", str(out), "--model", str(
+    code = main(["eval", str(folder), "--output", str(out), "--model", str(
         next(Path(tiny_clip_home).glob("clip/tiny--*--fp32/model.onnx"))), "--quick", "--json", "-q"])
     assert code == 3
     summary = json.loads(capsys.readouterr().out)

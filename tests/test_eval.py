@@ -422,7 +422,7 @@ def test_report_files_exist_and_parse(sweep, tmp_path):
 def test_cli_eval_on_embeddings(collection, tmp_path, capsys):
     np.save(tmp_path / "e.npy", collection[:300])
     out = tmp_path / "rep"
-    code = main(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--json", "--methods",
+    code = main(["eval", str(tmp_path / "e.npy"), "--output", str(out), "--quick", "--json", "--methods",
                  "smic,paper,scalar", "--pixels", "65536", "-q"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -430,7 +430,7 @@ def test_cli_eval_on_embeddings(collection, tmp_path, capsys):
     data = json.loads((out / "results.json").read_text())
     assert all(p["bits_per_pixel"] == pytest.approx(p["bits_per_item"] / 65536) for p in data["points"])
     # an existing report is not overwritten without --force
-    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "-q"]) == 2
+    assert main(["eval", str(tmp_path / "e.npy"), "--output", str(out), "--quick", "-q"]) == 2
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -447,7 +447,7 @@ def test_cli_eval_bad_embeddings(tmp_path, capsys, content, expected):
     elif content == "pickle":
         np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     out = tmp_path / "rep"
-    assert main(["eval", str(path), "--out", str(out), "--quick", "-q"]) == expected
+    assert main(["eval", str(path), "--output", str(out), "--quick", "-q"]) == expected
     assert "smic eval:" in capsys.readouterr().err
     assert not out.exists()  # nothing written
     assert not list(tmp_path.glob(".smic-eval-*"))
@@ -455,10 +455,10 @@ def test_cli_eval_bad_embeddings(tmp_path, capsys, content, expected):
 
 def test_cli_eval_bad_options(collection, tmp_path):
     np.save(tmp_path / "e.npy", collection[:50])
-    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--methods", "smic,jpeg", "-q"]) == 2
-    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--pixels", "0", "-q"]) == 2
+    assert main(["eval", str(tmp_path / "e.npy"), "--output", str(tmp_path / "r"), "--methods", "smic,jpeg", "-q"]) == 2
+    assert main(["eval", str(tmp_path / "e.npy"), "--output", str(tmp_path / "r"), "--pixels", "0", "-q"]) == 2
     np.save(tmp_path / "t.npy", collection[:50, :10])
-    assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--train", str(tmp_path / "t.npy"),
+    assert main(["eval", str(tmp_path / "e.npy"), "--output", str(tmp_path / "r"), "--train", str(tmp_path / "t.npy"),
                  "-q"]) == 2
     assert not (tmp_path / "r").exists()
 
@@ -635,7 +635,7 @@ def test_holdout_is_not_with_train(collection):
 def test_cli_eval_holdout(collection, tmp_path, capsys):
     np.save(tmp_path / "e.npy", collection)
     out = tmp_path / "rep"
-    code = main(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--json", "--methods",
+    code = main(["eval", str(tmp_path / "e.npy"), "--output", str(out), "--quick", "--json", "--methods",
                  "smic,scalar,pq", "--holdout", "0.2", "--seed", "5", "-q"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -651,7 +651,7 @@ def test_cli_eval_holdout(collection, tmp_path, capsys):
     np.save(tmp_path / "t.npy", collection[300:400])
     for extra in (["--train", str(tmp_path / "t.npy"), "--holdout", "0.2"], ["--holdout", "1.5"],
                   ["--holdout", "x"], ["--holdout", "0.001"]):
-        assert main(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--quick", "-q", *extra]) == 2
+        assert main(["eval", str(tmp_path / "e.npy"), "--output", str(tmp_path / "r"), "--quick", "-q", *extra]) == 2
     err = capsys.readouterr().err
     assert "--holdout and --train are exclusive" in err and "expected a fraction between 0 and 1" in err
     assert "each part needs at least 2" in err

@@ -189,7 +189,7 @@ def test_regeneration_grid_refuses_mismatches(sweep, encoded, generator, tmp_pat
 
 def test_cli_eval_with_generator_on_photos(photo_folder, onnx_model, generator_folder, tmp_path, capsys):
     out = tmp_path / "report"
-    code, captured = _run(["eval", str(photo_folder), "--out", str(out), "--model", onnx_model, "--quick",
+    code, captured = _run(["eval", str(photo_folder), "--output", str(out), "--model", onnx_model, "--quick",
                            "--methods", "smic,scalar", "--queries", "8", "--generator", str(generator_folder),
                            "--grid-items", "3", "--seed", "2", *FAST, "--json", "-q"], capsys)
     assert code == 0, captured.err
@@ -219,7 +219,7 @@ def test_cli_eval_with_generator_on_embeddings_draws_regenerations_only(encoded,
     E, _ = encoded
     np.save(tmp_path / "e.npy", E)
     out = tmp_path / "report"
-    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--methods", "smic",
+    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--output", str(out), "--quick", "--methods", "smic",
                            "--queries", "8", "--generator", str(generator_folder), "--grid-items", "2",
                            "--grid-rates", "1,1000", *FAST, "--json", "-q"], capsys)
     assert code == 0, captured.err
@@ -271,7 +271,7 @@ def test_cli_eval_bad_generator_fails_before_the_sweep(encoded, generator_folder
     else:
         folder = _broken(generator_folder, tmp_path, how)
     out = tmp_path / "report"
-    got, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--generator",
+    got, captured = _run(["eval", str(tmp_path / "e.npy"), "--output", str(out), "--quick", "--generator",
                           str(folder), *FAST, "-q"], capsys)
     assert got == code and message in captured.err and captured.err.startswith("smic eval:")
     assert not out.exists() and not list(tmp_path.glob(".smic-eval-*"))
@@ -281,7 +281,7 @@ def test_cli_eval_generator_flags_and_missing_extra(encoded, generator_folder, t
                                                     monkeypatch):
     E, _ = encoded
     np.save(tmp_path / "e.npy", E)
-    base = ["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r"), "--quick", "-q"]
+    base = ["eval", str(tmp_path / "e.npy"), "--output", str(tmp_path / "r"), "--quick", "-q"]
     assert _run([*base, "--grid-items", "3"], capsys)[0] == 2  # needs --generator
     code, captured = _run([*base, "--generator", str(generator_folder), "--grid-rates", "10,x"], capsys)
     assert code == 2 and "--grid-rates" in captured.err
@@ -306,7 +306,7 @@ def test_cli_eval_kandinsky_grid_uses_the_zero_image_negative(photo_folder, onnx
     made with the model the photos were encoded with (as `smic decompress --images` does)."""
     folder = build_tiny_generator("kandinsky", tmp_path / "kandinsky", dim=32)
     out = tmp_path / "report"
-    code, captured = _run(["eval", str(photo_folder), "--out", str(out), "--model", onnx_model, "--quick",
+    code, captured = _run(["eval", str(photo_folder), "--output", str(out), "--model", onnx_model, "--quick",
                            "--methods", "smic", "--queries", "8", "--generator", str(folder), "--grid-items", "1",
                            "--grid-rates", "1", *FAST, "--json", "-q"], capsys)
     assert code == 0, captured.err
@@ -328,7 +328,7 @@ def test_cli_eval_generation_failure_keeps_the_report(encoded, generator_folder,
 
     monkeypatch.setattr(Generator, "generate", out_of_memory)
     out = tmp_path / "report"
-    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(out), "--quick", "--methods", "smic",
+    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--output", str(out), "--quick", "--methods", "smic",
                            "--queries", "8", "--generator", str(generator_folder), *FAST, "--json"], capsys)
     assert code == 3
     assert "simulated out of memory" in captured.err and "written without it" in captured.err
@@ -351,7 +351,7 @@ def test_cli_eval_generator_without_sample_size_says_its_size(encoded, tmp_path,
         return [Image.new("RGB", (width, height)) for _ in seeds]
 
     monkeypatch.setattr(Generator, "generate", blank)
-    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--out", str(tmp_path / "report"), "--quick",
+    code, captured = _run(["eval", str(tmp_path / "e.npy"), "--output", str(tmp_path / "report"), "--quick",
                            "--methods", "smic", "--queries", "8", "--generator", str(folder), "--grid-items", "1",
                            "--grid-rates", "1", *FAST, "--json"], capsys)
     assert code == 0, captured.err

@@ -75,14 +75,14 @@ EVAL_CASES = [  # (blocked module, extra arguments)
 @pytest.mark.parametrize("module, more", EVAL_CASES)
 def test_eval_names_its_extra_before_the_sweep(files, tmp_path, module, more):
     extra = "eval" if module in EXTRAS["eval"] else "generate"
-    result = smic_without([module], "eval", files["embeddings"], "--out", tmp_path / "report", "--quick", *more,
+    result = smic_without([module], "eval", files["embeddings"], "--output", tmp_path / "report", "--quick", *more,
                           forbid=["smic_fast.evaluation:run_sweep"])
     assert_names_extra(result, "eval", extra, module)
     assert not (tmp_path / "report").exists() and not list(tmp_path.glob(".smic-eval-*"))
 
 
 def test_eval_without_faiss_runs_the_other_methods(files, tmp_path):
-    result = smic_without(["faiss"], "eval", files["embeddings"], "--out", tmp_path / "report", "--quick",
+    result = smic_without(["faiss"], "eval", files["embeddings"], "--output", tmp_path / "report", "--quick",
                           "--methods", "smic,scalar", "--json", "-q")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report" / "index.html").is_file() and json.loads(result.stdout)["points"] > 0

@@ -45,6 +45,27 @@ def add_output_flags(p: argparse.ArgumentParser, *, force: bool = True) -> None:
         p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
 
 
+class _RenamedFlag(argparse.Action):
+    """An old spelling of a renamed flag: stores into the new flag's dest and warns once on
+    stderr. Hidden from --help; kept one release (docs/cli.md, "Renamed flags")."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"smic: {option_string} is now {self.new} (the old spelling goes in the next release)", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_renamed(p: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: str, dest: str,
+                **kwargs: Any) -> None:
+    """Accept `old` as a hidden alias of the flag `new` (same dest, type and choices), warning
+    when used. For a switch, pass ``nargs=0, const=True``."""
+    p.add_argument(old, dest=dest, action=_RenamedFlag, new=new, help=argparse.SUPPRESS,
+                   default=argparse.SUPPRESS, **kwargs)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

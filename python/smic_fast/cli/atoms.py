@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._shared import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, CliError, positive_int
+from ._shared import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, CliError, add_renamed, positive_int
 
 NAME = "atoms"
 HELP = "name the atoms of a dictionary (.smicd, or a .smic's own) by their nearest text labels"
@@ -20,31 +20,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_label_flags(p: argparse.ArgumentParser, required: bool) -> None:
-    """--labels, --model, --top, --cache-dir (shared with smic explain)."""
+    """--labels, --model, --label-top, --cache-dir (shared with smic explain)."""
     p.add_argument("--labels", required=required, metavar="LABELS.txt",
                    help="UTF-8 text file, one label a line (blank lines and # comments skipped)")
-    p.add_argument("--model", default="default", metavar="NAME|text.onnx",
+    p.add_argument("--model", default=None, metavar="NAME|text.onnx",
                    help="the CLIP model that made the embeddings: a pairing or architecture whose text tower was "
-                        "exported with `smic export-text`, or a text.onnx path (default: default)")
-    p.add_argument("--top", type=positive_int, default=3, help="labels per atom (default: 3)")
+                        "exported with `smic export-text`, or a text.onnx path (default: the model a collection "
+                        "records; for a .smicd, default)")
+    p.add_argument("--label-top", dest="top", type=positive_int, default=3, metavar="N",
+                   help="labels per atom (default: 3)")
+    add_renamed(p, "--top", "--label-top", "top", type=positive_int)
     p.add_argument("--cache-dir", default=None, help="cache of exported models (overrides $SMIC_HOME)")
 
 
 def load_dictionary(path: str, shared: str | None = None):
     """A Dictionary from a .smicd, or the dictionary of a .smic collection."""
+    return load_dictionary_and_model(path, shared)[0]
+
+
+def load_dictionary_and_model(path: str, shared: str | None = None):
+    """(Dictionary, the model a collection records or None) from a .smicd or a .smic."""
     from ..collection import COLLECTION_MAGIC
     from ..dictionary import Dictionary
     from ..manifest import find_manifest
 
     if find_manifest(path) is not None:  # a sharded collection (smic compress --ray)
         from ..collection import open as open_collection
-        return open_collection(path, dictionary=shared).dictionary
+        col = open_collection(path, dictionary=shared)
+        return col.dictionary, col.header.get("model")
     with open(path, "rb") as stream:  # FileNotFoundError names the path
         magic = stream.read(len(COLLECTION_MAGIC))
     if magic == COLLECTION_MAGIC:
         from ..collection import open as open_collection
-        return open_collection(path, dictionary=shared).dictionary
-    return Dictionary.load(path)
+        col = open_collection(path, dictionary=shared)
+        return col.dictionary, col.header.get("model")
+    return Dictionary.load(path), None
 
 
 def name_atoms(atoms, args: argparse.Namespace, model: str | None = None, top: int | None = None):
@@ -72,8 +82,8 @@ def name_atoms(atoms, args: argparse.Namespace, model: str | None = None, top: i
 
 
 def run(args: argparse.Namespace) -> int:
-    dictionary = load_dictionary(args.dictionary)
-    labels, named = name_atoms(dictionary.atoms, args)
+    dictionary, recorded = load_dictionary_and_model(args.dictionary)
+    labels, named = name_atoms(dictionary.atoms, args, model=args.model or recorded or "default")
     if args.json:
         print(json.dumps({"command": "atoms", "dictionary": args.dictionary, "n_atoms": dictionary.n_atoms,
                           "labels": len(labels), "atoms": [a.to_dict() for a in named]}, indent=1))

@@ -2,7 +2,7 @@
 ``smic compress 'shards/{00000..00059}.tar' -o out.smic``: webdataset tar shards;
 ``smic compress CLIP_RETRIEVAL_FOLDER -o out.smic``: clip-retrieval embeddings (img_emb/ +
 metadata/), coded as they are; ``smic compress E.npy [MORE.npy ...] -o out.smic``: embeddings a
-user already has, memory-mapped and coded a batch at a time. ``--ray [ADDRESS]`` runs the first
+user already has, memory-mapped and coded a batch at a time. ``--ray`` (``--ray-address A``) runs the first
 three on a Ray cluster into the sharded collection ``out.smic.d/`` (smic_fast.distributed)."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 
 from ._npy import clip_retrieval_embeddings, npy_inputs, open_embeddings
 from ._photos import DEFAULT_MODEL, EncodedPhotos, add_encoder_flags, encode_photos, encode_tars
-from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output,
-                      emit, positive_float, positive_int, progress_bar, seconds_rows)
+from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags,
+                      add_renamed, check_output, emit, positive_float, positive_int, progress_bar, seconds_rows)
 
 NAME = "compress"
 HELP = ("compress photos (files, folders, webdataset tars) or embeddings (.npy, clip-retrieval folders) into one "
@@ -44,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and what the atoms are learned for; low: one atom of at most 128, about 8 bits per "
                         "item or less (default: medium)")
     p.add_argument("--learn", choices=("rate", "sparsity"), default=None,
-                   help="what the dictionary is learned for: the codes this quality writes (rate) or n_nonzero atoms per "
-                        "item (sparsity, earlier releases' learning); default: from --quality (rate)")
+                   help="what the dictionary is learned for: the codes this quality writes (rate) or --sparsity atoms "
+                        "per item (sparsity, earlier releases' learning); default: from --quality (rate for low and "
+                        "medium, sparsity for high)")
     p.add_argument("--step", type=positive_float, default=None,
                    help="quantizer step of the coefficient ratios (default: from --quality)")
     p.add_argument("--residual-step", type=_residual_step, default=None, metavar="STEP",
@@ -57,26 +58,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "layer with it (per-class principal axes; format version 4). The file carries the "
                         "transform (~4.7 MB at d = 384): it pays in large collections; `smic dictionary fit "
                         "--transform` shares one instead (default: one table for every dimension)")
-    p.add_argument("--precision", choices=("float16", "int8"), default="float16",
-                   help="how a learned dictionary is stored (default: float16)")
+    add_coding_flags(p)
     p.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="dictionary learning seed (default: 0)")
     p.add_argument("--sample", type=positive_int, default=None, metavar="N",
                    help="learn the dictionary on at most N items, a uniform sample drawn with --seed "
                         "(default: 50000)")
+    p.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
+                   help="items per independently decodable chunk: smaller reads one item faster, larger codes a "
+                        "little tighter (default: 256)")
+    p.add_argument("--index-model", choices=("auto", "order0", "remaining"), default="auto",
+                   help="how each item's other atoms are coded: remaining (the table of the smallest atom still to "
+                        "code, format version 3), order0 (one table, what earlier versions wrote) or auto, the "
+                        "smaller file (default: auto)")
     add_ray_flags(p)
     add_output_flags(p)
 
 
+def add_coding_flags(p: argparse.ArgumentParser) -> None:
+    """--atom-precision, --rd-lambda, --layout, --paper-bits: how a learned dictionary codes and
+    is stored (shared with smic dictionary fit)."""
+    p.add_argument("--atom-precision", dest="precision", choices=("float16", "int8"), default="float16",
+                   help="how a learned dictionary's atoms are stored (default: float16)")
+    add_renamed(p, "--precision", "--atom-precision", "precision", choices=("float16", "int8"))
+    p.add_argument("--rd-lambda", type=positive_float, default=None, metavar="L",
+                   help="the price of a bit in cosine: each item keeps an atom only if it buys more than L bits' "
+                        "worth of fidelity (default: from --quality)")
+    p.add_argument("--layout", choices=("smic", "paper"), default="smic",
+                   help="smic: range-coded atoms and coefficients; paper: the SMIC paper's fixed-length code, as a "
+                        "baseline (default: smic)")
+    p.add_argument("--paper-bits", type=positive_int, default=8, metavar="B",
+                   help="--layout paper: bits per coefficient (default: 8)")
+
+
 def add_ray_flags(p: argparse.ArgumentParser) -> None:
-    """--ray [ADDRESS], --workers, --shard-size: a distributed run (pip install 'smic-fast[ray]')."""
+    """--ray, --ray-address, --workers, --shard-size: a distributed run (pip install 'smic-fast[ray]')."""
     g = p.add_argument_group("distributed run (pip install 'smic-fast[ray]')")
-    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on a Ray cluster: ADDRESS as ray.init takes it (auto, ray://HOST:10001), or none "
-                        "for a local cluster on this machine (put --ray after the inputs, or write "
-                        "--ray=ADDRESS). Writes OUT.smic.d/ (shards, dictionary.smicd, manifest.json, "
-                        "errors.jsonl), which every smic command reads as one collection; started again, a "
-                        "run resumes, skipping the shards already written; `smic merge` packs it into OUT.smic")
+    g.add_argument("--ray", action="store_true",
+                   help="run on Ray: a local cluster on this machine, or the one --ray-address names. Writes "
+                        "OUT.smic.d/ (shards, dictionary.smicd, manifest.json, errors.jsonl), which every smic "
+                        "command reads as one collection; started again, a run resumes, skipping the shards "
+                        "already written; `smic merge` packs it into OUT.smic")
+    g.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="the Ray cluster to run on, as ray.init takes it (auto, ray://HOST:10001); implies --ray")
     g.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="--ray: encoding actors (default: one per GPU, else the cluster's CPUs less one)")
     g.add_argument("--shard-size", type=positive_int, default=None, metavar="N",
@@ -122,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         kind = classify(args.inputs)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    if args.ray is not None:
+    if args.ray or args.ray_address is not None:
         return _run_ray(args, kind)
     if args.workers is not None or args.shard_size is not None:
         raise CliError("--workers and --shard-size are for a distributed run (--ray)", EXIT_USAGE)
@@ -162,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
             pixels=None if npy else photos.pixels_or_none, dictionary=dictionary, quality=args.quality,
             step=args.step, precision=args.precision, n_iter=args.iterations, seed=args.seed, model=photos.model,
             progress=_learning_progress(bar, marks), residual_step=args.residual_step,
-            sample_size=args.sample or LEARN_SAMPLE, learn=args.learn, transform=args.transform)
+            sample_size=args.sample or LEARN_SAMPLE, learn=args.learn, transform=args.transform,
+            rd_lambda=args.rd_lambda, layout=args.layout, paper_bits=args.paper_bits,
+            chunk_size=args.chunk_size, index_model=args.index_model)
     end = time.perf_counter()
     learned = (marks[-1] if marks else start) - start  # until K-SVD's last iteration
     if dictionary is None:
@@ -207,6 +233,10 @@ def _run_ray(args: argparse.Namespace, kind: str) -> int:
     if kind == "npy" or args.ids is not None:
         raise CliError("--ray takes photos, webdataset tars or a clip-retrieval folder; .npy embeddings are "
                        "compressed in one process (drop --ray)", EXIT_USAGE)
+    unsupported = [flag for flag, given in (("--rd-lambda", args.rd_lambda is not None), ("--layout", args.layout != "smic"),
+                                            ("--index-model", args.index_model != "auto")) if given]
+    if unsupported:
+        raise CliError(f"{', '.join(unsupported)}: not available with --ray yet (shards use the defaults)", EXIT_USAGE)
     if args.residual_step is not None or args.transform:
         raise CliError("--residual-step and --transform are not available with --ray (shards are merged from "
                        "their codes)", EXIT_USAGE)
@@ -226,12 +256,13 @@ def _run_ray(args: argparse.Namespace, kind: str) -> int:
 
         try:
             summary = distributed.compress(
-                args.inputs, args.output, address=None if args.ray == "local" else args.ray,
+                args.inputs, args.output, address=args.ray_address,
                 model=args.model or DEFAULT_MODEL, dictionary=args.dictionary, workers=args.workers,
                 shard_size=args.shard_size or distributed.DEFAULT_SHARD_SIZE, batch_size=args.batch_size,
                 providers=args.providers, int8=args.int8, glob=args.glob, n_atoms=args.atoms,
                 n_nonzero=args.sparsity, quality=args.quality, step=args.step, precision=args.precision,
-                n_iter=args.iterations, seed=args.seed, sample_size=args.sample, force=args.force,
+                n_iter=args.iterations, seed=args.seed, sample_size=args.sample, chunk_size=args.chunk_size,
+                force=args.force,
                 progress=progress)
         except FileExistsError as exc:
             raise CliError(str(exc), EXIT_USAGE) from None

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ._npy import npy_inputs, open_embeddings
+from .compress import add_coding_flags
 from ._photos import DEFAULT_MODEL, add_encoder_flags, encode_photos
 from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags,
                       check_output, emit, load_embeddings, positive_float, positive_int, progress_bar, seconds_rows)
@@ -32,11 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="rate-distortion preset: sparsity, step, price of a bit, largest K, learning "
                           "(default: medium)")
     fit.add_argument("--learn", choices=("rate", "sparsity"), default=None,
-                     help="what the dictionary is learned for: the codes this quality writes (rate) or n_nonzero atoms per "
-                        "item (sparsity, earlier releases' learning); default: from --quality (rate)")
+                     help="what the dictionary is learned for: the codes this quality writes (rate) or --sparsity atoms "
+                          "per item (sparsity, earlier releases' learning); default: from --quality (rate for low and "
+                          "medium, sparsity for high)")
     fit.add_argument("--step", type=positive_float, default=None, help="quantizer step of coefficient ratios")
-    fit.add_argument("--precision", choices=("float16", "int8"), default="float16",
-                     help="how atoms are stored (default: float16)")
+    add_coding_flags(fit)
     fit.add_argument("--iterations", type=positive_int, default=10, help="K-SVD iterations (default: 10)")
     fit.add_argument("--seed", type=int, default=0, help="seed of K-SVD and of the sample (default: 0)")
     fit.add_argument("--sample", type=positive_int, default=None, metavar="N",
@@ -76,7 +77,8 @@ def _fit(args: argparse.Namespace) -> int:
         with progress_bar(args.iterations, "learning dictionary", args.quiet) as bar:
             dictionary = smic.Dictionary.fit(
                 embeddings, args.atoms, args.sparsity, quality=args.quality, step=args.step,
-                precision=args.precision, n_iter=args.iterations, seed=args.seed,
+                precision=args.precision, n_iter=args.iterations, seed=args.seed, rd_lambda=args.rd_lambda,
+                layout=args.layout, paper_bits=args.paper_bits,
                 progress=lambda i, e: bar.update(1), sample_size=sample, learn=args.learn)
     if args.transform:
         from ..dictionary import gather_rows, learning_sample

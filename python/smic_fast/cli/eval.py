@@ -19,7 +19,7 @@ import numpy as np
 from .._extras import require
 from ._eval_grid import add_grid_flags, check_generator, load_generator, make_grid
 from ._photos import add_encoder_flags, encode_photos
-from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, add_output_flags, emit,
+from ._shared import (EXIT_CODES_HELP, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, add_output_flags, add_renamed, emit,
                       load_embeddings, positive_int)
 
 NAME = "eval"
@@ -34,8 +34,9 @@ _FAISS_NAMES = {"pq": "PQ", "kmeans": "k-means", "rq": "residual quantisation", 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="PHOTOS|EMBEDDINGS.npy",
                    help="image files and folders (encoded with --model), or one .npy of (N, d) embeddings")
-    p.add_argument("-o", "--out", required=True, metavar="FOLDER",
+    p.add_argument("-o", "--output", dest="out", required=True, metavar="FOLDER",
                    help="report folder: index.html, PNG plots, results.json, results.csv")
+    add_renamed(p, "--out", "--output", "out")
     add_encoder_flags(p)
     p.add_argument("--quick", action="store_true", help="a few points per method (seconds; for a first look)")
     p.add_argument("--atoms", type=positive_int, action="append", default=None, metavar="K",

@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
             key = int(args.item)
         except ValueError:
             raise CliError(f"--position: {args.item!r} is not an integer", EXIT_USAGE) from None
-    named = name_atoms(collection.dictionary.atoms, args)[1] if args.labels else None
+    model = args.model or collection.header.get("model") or "default"
+    named = name_atoms(collection.dictionary.atoms, args, model=model)[1] if args.labels else None
     try:
         result = explain_item(collection, key, named)
     except KeyError:

@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="cache of exported models (overrides $SMIC_HOME)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference| (fp32)")
-    p.add_argument("--no-download", action="store_true", help="use only weights already on this machine")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="fetch weights the machine lacks from the hub (default); --no-download: only weights "
+                        "already on this machine")
     p.add_argument("--force", action="store_true", help="export again even if the cache has it")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (no tag, no checkpoint)")
     p.add_argument("--no-fuse", action="store_true",
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         result = export_clip(
             args.model, pretrained, args.output, checkpoint=args.checkpoint, opset=args.opset,
             precision=args.precision, cache=args.cache_dir, check=not args.no_check,
-            tolerance=args.tolerance, force=args.force, download=not args.no_download, seed=args.seed,
+            tolerance=args.tolerance, force=args.force, download=args.download, seed=args.seed,
             fuse=not args.no_fuse)
     except ModelNotFoundError as exc:
         print(f"smic export-clip: {exc}", file=sys.stderr)

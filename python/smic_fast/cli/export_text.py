@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--cache-dir", default=None, help="cache of exported models (overrides $SMIC_HOME)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
-    p.add_argument("--no-download", action="store_true", help="use only weights already on this machine")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="fetch weights the machine lacks from the hub (default); --no-download: only weights "
+                        "already on this machine")
     p.add_argument("--force", action="store_true", help="export again even if the cache has it")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (as smic export-clip)")
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             register_model_config(path)
         path = export_text_tower(args.model, pretrained, args.output, checkpoint=args.checkpoint, opset=args.opset,
                                  cache=args.cache_dir, check=not args.no_check, force=args.force,
-                                 download=not args.no_download, seed=args.seed)
+                                 download=args.download, seed=args.seed)
     except ExportCheckError as exc:
         raise CliError(f"check failed: {exc}") from None
     except MissingExtraError as exc:  # names the extra already

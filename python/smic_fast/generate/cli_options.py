@@ -35,7 +35,8 @@ def add_generator_flags(g, *, default_help: str = "the generator paired with the
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                    help="auto: fp16 on a GPU, fp32 on CPU")
-    g.add_argument("--download", action="store_true", help="allow downloading a hub generator")
+    g.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="allow downloading a hub generator (default: --no-download, local files and caches only)")
     g.add_argument("--embedding-norm", type=float, default=None, metavar="LENGTH",
                    help="scale the unit embeddings to this length before generation (default: the "
                         "collection's mean norm when it kept one, else the generator's own estimate)")
