@@ -30,7 +30,7 @@ from bench_rate import LEVELS, PRE_ISSUE_SMIC, _cell, _saving
 from bench_settings import parse_setting
 from smic_fast.codec import CodingParams
 from smic_fast.collection import compress
-from smic_fast.collection import open as open_collection
+from smic_fast.opener import open as open_collection
 from smic_fast.dictionary import Dictionary, default_n_atoms, normalize_embeddings
 from smic_fast.evaluation import SweepConfig, run_sweep
 from smic_fast.evaluation.baselines import rq_codec

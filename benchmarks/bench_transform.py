@@ -24,7 +24,7 @@ import numpy as np
 from _common import best_time, machine
 from smic_fast.codec import CodingParams
 from smic_fast.collection import compress
-from smic_fast.collection import open as open_collection
+from smic_fast.opener import open as open_collection
 from smic_fast.dictionary import Dictionary, normalize_embeddings
 from smic_fast.evaluation.bounds import covariance_eigenvalues, distortion_of_cosine, kmeans_classes
 from smic_fast.evaluation.bounds import gaussian_rd_bound, mixture_rd_bound, reverse_water_filling

@@ -295,7 +295,7 @@ def test_cli_eval_generator_flags_and_missing_extra(encoded, generator_folder, t
         raise ImportError("generating images needs torch and diffusers (No module named 'torch'); "
                           "install 'smic-fast[generate]'")
 
-    monkeypatch.setattr(pipelines, "_import_torch", no_torch)
+    monkeypatch.setattr(pipelines, "import_torch", no_torch)
     code, captured = _run([*base, "--generator", str(generator_folder)], capsys)
     assert code == 1 and "smic-fast[generate]" in captured.err
     assert not (tmp_path / "r").exists()

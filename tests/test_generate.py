@@ -141,18 +141,18 @@ def test_files_names_and_report(generators, collection, tmp_path):
 
 
 def test_embedding_norm_choice(generators, folders, collection, tmp_path):
-    from smic_fast.generate.writer import _embedding_norm
+    from smic_fast.generate.writer import embedding_norm
 
     unclip, kandinsky = generators["unclip"], generators["kandinsky"]
     assert unclip.embedding_norm() == pytest.approx(np.sqrt(32))  # the tiny normalizer: mean 0, std 1
     assert kandinsky.embedding_norm() is None
     notes: list[str] = []
-    assert _embedding_norm("auto", 17.5, unclip, notes) == 17.5 and not notes  # raw collection: its own
-    assert _embedding_norm("auto", 1.0, unclip, notes) == pytest.approx(np.sqrt(32)) and "typical" in notes[0]
-    assert _embedding_norm("auto", 1.0, kandinsky, notes) is None and "unit vectors" in notes[1]
-    assert _embedding_norm(3, 1.0, kandinsky, []) == 3.0 and _embedding_norm(None, 5.0, unclip, []) is None
+    assert embedding_norm("auto", 17.5, unclip, notes) == 17.5 and not notes  # raw collection: its own
+    assert embedding_norm("auto", 1.0, unclip, notes) == pytest.approx(np.sqrt(32)) and "typical" in notes[0]
+    assert embedding_norm("auto", 1.0, kandinsky, notes) is None and "unit vectors" in notes[1]
+    assert embedding_norm(3, 1.0, kandinsky, []) == 3.0 and embedding_norm(None, 5.0, unclip, []) is None
     with pytest.raises(ValueError, match="norm"):
-        _embedding_norm(-1, 1.0, unclip, [])
+        embedding_norm(-1, 1.0, unclip, [])
     report = write_images(collection, tmp_path / "out", unclip, ids=["d"], progress=False, **FAST)
     assert report.to_dict()["embedding_norm"] == pytest.approx(collection.header["mean_norm"])
 

@@ -16,7 +16,8 @@ from . import _core, range_coder, search, semantics
 from ._core import DecodeError
 from .clip_models import ModelNotFoundError
 from .clip_onnx import ClipEncoder, EncodeResult
-from .collection import Collection, compress, open
+from .collection import Collection, compress
+from .opener import open
 from .device import CudaUnavailableError, cuda_status
 from .dictionary import Dictionary
 from .errors import DictionaryMismatchError, FormatError
@@ -24,7 +25,7 @@ from .ksvd import learn_dictionary, learn_for_rate
 from .quantizer import dequantize, quantize
 from .sparse_coding import OmpCoder, omp, reconstruct
 
-__version__: str = _core.__version__
+from .version import __version__
 
 __all__ = [
     "ClipEncoder",

@@ -91,7 +91,7 @@ def label_atoms(atoms: np.ndarray, labels: list[str], text_embeddings: np.ndarra
             for k, row in enumerate(order)]
 
 
-def _weights(symbols: ItemSymbols, params: CodingParams) -> list[tuple[int, float]]:
+def atom_weights(symbols: ItemSymbols, params: CodingParams) -> list[tuple[int, float]]:
     """(atom, weight) of a one-row code, as the decoder weighs them (CodingDictionary::reconstruct
     in the core); repeated atoms (paper layout padding) are summed."""
     total: dict[int, float] = {}
@@ -114,7 +114,7 @@ def item_atoms(collection, key: int | str) -> list[tuple[int, float]]:
     """(atom, weight) pairs of one item of an open collection, largest |weight| first; the item's
     reconstruction is the normalised sum of weight x atom."""
     symbols: ItemSymbols = collection.item_symbols(key)
-    return _weights(symbols, collection.dictionary.params)
+    return atom_weights(symbols, collection.dictionary.params)
 
 
 def explain_item(collection, key: int | str, named: list[AtomLabels] | None = None) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def _resolve_weights(open_clip, arch: str, pretrained: str | None, checkpoint: s
     return path, tag_cfg
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -203,7 +203,7 @@ def load_open_clip_model(model: str, pretrained: str | None = None, *, checkpoin
     open_clip = _import_open_clip()
     import torch
 
-    arch, pretrained = _arch_and_tag(model, pretrained)
+    arch, pretrained = arch_and_tag(model, pretrained)
     if arch not in open_clip.list_models():
         raise ModelNotFoundError(
             f"open_clip has no model config named {arch!r}; register one with "
@@ -228,7 +228,7 @@ def load_open_clip_model(model: str, pretrained: str | None = None, *, checkpoin
     return clip, torch_preprocess, cfg, label
 
 
-def _arch_and_tag(model: str, pretrained: str | None) -> tuple[str, str | None]:
+def arch_and_tag(model: str, pretrained: str | None) -> tuple[str, str | None]:
     pairing = get_pairing(model)
     if pairing is not None:
         return pairing.arch, pretrained if pretrained is not None else pairing.pretrained
@@ -293,7 +293,7 @@ def _torch_export(visual, image_size: int, path: Path, opset: int, external: boo
     return counts
 
 
-def _write_metadata(path: Path, meta: dict[str, str]) -> None:
+def write_metadata(path: Path, meta: dict[str, str]) -> None:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
@@ -389,13 +389,13 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
     if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= 23:
         raise ValueError(f"opset must be an integer in 18..23 (torch's ONNX exporter), got {opset!r}")
     pretrained, checkpoint = split_weights(pretrained, checkpoint)
-    arch, tag = _arch_and_tag(model, pretrained)
+    arch, tag = arch_and_tag(model, pretrained)
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise ModelNotFoundError(
                 f"checkpoint file {checkpoint} not found (--checkpoint PATH or --pretrained PATH must name an "
                 "existing .pt, .bin or .safetensors file of an open_clip state dict)")
-        weights_key = f"ckpt-{_file_digest(checkpoint)}"
+        weights_key = f"ckpt-{file_digest(checkpoint)}"
     else:
         weights_key = tag or f"random-seed{seed}"
 
@@ -463,7 +463,7 @@ def export_clip(model: str = "default", pretrained: str | None = None, output: s
                     f"{precision} model's cosine to PyTorch fp32 is {min_cos:.4f} < 0.99")
             meta.update(check_max_abs_diff=repr(max_diff), check_min_cosine=repr(min_cos),
                         check_images=check_kind)
-        _write_metadata(out_path, meta)
+        write_metadata(out_path, meta)
         _install(work, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -24,6 +24,7 @@ __all__ = [
     "cache_dir",
     "export_dir",
     "get_pairing",
+    "model_label",
     "register_model_config",
 ]
 
@@ -95,3 +96,17 @@ def export_dir(arch: str, weights: str, opset: int, precision: str = "fp32",
     `weights` is the pretrained tag, ``random-seed<N>`` or ``ckpt-<sha256 prefix>``."""
     key = f"{_slug(arch)}--{_slug(weights)}--opset{int(opset)}--{_slug(precision)}"
     return cache_dir(cache) / "clip" / key
+
+
+def model_label(requested: str, metadata: dict[str, str]) -> str:
+    """The name recorded in a collection's header: the pairing or architecture that was asked
+    for, or, for an .onnx path, what its export metadata says (its pairing where one fits)."""
+    if not (requested.endswith(".onnx") or os.sep in requested or os.path.exists(requested)):
+        return requested
+    arch, tag = metadata.get("arch"), metadata.get("pretrained") or None
+    for pairing in PAIRINGS.values():
+        if arch == pairing.arch and tag == pairing.pretrained:
+            return pairing.name
+    if arch:
+        return f"{arch}/{tag}" if tag else arch
+    return Path(requested).stem

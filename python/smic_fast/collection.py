@@ -33,7 +33,7 @@ from .transform import learn_transform
 if TYPE_CHECKING:  # pragma: no cover
     from .search import SearchResult
 
-__all__ = ["compress", "open", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
+__all__ = ["compress", "Collection", "COLLECTION_MAGIC", "MIN_RESIDUAL_STEP"]
 
 COLLECTION_MAGIC = b"\x89SMIC\r\n\x1a"
 MAX_CHUNK = 1 << 16  # items per chunk, at most
@@ -43,7 +43,7 @@ STREAM_BATCH = 4096  # rows read and coded at a time by compress, decoded at a t
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
     return __version__
 
 
@@ -222,7 +222,7 @@ def compress(
         residual_step, f"smic-fast {_version()}", embed, _threads(n_threads), codes, batch_size,
         index_model)
     del codes
-    info = open(path, dictionary=dictionary).info()
+    info = Collection(path, dictionary).info()
     info.update(_summary(cosine))
     return info
 
@@ -460,22 +460,3 @@ class Collection:
             info["bits_per_pixel"] = float(8 * size / n * inverse_sum / n)
             info["marginal_bits_per_pixel"] = float(item_bits / n * inverse_sum / n)
         return info
-
-
-def open(path: str | os.PathLike, dictionary: Dictionary | str | os.PathLike | None = None) -> Collection:  # noqa: A001
-    """Open a .smic collection. A collection coded with a shared dictionary needs it passed as
-    ``dictionary`` (a :class:`Dictionary` or the path of its .smicd file).
-
-    Raises:
-        FileNotFoundError, FormatError (damaged, not a collection, newer version),
-        DictionaryMismatchError (the shared dictionary is missing or another one).
-
-    A sharded collection (``OUT.smic.d/`` of ``smic compress --ray``: its folder, its
-    ``manifest.json``, or ``OUT.smic`` while only ``OUT.smic.d`` exists) opens as one
-    read-only collection (:func:`smic_fast.manifest.open_sharded`).
-    """
-    from .manifest import find_manifest, open_sharded
-
-    if find_manifest(path) is not None:
-        return open_sharded(path, dictionary)
-    return Collection(path, dictionary)

@@ -299,7 +299,7 @@ def compress(
         num_cpus: CPUs of a local cluster started here (None: all).
         progress: called with (shards done, shards planned) after each shard.
     """
-    from . import __version__
+    from .version import __version__
     from .collection import DEFAULT_CHUNK
     from .dictionary import LEARN_SAMPLE, Dictionary, preset_chunk_size, preset_n_atoms
 
@@ -332,7 +332,7 @@ def compress(
                       "fault": _fault}
         recorded_model = model
         if kind != "embeddings" and (model.endswith(".onnx") or os.sep in model or os.path.exists(model)):
-            from .cli._photos import model_label
+            from .clip_models import model_label
             from .clip_onnx import ClipEncoder
 
             # An .onnx path is recorded by what its export metadata says (as in one process).

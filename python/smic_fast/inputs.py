@@ -76,11 +76,52 @@ def is_embedding_folder(path: str | os.PathLike) -> bool:
     return (p / "img_emb").is_dir() and (p / "metadata").is_dir()
 
 
+EMBEDDING_DTYPES = (np.float16, np.float32, np.float64)
+SCAN_ROWS = 1 << 14  # rows checked for NaN at a time (64 MB of float32 at d = 1024)
+
+
+def is_npy(path: str | os.PathLike) -> bool:
+    """True for an input named ``*.npy`` (embeddings), False for photos and folders."""
+    return os.fspath(path).lower().endswith(".npy")
+
+
+def map_embeddings(path: str) -> np.ndarray:
+    """A .npy of (N, d) float16/32/64 embeddings, memory-mapped (never loaded whole) and
+    checked: FileNotFoundError, IsADirectoryError, or ValueError naming the file and what is
+    wrong (not an array, an .npz, another dtype or shape, no rows)."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"embeddings file {path} does not exist") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path} is a folder, not a .npy file") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive saved under a .npy name
+        raise ValueError(f"{path} is not a .npy array (an .npz archive?)")
+    if array.dtype not in EMBEDDING_DTYPES:
+        raise ValueError(f"{path}: embeddings must be float16, float32 or float64, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{path}: embeddings must be a 2-D (N, d) array, got shape {array.shape}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"{path}: no embeddings in it (shape {array.shape})")
+    return array
+
+
+def check_finite(path: str, array: np.ndarray) -> None:
+    """ValueError naming the first row of `array` (from `path`) with NaN or infinity; reads
+    SCAN_ROWS rows at a time, so a memory map is never loaded whole."""
+    for start in range(0, array.shape[0], SCAN_ROWS):
+        block = np.asarray(array[start:start + SCAN_ROWS])
+        good = np.isfinite(block).all(axis=1)
+        if not good.all():
+            row = start + int(np.flatnonzero(~good)[0])
+            raise ValueError(f"{path}: row {row} contains NaN or infinity (no output written)")
+
+
 def classify(inputs: Sequence[str]) -> str:
     """The kind of `inputs`: "npy", "webdataset", "embeddings" (clip-retrieval) or "photos".
     ValueError when kinds are mixed (one collection holds embeddings of one model)."""
-    from .cli._npy import is_npy
-
     kinds = {"npy" if is_npy(p) else "webdataset" if is_tar(expand_braces(p)[-1])
              else "embeddings" if is_embedding_folder(p) else "photos" for p in map(os.fspath, inputs)}
     if len(kinds) > 1:
@@ -219,14 +260,11 @@ def read_embedding_part(part: EmbeddingPart) -> tuple[np.ndarray, list[str]]:
     """A part's embeddings (memory-mapped, float16 or float32 as stored) and ids, checked:
     ValueError naming the file for a damaged array, NaN, or a row count that the metadata
     does not match."""
-    from .cli._npy import _check_finite, _map
-    from .cli._shared import CliError
-
     try:
-        array = _map(str(part.npy))
-        _check_finite(str(part.npy), array)
-    except CliError as exc:
+        array = map_embeddings(str(part.npy))
+    except OSError as exc:  # a missing file or a folder: the same ValueError as any damage
         raise ValueError(str(exc)) from None
+    check_finite(str(part.npy), array)
     ids = read_part_ids(part)
     if len(ids) != array.shape[0]:
         raise ValueError(f"{part.parquet} has {len(ids):,} rows for {array.shape[0]:,} embeddings in {part.npy}")
@@ -236,12 +274,9 @@ def read_embedding_part(part: EmbeddingPart) -> tuple[np.ndarray, list[str]]:
 def check_embedding_part(part: EmbeddingPart) -> int:
     """A part's row count after the checks that need no data read (array header, parquet
     metadata): ValueError naming the file, before a distributed run starts any work."""
-    from .cli._npy import _map
-    from .cli._shared import CliError
-
     try:
-        rows = _map(str(part.npy)).shape[0]
-    except CliError as exc:
+        rows = map_embeddings(str(part.npy)).shape[0]
+    except OSError as exc:
         raise ValueError(str(exc)) from None
     import pyarrow.parquet as pq
 

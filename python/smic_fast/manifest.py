@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .collection import Collection
 from .dictionary import Dictionary
 from .errors import FormatError
 
@@ -227,7 +228,6 @@ class Manifest:
 
 def _gather(manifest: Manifest, dictionary: Dictionary) -> tuple[list, list[str], list[int] | None, int, list]:
     """Every shard's codes, ids, pixel counts and norms, in shard order (checked against the manifest)."""
-    from .collection import Collection
 
     codes: list[tuple[np.ndarray, ...]] = []
     ids: list[str] = []
@@ -280,7 +280,7 @@ def merge(path: str | os.PathLike, output: str | os.PathLike, dictionary: Dictio
     the result is byte for byte what ``compress(E, output, dictionary=D)`` writes in one
     process for the same items. With ``embed_dictionary`` the file carries the dictionary
     (readable without the .smicd; then it is not the shared-dictionary file)."""
-    from . import __version__
+    from .version import __version__
 
     manifest, dictionary = _complete_run(path, dictionary)
     codes, ids, pixels, chunk, norms = _gather(manifest, dictionary)
@@ -308,7 +308,6 @@ def open_sharded(path: str | os.PathLike, dictionary: Dictionary | str | os.Path
     checked (size, CRC32, item counts) and their codes packed into a private temporary file
     (a few bits per item: cheap), so every reader (ids, decoding, search, info) works as on
     one file. ``append`` and ``repack`` refuse: ``smic merge`` it into one file first."""
-    from .collection import Collection
 
     manifest, shared = _complete_run(path, dictionary)
     found = manifest.path

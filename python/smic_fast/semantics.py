@@ -216,12 +216,12 @@ def _model(collection, cache: dict[str, Any]) -> str:
 def code_of(vector: np.ndarray, dictionary) -> list[tuple[int, float]]:
     """(atom, weight) pairs of `vector`'s code over `dictionary`, largest |weight| first: what
     a collection would store for it (the same coder and quantizer as compress)."""
-    from .atoms import _weights
+    from .atoms import atom_weights
     from .dictionary import normalize_embeddings
 
     unit = normalize_embeddings(np.asarray(vector, dtype=np.float32)[None, :], "vector", dictionary.dim)[0]
     symbols, _ = dictionary._choose(unit)
-    return _weights(symbols, dictionary.params)
+    return atom_weights(symbols, dictionary.params)
 
 
 def changes(before: list[tuple[int, float]], after: list[tuple[int, float]]) -> dict[str, list[tuple[int, float]]]:

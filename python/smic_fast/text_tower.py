@@ -79,14 +79,14 @@ def export_text_tower(model: str = "default", pretrained: str | None = None,
     """Export the text tower of an open_clip model to ONNX beside its image tower; returns the
     path of ``text.onnx``. Arguments as :func:`smic_fast.clip_export.export_clip` (fp32 only);
     `output` is a ``.onnx`` path (the vocabulary file is written beside it)."""
-    from .clip_export import (ExportCheckError, _arch_and_tag, _file_digest, _write_metadata, load_open_clip_model,
+    from .clip_export import (ExportCheckError, arch_and_tag, file_digest, write_metadata, load_open_clip_model,
                               split_weights)
 
     pretrained, checkpoint = split_weights(pretrained, checkpoint)
-    arch, tag = _arch_and_tag(model, pretrained)
+    arch, tag = arch_and_tag(model, pretrained)
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise ModelNotFoundError(f"checkpoint file {checkpoint} not found")
-    weights_key = (f"ckpt-{_file_digest(os.fspath(checkpoint))}" if checkpoint is not None
+    weights_key = (f"ckpt-{file_digest(os.fspath(checkpoint))}" if checkpoint is not None
                    else tag or f"random-seed{seed}")
     if output is None:
         target = export_dir(arch, weights_key, opset, "fp32", cache) / TEXT_FILE
@@ -139,7 +139,7 @@ def export_text_tower(model: str = "default", pretrained: str | None = None,
             if not diff <= tolerance:
                 raise ExportCheckError(f"text tower: ONNX Runtime differs from PyTorch by {diff:.3g} > {tolerance:g}")
             meta["check_max_abs_diff"] = repr(diff)
-        _write_metadata(path, meta)
+        write_metadata(path, meta)
         shutil.copyfile(vocab, work / VOCAB_FILE)
         os.replace(work / VOCAB_FILE, target.parent / VOCAB_FILE)
         os.replace(path, target)

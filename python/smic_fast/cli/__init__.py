@@ -35,7 +35,7 @@ SUBCOMMANDS = (compress, append, repack, info, decompress, dictionary, export_cl
 
 
 def setup_args() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..version import __version__
 
     parser = argparse.ArgumentParser(prog="smic", description="Semantic compression of image collections (SMIC).",
                                      epilog=EXIT_CODES_HELP)

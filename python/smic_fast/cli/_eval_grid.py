@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..generate.cli_options import add_generator_flags
+from .generate_flags import add_generator_flags
 from ._shared import EXIT_FAILURE, EXIT_USAGE, CliError, positive_float, positive_int
 
 __all__ = ["add_grid_flags", "check_generator", "load_generator", "make_grid"]
@@ -55,10 +55,10 @@ def check_generator(args: argparse.Namespace, methods: tuple[str, ...]):
     if args.embedding_norm is not None and not (np.isfinite(args.embedding_norm) and args.embedding_norm > 0):
         raise CliError(f"--embedding-norm must be a positive number, got {args.embedding_norm}", EXIT_USAGE)
     from ..generate.configs import read_generator_info, resolve_generator
-    from ..generate.pipelines import _import_torch
+    from ..generate.pipelines import import_torch
 
     try:
-        _import_torch()
+        import_torch()
         folder = resolve_generator(args.generator, allow_download=args.download)
     except ImportError as error:
         raise CliError(f"--generator: {error}", EXIT_FAILURE) from None
@@ -85,7 +85,7 @@ def make_grid(args: argparse.Namespace, sweep, embeddings: np.ndarray, generator
               clip_model: str | None) -> tuple[Any | None, str | None]:
     """(grid, None), or (None, reason) when generating failed: the report is still written."""
     from ..evaluation.grid import regeneration_grid
-    from ..generate.writer import _kandinsky_negative
+    from ..generate.writer import kandinsky_negative
 
     notes: list[str] = []
     if args.size is None and generator.info.size_note:  # the folder gives no size: say which one is used
@@ -94,7 +94,7 @@ def make_grid(args: argparse.Namespace, sweep, embeddings: np.ndarray, generator
             print(f"smic eval: {generator.info.size_note}", file=sys.stderr)
     if generator.family == "kandinsky" and clip_model is not None:
         # Kandinsky's negative embedding is the CLIP tower's output for a zero image (as its prior makes it)
-        generator.negative_embedding = _kandinsky_negative(generator, None, None, clip_model, generator.dim, notes)
+        generator.negative_embedding = kandinsky_negative(generator, None, None, clip_model, generator.dim, notes)
     try:
         grid = regeneration_grid(
             sweep, embeddings, generator, config=config, photos=photos, ids=ids, items=args.grid_items or 4,

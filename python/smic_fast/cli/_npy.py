@@ -16,15 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import check_finite, find_embedding_parts, is_npy, map_embeddings, read_embedding_part
 from ._shared import EXIT_USAGE, CliError
 
-DTYPES = (np.float16, np.float32, np.float64)
-SCAN_ROWS = 1 << 14  # rows checked for NaN at a time (64 MB of float32 at d = 1024)
-
-
-def is_npy(path: str) -> bool:
-    """True for an input named ``*.npy`` (embeddings), False for photos and folders."""
-    return str(path).lower().endswith(".npy")
 
 
 def npy_inputs(inputs: list[str]) -> bool:
@@ -67,32 +61,20 @@ class NpyEmbeddings:
 
 
 def _map(path: str) -> np.ndarray:
+    """The checked memory map of a .npy (smic_fast.inputs.map_embeddings) or a CliError."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise CliError(f"embeddings file {path} does not exist", EXIT_USAGE) from None
-    except IsADirectoryError:
-        raise CliError(f"{path} is a folder, not a .npy file", EXIT_USAGE) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise CliError(f"{path} is not a readable .npy array ({exc})") from None
-    if not isinstance(array, np.ndarray):  # an .npz archive saved under a .npy name
-        raise CliError(f"{path} is not a .npy array (an .npz archive?)")
-    if array.dtype not in DTYPES:
-        raise CliError(f"{path}: embeddings must be float16, float32 or float64, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise CliError(f"{path}: embeddings must be a 2-D (N, d) array, got shape {array.shape}")
-    if array.shape[0] < 1 or array.shape[1] < 1:
-        raise CliError(f"{path}: no embeddings in it (shape {array.shape})")
-    return array
+        return map_embeddings(path)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _check_finite(path: str, array: np.ndarray) -> None:
-    for start in range(0, array.shape[0], SCAN_ROWS):
-        block = np.asarray(array[start:start + SCAN_ROWS])
-        good = np.isfinite(block).all(axis=1)
-        if not good.all():
-            row = start + int(np.flatnonzero(~good)[0])
-            raise CliError(f"{path}: row {row} contains NaN or infinity (no output written)")
+    try:
+        check_finite(path, array)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def read_ids_file(path: str | Path) -> list[str]:
@@ -169,8 +151,6 @@ def open_embeddings(paths: list[str], ids_file: str | None = None, dim: int | No
 def clip_retrieval_embeddings(inputs: list[str]) -> NpyEmbeddings:
     """The parts of one clip-retrieval folder (img_emb/img_emb_N.npy, memory-mapped, float16 or
     float32; ids from metadata/metadata_N.parquet's image_path), checked like .npy inputs."""
-    from ..inputs import find_embedding_parts, read_embedding_part
-
     if len(inputs) != 1:
         raise CliError("give one clip-retrieval folder per call", EXIT_USAGE)
     try:

@@ -3,12 +3,11 @@ CLIP embeddings, ids, pixel counts and the list of skipped files out."""
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from ..clip_models import model_label
 from ._shared import EXIT_USAGE, CliError, positive_int, progress_bar
 
 DEFAULT_MODEL = "default"
@@ -51,22 +50,6 @@ class EncodedPhotos:
     def pixels_or_none(self) -> list[int] | None:
         """Pixel counts when every image has one (else bits per pixel are not reported)."""
         return self.pixels if all(p > 0 for p in self.pixels) else None
-
-
-def model_label(requested: str, metadata: dict[str, str]) -> str:
-    """The name recorded in a collection's header: the pairing or architecture that was asked
-    for, or, for an .onnx path, what its export metadata says (its pairing where one fits)."""
-    from ..clip_models import PAIRINGS
-
-    if not (requested.endswith(".onnx") or os.sep in requested or os.path.exists(requested)):
-        return requested
-    arch, tag = metadata.get("arch"), metadata.get("pretrained") or None
-    for pairing in PAIRINGS.values():
-        if arch == pairing.arch and tag == pairing.pretrained:
-            return pairing.name
-    if arch:
-        return f"{arch}/{tag}" if tag else arch
-    return Path(requested).stem
 
 
 def _providers(text: str) -> str | list[str]:

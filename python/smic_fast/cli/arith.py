@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("images (needs the [generate] extra: torch, diffusers, transformers)")
     g.add_argument("--images", default=None, metavar="OUT_DIR",
                    help="regenerate the first term (original.png) and the result (result.png) in OUT_DIR, same seed")
-    from ..generate.cli_options import add_generator_flags
+    from .generate_flags import add_generator_flags
     add_generator_flags(g)
     g.add_argument("--seed", type=int, default=0, help="the seed of both pictures (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -97,7 +97,7 @@ def _images(args: argparse.Namespace, collection, first, result) -> dict:
 
     from ..generate.configs import GeneratorMismatchError, default_generator
     from ..generate.pipelines import Generator
-    from ..generate.writer import _embedding_norm, _save_png
+    from ..generate.writer import embedding_norm, save_png
 
     model = collection.header.get("model")
     name = args.generator or default_generator(model)
@@ -109,14 +109,14 @@ def _images(args: argparse.Namespace, collection, first, result) -> dict:
     except GeneratorMismatchError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     notes = list(generator.notes)
-    norm = _embedding_norm("auto" if args.embedding_norm is None else args.embedding_norm,
+    norm = embedding_norm("auto" if args.embedding_norm is None else args.embedding_norm,
                            collection.header.get("mean_norm"), generator, notes)
     pictures = generator.generate(np.stack([first, result]).astype(np.float32), [args.seed, args.seed],
                                   steps=args.steps, guidance=args.guidance, size=args.size, norm=norm)
     out = Path(args.images)
     paths = [out / "original.png", out / "result.png"]
     for picture, path in zip(pictures, paths):
-        _save_png(picture, path)
+        save_png(picture, path)
     return {"folder": str(out), "original": str(paths[0]), "result": str(paths[1]), "seed": args.seed,
             "size": list(pictures[0].size), "notes": notes}
 
@@ -130,7 +130,7 @@ def _cosine(a, b) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from ..atoms import item_atoms
-    from ..collection import open as open_collection
+    from ..opener import open as open_collection
     from ..semantics import Term, changes, code_of, combine, parse_expression, resolve_term
 
     try:

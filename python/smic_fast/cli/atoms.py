@@ -45,13 +45,13 @@ def load_dictionary_and_model(path: str, shared: str | None = None):
     from ..manifest import find_manifest
 
     if find_manifest(path) is not None:  # a sharded collection (smic compress --ray)
-        from ..collection import open as open_collection
+        from ..opener import open as open_collection
         col = open_collection(path, dictionary=shared)
         return col.dictionary, col.header.get("model")
     with open(path, "rb") as stream:  # FileNotFoundError names the path
         magic = stream.read(len(COLLECTION_MAGIC))
     if magic == COLLECTION_MAGIC:
-        from ..collection import open as open_collection
+        from ..opener import open as open_collection
         col = open_collection(path, dictionary=shared)
         return col.dictionary, col.header.get("model")
     return Dictionary.load(path), None

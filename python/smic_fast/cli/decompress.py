@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._extras import require
-from ..generate import cli_options as image_flags
+from . import generate_flags as image_flags
 from ._npy import ids_path
 from ._shared import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError, Stages, add_output_flags, check_output, emit, seconds_rows
 

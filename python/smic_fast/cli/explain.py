@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..atoms import explain_item
-    from ..collection import open as open_collection
+    from ..opener import open as open_collection
 
     collection = open_collection(args.collection, dictionary=args.dictionary)
     key: int | str = args.item

@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_collection(args: argparse.Namespace):
-    from ..collection import open as open_collection
+    from ..opener import open as open_collection
     return open_collection(args.collection, dictionary=args.dictionary)
 
 

@@ -142,7 +142,7 @@ def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixe
     """Reconstruction and item bytes of each point, coded again as the sweep codes it (a
     refined point's dictionary tables are fitted again from the same settings: deterministic,
     so the same as the ones the sweep reuses from its finest atoms-only point)."""
-    from .sweep import _code_collection, _learn, _learn_rate
+    from .sweep import code_collection, learn_atoms, learn_atoms_for_rate
 
     atoms_of: dict[tuple, np.ndarray] = {}
     out = []
@@ -153,12 +153,12 @@ def _recode(unit: np.ndarray, points: Sequence[Point], config: SweepConfig, pixe
             # learn="rate": each setting's own atoms (a refined point's are its setting's)
             key = (k, s, step, rd_lambda) if config.learn == "rate" else (k, s)
             if key not in atoms_of:
-                atoms_of[key] = (_learn_rate(unit, k, s, step, rd_lambda, config, n_threads)
-                                 if config.learn == "rate" else _learn(unit, k, s, config, n_threads))
+                atoms_of[key] = (learn_atoms_for_rate(unit, k, s, step, rd_lambda, config, n_threads)
+                                 if config.learn == "rate" else learn_atoms(unit, k, s, config, n_threads))
             refine = {"residual_step": p.settings["residual_step"]} if "residual_step" in p.settings else {}
             if p.settings.get("residual_coding") == "transform":
                 refine["transform"] = True  # learned again on the same items: the same transform
-            coded = _code_collection(unit, atoms_of[key], Path(tmp), config,
+            coded = code_collection(unit, atoms_of[key], Path(tmp), config,
                                      None if pixels is None else list(pixels), n_threads, n_nonzero=s,
                                      step=p.settings["step"], rd_lambda=p.settings["rd_lambda"], **refine)
             out.append((np.asarray(coded["reconstruction"], np.float32), int(coded["item_bytes"])))
@@ -228,7 +228,7 @@ def regeneration_grid(
     """
     from tqdm.auto import tqdm
 
-    from ..generate.writer import _embedding_norm
+    from ..generate.writer import embedding_norm
 
     raw = np.asarray(E, dtype=np.float32)
     unit, lengths = normalize_embeddings(raw)
@@ -249,7 +249,7 @@ def regeneration_grid(
     rows = grid_items(n, items)
     chosen = grid_points(sweep.points, rates)
     notes: list[str] = []
-    length = _embedding_norm(norm, float(np.mean(lengths)), generator, notes)
+    length = embedding_norm(norm, float(np.mean(lengths)), generator, notes)
     row_ids = [ids[r] for r in rows]
     columns: list[GridColumn] = []
     if photos is not None:

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from ..collection import compress
-from ..collection import open as open_collection
+from ..opener import open as open_collection
 from ..dictionary import Dictionary, default_n_atoms, normalize_embeddings
 from ..codec import LEARNING_TARGETS, QUALITY_PRESETS, CodingParams
 from ..ksvd import learn_dictionary, learn_for_rate
@@ -299,7 +299,7 @@ class _Measure:
                      int(total_bytes), int(item_bytes), **bpp, **extra)
 
 
-def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: SweepConfig,
+def code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: SweepConfig,
                      pixels: list[int] | None, n_threads: int | None, residual_step: float | None = None,
                      reuse: dict[str, Any] | None = None, chunk_size: int | None = None,
                      held_out: tuple[np.ndarray, list[int] | None] | None = None, transform: bool = False,
@@ -354,14 +354,14 @@ def _code_collection(unit: np.ndarray, atoms: np.ndarray, folder: Path, config: 
     return result
 
 
-def _learn(unit: np.ndarray, k: int, n_nonzero: int, config: SweepConfig, n_threads: int | None) -> np.ndarray:
+def learn_atoms(unit: np.ndarray, k: int, n_nonzero: int, config: SweepConfig, n_threads: int | None) -> np.ndarray:
     """K-SVD atoms learned exactly as :func:`smic_fast.compress` learns them (same input
     normalisation, same seed), so a point's own-dictionary file is the one compress writes."""
     again, _ = normalize_embeddings(unit)
     return learn_dictionary(again, k, n_nonzero, n_iter=config.n_iter, seed=config.seed, n_threads=n_threads)
 
 
-def _learn_rate(unit: np.ndarray, k: int, n_nonzero: int, step: float, rd_lambda: float,
+def learn_atoms_for_rate(unit: np.ndarray, k: int, n_nonzero: int, step: float, rd_lambda: float,
                 config: SweepConfig, n_threads: int | None) -> np.ndarray:
     """Atoms learned for the rate of one setting, as :func:`smic_fast.compress` learns them
     with ``learn="rate"`` (same input normalisation, seed and precision)."""
@@ -450,7 +450,7 @@ def run_sweep(
 
     def add_held(method: str, settings: dict, coded: Any, **extra) -> None:
         """The held-out twin of the point just measured: a baseline's Coded.held_out, or the
-        held_out of a _code_collection result (the file that refers to the dictionary)."""
+        held_out of a code_collection result (the file that refers to the dictionary)."""
         if held_measure is None or coded is None:
             return
         if isinstance(coded, dict):
@@ -498,7 +498,7 @@ def run_sweep(
             def learned(which: str, s: int) -> tuple[np.ndarray, float]:
                 if (which, s) not in sparse_atoms:
                     start = time.perf_counter()
-                    atoms = _learn(unit if which == "own" else train_unit, k, s, config, n_threads)
+                    atoms = learn_atoms(unit if which == "own" else train_unit, k, s, config, n_threads)
                     sparse_atoms[which, s] = atoms, time.perf_counter() - start
                 return sparse_atoms[which, s]
 
@@ -524,11 +524,11 @@ def run_sweep(
                 if per_setting and residual_step is None:  # the refinements reuse the finest setting's
                     start = time.perf_counter()
                     if "smic" in methods or train_unit is None:
-                        atoms = _learn_rate(unit, k, s_setting, step, rd_lambda, config, n_threads)
+                        atoms = learn_atoms_for_rate(unit, k, s_setting, step, rd_lambda, config, n_threads)
                     fit_s = time.perf_counter() - start
                     if "smic-shared" in methods and train_unit is not None:
                         start = time.perf_counter()
-                        shared_atoms = _learn_rate(train_unit, k, s_setting, step, rd_lambda, config, n_threads)
+                        shared_atoms = learn_atoms_for_rate(train_unit, k, s_setting, step, rd_lambda, config, n_threads)
                         shared_fit_s = time.perf_counter() - start
                 elif not per_setting and residual_step is None:  # once per K and sparsity
                     if "smic" in methods or train_unit is None:
@@ -536,7 +536,7 @@ def run_sweep(
                     if "smic-shared" in methods and train_unit is not None:
                         shared_atoms, shared_fit_s = learned("train", s_setting)
                 if "smic" in methods or train_unit is None:
-                    own = _code_collection(unit, atoms, folder, config, pixel_list, n_threads,
+                    own = code_collection(unit, atoms, folder, config, pixel_list, n_threads,
                                            reuse=finest.get(("own", step, rd_lambda, s_max)) if residual_step else None,
                                            held_out=held_for_smic, **dict(coding))
                     if residual_step is None:
@@ -552,7 +552,7 @@ def run_sweep(
                             smic_settings[len(config.smic) // 2]:
                         item_bits[points[-1].label] = _item_bits(own["dictionary"], unit)  # a middle setting
                 if "smic-shared" in methods:
-                    shared = own if train_unit is None else _code_collection(
+                    shared = own if train_unit is None else code_collection(
                         unit, shared_atoms, folder, config, pixel_list, n_threads,
                         reuse=finest.get(("shared", step, rd_lambda, s_max)) if residual_step else None,
                         **dict(coding))
@@ -566,7 +566,7 @@ def run_sweep(
                     bar.update()
             for s, bits in config.paper if "paper" in methods else ():
                 s = min(s, k, d)
-                coded = _code_collection(unit, paper_atoms, folder, config, pixel_list, n_threads,
+                coded = code_collection(unit, paper_atoms, folder, config, pixel_list, n_threads,
                                          n_nonzero=s, layout="paper", paper_bits=bits, held_out=held_for_smic)
                 add_held("paper", {"K": k, "n_nonzero": s, "paper_bits": bits}, coded.get("held_out"),
                          expected_bits_per_item=float(baselines.paper_bits_per_item(k, s, bits)))
@@ -619,10 +619,10 @@ def run_sweep(
                 continue
             start = time.perf_counter()
             # rd_lambda 0: K-SVD with one atom (gain-shape k-means); above: learned for those codes
-            atoms = (_learn(unit, k, 1, config, n_threads) if rd_lambda == 0 else
-                     _learn_rate(unit, k, 1, QUALITY_PRESETS["low"].step, rd_lambda, config, n_threads))
+            atoms = (learn_atoms(unit, k, 1, config, n_threads) if rd_lambda == 0 else
+                     learn_atoms_for_rate(unit, k, 1, QUALITY_PRESETS["low"].step, rd_lambda, config, n_threads))
             fit_s = time.perf_counter() - start
-            coded = _code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1,
+            coded = code_collection(unit, atoms, folder, config, pixel_list, n_threads, n_nonzero=1,
                                      step=QUALITY_PRESETS["low"].step, rd_lambda=rd_lambda,
                                      chunk_size=config.one_atom_chunk, held_out=held_for_smic)
             add_held("smic-1", {"K": k, "n_nonzero": 1, "rd_lambda": rd_lambda}, coded.get("held_out"))

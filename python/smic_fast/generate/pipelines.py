@@ -40,7 +40,7 @@ DEFAULTS: dict[str, tuple[int, float]] = {"unclip": (20, 10.0), "kandinsky": (50
 _PROMPT_TOKENS = 1
 
 
-def _import_torch():
+def import_torch():
     """torch, once torch, diffusers and transformers (diffusers' pipelines need it) import;
     else MissingExtraError naming the [generate] extra."""
     from .._extras import require
@@ -198,7 +198,7 @@ class Generator:
         folder = resolve_generator(name_or_path, allow_download=allow_download)
         info = read_generator_info(folder, name=os.fspath(name_or_path))
         notes = check_compatibility(model, int(dim), info) if dim is not None else []
-        torch = _import_torch()
+        torch = import_torch()
         device = _pick_device(torch, device)
         torch_dtype = _pick_dtype(torch, dtype, device)
         pipeline, prompt_embeds = cls._load(torch, info, torch_dtype)
@@ -324,7 +324,7 @@ class Generator:
         `negative` (Kandinsky): the negative image embedding, (dim,); default
         ``self.negative_embedding``, else zeros.
         """
-        torch = _import_torch()
+        torch = import_torch()
         E = self._check_embeddings(embeddings)
         if len(seeds) != len(E):
             raise ValueError(f"{len(seeds)} seeds for {len(E)} embeddings")

@@ -138,7 +138,7 @@ def _inside(out_dir: Path, relative: str) -> Path:
     return target
 
 
-def _save_png(image, path: Path) -> None:
+def save_png(image, path: Path) -> None:
     """Write atomically: a temporary file beside the target, renamed over it when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -263,8 +263,8 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
     if size is None and generator.info.size_note:  # the folder gives no size: say which one is used
         notes.append(generator.info.size_note)
         log.warning("%s", generator.info.size_note)
-    norm = _embedding_norm(norm, collection.header.get("mean_norm"), generator, notes)
-    negative = _kandinsky_negative(generator, check_encoder, encoder, model, dim, notes)
+    norm = embedding_norm(norm, collection.header.get("mean_norm"), generator, notes)
+    negative = kandinsky_negative(generator, check_encoder, encoder, model, dim, notes)
     report = ImagesReport(str(out), str(generator.info.name), generator.family, generator.device,
                           str(generator.dtype).replace("torch.", ""), int(seed), int(steps_used),
                           float(guidance_used), (width, height), notes=notes, embedding_norm=norm,
@@ -284,7 +284,7 @@ def write_images(collection, out_dir: str | os.PathLike, generator: Generator | 
                 item_id = chunk[k]
                 try:
                     target = _inside(out, names[item_id])
-                    _save_png(image, target)
+                    save_png(image, target)
                 except (OSError, ValueError) as error:
                     report.failed.append(ItemFailure(item_id, f"could not write: {error}"))
                     log.warning("item %s: could not write: %s", item_id, error)
@@ -315,7 +315,7 @@ def zero_image_embedding(encoder) -> np.ndarray:
     return np.asarray(out, np.float32).reshape(-1)
 
 
-def _kandinsky_negative(generator: Generator, check_encoder, encoder, model, dim: int,
+def kandinsky_negative(generator: Generator, check_encoder, encoder, model, dim: int,
                         notes: list[str]) -> np.ndarray | None:
     if generator.family != "kandinsky" or generator.negative_embedding is not None:
         return None
@@ -330,7 +330,7 @@ def _kandinsky_negative(generator: Generator, check_encoder, encoder, model, dim
     return zero_image_embedding(source)
 
 
-def _embedding_norm(norm, mean_norm, generator: Generator, notes: list[str]) -> float | None:
+def embedding_norm(norm, mean_norm, generator: Generator, notes: list[str]) -> float | None:
     if norm is None:
         return None
     if not isinstance(norm, str):

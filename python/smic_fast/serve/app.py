@@ -230,7 +230,7 @@ def create_app(config: ServeConfig, *, service: Service | None = None) -> FastAP
             await service.drain()
             service.close()
 
-    from .. import __version__
+    from ..version import __version__
 
     app = FastAPI(title="smic serve", version=__version__, lifespan=lifespan,
                   description="Images or embeddings in, SMIC codes out; collections appended durably.")

@@ -26,7 +26,7 @@ def add_generator_flags(g, *, default_help: str = "the generator paired with the
                         f"(default: {default_help})")
     g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's, 20 or 50)")
     g.add_argument("--guidance", type=float, default=None, help="guidance scale (default: 10 unCLIP, 4 Kandinsky)")
-    from .configs import FAMILIES
+    from ..generate.configs import FAMILIES
 
     usual = ", ".join(f"{f.usual_size} {f.title}" for f in FAMILIES.values())
     g.add_argument("--size", type=int, default=None,
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple
     """Write the images asked for by `args`; returns (exit code, report dict or None).
     Errors are printed to stderr as ``smic decompress: ...``."""
     from ..clip_models import ModelNotFoundError
-    from ..cli._shared import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+    from ._shared import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
     def fail(code: int, message: str) -> tuple[int, None]:
         print(f"smic decompress: {message}", file=sys.stderr)
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple
     try:
         import numpy as np
 
-        from .configs import GeneratorMismatchError
-        from .writer import write_images
+        from ..generate.configs import GeneratorMismatchError
+        from ..generate.writer import write_images
 
         original = None
         if args.original is not None:
