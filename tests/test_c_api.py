@@ -139,7 +139,7 @@ def lib(prefix) -> ctypes.CDLL:
         "smic_collection_dictionary": (I, [P, ctypes.POINTER(P)]),
         "smic_collection_write": (I, [ctypes.c_char_p, P, S, S, P, c_char_pp, I, S]),
         "smic_collection_append": (I, [ctypes.c_char_p, P, S, S, c_char_pp, I, S, P]),
-        # 0.2: the rest of the core
+        # issue 31: the rest of the core
         "smic_version_number": (ctypes.c_uint, []), "smic_last_errno": (I, []),
         "smic_dictionary_to_bytes": (I, [P, P, S, ctypes.POINTER(S)]),
         "smic_fit_options_default": (I, [P]),
@@ -585,7 +585,7 @@ def test_encoder_keeps_its_dictionary_alive(lib, data):
     lib.smic_encoder_free(encoder)
 
 
-# ---- 0.2: what `smic compress/append/repack/info/search` do, through the C ABI alone -----------
+# ---- issue 31: what `smic compress/append/repack/info/search` do, through the C ABI alone -----------
 
 def _rows_file(path: Path, E: np.ndarray) -> Path:
     np.ascontiguousarray(E, dtype="<f4").tofile(path)
@@ -1222,7 +1222,7 @@ def test_dictionary_accessors_and_save(lib, data, tmp_path):
 
 
 def test_every_new_entry_point_refuses_null(lib, data):
-    """Each 0.2 function with a NULL where a pointer is needed: SMIC_ERR_INVALID_ARGUMENT and a
+    """Each function issue 31 added, with a NULL where a pointer is needed: SMIC_ERR_INVALID_ARGUMENT and a
     message naming the function (the ones with more cases have tests of their own above)."""
     dictionary, collection = _load_dictionary(lib, data["smicd"]), ctypes.c_void_p()
     _check(lib, lib.smic_collection_open(str(data["embedded"]).encode(), None, ctypes.byref(collection)))
@@ -1276,7 +1276,7 @@ def test_every_new_entry_point_refuses_null(lib, data):
         lib.smic_collection_free(collection)
         lib.smic_dictionary_free(dictionary)
     assert not Path(path.decode()).exists()
-    # Every function smic.h declares for 0.2 is exercised here or above.
+    # Every function smic.h declares is exercised here or above.
     header = (ROOT / "cpp" / "include" / "smic" / "smic.h").read_text()
     declared = set(re.findall(r"SMIC_API [^;]*?\b(smic_\w+)\(", header))
     source = Path(__file__).read_text()

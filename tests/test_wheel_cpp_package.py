@@ -72,7 +72,7 @@ def test_examples_c_reads_what_python_wrote_through_the_installed_library(tmp_pa
 
 
 def test_examples_c_compress_and_info_run_against_the_installed_library(tmp_path):
-    """The 0.2 C ABI from the wheel: the streaming writer gives Python's bytes, info its info()."""
+    """The C ABI of issue 31 from the wheel: the streaming writer gives Python's bytes, info its info()."""
     build(ROOT / "examples" / "c", tmp_path / "build", "compress", "info")
     E = np.random.default_rng(6).standard_normal((300, 16)).astype(np.float32)
     E.astype("<f4").tofile(tmp_path / "rows.f32")

@@ -1,4 +1,4 @@
-// libFuzzer target through the C ABI of 0.2: arbitrary bytes as a collection and as a
+// libFuzzer target through the C ABI (issue 31): arbitrary bytes as a collection and as a
 // dictionary, read by every C entry point that takes them. Each call gives a known status;
 // an output with a capacity is written whole on SMIC_OK and left untouched on
 // SMIC_ERR_BUFFER_TOO_SMALL (with *written the size needed); ASan watches exact-size buffers.

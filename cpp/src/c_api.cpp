@@ -898,7 +898,7 @@ int smic_collection_append(const char* path, const float* embeddings, size_t n, 
   });
 }
 
-// ---- 0.2: memory, learning, batch coding -------------------------------------------------------
+// ---- issue 31: memory, learning, batch coding ----
 
 int smic_dictionary_to_bytes(const smic_dictionary* dictionary, uint8_t* out, size_t capacity,
                              size_t* written) {
@@ -1008,7 +1008,7 @@ int smic_encode_batch(const smic_dictionary* dictionary, const float* embeddings
   });
 }
 
-// ---- 0.2: asking a file what it is ------------------------------------------------------------
+// ---- issue 31: asking a file what it is ----
 
 int smic_file_dictionary_hash(const char* path, char hex[65], int* embedded) {
   return guard([&] {
@@ -1083,7 +1083,7 @@ int smic_collection_decode_into(const smic_collection* collection, size_t start,
   });
 }
 
-// ---- 0.2: writing collections -----------------------------------------------------------------
+// ---- issue 31: writing collections ----
 
 int smic_write_options_default(smic_write_options* options) {
   return guard([&] {
@@ -1258,7 +1258,7 @@ int smic_writer_abort(smic_writer* writer) {
 
 void smic_writer_free(smic_writer* writer) { delete writer; }
 
-// ---- 0.2: appends and repack ------------------------------------------------------------------
+// ---- issue 31: appends and repack ----
 
 int smic_collection_append_in_place(smic_collection* collection, const float* embeddings, size_t n,
                                     size_t dim, const char* const* ids, const int64_t* pixels,
@@ -1285,7 +1285,7 @@ int smic_collection_repack(const char* path, const smic_dictionary* dictionary, 
   });
 }
 
-// ---- 0.2: search --------------------------------------------------------------------------------
+// ---- issue 31: search ----
 
 int smic_search_index_new(const smic_collection* collection, int n_threads, smic_search_index** out) {
   return guard([&] {
