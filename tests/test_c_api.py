@@ -828,7 +828,8 @@ def test_write_options_and_rows_are_checked(lib, data, tmp_path):
     path = str(tmp_path / "x.smic").encode()
     try:
         for fields, words in (({"struct_size": 8}, b"struct_size"), ({"index_model": 7}, b"index_model"),
-                              ({"residual_step": 2.0}, b"residual_step"), ({"residual_step": float("nan")}, b"residual_step"),
+                              ({"residual_step": 2.0}, b"residual_step"),
+                              ({"residual_step": float("nan")}, b"residual_step"),
                               ({"chunk_size": 1 << 17}, b"chunk_size"), ({"n_threads": -1}, b"n_threads")):
             options = _write_options(lib, **fields)
             assert lib.smic_collection_write_ex(path, E.ctypes.data, len(E), E.shape[1], handle, None, None,
@@ -844,7 +845,8 @@ def test_write_options_and_rows_are_checked(lib, data, tmp_path):
         assert b"(E)" not in lib.smic_last_error() and b"(N = 0)" not in lib.smic_last_error()
         assert lib.smic_collection_write_ex(path, E.ctypes.data, len(E), E.shape[1] + 1, handle, None, None,
                                             None) == INVALID
-        assert lib.smic_collection_write_ex(None, E.ctypes.data, len(E), E.shape[1], handle, None, None, None) == INVALID
+        assert lib.smic_collection_write_ex(None, E.ctypes.data, len(E), E.shape[1], handle, None, None,
+                                            None) == INVALID
         assert lib.smic_collection_write_ex(path, None, len(E), E.shape[1], handle, None, None, None) == INVALID
         assert lib.smic_collection_write_ex(path, E.ctypes.data, len(E), E.shape[1], None, None, None, None) == INVALID
         assert lib.smic_collection_write_rows(path, READ_ROWS(), None, len(E), E.shape[1], handle, None, None,

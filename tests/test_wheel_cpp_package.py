@@ -89,4 +89,5 @@ def test_examples_c_compress_and_info_run_against_the_installed_library(tmp_path
     assert result.returncode == 0, result.stderr
     first, info = result.stdout.splitlines()
     assert first.split() == ["dictionary", dictionary.hash, "shared"]
-    assert json.loads(info)["file_bytes"] == smic_fast.open(tmp_path / "c.smic", dictionary=dictionary).info()["file_bytes"]
+    python = smic_fast.open(tmp_path / "c.smic", dictionary=dictionary).info()
+    assert json.loads(info)["file_bytes"] == python["file_bytes"]

@@ -413,7 +413,9 @@ std::shared_ptr<const smic::CodingDictionary> fit(smic_read_rows read, void* use
   const QualityPreset* preset = nullptr;
   for (const QualityPreset& p : kPresets)
     if (quality == p.name) preset = &p;
-  if (!preset) throw ArgumentError{std::string(f) + ": options->quality must be \"low\", \"medium\" or \"high\", got \"" + quality + "\""};
+  if (!preset)
+    throw ArgumentError{std::string(f) + ": options->quality must be \"low\", \"medium\" or \"high\", got \"" +
+                        quality + "\""};
   bool learn_rate = preset->learn_rate;
   if (o.learn) {
     const std::string learn = o.learn;
