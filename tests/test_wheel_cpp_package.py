@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -68,3 +69,25 @@ def test_examples_c_reads_what_python_wrote_through_the_installed_library(tmp_pa
         item, values = line.split("\t")
         assert item == f"item{i}"
         np.testing.assert_array_equal(np.array(values.split(), dtype=np.float32), col[i])
+
+
+def test_examples_c_compress_and_info_run_against_the_installed_library(tmp_path):
+    """The C ABI of issue 31 from the wheel: the streaming writer gives Python's bytes, info its info()."""
+    build(ROOT / "examples" / "c", tmp_path / "build", "compress", "info")
+    E = np.random.default_rng(6).standard_normal((300, 16)).astype(np.float32)
+    E.astype("<f4").tofile(tmp_path / "rows.f32")
+    dictionary = smic_fast.Dictionary.fit(E, n_atoms=16, n_iter=2)
+    dictionary.save(tmp_path / "d.smicd")
+    result = subprocess.run([str(tmp_path / "build" / "compress"), str(tmp_path / "rows.f32"), "16",
+                             str(tmp_path / "c.smic"), str(tmp_path / "d.smicd")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    smic_fast.compress(E, tmp_path / "python.smic", dictionary=dictionary)
+    assert (tmp_path / "c.smic").read_bytes() == (tmp_path / "python.smic").read_bytes()
+    result = subprocess.run([str(tmp_path / "build" / "info"), str(tmp_path / "c.smic"), str(tmp_path / "d.smicd")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    first, info = result.stdout.splitlines()
+    assert first.split() == ["dictionary", dictionary.hash, "shared"]
+    python = smic_fast.open(tmp_path / "c.smic", dictionary=dictionary).info()
+    assert json.loads(info)["file_bytes"] == python["file_bytes"]

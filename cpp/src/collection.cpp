@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,13 +295,52 @@ Collection Collection::from_bytes(std::vector<uint8_t> bytes,
   Collection c;
   c.name_ = name;
   c.bytes_ = std::move(bytes);
+  c.data_ = c.bytes_.data();
+  c.data_size_ = c.bytes_.size();
+  c.parse(std::move(shared));
+  return c;
+}
+
+Collection Collection::open_mapped(const std::string& path, std::shared_ptr<const CodingDictionary> shared) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    throw IoError(path + ": cannot open (" + std::strerror(error) + ")", error);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw IoError(path + ": cannot stat (" + std::strerror(error) + ")", error);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    const int error = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    throw IoError(path + ": not a regular file (" + std::strerror(error) + ")", error);
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  Collection c;
+  c.name_ = path;
+  c.file_identity_ = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  if (size > 0) {
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    const int error = errno;
+    ::close(fd);
+    if (map == MAP_FAILED) throw IoError(path + ": cannot map (" + std::strerror(error) + ")", error);
+    c.mapping_ = std::shared_ptr<const void>(map, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
+    c.data_ = static_cast<const uint8_t*>(map);
+    c.data_size_ = size;
+  } else {
+    ::close(fd);
+    c.data_ = c.bytes_.data();  // empty: parse reports a truncated file
+  }
   c.parse(std::move(shared));
   return c;
 }
 
 void Collection::parse(std::shared_ptr<const CodingDictionary> shared) {
   const std::string& name = name_;
-  view_ = parse_container(bytes_.data(), bytes_.size(), kCollectionMagic, "smic collection", name);
+  view_ = parse_container(data_, data_size_, kCollectionMagic, "smic collection", name);
   const auto& sections = view_.sections;
   if (sections.size() < 2 || sections[0].tag != kHead)
     throw FormatError(name + ": the first section must be HEAD");
@@ -730,7 +770,7 @@ WriteResult CollectionWriter::append(const std::string& path, const float* embed
   if (replaced.empty()) {
     const std::vector<uint8_t> extra = encode_sections(batch.sections);
     // The committed part only (not a torn tail); a counted file counts the new sections too.
-    std::vector<uint8_t> head(col.bytes_.begin(), col.bytes_.begin() + static_cast<std::ptrdiff_t>(col.view_.end));
+    std::vector<uint8_t> head(col.data_, col.data_ + col.view_.end);
     if (col.view_.flags & kFlagCommittedCount) {
       const auto count = static_cast<uint32_t>(sections.size() + batch.sections.size());
       for (int i = 0; i < 4; ++i) head[12 + i] = static_cast<uint8_t>(count >> (8 * i));
@@ -1015,7 +1055,7 @@ void Collection::write_append(const PendingAppend& batch) const {
   const auto size = static_cast<uint64_t>(st.st_size);
   const bool same_file = !file_identity_ || (file_identity_->first == static_cast<uint64_t>(st.st_dev) &&
                                              file_identity_->second == static_cast<uint64_t>(st.st_ino));
-  const bool unchanged = same_file && std::memcmp(preamble, bytes_.data(), 10) == 0 && size >= view_.end &&
+  const bool unchanged = same_file && std::memcmp(preamble, data_, 10) == 0 && size >= view_.end &&
                          (counted ? committed == view_.sections.size() : size == view_.end);
   if (!unchanged)
     throw IoError(path + ": changed since it was opened (another writer?); open it again to append");

@@ -63,6 +63,14 @@ class Collection {
   static Collection from_bytes(std::vector<uint8_t> bytes,
                                std::shared_ptr<const CodingDictionary> shared = nullptr,
                                const std::string& name = "<bytes>");
+  /// Open a file by mapping it read-only (mmap) instead of reading it whole: opening costs
+  /// the parse of its headers and ids, and the item bytes are paged in as they are decoded.
+  /// The mapping lives as long as this object. The file must not be truncated or rewritten in
+  /// place meanwhile (an in-place append or a repack, which renames a new file over it, are
+  /// safe: the mapped bytes stay those this object parsed). IoError for a directory or an
+  /// unreadable file, FormatError as open().
+  static Collection open_mapped(const std::string& path,
+                                std::shared_ptr<const CodingDictionary> shared = nullptr);
 
   std::size_t size() const { return ids_.size(); }
   std::size_t dim() const { return dim_; }
@@ -182,6 +190,10 @@ class Collection {
 
   std::string name_;
   std::vector<uint8_t> bytes_;
+  // The bytes parsed: bytes_'s, or a read-only mapping of the file that mapping_ keeps alive.
+  const uint8_t* data_ = nullptr;
+  std::size_t data_size_ = 0;
+  std::shared_ptr<const void> mapping_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> appended_;  // batches adopt_append took
   std::optional<std::pair<uint64_t, uint64_t>> file_identity_;    // (st_dev, st_ino) at open
   ContainerView view_;
