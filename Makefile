@@ -2,12 +2,15 @@
 # builds the C++ core into the package (pip install .) and installs what it needs.
 # Packaging: `make wheel` (sdist + repaired manylinux wheel), `make test-wheel` (the suite
 # against the installed wheel, the sdist built and smoke-tested), `make stubs` (_core.pyi).
+# The C++ core on its own: `make test-cpp` (the C++ suite, ctest), `make test-cpp-sanitize` (the
+# same under ASan + UBSan), `make fuzz` (libFuzzer targets); each installs the Debian packages
+# it needs (doctest-dev, clang) when missing. CI (.ci/run) runs all of these.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 SOURCES := $(shell find cpp src python -type f -not -name '*.pyc') CMakeLists.txt pyproject.toml
 
-.PHONY: demo test bench sanitize fuzz stubs wheel test-wheel clean
+.PHONY: demo test bench sanitize sanitize-core fuzz test-cpp test-cpp-sanitize stubs wheel test-wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +38,18 @@ bench: $(VENV)/.installed-bench
 	cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../$(PY) bench_dictionary.py
 	cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../$(PY) bench_range_coder.py
 
-# The test suite once under AddressSanitizer + UBSan, in its own venv.
+# The Python test suite under AddressSanitizer + UBSan, in its own venv (.venv-asan, the module
+# built with -DSMIC_SANITIZE=ON in build/asan): the whole suite, or the files in SANITIZE_TESTS.
+# `make sanitize-core` (what CI runs) takes SANITIZE_CORE_TESTS: the files that drive the
+# compiled module directly (the src/ bindings with every kind of array, and the core through
+# them); the rest of the suite reaches the same calls through the CLI, models and services.
+SANITIZE_TESTS ?=
+SANITIZE_CORE_TESTS := tests/test_omp.py tests/test_range_coder.py tests/test_container.py \
+    tests/test_collection.py tests/test_append_in_place.py tests/test_streaming.py \
+    tests/test_item_codec.py tests/test_item_choice.py tests/test_quantizer.py \
+    tests/test_reconstruct.py tests/test_residual.py tests/test_transform.py tests/test_bounds.py \
+    tests/test_index_model.py tests/test_golden.py tests/test_fuzz_files.py tests/test_search.py \
+    tests/test_ksvd.py tests/test_inputs.py
 sanitize: $(PY)
 	$(PYTHON) -m venv .venv-asan
 	.venv-asan/bin/pip install --quiet --upgrade pip
@@ -43,11 +57,44 @@ sanitize: $(PY)
 	    --config-settings=build-dir=build/asan ".[test]"
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	    .venv-asan/bin/python -m pytest -q -p no:cacheprovider
+	    .venv-asan/bin/python -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
 
-# libFuzzer targets of the file format (cpp/fuzz/), 60 s each under ASan/UBSan, seeded from
-# tests/golden. Needs clang: apt-get install -y clang libclang-rt-14-dev.
+sanitize-core:
+	$(MAKE) sanitize SANITIZE_TESTS="$(SANITIZE_CORE_TESTS)"
+
+# ---------------------------------------------------------------------------- C++ core alone
+# `make test-cpp`: the C++ test suite (cpp/tests/: doctest test cases registered with ctest) built
+# by CMake with no Python in build/cpp-tests: the format, range coder, OMP, transform layer, the
+# C ABI through libsmic_c, and the CUDA kernel's warp code under its host emulation (no nvcc).
+# A few seconds once built. `make test-cpp-sanitize`: the same binaries built with
+# -DSMIC_SANITIZE=ON (ASan + UBSan) in build/cpp-tests-asan, halting at the first error, leak
+# check included. Both install Debian's doctest-dev first when it is missing (tools/apt_need.sh:
+# root, or password-less sudo). CPP_JOBS compilers at a time (default 2).
+CPP_JOBS ?= 2
+CPP_TESTS_CONFIG := -DSMIC_BUILD_TESTS=ON -DSMIC_BUILD_PYTHON=OFF -DSMIC_INSTALL_CPP=OFF \
+    $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
+CTEST := ctest --output-on-failure --timeout 600 -j $(CPP_JOBS)
+
+test-cpp:
+	tools/apt_need.sh doctest-dev
+	cmake -S . -B build/cpp-tests $(CPP_TESTS_CONFIG) -DCMAKE_BUILD_TYPE=Release
+	cmake --build build/cpp-tests -j $(CPP_JOBS)
+	cd build/cpp-tests && $(CTEST)
+
+test-cpp-sanitize:
+	tools/apt_need.sh doctest-dev
+	cmake -S . -B build/cpp-tests-asan $(CPP_TESTS_CONFIG) -DSMIC_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build/cpp-tests-asan -j $(CPP_JOBS)
+	cd build/cpp-tests-asan && ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(CTEST)
+
+# libFuzzer targets (every cpp/fuzz/fuzz_*.cpp) under ASan/UBSan, FUZZ_SECONDS each (default
+# 60), seeded from tests/golden; the core is compiled once into build/fuzz/obj. Installs clang
+# and its libFuzzer runtime (libclang-rt-N-dev, N: clang's major version) when missing.
+# CI runs it with FUZZ_SECONDS=20.
 fuzz:
+	tools/apt_need.sh clang
+	tools/apt_need.sh libclang-rt-$$(clang++ -dumpversion | cut -d. -f1)-dev
 	cpp/fuzz/run.sh
 
 # python/smic_fast/_core.pyi from the installed module (pybind11-stubgen), then mypy.stubtest

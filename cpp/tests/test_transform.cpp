@@ -1,0 +1,132 @@
+// The transform-coded refinement layer (smic/transform.hpp): levels coded and decoded exactly,
+// XFRM bytes round trip, refinement brings items closer, single items match the collection.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "smic/coding_dictionary.hpp"
+#include "smic/collection.hpp"
+#include "smic/range_coder.hpp"
+#include "smic/transform.hpp"
+#include "support.hpp"
+
+namespace {
+
+std::shared_ptr<const smic::CodingDictionary> golden_transform_dictionary() {
+  return smic::CodingDictionary::load(smic_test::golden_path("transform.smicd"));
+}
+
+double dot(const float* a, const float* b, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += double(a[i]) * b[i];
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a transform's XFRM bytes parse back to the same transform") {
+  const auto d = golden_transform_dictionary();
+  const smic::TransformModel* t = d->transform();
+  REQUIRE(t != nullptr);
+  CHECK(t->dim() == d->dim());
+  CHECK(t->n_atoms() == d->n_atoms());
+  CHECK(t->rank() < t->dim());
+  const auto bytes = t->to_bytes();
+  const auto back = smic::TransformModel::parse(bytes.data(), bytes.size(), "<xfrm>");
+  CHECK(back->to_bytes() == bytes);
+  CHECK(back->basis() == t->basis());
+  CHECK(back->counts() == t->counts());
+  // Truncated payloads are FormatErrors.
+  for (std::size_t n = 0; n < bytes.size(); n += 9)
+    CHECK_THROWS_AS(smic::TransformModel::parse(bytes.data(), n, "<xfrm>"), smic::FormatError);
+  // Without the transform the dictionary hashes differently; with it again, the same.
+  const auto without = d->with_transform(nullptr);
+  CHECK(without->hash_hex() != d->hash_hex());
+  CHECK(without->with_transform(d->transform_ptr())->hash_hex() == d->hash_hex());
+}
+
+TEST_CASE("levels round trip through the coder and refine items towards their embeddings") {
+  const auto d = golden_transform_dictionary();
+  const smic::TransformModel& t = *d->transform();
+  const std::size_t n = 200, dim = d->dim();
+  const auto unit = smic_test::unit_rows(n, dim, 71);
+  const auto codes = d->choose(unit.data(), n, 1);
+  std::vector<float> decoded(n * dim);
+  d->reconstruct(codes, decoded.data());
+  const auto classes = t.classes(codes);
+  CHECK(classes.size() == n);
+  double previous = 0;
+  for (double step : {0.2, 0.05, 0.01}) {
+    CAPTURE(step);
+    const int32_t si = smic::TransformModel::step_index(step);
+    std::vector<int32_t> levels(n * dim);
+    t.levels(unit.data(), decoded.data(), classes.data(), n, step, levels.data());
+    smic::RangeEncoder enc;
+    t.encode(enc, levels.data(), classes.data(), n, si);
+    const auto bytes = enc.finish();
+    smic::RangeDecoder dec(bytes.data(), bytes.size());
+    std::vector<int32_t> back(n * dim, 12345);
+    t.decode(dec, classes.data(), n, si, back.data());
+    dec.finish();
+    CHECK(back == levels);
+    // The ideal code length is close to the bytes written.
+    std::vector<double> bits(n);
+    t.bits(levels.data(), classes.data(), n, si, bits.data());
+    double total = 0;
+    for (double b : bits) total += b;
+    CHECK(bytes.size() * 8.0 <= total * 1.02 + 64);
+    // Refined items are closer to their embeddings than the atoms alone.
+    auto refined = decoded;
+    t.refine(refined.data(), levels.data(), classes.data(), n, step);
+    double before = 0, after = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      before += dot(&decoded[i * dim], &unit[i * dim], dim) / n;
+      after += dot(&refined[i * dim], &unit[i * dim], dim) / n;
+      CHECK(dot(&refined[i * dim], &refined[i * dim], dim) == doctest::Approx(1.0).epsilon(1e-5));
+    }
+    CHECK(after > before);
+    CHECK(after > previous);  // a finer step refines further
+    previous = after;
+  }
+}
+
+TEST_CASE("encode_one at a step decodes to exactly the collection's item at that step") {
+  const auto d = golden_transform_dictionary();
+  const std::size_t n = 50, dim = d->dim();
+  const auto x = smic_test::unit_rows(n, dim, 72);
+  smic::WriteOptions opt;
+  opt.residual_step = 0.05;
+  opt.embed_dictionary = true;
+  opt.chunk_size = 8;
+  const auto bytes = smic::CollectionWriter::write_bytes(x.data(), n, dim, *d, {}, {}, opt, nullptr);
+  const auto c = smic::Collection::from_bytes(bytes);
+  CHECK(c.residual_transform());
+  CHECK(c.format_version() == 4);
+  std::vector<float> one(dim);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto code = d->encode_one(&x[i * dim], 0.05);
+    CHECK(code.size() <= d->encode_bound(0.05));
+    d->decode_one(code.data(), code.size(), one.data(), 0.05);
+    CAPTURE(i);
+    CHECK(one == c.item(i));
+  }
+  // Out-of-range steps and a dictionary without a transform are refused.
+  CHECK_THROWS_AS(d->encode_one(x.data(), 2.0), smic::InvalidArgument);
+  CHECK_THROWS_AS(d->with_transform(nullptr)->encode_one(x.data(), 0.05), smic::InvalidArgument);
+}
+
+TEST_CASE("the transform model refuses bad construction arguments") {
+  const std::size_t dim = 4, rank = 2;
+  const std::vector<float> mean(dim, 0.0f);
+  const std::vector<float> basis = {1, 0, 0, 0, 0, 1, 0, 0};
+  CHECK_NOTHROW(smic::TransformModel(dim, rank, 1, {0, 0}, mean.data(), basis.data(), {0, 0}, 0.5, 0.0, {}));
+  CHECK_THROWS_AS(smic::TransformModel(dim, dim, 1, {0, 0}, mean.data(), basis.data(), {0, 0}, 0.5, 0.0, {}),
+                  smic::InvalidArgument);  // rank must be < dim
+  CHECK_THROWS_AS(smic::TransformModel(dim, rank, 1, {0, 1}, mean.data(), basis.data(), {0, 0}, 0.5, 0.0, {}),
+                  smic::InvalidArgument);  // class 1 of 1
+  CHECK_THROWS_AS(smic::TransformModel(dim, rank, 1, {0, 0}, mean.data(), basis.data(), {0, 0}, 1.0, 0.0, {}),
+                  smic::InvalidArgument);  // rounding in [0, 1)
+  CHECK_THROWS_AS(smic::TransformModel(dim, rank, 1, {0, 0}, mean.data(), basis.data(), {0, 999}, 0.5, 0.0, {}),
+                  smic::InvalidArgument);  // scale in [-256, 256]
+}
