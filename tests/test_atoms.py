@@ -22,9 +22,10 @@ LABELS = ["a photo of a cat", "Astronaut", "coffee cup", "rocket!!", "café au l
 
 
 @pytest.fixture(scope="module")
-def text_encoder(tiny_clip_home):
+def text_encoder(exported_tiny_home):
+    """The text tower exported from open_clip's tiny model (the oracle tests need its weights)."""
     from smic_fast.text_tower import TextEncoder
-    return TextEncoder("tiny", cache=tiny_clip_home)
+    return TextEncoder("tiny", cache=exported_tiny_home)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,28 @@ def test_text_tower_matches_pytorch(text_encoder):
     assert ours.shape == (len(LABELS), 32)
     np.testing.assert_allclose(ours, reference, atol=1e-4)
     np.testing.assert_array_equal(ours, text_encoder.encode(LABELS))  # deterministic
+
+
+def test_text_encoder_on_a_tower_built_without_torch(tiny_clip_home):
+    """TextEncoder on any tower of the exported interface: unit rows, one per label, the same
+    whatever the batching, different labels apart; the tokenizer frames and cuts each label."""
+    from smic_fast.text_tower import TextEncoder
+
+    encoder = TextEncoder("tiny", cache=tiny_clip_home)
+    assert encoder.dim == 32 and encoder.context_length == 16
+    ours = encoder.encode(LABELS)
+    assert ours.shape == (len(LABELS), 32) and ours.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(ours, encoder.encode(LABELS))  # deterministic
+    np.testing.assert_allclose(TextEncoder("tiny", cache=tiny_clip_home, batch_size=5).encode(LABELS), ours,
+                               atol=1e-6)
+    cosine = ours @ ours.T
+    assert cosine[~np.eye(len(LABELS), dtype=bool)].max() < 0.999  # every label has its own embedding
+    assert encoder.encode([]).shape == (0, 32)
+    tokens = encoder.tokenizer(LABELS)
+    tok = encoder.tokenizer
+    assert (tokens[:, 0] == tok.sot).all() and tokens[-1, -1] == tok.eot  # the long label is cut, end kept
+    assert [list(row).count(tok.eot) for row in tokens] == [1] * len(LABELS)
 
 
 def test_label_atoms_is_the_nearest_label(rng):

@@ -1,5 +1,5 @@
 """The `smic` command line through its real console script (subprocesses), on the tiny CLIP
-model and the scikit-image photos: every command, --json checked against smic.open, exit codes,
+model (built with onnx alone: runs without torch) and the scikit-image photos: every command, --json checked against smic.open, exit codes,
 bad inputs, existing and unwritable outputs, Ctrl-C, append then info then decompress."""
 from __future__ import annotations
 
@@ -16,25 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("open_clip")
 pytest.importorskip("skimage")
 
 import smic_fast as smic  # noqa: E402
-from smic_fast.clip_export import export_clip  # noqa: E402
-from smic_fast.clip_models import register_model_config  # noqa: E402
 
-TINY = Path(__file__).parent / "data" / "tiny.json"
 SMIC = shutil.which("smic", path=sysconfig.get_path("scripts")) or "smic"
 PHOTO_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png", "rocket.jpg", "moon.png")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    """Environment of the subprocesses: SMIC_HOME holds the tiny model's export."""
-    register_model_config(TINY)
-    home = tmp_path_factory.getbasetemp() / "smic_home"  # shared with the encoder tests
-    export_clip("tiny", cache=home)
-    return {**os.environ, "SMIC_HOME": str(home)}
+def env(tiny_clip_home) -> dict[str, str]:
+    """Environment of the subprocesses: SMIC_HOME holds the tiny model's towers."""
+    return {**os.environ, "SMIC_HOME": str(tiny_clip_home)}
 
 
 def skimage_photo(name: str) -> Path:

@@ -164,20 +164,10 @@ def test_preprocess_accepts_any_mode():
 
 
 # -- the collection goes on ---------------------------------------------------------------------
-def test_encoder_skips_and_reports_and_encodes_the_rest(tmp_path, monkeypatch):
+def test_encoder_skips_and_reports_and_encodes_the_rest(tmp_path, monkeypatch, tiny_clip_home):
     pytest.importorskip("onnxruntime")
-    pytest.importorskip("open_clip")
-    from smic_fast.clip_export import export_clip
-    from smic_fast.clip_models import register_model_config
     from smic_fast.clip_onnx import ClipEncoder
 
-    register_model_config(Path(__file__).parent / "data" / "tiny.json")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        result = export_clip("tiny", cache=tmp_path / "smic", check=False)
     good = []
     for i in range(5):
         p = tmp_path / f"good{i}.jpg"
@@ -194,7 +184,7 @@ def test_encoder_skips_and_reports_and_encodes_the_rest(tmp_path, monkeypatch):
     order = [good[0], str(tmp_path / "empty.jpg"), good[1], str(tmp_path / "text.png"),
              str(tmp_path / "cut.jpg"), good[2], str(tmp_path / "dir.jpg"),
              str(tmp_path / "missing.jpg"), good[3], good[4]]
-    encoder = ClipEncoder(result.path, batch_size=2)
+    encoder = ClipEncoder("tiny", cache=tiny_clip_home, batch_size=2)
     out = encoder.encode_paths(order)
     assert out.paths == good and out.embeddings.shape == (5, 32)
     assert [s.path for s in out.skipped] == [p for p in order if p not in good]

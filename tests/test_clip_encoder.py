@@ -1,44 +1,42 @@
 """ClipEncoder: our Pillow + numpy preprocessing and ONNX Runtime against open_clip's own
-transform and PyTorch model (the oracle), files vs in-memory images, streaming, providers."""
+transform and PyTorch model (the oracle, with the tiny model exported by torch: skipped without
+the [export] extra), files vs in-memory images, streaming, providers (on the tiny model built
+with onnx alone: these run without torch)."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
 pytest.importorskip("onnxruntime")
 
 from smic_fast import clip_onnx  # noqa: E402
 from smic_fast.clip_export import export_clip, load_open_clip_model, sample_photos  # noqa: E402
-from smic_fast.clip_models import ModelNotFoundError, register_model_config  # noqa: E402
+from smic_fast.clip_models import ModelNotFoundError  # noqa: E402
 from smic_fast.clip_onnx import ClipEncoder, resolve_providers  # noqa: E402
 from smic_fast.images import Preprocess  # noqa: E402
 
-TINY = Path(__file__).parent / "data" / "tiny.json"
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning:torch.*", "ignore::FutureWarning:torch.*")
 
 
 @pytest.fixture(scope="module")
-def smic_home(tmp_path_factory) -> Path:
-    register_model_config(TINY)
-    home = tmp_path_factory.getbasetemp() / "smic_home"  # shared with test_clip_export
-    export_clip("tiny", cache=home)
-    return home
+def encoder(tiny_clip_home) -> ClipEncoder:
+    """The tiny model built with onnx alone (no torch needed)."""
+    return ClipEncoder("tiny", cache=tiny_clip_home, batch_size=4)
 
 
 @pytest.fixture(scope="module")
-def encoder(smic_home) -> ClipEncoder:
-    return ClipEncoder("tiny", cache=smic_home, batch_size=4)
+def exported_encoder(exported_tiny_home) -> ClipEncoder:
+    """The tiny model exported from open_clip by torch, for the oracle tests."""
+    return ClipEncoder("tiny", cache=exported_tiny_home, batch_size=4)
 
 
 @pytest.fixture(scope="module")
-def torch_tiny():
+def torch_tiny(smic_home):  # smic_home registers the tiny config with open_clip
+    pytest.importorskip("torch")
     model, preprocess, _, _ = load_open_clip_model("tiny", seed=0)
     return model, preprocess
 
@@ -53,12 +51,15 @@ def _photos() -> list[Image.Image]:
 
 
 def _torch_embeddings(torch_tiny, images) -> np.ndarray:
+    import torch
+
     model, preprocess = torch_tiny
     with torch.no_grad():
         return model.encode_image(torch.stack([preprocess(im) for im in images]), normalize=True).numpy()
 
 
-def test_preprocessing_tensor_matches_open_clip(encoder, torch_tiny):
+def test_preprocessing_tensor_matches_open_clip(exported_encoder, torch_tiny):
+    encoder = exported_encoder
     _, preprocess = torch_tiny
     for image in _photos():
         ours = encoder.preprocess(image)
@@ -73,9 +74,9 @@ def test_preprocessing_tensor_matches_open_clip(encoder, torch_tiny):
         assert (diff > 1e-5).mean() < 1e-3
 
 
-def test_oracle_cosine_on_photos(encoder, torch_tiny):
+def test_oracle_cosine_on_photos(exported_encoder, torch_tiny):
     images = _photos()
-    ours = encoder.encode_images(images)
+    ours = exported_encoder.encode_images(images)
     ref = _torch_embeddings(torch_tiny, images)
     assert ours.dtype == np.float32 and ours.shape == (len(images), 32)
     cos = (ours * ref).sum(1) / np.linalg.norm(ref, axis=1)
@@ -86,6 +87,8 @@ def test_oracle_cosine_on_photos(encoder, torch_tiny):
 @pytest.mark.slow
 def test_oracle_cosine_vit_b_32_random(tmp_path):
     """The same oracle on the real ViT-B-32 architecture (random weights, 224 px input)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("open_clip")
     result = export_clip("ViT-B-32", pretrained=None, cache=tmp_path)
     assert result.max_abs_diff <= 1e-4
     model, preprocess, _, _ = load_open_clip_model("ViT-B-32", seed=0)
@@ -152,8 +155,10 @@ def test_empty_inputs(encoder):
     assert result.embeddings.shape == (0, 32) and result.paths == [] and result.skipped == []
 
 
-def test_raw_output_when_not_normalized(encoder, torch_tiny):
-    raw = ClipEncoder(encoder.path, normalize=False)
+def test_raw_output_when_not_normalized(exported_encoder, torch_tiny):
+    import torch
+
+    raw = ClipEncoder(exported_encoder.path, normalize=False)
     images = _photos()[:3]
     model, preprocess = torch_tiny
     with torch.no_grad():
@@ -210,6 +215,8 @@ def test_preprocess_validation_and_round_trip():
 
 @pytest.mark.parametrize("mode", ["squash", "longest"])
 def test_other_resize_modes_match_open_clip(mode):
+    pytest.importorskip("torch")
+    pytest.importorskip("open_clip")
     from open_clip.transform import image_transform
 
     theirs = image_transform(64, is_train=False, resize_mode=mode)

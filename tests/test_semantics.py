@@ -16,6 +16,13 @@ from smic_fast.semantics import Term, changes, code_of, combine, parse_expressio
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*", "ignore::FutureWarning:torch.*")
 
 
+def needs_generate_extra() -> None:
+    """Skip unless the [generate] extra imports: `--images` checks it before anything else, so
+    without it the refusals that come after (a bad --images or --generator) cannot be reached."""
+    for module in ("torch", "diffusers", "transformers"):
+        pytest.importorskip(module)
+
+
 def numpy_combine(pairs) -> np.ndarray:
     total = sum(w * np.asarray(x, np.float64) / np.linalg.norm(np.asarray(x, np.float64)) for w, x in pairs)
     return total / np.linalg.norm(total)
@@ -163,6 +170,8 @@ def test_arith_text_with_labels(tiny_clip_home, col_path, tmp_path, capsys):
     (["{c}:p1.jpg", "--images", "{c}"], "is a file"),
 ])
 def test_arith_usage_errors(col_path, argv, message, capsys):
+    if "--images" in argv:
+        needs_generate_extra()
     other = col_path.with_name("other.smic")
     argv = [a.format(c=col_path, o=other) for a in argv]
     assert main(["arith", *argv]) == 2
@@ -175,6 +184,10 @@ def test_arith_model_errors(tiny_clip_home, col_path, tmp_path, capsys):
     wide = col_path.with_name("wide.smic")
     assert main(["arith", f"{wide}:1", "+", "text:snow", "--cache-dir", str(tiny_clip_home)]) == 2
     assert "dimension 32, the collection 48" in capsys.readouterr().err
+
+
+def test_arith_missing_generator(col_path, tmp_path, capsys):
+    needs_generate_extra()
     assert main(["arith", f"{col_path}:p1.jpg", "--images", str(tmp_path / "out"), "--generator",
                  str(tmp_path / "no-such-generator")]) == 1
     assert "no-such-generator" in capsys.readouterr().err
@@ -184,9 +197,7 @@ def test_arith_model_errors(tiny_clip_home, col_path, tmp_path, capsys):
 def test_arith_images_same_seed(col_path, tmp_path, capsys):
     """--images regenerates the first term and the result with one seed: equal terms give
     the same picture, so the only difference between the two is the arithmetic."""
-    pytest.importorskip("torch")
-    pytest.importorskip("diffusers")
-    pytest.importorskip("transformers")
+    needs_generate_extra()
     from PIL import Image
 
     from smic_fast.generate import Generator
