@@ -168,73 +168,96 @@ def main(argv: list[str] | None = None) -> None:
     bits = info["marginal_bits_per_item"]
     print(f"# smic: K={args.atoms}, dictionary learned on {args.train:,} items in {fit_s:.0f} s, coded in "
           f"{code_s:.0f} s, {bits:.1f} bits/item on disk (marginal), cosine mean {info['cosine_mean']:.3f}")
-    partitions = [("kmeans", {"n_lists": args.lists})] + ([("lead_atom", {})] if args.lead_atom else [])
-    for name, extra in partitions:
-        t0 = time.perf_counter()
-        index = search_index(col, partition=name, **extra)
-        build_s = time.perf_counter() - t0
-        memory = index_info(col)
-        sizes = np.array(index.list_sizes[:-1])
-        ram = memory["index_bytes_per_item"] + col._core.file_bytes / args.n  # the index + the file the reader holds
-        print(f"# smic {name}: {memory['lists']} lists (largest {sizes.max():,} items, {np.mean(sizes == 0):.0%} "
-              f"empty), built in {build_s:.1f} s; {memory['index_bytes_per_item']:.1f} B/item "
-              f"({memory['terms_per_item']} terms) + the file {col._core.file_bytes / args.n:.1f} B/item",
-              flush=True)
-        full_s, full = timed(lambda: col.search(Q, K_RESULTS, n_threads=args.threads, partition=name, **extra),
-                             args.repeat)
-        report(f"smic {name} exhaustive", full_s, full.positions, ram, bits)
-        for nprobe in args.nprobe:
-            seconds, result = timed(lambda: col.search(Q, K_RESULTS, nprobe=nprobe, n_threads=args.threads,
-                                                       partition=name, **extra), args.repeat)
-            pruned(f"smic {name} nprobe={nprobe}", seconds, result.positions, full_s, full.positions, ram, bits,
-                   build_s=round(build_s, 1))
-    col_exhaustive = lambda: col.search(Q, K_RESULTS, n_threads=args.threads, n_lists=args.lists)  # noqa: E731
-
-    # ---- FAISS PQ / IVFPQ at the smic bits (nbits 8, M | d, 8 M >= bits)
+    # ---- FAISS IndexPQ / IndexIVFPQ at the smic bits (nbits 8, M | d, 8 M >= bits)
     m = next(m for m in range(max(1, math.ceil(bits / 8)), args.d + 1) if args.d % m == 0)
     pq = faiss.IndexPQ(args.d, m, 8, faiss.METRIC_INNER_PRODUCT)
     t0 = time.perf_counter()
     pq.train(train)
     pq.add(E)
     pq_build = time.perf_counter() - t0
-    seconds, (_, found) = timed(lambda: pq.search(Q, K_RESULTS), args.repeat)
-    report(f"faiss IndexPQ M={m}x8", seconds, found, faiss_bytes(pq) / args.n, 8.0 * m, build_s=round(pq_build, 1))
-    # The two exhaustive scans again, alternately (a shared machine's load drifts between rows).
-    smic_best = pq_best = math.inf
-    for _ in range(args.repeat):
-        smic_best = min(smic_best, timed(col_exhaustive, 1)[0])
-        pq_best = min(pq_best, timed(lambda: pq.search(Q, K_RESULTS), 1)[0])
-    print(f"# head to head, alternately: smic exhaustive {args.queries / smic_best:,.0f} q/s, IndexPQ "
-          f"{args.queries / pq_best:,.0f} q/s: smic {pq_best / smic_best:.2f}x", flush=True)
-    rows.append({"method": "head to head", "smic_qps": args.queries / smic_best, "pq_qps": args.queries / pq_best})
-    del pq
-
-    def ivf_rows(label: str, ivf, ram: float, code_bits: float | None, build_s: float) -> None:
-        ivf.nprobe = args.lists  # every list: the index's own exhaustive scan
-        full_s, (_, full) = timed(lambda: ivf.search(Q, K_RESULTS), args.repeat)
-        report(f"{label} exhaustive", full_s, full, ram, code_bits, build_s=round(build_s, 1))
-        for nprobe in args.nprobe:
-            ivf.nprobe = nprobe
-            seconds, (_, found) = timed(lambda: ivf.search(Q, K_RESULTS), args.repeat)
-            pruned(f"{label} nprobe={nprobe}", seconds, found, full_s, full, ram, code_bits)
-
     quantizer = faiss.IndexFlatIP(args.d)
     ivf = faiss.IndexIVFPQ(quantizer, args.d, args.lists, m, 8, faiss.METRIC_INNER_PRODUCT)
     t0 = time.perf_counter()
     ivf.train(train)
     ivf.add(E)
-    ivf_rows(f"faiss IVF{args.lists},PQ{m}", ivf, faiss_bytes(ivf) / args.n, 8.0 * m, time.perf_counter() - t0)
+    ivf_build = time.perf_counter() - t0
+    ivf_ram = faiss_bytes(ivf) / args.n
+    ivf_sizes = np.array([ivf.invlists.list_size(l) for l in range(args.lists)])
+    print(f"# faiss IVF{args.lists},PQ{m}: trained and filled in {ivf_build:.0f} s, largest list {ivf_sizes.max():,} "
+          f"items; IndexPQ M={m} in {pq_build:.0f} s", flush=True)
+
+    def ivf_search(nprobe: int) -> np.ndarray:
+        ivf.nprobe = nprobe
+        return ivf.search(Q, K_RESULTS)[1]
+
+    def alternately(*fns):
+        """Best seconds of each function and its last result, the functions timed turn by turn
+        (a shared machine's load drifts between rows; alternating spreads it over all)."""
+        best, out = [math.inf] * len(fns), [None] * len(fns)
+        for _ in range(args.repeat):
+            for j, fn in enumerate(fns):
+                seconds, out[j] = timed(fn, 1)
+                best[j] = min(best[j], seconds)
+        return list(zip(best, out))
+
+    partitions = [("kmeans", {"n_lists": args.lists})] + ([("lead_atom", {})] if args.lead_atom else [])
+    for name, extra in partitions:
+        col.__dict__.pop("_search_index_cache", None)  # build afresh, timed
+        t0 = time.perf_counter()
+        index = search_index(col, partition=name, **extra)
+        build_s = time.perf_counter() - t0
+        memory = index_info(col)
+        sizes = np.array(index.list_sizes[:-1])
+        ram = memory["index_bytes_per_item"] + col._core.file_bytes / args.n  # the index + the file the reader holds
+        print(f"# smic {name}: {memory['lists']} lists (largest {sizes.max():,} items), built in {build_s:.1f} s; "
+              f"{memory['index_bytes_per_item']:.1f} B/item ({memory['terms_per_item']} terms) + the file "
+              f"{col._core.file_bytes / args.n:.1f} B/item; IVF-PQ {ivf_ram:.1f} B/item", flush=True)
+
+        def smic_search(nprobe: int | None = None):
+            return col.search(Q, K_RESULTS, nprobe=nprobe, n_threads=args.threads, partition=name, **extra).positions
+
+        with_ivf = name == "kmeans"
+        timings = alternately(smic_search, *([lambda: ivf_search(args.lists)] if with_ivf else []))
+        full_s, full = timings[0]
+        report(f"smic {name} exhaustive", full_s, full, ram, bits, build_s=round(build_s, 1))
+        if with_ivf:
+            ivf_full_s, ivf_full = timings[1]
+            report(f"faiss IVF{args.lists},PQ{m} exhaustive", ivf_full_s, ivf_full, ivf_ram, 8.0 * m,
+                   build_s=round(ivf_build, 1))
+        for nprobe in args.nprobe:
+            timings = alternately(lambda: smic_search(nprobe), *([lambda: ivf_search(nprobe)] if with_ivf else []))
+            pruned(f"smic {name} nprobe={nprobe}", *timings[0], full_s, full, ram, bits)
+            if with_ivf:
+                pruned(f"faiss IVF{args.lists},PQ{m} nprobe={nprobe}", *timings[1], ivf_full_s, ivf_full, ivf_ram,
+                       8.0 * m)
+                print(f"{'':<30} smic {timings[1][0] / timings[0][0]:.2f}x IVF-PQ's q/s at nprobe={nprobe}", flush=True)
     del ivf, quantizer
     gc.collect()
+    # The two exhaustive scans head to head, alternately.
+    (smic_best, _), (pq_best, (_, found)) = alternately(
+        lambda: col.search(Q, K_RESULTS, n_threads=args.threads, n_lists=args.lists), lambda: pq.search(Q, K_RESULTS))
+    report(f"faiss IndexPQ M={m}x8", pq_best, found, faiss_bytes(pq) / args.n, 8.0 * m, build_s=round(pq_build, 1))
+    print(f"# head to head, alternately: smic exhaustive {args.queries / smic_best:,.0f} q/s, IndexPQ "
+          f"{args.queries / pq_best:,.0f} q/s: smic {pq_best / smic_best:.2f}x", flush=True)
+    rows.append({"method": "head to head", "smic_qps": args.queries / smic_best, "pq_qps": args.queries / pq_best})
+    del pq
     if args.ivf_flat:
         quantizer = faiss.IndexFlatIP(args.d)
-        ivf = faiss.IndexIVFFlat(quantizer, args.d, args.lists, faiss.METRIC_INNER_PRODUCT)
+        flat_ivf = faiss.IndexIVFFlat(quantizer, args.d, args.lists, faiss.METRIC_INNER_PRODUCT)
         t0 = time.perf_counter()
-        ivf.train(train)
-        ivf.add(E)
-        ivf_rows(f"faiss IVF{args.lists},Flat", ivf, faiss_bytes(ivf) / args.n, 32.0 * args.d,
-                 time.perf_counter() - t0)
-        del ivf, quantizer
+        flat_ivf.train(train)
+        flat_ivf.add(E)
+        flat_build = time.perf_counter() - t0
+        flat_ram = faiss_bytes(flat_ivf) / args.n
+        flat_ivf.nprobe = args.lists
+        full_s, (_, full) = timed(lambda: flat_ivf.search(Q, K_RESULTS), 1)
+        report(f"faiss IVF{args.lists},Flat exhaustive", full_s, full, flat_ram, 32.0 * args.d,
+               build_s=round(flat_build, 1))
+        for nprobe in args.nprobe:
+            flat_ivf.nprobe = nprobe
+            seconds, (_, found) = timed(lambda: flat_ivf.search(Q, K_RESULTS), args.repeat)
+            pruned(f"faiss IVF{args.lists},Flat nprobe={nprobe}", seconds, found, full_s, full, flat_ram, 32.0 * args.d)
+        del flat_ivf, quantizer
         gc.collect()
 
     # ---- FAISS on the decoded embeddings: HNSW (the speed ceiling), flat (decode, then index)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -351,27 +352,26 @@ SearchIndex::SearchIndex(const Collection& collection, const IndexOptions& optio
   for (std::size_t l = 0; l <= n_lists_; ++l) list_offsets_[l + 1] = list_offsets_[l] + counts[l];
   std::vector<std::size_t> fill(list_offsets_.begin(), list_offsets_.end() - 1);
   const std::size_t T = terms_;
-  if (wide_codes_) {
-    codes16_.assign(n_ * T, 0);
-  } else {
-    codes8_.assign(n_ * T, 0);
-  }
-  atoms_.assign(n_ * T, 0);
-  inverse_norms_.assign(n_, 0.0f);
+  const std::size_t code_bytes = wide_codes_ ? 2 : 1;
+  stride_ = (4 + 2 * T + code_bytes * T + 3) / 4 * 4;
+  records_.assign(n_ * stride_, 0);
   positions_.assign(n_, 0);
   for (std::size_t i = 0; i < n_; ++i) {
     const std::size_t s = fill[list_of[i]]++;
     positions_[s] = static_cast<uint32_t>(i);
-    if (list_of[i] == n_lists_) continue;  // empty: codes 0, inverse norm 0
-    inverse_norms_[s] = inverse[i];
+    if (list_of[i] == n_lists_) continue;  // empty: inverse norm 0, codes 0
+    uint8_t* record = records_.data() + s * stride_;
+    std::memcpy(record, &inverse[i], 4);
     const Term* term = terms.data() + i * slots;
     for (int32_t j = 0; j < n_terms[i]; ++j) {
+      const auto atom = static_cast<uint16_t>(term[j].atom);
+      std::memcpy(record + 4 + 2 * j, &atom, 2);
       if (wide_codes_) {
-        codes16_[s * T + j] = static_cast<uint16_t>(term[j].code);
+        const auto code = static_cast<uint16_t>(term[j].code);
+        std::memcpy(record + 4 + 2 * T + 2 * j, &code, 2);
       } else {
-        codes8_[s * T + j] = static_cast<uint8_t>(term[j].code);
+        record[4 + 2 * T + j] = static_cast<uint8_t>(term[j].code);
       }
-      atoms_[s * T + j] = static_cast<uint16_t>(term[j].atom);
     }
   }
 }
@@ -383,24 +383,30 @@ std::vector<std::size_t> SearchIndex::list_sizes() const {
 }
 
 std::size_t SearchIndex::memory_bytes() const {
-  return codes8_.size() + 2 * codes16_.size() + 2 * atoms_.size() + 4 * inverse_norms_.size() +
-         4 * positions_.size() + sizeof(std::size_t) * list_offsets_.size() + list_signs_.size() +
+  return records_.size() + 4 * positions_.size() + sizeof(std::size_t) * list_offsets_.size() + list_signs_.size() +
          4 * centroids_.size() + 4 * weights_.size() + sizeof(*this);
 }
+
+namespace {
+
+template <class T>
+inline T load(const uint8_t* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return value;
+}
+
+}  // namespace
 
 template <class Code>
 void SearchIndex::tile_weights(std::size_t begin, std::size_t end, float* out) const {
   const std::size_t T = terms_;
-  const Code* codes = nullptr;
-  if constexpr (sizeof(Code) == 1) {
-    codes = codes8_.data();
-  } else {
-    codes = codes16_.data();
-  }
   for (std::size_t i = begin; i < end; ++i) {
-    const float inverse = inverse_norms_[i];
-    const Code* c = codes + i * T;
-    for (std::size_t j = 0; j < T; ++j) out[(i - begin) * T + j] = weights_[c[j]] * inverse;
+    const uint8_t* record = records_.data() + i * stride_;
+    const float inverse = load<float>(record);
+    const uint8_t* codes = record + 4 + 2 * T;
+    for (std::size_t j = 0; j < T; ++j)
+      out[(i - begin) * T + j] = weights_[load<Code>(codes + j * sizeof(Code))] * inverse;
   }
 }
 
@@ -414,21 +420,31 @@ void SearchIndex::weights_of(std::size_t begin, std::size_t end, float* out) con
 
 namespace {
 
-// Score items [begin, end): s = sum_j w_j t[a_j], with the weights already divided by the
-// item's norm (`weights`, row i - begin). T terms (compile-time when known, so the loop
-// unrolls). The same operations in the same order on every path (an empty item's zero weights
-// give +0).
-template <int kTerms>
-void scan_rows(const float* table, const float* weights, const uint16_t* atoms, std::size_t terms,
-               const uint32_t* positions, std::size_t begin, std::size_t end, std::size_t k,
-               std::vector<Candidate>& heap) {
+// Score items [begin, end): s = sum_j w_j t[a_j], w_j the term's weight times the item's
+// inverse norm, either given (`weights`, row i - begin, from weights_of) or computed here by
+// the same float product (`weights` null), so both paths give the same bits. T terms
+// (compile-time when known, so the loop unrolls); an empty item's zero weights give +0.
+template <int kTerms, class Code>
+void scan_rows(const float* table, const float* weights, const float* weight_table, const uint8_t* records,
+               std::size_t stride, std::size_t terms, const uint32_t* positions, std::size_t begin,
+               std::size_t end, std::size_t k, std::vector<Candidate>& heap) {
   const std::size_t T = kTerms > 0 ? static_cast<std::size_t>(kTerms) : terms;
   float worst = heap.size() < k ? -std::numeric_limits<float>::infinity() : heap.front().first;
   for (std::size_t i = begin; i < end; ++i) {
-    const float* w = weights + (i - begin) * T;
-    const uint16_t* a = atoms + i * T;
+    const uint8_t* record = records + i * stride;
+    const uint8_t* atoms = record + 4;
     float s = 0.0f;
-    for (std::size_t j = 0; j < T; ++j) s += w[j] * table[a[j]];
+    if (weights) {
+      const float* w = weights + (i - begin) * T;
+      for (std::size_t j = 0; j < T; ++j) s += w[j] * table[load<uint16_t>(atoms + 2 * j)];
+    } else {
+      const float inverse = load<float>(record);
+      const uint8_t* codes = atoms + 2 * T;
+      for (std::size_t j = 0; j < T; ++j) {
+        const float w = weight_table[load<Code>(codes + j * sizeof(Code))] * inverse;
+        s += w * table[load<uint16_t>(atoms + 2 * j)];
+      }
+    }
     if (s >= worst) {
       offer(heap, k, {s, positions[i]});
       if (heap.size() == k) worst = heap.front().first;
@@ -436,22 +452,34 @@ void scan_rows(const float* table, const float* weights, const uint16_t* atoms, 
   }
 }
 
+template <class Code>
+void scan_terms(std::size_t terms, const float* table, const float* weights, const float* weight_table,
+                const uint8_t* records, std::size_t stride, const uint32_t* positions, std::size_t begin,
+                std::size_t end, std::size_t k, std::vector<Candidate>& heap) {
+  switch (terms) {
+#define SMIC_SCAN_CASE(T)                                                                          \
+  case T:                                                                                          \
+    return scan_rows<T, Code>(table, weights, weight_table, records, stride, T, positions, begin, \
+                              end, k, heap);
+    SMIC_SCAN_CASE(1) SMIC_SCAN_CASE(2) SMIC_SCAN_CASE(3) SMIC_SCAN_CASE(4) SMIC_SCAN_CASE(5)
+    SMIC_SCAN_CASE(6) SMIC_SCAN_CASE(8)
+#undef SMIC_SCAN_CASE
+    default:
+      return scan_rows<0, Code>(table, weights, weight_table, records, stride, terms, positions, begin,
+                                end, k, heap);
+  }
+}
+
 }  // namespace
 
 void SearchIndex::scan(const float* table, const float* weights, std::size_t begin,
                        std::size_t end, std::size_t k, std::vector<Candidate>& heap) const {
-  const uint16_t* atoms = atoms_.data();
-  const uint32_t* positions = positions_.data();
-  switch (terms_) {
-    case 1: return scan_rows<1>(table, weights, atoms, 1, positions, begin, end, k, heap);
-    case 2: return scan_rows<2>(table, weights, atoms, 2, positions, begin, end, k, heap);
-    case 3: return scan_rows<3>(table, weights, atoms, 3, positions, begin, end, k, heap);
-    case 4: return scan_rows<4>(table, weights, atoms, 4, positions, begin, end, k, heap);
-    case 5: return scan_rows<5>(table, weights, atoms, 5, positions, begin, end, k, heap);
-    case 6: return scan_rows<6>(table, weights, atoms, 6, positions, begin, end, k, heap);
-    case 8: return scan_rows<8>(table, weights, atoms, 8, positions, begin, end, k, heap);
-    default:
-      return scan_rows<0>(table, weights, atoms, terms_, positions, begin, end, k, heap);
+  if (wide_codes_) {
+    scan_terms<uint16_t>(terms_, table, weights, weights_.data(), records_.data(), stride_,
+                         positions_.data(), begin, end, k, heap);
+  } else {
+    scan_terms<uint8_t>(terms_, table, weights, weights_.data(), records_.data(), stride_,
+                        positions_.data(), begin, end, k, heap);
   }
 }
 
@@ -546,34 +574,14 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
   std::size_t parts = 1;
   std::vector<std::vector<Candidate>> heaps;
   if (probe) {
-    // List-major: each probed list is scanned once for the whole batch, its tiles' weights
-    // shared by every query that probes it. Lists go round-robin to the parts, largest work
-    // first; each part keeps a heap per query, merged below.
-    std::vector<std::vector<uint32_t>> queries_of(L + 1);
-    for (std::size_t q = 0; q < n; ++q)
-      for (std::size_t l : probed[q]) queries_of[l].push_back(static_cast<uint32_t>(q));
-    std::vector<std::pair<std::size_t, std::size_t>> busy;  // (work, list)
-    for (std::size_t l = 0; l <= L; ++l) {
-      const std::size_t items = list_offsets_[l + 1] - list_offsets_[l];
-      if (items && !queries_of[l].empty()) busy.emplace_back(items * queries_of[l].size(), l);
-    }
-    std::sort(busy.begin(), busy.end(), [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    });
-    parts = std::max<std::size_t>(1, std::min<std::size_t>(busy.size(), 4 * static_cast<std::size_t>(threads)));
-    heaps.resize(n * parts);
-    detail::parallel_for(parts, threads, [&](std::size_t part) {
-      std::vector<float> weights;
-      for (std::size_t j = part; j < busy.size(); j += parts) {
-        const std::size_t l = busy[j].second;
-        for (std::size_t begin = list_offsets_[l]; begin < list_offsets_[l + 1]; begin += kTileItems) {
-          const std::size_t end = std::min(list_offsets_[l + 1], begin + kTileItems);
-          weights.resize((end - begin) * terms_);
-          weights_of(begin, end, weights.data());
-          for (uint32_t q : queries_of[l])
-            scan(table.data() + q * K, weights.data(), begin, end, wanted, heaps[q * parts + part]);
-        }
-      }
+    // Query-major: each query scans its few lists with its row of the atom table hot in cache,
+    // into one heap of its own (no per-part heaps to allocate and merge).
+    heaps.resize(n);
+    detail::parallel_for(n, threads, [&](std::size_t q) {
+      auto& heap = heaps[q];
+      heap.reserve(wanted);
+      for (std::size_t l : probed[q])
+        scan(table.data() + q * K, nullptr, list_offsets_[l], list_offsets_[l + 1], wanted, heap);
     });
   } else {
     // Blocks of queries x parts of the items, so that one query still uses every thread.

@@ -118,7 +118,8 @@ class SearchIndex {
   template <class Code>
   void tile_weights(std::size_t begin, std::size_t end, float* out) const;
   void weights_of(std::size_t begin, std::size_t end, float* out) const;
-  // Offer items [begin, end) of list `list` (their weights from weights_of) to a top-k heap.
+  // Offer items [begin, end) to a top-k heap: with their weights from weights_of (`weights`),
+  // or, when `weights` is null, computing them on the fly by the same operations.
   void scan(const float* table, const float* weights, std::size_t begin, std::size_t end,
             std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
   // The nprobe lists each of n queries scans (best first), from their atom products `table`.
@@ -133,10 +134,11 @@ class SearchIndex {
   Partition partition_ = Partition::kKMeans;
   bool wide_codes_ = false;               // codes are uint16 (a weight table over 256 entries)
   std::vector<float> weights_;            // weight table: code -> weight (0: unused slot)
-  std::vector<uint8_t> codes8_;           // n x terms weight codes (lead first), list order
-  std::vector<uint16_t> codes16_;         // the same when wide_codes_
-  std::vector<uint16_t> atoms_;           // n x terms atoms of the terms
-  std::vector<float> inverse_norms_;      // n, 0 for an empty item
+  // One record per item, in list order, so that a scan reads one stream: the inverse norm
+  // (float, 0 for an empty item), the terms' atoms (uint16, lead first), their weight codes
+  // (uint8, or uint16 when wide_codes_), padded to a multiple of 4 bytes.
+  std::vector<uint8_t> records_;
+  std::size_t stride_ = 0;                // bytes per record
   std::vector<uint32_t> positions_;       // n, each stored item's position in the collection
   std::vector<std::size_t> list_offsets_; // n_lists + 2: list l holds [offsets[l], offsets[l + 1])
   std::vector<uint8_t> list_signs_;       // kLeadAtom, K: bit 0 a positive lead weight, bit 1 a negative
