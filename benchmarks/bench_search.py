@@ -1,17 +1,23 @@
-"""Search in the compressed domain against FAISS: queries per second, recall@10 against exact
-search on the original embeddings, and RAM per item, for
+"""Search in the compressed domain against FAISS, pruning side by side: queries per second,
+recall@10 against exact search on the original embeddings, and, for every nprobe, the speed-up
+over the method's own exhaustive scan and the fraction of that scan's top-10 it returns, for
 
-* smic: Collection.search on the stored codes, exhaustive and with nprobe (smic_fast.search);
-* FAISS IndexFlatIP on the decoded embeddings (what a user does today: decode, then index);
-* FAISS IndexPQ and IndexIVFPQ at the bits per item of the smic codes (nbits = 8, M sub-vectors
-  with 8 M >= the smic marginal bits per item, M dividing d).
+* smic: Collection.search on the stored codes, exhaustive and with nprobe over a k-means
+  partition of --lists lists (smic_fast.search; the default partition), and over the earlier
+  largest-atom partition (one list per atom; --lead-atom);
+* FAISS IndexIVFPQ with as many lists (IVF<lists>,PQ<M>, nbits 8, 8 M >= the smic marginal bits
+  per item, M dividing d): its own exhaustive scan is nprobe = lists; IndexPQ for the exhaustive
+  head to head; IndexIVFFlat (float32 vectors, --ivf-flat) as the pruning reference;
+* FAISS IndexHNSWFlat on the decoded embeddings (--hnsw; the speed ceiling at these recalls) and
+  IndexFlatIP on them (decode, then index: today's route).
 
-Data: clustered synthetic CLIP-like unit embeddings (each item mixes 1-4 of 1024 concepts with
-Zipf-like popularity, plus noise; benchmarks/_common.clustered, vectorised). Queries are new
-draws from the same distribution. The dictionary is learned on --train items and shared (the
-file pays no dictionary bits, as for a large collection), items are coded with it.
+Data: clustered synthetic CLIP-like unit embeddings (each item mixes 1-4 of --concepts concepts
+with Zipf-like popularity, plus noise; benchmarks/_common.clustered, vectorised). Queries are
+new draws from the same distribution. The dictionary is learned on --train items and shared
+(the file pays no dictionary bits, as for a large collection), items are coded with it.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_search.py
+    cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python bench_search.py
+    (issue 32's set: --n 200000 --d 512 --concepts 2000 --noise 0.5 --atoms 1024 --lists 1024)
 """
 from __future__ import annotations
 
@@ -92,20 +98,30 @@ def faiss_bytes(index) -> int:
     return int(faiss.serialize_index(index).size)
 
 
+def overlap(found: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of the reference top-k (a method's own exhaustive scan) that `found` returns."""
+    return recall(found, reference)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="items (default: 1,000,000)")
-    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--n", type=int, default=200_000, help="items (default: 200,000)")
+    parser.add_argument("--d", type=int, default=512)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--concepts", type=int, default=1024)
+    parser.add_argument("--concepts", type=int, default=2000)
     parser.add_argument("--noise", type=float, default=0.5, help="noise length relative to a unit concept mix")
-    parser.add_argument("--atoms", type=int, default=1024, help="dictionary atoms K (= IVF lists)")
-    parser.add_argument("--train", type=int, default=50_000, help="items the dictionary and PQ learn from")
+    parser.add_argument("--atoms", type=int, default=1024, help="dictionary atoms K")
+    parser.add_argument("--lists", type=int, default=1024, help="IVF lists, smic's k-means and FAISS's alike")
+    parser.add_argument("--train", type=int, default=50_000, help="items the dictionary, PQ and IVF learn from")
     parser.add_argument("--iterations", type=int, default=5, help="K-SVD iterations")
     parser.add_argument("--quality", default="medium")
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each search")
+    parser.add_argument("--lead-atom", action="store_true", help="also the earlier largest-atom partition")
+    parser.add_argument("--ivf-flat", action="store_true", help="also IndexIVFFlat (N x d x 4 bytes)")
+    parser.add_argument("--hnsw", action="store_true", help="also IndexHNSWFlat on the decoded embeddings")
+    parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--skip-flat", action="store_true", help="skip IndexFlatIP (needs 2 x N x d x 4 bytes)")
     parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the rows here")
     args = parser.parse_args(argv)
@@ -120,19 +136,26 @@ def main(argv: list[str] | None = None) -> None:
     Q = clustered(rng, args.queries, args.d, concepts, args.noise)
     train = clustered(rng, args.train, args.d, concepts, args.noise)
     truth = exact_top(Q, E, K_RESULTS)
-    print(f"# search, N={args.n:,}, d={args.d}, {args.queries} queries, k={K_RESULTS}, {args.threads} threads; "
-          f"data and exact top-{K_RESULTS} in {time.perf_counter() - t0:.0f} s; {_machine()}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"# search, N={args.n:,}, d={args.d}, {args.concepts} concepts, noise {args.noise}, {args.queries} queries, "
+          f"k={K_RESULTS}, {args.threads} threads; data and exact top-{K_RESULTS} in {time.perf_counter() - t0:.0f} s; "
+          f"{_machine()}; load average {os.getloadavg()[0]:.1f}")
     rows: list[dict] = []
 
     def report(method: str, seconds: float, found: np.ndarray, bytes_per_item: float, bits: float | None,
-               **extra) -> None:
+               **extra) -> dict:
         row = {"method": method, "qps": args.queries / seconds, "recall_at_10": recall(found, truth),
                "ram_bytes_per_item": bytes_per_item, "code_bits_per_item": bits, **extra}
         rows.append(row)
-        print(f"{method:<28} {row['qps']:>10,.0f} q/s  recall@10 {row['recall_at_10']:.3f}  "
-              f"RAM {bytes_per_item:>8.1f} B/item" + (f"  code {bits:.1f} bits/item" if bits else "")
+        print(f"{method:<30} {row['qps']:>9,.0f} q/s  recall@10 {row['recall_at_10']:.3f}  "
+              f"RAM {bytes_per_item:>7.1f} B/item" + (f"  code {bits:.1f} bits/item" if bits else "")
               + "".join(f"  {k} {v}" for k, v in extra.items()), flush=True)
+        return row
+
+    def pruned(method: str, seconds: float, found: np.ndarray, full_s: float, full: np.ndarray, ram: float,
+               bits: float | None, **extra) -> None:
+        speedup, kept = full_s / seconds, overlap(found, full)
+        report(method, seconds, found, ram, bits, speedup=round(speedup, 1), top10_of_exhaustive=round(kept, 3),
+               **extra)
 
     # ---- smic
     t0 = time.perf_counter()
@@ -142,74 +165,128 @@ def main(argv: list[str] | None = None) -> None:
     info = smic.compress(E, folder / "c.smic", dictionary=dictionary)
     code_s = time.perf_counter() - t0
     col = smic.open(folder / "c.smic", dictionary=dictionary)
-    t0 = time.perf_counter()
-    index = search_index(col)
-    build_s = time.perf_counter() - t0
-    memory = index_info(col)
     bits = info["marginal_bits_per_item"]
-    ram = memory["index_bytes_per_item"] + col._core.file_bytes / args.n  # the index + the file the reader holds
     print(f"# smic: K={args.atoms}, dictionary learned on {args.train:,} items in {fit_s:.0f} s, coded in "
-          f"{code_s:.0f} s, {bits:.1f} bits/item on disk (marginal), cosine mean {info['cosine_mean']:.3f}; "
-          f"index built in {build_s:.2f} s, {memory['index_bytes_per_item']:.1f} B/item "
-          f"({memory['terms_per_item']} terms) + the file {col._core.file_bytes / args.n:.1f} B/item")
-    exhaustive_s, exhaustive = timed(lambda: col.search(Q, K_RESULTS, n_threads=args.threads), args.repeat)
-    report("smic exhaustive", exhaustive_s, exhaustive.positions, ram, bits)
-    base_recall = rows[-1]["recall_at_10"]
-    for nprobe in args.nprobe:
-        seconds, result = timed(lambda: col.search(Q, K_RESULTS, nprobe=nprobe, n_threads=args.threads), args.repeat)
-        report(f"smic nprobe={nprobe}", seconds, result.positions, ram, bits)
-        rows[-1]["speedup_vs_exhaustive"] = exhaustive_s / seconds
-        rows[-1]["recall_vs_exhaustive_recall"] = rows[-1]["recall_at_10"] / base_recall if base_recall else None
-        print(f"{'':<28} {exhaustive_s / seconds:>10.1f}x faster than exhaustive, "
-              f"{rows[-1]['recall_vs_exhaustive_recall'] or 0:.3f} of its recall", flush=True)
-
-    # ---- FAISS PQ / IVFPQ at the smic bits (nbits 8, M | d, 8 M >= bits)
+          f"{code_s:.0f} s, {bits:.1f} bits/item on disk (marginal), cosine mean {info['cosine_mean']:.3f}")
+    # ---- FAISS IndexPQ / IndexIVFPQ at the smic bits (nbits 8, M | d, 8 M >= bits)
     m = next(m for m in range(max(1, math.ceil(bits / 8)), args.d + 1) if args.d % m == 0)
     pq = faiss.IndexPQ(args.d, m, 8, faiss.METRIC_INNER_PRODUCT)
     t0 = time.perf_counter()
     pq.train(train)
     pq.add(E)
     pq_build = time.perf_counter() - t0
-    seconds, (_, found) = timed(lambda: pq.search(Q, K_RESULTS), args.repeat)
-    report(f"faiss IndexPQ M={m}x8", seconds, found, faiss_bytes(pq) / args.n, 8.0 * m, build_s=round(pq_build, 1))
-    # The two exhaustive scans again, alternately (a shared machine's load drifts between rows).
-    smic_best = pq_best = math.inf
-    for _ in range(args.repeat):
-        smic_best = min(smic_best, timed(lambda: col.search(Q, K_RESULTS, n_threads=args.threads), 1)[0])
-        pq_best = min(pq_best, timed(lambda: pq.search(Q, K_RESULTS), 1)[0])
-    print(f"# head to head, alternately: smic exhaustive {args.queries / smic_best:,.0f} q/s, IndexPQ "
-          f"{args.queries / pq_best:,.0f} q/s: smic {pq_best / smic_best:.2f}x", flush=True)
-    rows.append({"method": "head to head", "smic_qps": args.queries / smic_best, "pq_qps": args.queries / pq_best})
-    del pq
     quantizer = faiss.IndexFlatIP(args.d)
-    ivf = faiss.IndexIVFPQ(quantizer, args.d, args.atoms, m, 8, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.IndexIVFPQ(quantizer, args.d, args.lists, m, 8, faiss.METRIC_INNER_PRODUCT)
     t0 = time.perf_counter()
     ivf.train(train)
     ivf.add(E)
     ivf_build = time.perf_counter() - t0
     ivf_ram = faiss_bytes(ivf) / args.n
-    for nprobe in args.nprobe:
+    ivf_sizes = np.array([ivf.invlists.list_size(l) for l in range(args.lists)])
+    print(f"# faiss IVF{args.lists},PQ{m}: trained and filled in {ivf_build:.0f} s, largest list {ivf_sizes.max():,} "
+          f"items; IndexPQ M={m} in {pq_build:.0f} s", flush=True)
+
+    def ivf_search(nprobe: int) -> np.ndarray:
         ivf.nprobe = nprobe
-        seconds, (_, found) = timed(lambda: ivf.search(Q, K_RESULTS), args.repeat)
-        report(f"faiss IVF{args.atoms},PQ{m} nprobe={nprobe}", seconds, found, ivf_ram, 8.0 * m,
-               build_s=round(ivf_build, 1))
+        return ivf.search(Q, K_RESULTS)[1]
+
+    def alternately(*fns):
+        """Best seconds of each function and its last result, the functions timed turn by turn
+        (a shared machine's load drifts between rows; alternating spreads it over all)."""
+        best, out = [math.inf] * len(fns), [None] * len(fns)
+        for _ in range(args.repeat):
+            for j, fn in enumerate(fns):
+                seconds, out[j] = timed(fn, 1)
+                best[j] = min(best[j], seconds)
+        return list(zip(best, out))
+
+    partitions = [("kmeans", {"n_lists": args.lists})] + ([("lead_atom", {})] if args.lead_atom else [])
+    for name, extra in partitions:
+        col.__dict__.pop("_search_index_cache", None)  # build afresh, timed
+        t0 = time.perf_counter()
+        index = search_index(col, partition=name, **extra)
+        build_s = time.perf_counter() - t0
+        memory = index_info(col)
+        sizes = np.array(index.list_sizes[:-1])
+        ram = memory["index_bytes_per_item"] + col._core.file_bytes / args.n  # the index + the file the reader holds
+        print(f"# smic {name}: {memory['lists']} lists (largest {sizes.max():,} items), built in {build_s:.1f} s; "
+              f"{memory['index_bytes_per_item']:.1f} B/item ({memory['terms_per_item']} terms) + the file "
+              f"{col._core.file_bytes / args.n:.1f} B/item; IVF-PQ {ivf_ram:.1f} B/item", flush=True)
+
+        def smic_search(nprobe: int | None = None):
+            return col.search(Q, K_RESULTS, nprobe=nprobe, n_threads=args.threads, partition=name, **extra).positions
+
+        with_ivf = name == "kmeans"
+        timings = alternately(smic_search, *([lambda: ivf_search(args.lists)] if with_ivf else []))
+        full_s, full = timings[0]
+        report(f"smic {name} exhaustive", full_s, full, ram, bits, build_s=round(build_s, 1))
+        if with_ivf:
+            ivf_full_s, ivf_full = timings[1]
+            report(f"faiss IVF{args.lists},PQ{m} exhaustive", ivf_full_s, ivf_full, ivf_ram, 8.0 * m,
+                   build_s=round(ivf_build, 1))
+        for nprobe in args.nprobe:
+            timings = alternately(lambda: smic_search(nprobe), *([lambda: ivf_search(nprobe)] if with_ivf else []))
+            pruned(f"smic {name} nprobe={nprobe}", *timings[0], full_s, full, ram, bits)
+            if with_ivf:
+                pruned(f"faiss IVF{args.lists},PQ{m} nprobe={nprobe}", *timings[1], ivf_full_s, ivf_full, ivf_ram,
+                       8.0 * m)
+                print(f"{'':<30} smic {timings[1][0] / timings[0][0]:.2f}x IVF-PQ's q/s at nprobe={nprobe}", flush=True)
     del ivf, quantizer
     gc.collect()
+    # The two exhaustive scans head to head, alternately.
+    (smic_best, _), (pq_best, (_, found)) = alternately(
+        lambda: col.search(Q, K_RESULTS, n_threads=args.threads, n_lists=args.lists), lambda: pq.search(Q, K_RESULTS))
+    report(f"faiss IndexPQ M={m}x8", pq_best, found, faiss_bytes(pq) / args.n, 8.0 * m, build_s=round(pq_build, 1))
+    print(f"# head to head, alternately: smic exhaustive {args.queries / smic_best:,.0f} q/s, IndexPQ "
+          f"{args.queries / pq_best:,.0f} q/s: smic {pq_best / smic_best:.2f}x", flush=True)
+    rows.append({"method": "head to head", "smic_qps": args.queries / smic_best, "pq_qps": args.queries / pq_best})
+    del pq
+    if args.ivf_flat:
+        quantizer = faiss.IndexFlatIP(args.d)
+        flat_ivf = faiss.IndexIVFFlat(quantizer, args.d, args.lists, faiss.METRIC_INNER_PRODUCT)
+        t0 = time.perf_counter()
+        flat_ivf.train(train)
+        flat_ivf.add(E)
+        flat_build = time.perf_counter() - t0
+        flat_ram = faiss_bytes(flat_ivf) / args.n
+        flat_ivf.nprobe = args.lists
+        full_s, (_, full) = timed(lambda: flat_ivf.search(Q, K_RESULTS), 1)
+        report(f"faiss IVF{args.lists},Flat exhaustive", full_s, full, flat_ram, 32.0 * args.d,
+               build_s=round(flat_build, 1))
+        for nprobe in args.nprobe:
+            flat_ivf.nprobe = nprobe
+            seconds, (_, found) = timed(lambda: flat_ivf.search(Q, K_RESULTS), args.repeat)
+            pruned(f"faiss IVF{args.lists},Flat nprobe={nprobe}", seconds, found, full_s, full, flat_ram, 32.0 * args.d)
+        del flat_ivf, quantizer
+        gc.collect()
 
-    # ---- FAISS flat on the decoded embeddings (decode, then index: today's route)
-    if not args.skip_flat:
+    # ---- FAISS on the decoded embeddings: HNSW (the speed ceiling), flat (decode, then index)
+    if args.hnsw or not args.skip_flat:
         del E
         gc.collect()
         t0 = time.perf_counter()
         decoded = col.embeddings()
         decode_s = time.perf_counter() - t0
-        flat = faiss.IndexFlatIP(args.d)
-        flat.add(decoded)
+        if args.hnsw:
+            hnsw = faiss.IndexHNSWFlat(args.d, 32, faiss.METRIC_INNER_PRODUCT)
+            t0 = time.perf_counter()
+            hnsw.add(decoded)
+            hnsw_build = time.perf_counter() - t0
+            for ef in args.hnsw_ef:
+                hnsw.hnsw.efSearch = ef
+                seconds, (_, found) = timed(lambda: hnsw.search(Q, K_RESULTS), args.repeat)
+                report(f"faiss HNSW32,Flat decoded ef={ef}", seconds, found, faiss_bytes(hnsw) / args.n,
+                       32.0 * args.d, build_s=round(hnsw_build, 1))
+            del hnsw
+        if not args.skip_flat:
+            flat = faiss.IndexFlatIP(args.d)
+            flat.add(decoded)
+            seconds, (_, found) = timed(lambda: flat.search(Q, K_RESULTS), 1)
+            report("faiss IndexFlatIP decoded", seconds, found, faiss_bytes(flat) / args.n, 32.0 * args.d,
+                   decode_s=round(decode_s, 1))
+            del flat
         del decoded
         gc.collect()
-        seconds, (_, found) = timed(lambda: flat.search(Q, K_RESULTS), 1)
-        report("faiss IndexFlatIP decoded", seconds, found, faiss_bytes(flat) / args.n, 32.0 * args.d,
-               decode_s=round(decode_s, 1))
     print(f"# load average at the end {os.getloadavg()[0]:.1f} (other work on this machine slows every row alike)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

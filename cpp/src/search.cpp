@@ -1,9 +1,13 @@
-// Search in the compressed domain (search.hpp): index build, list selection, scans, rerank.
+// Search in the compressed domain (search.hpp): index build (k-means or lead-atom lists), list
+// selection, scans, rerank.
 #include "smic/search.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
+#include <random>
 #include <string>
 
 #include "parallel.hpp"
@@ -46,10 +50,131 @@ struct Term {
   int32_t code = 0;  // index into the weight table
 };
 
+// The items' terms as the k-means sees them: item i's coefficients (weight / norm) and atoms.
+struct SparseItems {
+  const Term* terms = nullptr;
+  const int32_t* n_terms = nullptr;
+  const float* inverse = nullptr;
+  const float* weights = nullptr;  // the weight table
+  std::size_t slots = 0;
+};
+
+// Products of items `items` with every centroid (K x lists table P = D C^T): item i scores
+// sum_j c_ij P[a_ij], a few rows of P, not d-long products. Writes each item's best list
+// (the first of equal scores) and its score.
+void assign_items(const SparseItems& x, const std::vector<uint32_t>& items, const std::vector<float>& P,
+                  std::size_t lists, int n_threads, uint32_t* best, float* best_score) {
+  constexpr std::size_t kBlock = 1024;
+  detail::parallel_for((items.size() + kBlock - 1) / kBlock, n_threads, [&](std::size_t b) {
+    std::vector<float> acc(lists);
+    for (std::size_t r = b * kBlock; r < std::min(items.size(), (b + 1) * kBlock); ++r) {
+      const std::size_t i = items[r];
+      const Term* term = x.terms + i * x.slots;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int32_t j = 0; j < x.n_terms[i]; ++j) {
+        const float c = x.weights[term[j].code] * x.inverse[i];
+        const float* row = P.data() + static_cast<std::size_t>(term[j].atom) * lists;
+        for (std::size_t l = 0; l < lists; ++l) acc[l] += c * row[l];
+      }
+      std::size_t arg = 0;
+      for (std::size_t l = 1; l < lists; ++l)
+        if (acc[l] > acc[arg]) arg = l;
+      best[r] = static_cast<uint32_t>(arg);
+      best_score[r] = acc[arg];
+    }
+  });
+}
+
+// Spherical k-means over the items' decoded (atoms-only, unit) embeddings, in the code domain:
+// a centroid is kept as its coefficients over the atoms (B, lists x K), its embedding is
+// C = normalise(B D), and the items' products with it come from P = D C^T (K x lists). Every
+// step is a product or a fixed-order sum, so the result does not depend on n_threads.
+// Returns the unit centroids (lists x d) and each of `valid`'s lists in `list_of`.
+std::vector<float> spherical_kmeans(const SparseItems& x, const std::vector<uint32_t>& valid,
+                                    const std::vector<float>& atoms, std::size_t K, std::size_t d,
+                                    std::size_t lists, const IndexOptions& options, int n_threads,
+                                    std::vector<uint32_t>& list_of) {
+  // Training items: a seeded partial Fisher-Yates draw (std::mt19937_64 is the same sequence
+  // everywhere; no std:: distribution, whose output is implementation-defined).
+  std::vector<uint32_t> order(valid);
+  const std::size_t wanted = options.train_items ? options.train_items : 256 * lists;
+  const std::size_t S = std::max(lists, std::min(order.size(), wanted));
+  std::mt19937_64 rng(options.seed);
+  for (std::size_t i = 0; i < S; ++i) std::swap(order[i], order[i + rng() % (order.size() - i)]);
+  std::vector<uint32_t> first(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(lists));
+  std::vector<uint32_t> sample(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(S));
+  std::sort(sample.begin(), sample.end());  // updates sum in item order
+
+  std::vector<float> B(lists * K, 0.0f);
+  auto add_item = [&](std::size_t list, std::size_t i) {
+    const Term* term = x.terms + i * x.slots;
+    for (int32_t j = 0; j < x.n_terms[i]; ++j)
+      B[list * K + static_cast<std::size_t>(term[j].atom)] += x.weights[term[j].code] * x.inverse[i];
+  };
+  for (std::size_t l = 0; l < lists; ++l) add_item(l, first[l]);
+
+  std::vector<float> Dt(d * K);  // D transposed, for C = B D as a product with D^T's rows
+  for (std::size_t k = 0; k < K; ++k)
+    for (std::size_t j = 0; j < d; ++j) Dt[j * K + k] = atoms[k * d + j];
+  std::vector<float> C(lists * d), P(K * lists);
+  std::vector<uint32_t> assigned(S);
+  std::vector<float> score(S);
+  for (std::size_t iteration = 0;; ++iteration) {
+    gemm_nt(B.data(), lists, K, Dt.data(), d, K, K, C.data(), d, n_threads);
+    for (std::size_t l = 0; l < lists; ++l) {
+      float* c = C.data() + l * d;
+      double squared = 0;
+      for (std::size_t j = 0; j < d; ++j) squared += static_cast<double>(c[j]) * c[j];
+      const float inverse = squared > 0 ? static_cast<float>(1.0 / std::sqrt(squared)) : 0.0f;
+      for (std::size_t j = 0; j < d; ++j) c[j] *= inverse;
+    }
+    gemm_nt(atoms.data(), K, d, C.data(), lists, d, d, P.data(), lists, n_threads);
+    if (iteration == options.iterations) break;
+    assign_items(x, sample, P, lists, n_threads, assigned.data(), score.data());
+    std::fill(B.begin(), B.end(), 0.0f);
+    std::vector<std::size_t> members(lists, 0);
+    for (std::size_t r = 0; r < S; ++r) {
+      add_item(assigned[r], sample[r]);
+      ++members[assigned[r]];
+    }
+    // An empty list restarts from one of the items farthest from their centroids.
+    std::vector<std::size_t> far;
+    for (std::size_t l = 0; l < lists; ++l) {
+      if (members[l]) continue;
+      if (far.empty()) {
+        far.resize(S);
+        std::iota(far.begin(), far.end(), std::size_t{0});
+        std::sort(far.begin(), far.end(), [&](std::size_t a, std::size_t b) {
+          return score[a] < score[b] || (score[a] == score[b] && a < b);
+        });
+        std::reverse(far.begin(), far.end());  // pop_back gives the farthest
+      }
+      add_item(l, sample[far.back()]);
+      far.pop_back();
+    }
+  }
+  list_of.assign(valid.size(), 0);
+  std::vector<float> ignored(valid.size());
+  assign_items(x, valid, P, lists, n_threads, list_of.data(), ignored.data());
+  return C;
+}
+
+}  // namespace
+
+namespace {
+IndexOptions with_gram_limit(std::size_t gram_limit) {
+  IndexOptions options;
+  options.gram_limit = gram_limit;
+  return options;
+}
 }  // namespace
 
 SearchIndex::SearchIndex(const Collection& collection, int n_threads, std::size_t gram_limit)
-    : collection_(&collection) {
+    : SearchIndex(collection, with_gram_limit(gram_limit), n_threads) {}
+
+SearchIndex::SearchIndex(const Collection& collection, const IndexOptions& options, int n_threads)
+    : collection_(&collection), partition_(options.partition) {
+  const std::size_t gram_limit = options.gram_limit;
   const CodingDictionary& dictionary = collection.dictionary();
   const CodingParams& params = dictionary.params();
   n_ = collection.size();
@@ -58,6 +183,12 @@ SearchIndex::SearchIndex(const Collection& collection, int n_threads, std::size_
   require(n_ <= std::numeric_limits<uint32_t>::max(),
           "a search index holds at most 2^32 - 1 items, the collection has " + std::to_string(n_));
   require(n_atoms_ <= std::size_t{1} << 16, "a search index needs K <= 65536 atoms");
+  if (partition_ == Partition::kKMeans) {
+    require(options.n_lists <= std::max<std::size_t>(n_, 1),
+            "n_lists (" + std::to_string(options.n_lists) + ") must be at most the number of items (" +
+                std::to_string(n_) + ")");
+    require(options.iterations >= 1, "k-means needs iterations >= 1");
+  }
 
   // The weight of each code: 0 unused, 1 and 2 the +1 / -1 lead of the smic layout, then one
   // per level symbol, as CodingDictionary::reconstruct dequantises it.
@@ -186,74 +317,96 @@ SearchIndex::SearchIndex(const Collection& collection, int n_threads, std::size_
     }
   });
 
-  // Lists: by lead atom, list K for items with no atom (or a zero reconstruction).
-  std::vector<uint32_t> list_of(n_);
-  list_signs_.assign(n_atoms_, 0);
-  std::vector<std::size_t> counts(n_atoms_ + 1, 0);
+  // Lists: by k-means centroid or by lead atom; list n_lists_ for items with no atom (or a
+  // zero reconstruction).
+  std::vector<uint32_t> valid;
   terms_ = 1;
   for (std::size_t i = 0; i < n_; ++i) {
-    const bool empty = n_terms[i] == 0 || inverse[i] == 0.0f;
-    list_of[i] = empty ? static_cast<uint32_t>(n_atoms_) : static_cast<uint32_t>(terms[i * slots].atom);
-    ++counts[list_of[i]];
-    if (!empty) {
-      list_signs_[list_of[i]] |= lead_weight[i] > 0 ? kPositive : kNegative;
-      terms_ = std::max(terms_, static_cast<std::size_t>(n_terms[i]));
+    if (n_terms[i] == 0 || inverse[i] == 0.0f) continue;
+    valid.push_back(static_cast<uint32_t>(i));
+    terms_ = std::max(terms_, static_cast<std::size_t>(n_terms[i]));
+  }
+  std::vector<uint32_t> list_of(n_);
+  if (partition_ == Partition::kLeadAtom) {
+    n_lists_ = n_atoms_;
+    list_signs_.assign(n_atoms_, 0);
+    for (uint32_t i : valid) list_signs_[static_cast<std::size_t>(terms[i * slots].atom)] |= lead_weight[i] > 0 ? kPositive : kNegative;
+    for (std::size_t i = 0; i < n_; ++i) list_of[i] = static_cast<uint32_t>(n_atoms_);
+    for (uint32_t i : valid) list_of[i] = static_cast<uint32_t>(terms[i * slots].atom);
+  } else {
+    const std::size_t wanted =
+        options.n_lists ? options.n_lists
+                        : std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(std::sqrt(static_cast<double>(n_)))));
+    n_lists_ = std::min(wanted, valid.size());  // no more lists than items with atoms
+    for (std::size_t i = 0; i < n_; ++i) list_of[i] = static_cast<uint32_t>(n_lists_);
+    if (n_lists_ > 0) {
+      const SparseItems x{terms.data(), n_terms.data(), inverse.data(), weights_.data(), slots};
+      std::vector<uint32_t> valid_list;
+      centroids_ = spherical_kmeans(x, valid, atoms, n_atoms_, dim_, n_lists_, options, n_threads, valid_list);
+      for (std::size_t r = 0; r < valid.size(); ++r) list_of[valid[r]] = valid_list[r];
     }
   }
-  list_offsets_.assign(n_atoms_ + 2, 0);
-  for (std::size_t l = 0; l <= n_atoms_; ++l) list_offsets_[l + 1] = list_offsets_[l] + counts[l];
+  std::vector<std::size_t> counts(n_lists_ + 1, 0);
+  for (std::size_t i = 0; i < n_; ++i) ++counts[list_of[i]];
+  list_offsets_.assign(n_lists_ + 2, 0);
+  for (std::size_t l = 0; l <= n_lists_; ++l) list_offsets_[l + 1] = list_offsets_[l] + counts[l];
   std::vector<std::size_t> fill(list_offsets_.begin(), list_offsets_.end() - 1);
   const std::size_t T = terms_;
-  if (wide_codes_) {
-    codes16_.assign(n_ * T, 0);
-  } else {
-    codes8_.assign(n_ * T, 0);
-  }
-  atoms_.assign(n_ * (T - 1), 0);
-  inverse_norms_.assign(n_, 0.0f);
+  const std::size_t code_bytes = wide_codes_ ? 2 : 1;
+  stride_ = (4 + 2 * T + code_bytes * T + 3) / 4 * 4;
+  records_.assign(n_ * stride_, 0);
   positions_.assign(n_, 0);
   for (std::size_t i = 0; i < n_; ++i) {
     const std::size_t s = fill[list_of[i]]++;
     positions_[s] = static_cast<uint32_t>(i);
-    if (list_of[i] == n_atoms_) continue;  // empty: codes 0, inverse norm 0
-    inverse_norms_[s] = inverse[i];
+    if (list_of[i] == n_lists_) continue;  // empty: inverse norm 0, codes 0
+    uint8_t* record = records_.data() + s * stride_;
+    std::memcpy(record, &inverse[i], 4);
     const Term* term = terms.data() + i * slots;
     for (int32_t j = 0; j < n_terms[i]; ++j) {
+      const auto atom = static_cast<uint16_t>(term[j].atom);
+      std::memcpy(record + 4 + 2 * j, &atom, 2);
       if (wide_codes_) {
-        codes16_[s * T + j] = static_cast<uint16_t>(term[j].code);
+        const auto code = static_cast<uint16_t>(term[j].code);
+        std::memcpy(record + 4 + 2 * T + 2 * j, &code, 2);
       } else {
-        codes8_[s * T + j] = static_cast<uint8_t>(term[j].code);
+        record[4 + 2 * T + j] = static_cast<uint8_t>(term[j].code);
       }
-      if (j > 0) atoms_[s * (T - 1) + j - 1] = static_cast<uint16_t>(term[j].atom);
     }
   }
 }
 
 std::vector<std::size_t> SearchIndex::list_sizes() const {
-  std::vector<std::size_t> out(n_atoms_ + 1);
-  for (std::size_t l = 0; l <= n_atoms_; ++l) out[l] = list_offsets_[l + 1] - list_offsets_[l];
+  std::vector<std::size_t> out(n_lists_ + 1);
+  for (std::size_t l = 0; l <= n_lists_; ++l) out[l] = list_offsets_[l + 1] - list_offsets_[l];
   return out;
 }
 
 std::size_t SearchIndex::memory_bytes() const {
-  return codes8_.size() + 2 * codes16_.size() + 2 * atoms_.size() + 4 * inverse_norms_.size() +
-         4 * positions_.size() + sizeof(std::size_t) * list_offsets_.size() + list_signs_.size() +
-         4 * weights_.size() + sizeof(*this);
+  return records_.size() + 4 * positions_.size() + sizeof(std::size_t) * list_offsets_.size() + list_signs_.size() +
+         4 * centroids_.size() + 4 * weights_.size() + sizeof(*this);
 }
+
+namespace {
+
+template <class T>
+inline T load(const uint8_t* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return value;
+}
+
+}  // namespace
 
 template <class Code>
 void SearchIndex::tile_weights(std::size_t begin, std::size_t end, float* out) const {
   const std::size_t T = terms_;
-  const Code* codes = nullptr;
-  if constexpr (sizeof(Code) == 1) {
-    codes = codes8_.data();
-  } else {
-    codes = codes16_.data();
-  }
   for (std::size_t i = begin; i < end; ++i) {
-    const float inverse = inverse_norms_[i];
-    const Code* c = codes + i * T;
-    for (std::size_t j = 0; j < T; ++j) out[(i - begin) * T + j] = weights_[c[j]] * inverse;
+    const uint8_t* record = records_.data() + i * stride_;
+    const float inverse = load<float>(record);
+    const uint8_t* codes = record + 4 + 2 * T;
+    for (std::size_t j = 0; j < T; ++j)
+      out[(i - begin) * T + j] = weights_[load<Code>(codes + j * sizeof(Code))] * inverse;
   }
 }
 
@@ -267,20 +420,31 @@ void SearchIndex::weights_of(std::size_t begin, std::size_t end, float* out) con
 
 namespace {
 
-// Score items [begin, end) of one list: s = w_0 t[lead] + sum_j w_j t[a_j], with the weights
-// already divided by the item's norm (`weights`, row i - begin). T terms (compile-time when
-// known, so the loop unrolls). The same operations in the same order on every path.
-template <int kTerms>
-void scan_rows(const float* table, const float* weights, const uint16_t* atoms, std::size_t terms,
-               const uint32_t* positions, std::size_t begin, std::size_t end, float lead,
-               std::size_t k, std::vector<Candidate>& heap) {
+// Score items [begin, end): s = sum_j w_j t[a_j], w_j the term's weight times the item's
+// inverse norm, either given (`weights`, row i - begin, from weights_of) or computed here by
+// the same float product (`weights` null), so both paths give the same bits. T terms
+// (compile-time when known, so the loop unrolls); an empty item's zero weights give +0.
+template <int kTerms, class Code>
+void scan_rows(const float* table, const float* weights, const float* weight_table, const uint8_t* records,
+               std::size_t stride, std::size_t terms, const uint32_t* positions, std::size_t begin,
+               std::size_t end, std::size_t k, std::vector<Candidate>& heap) {
   const std::size_t T = kTerms > 0 ? static_cast<std::size_t>(kTerms) : terms;
   float worst = heap.size() < k ? -std::numeric_limits<float>::infinity() : heap.front().first;
   for (std::size_t i = begin; i < end; ++i) {
-    const float* w = weights + (i - begin) * T;
-    const uint16_t* a = atoms + i * (T - 1);
-    float s = w[0] * lead;
-    for (std::size_t j = 1; j < T; ++j) s += w[j] * table[a[j - 1]];
+    const uint8_t* record = records + i * stride;
+    const uint8_t* atoms = record + 4;
+    float s = 0.0f;
+    if (weights) {
+      const float* w = weights + (i - begin) * T;
+      for (std::size_t j = 0; j < T; ++j) s += w[j] * table[load<uint16_t>(atoms + 2 * j)];
+    } else {
+      const float inverse = load<float>(record);
+      const uint8_t* codes = atoms + 2 * T;
+      for (std::size_t j = 0; j < T; ++j) {
+        const float w = weight_table[load<Code>(codes + j * sizeof(Code))] * inverse;
+        s += w * table[load<uint16_t>(atoms + 2 * j)];
+      }
+    }
     if (s >= worst) {
       offer(heap, k, {s, positions[i]});
       if (heap.size() == k) worst = heap.front().first;
@@ -288,24 +452,34 @@ void scan_rows(const float* table, const float* weights, const uint16_t* atoms, 
   }
 }
 
+template <class Code>
+void scan_terms(std::size_t terms, const float* table, const float* weights, const float* weight_table,
+                const uint8_t* records, std::size_t stride, const uint32_t* positions, std::size_t begin,
+                std::size_t end, std::size_t k, std::vector<Candidate>& heap) {
+  switch (terms) {
+#define SMIC_SCAN_CASE(T)                                                                          \
+  case T:                                                                                          \
+    return scan_rows<T, Code>(table, weights, weight_table, records, stride, T, positions, begin, \
+                              end, k, heap);
+    SMIC_SCAN_CASE(1) SMIC_SCAN_CASE(2) SMIC_SCAN_CASE(3) SMIC_SCAN_CASE(4) SMIC_SCAN_CASE(5)
+    SMIC_SCAN_CASE(6) SMIC_SCAN_CASE(8)
+#undef SMIC_SCAN_CASE
+    default:
+      return scan_rows<0, Code>(table, weights, weight_table, records, stride, terms, positions, begin,
+                                end, k, heap);
+  }
+}
+
 }  // namespace
 
 void SearchIndex::scan(const float* table, const float* weights, std::size_t begin,
-                       std::size_t end, std::size_t list, std::size_t k,
-                       std::vector<Candidate>& heap) const {
-  const float lead = list < n_atoms_ ? table[list] : 0.0f;
-  const uint16_t* atoms = atoms_.data();
-  const uint32_t* positions = positions_.data();
-  switch (terms_) {
-    case 1: return scan_rows<1>(table, weights, atoms, 1, positions, begin, end, lead, k, heap);
-    case 2: return scan_rows<2>(table, weights, atoms, 2, positions, begin, end, lead, k, heap);
-    case 3: return scan_rows<3>(table, weights, atoms, 3, positions, begin, end, lead, k, heap);
-    case 4: return scan_rows<4>(table, weights, atoms, 4, positions, begin, end, lead, k, heap);
-    case 5: return scan_rows<5>(table, weights, atoms, 5, positions, begin, end, lead, k, heap);
-    case 6: return scan_rows<6>(table, weights, atoms, 6, positions, begin, end, lead, k, heap);
-    case 8: return scan_rows<8>(table, weights, atoms, 8, positions, begin, end, lead, k, heap);
-    default:
-      return scan_rows<0>(table, weights, atoms, terms_, positions, begin, end, lead, k, heap);
+                       std::size_t end, std::size_t k, std::vector<Candidate>& heap) const {
+  if (wide_codes_) {
+    scan_terms<uint16_t>(terms_, table, weights, weights_.data(), records_.data(), stride_,
+                         positions_.data(), begin, end, k, heap);
+  } else {
+    scan_terms<uint8_t>(terms_, table, weights, weights_.data(), records_.data(), stride_,
+                        positions_.data(), begin, end, k, heap);
   }
 }
 
@@ -325,14 +499,54 @@ std::vector<float> SearchIndex::scores(const float* query) const {
   std::vector<float> out(n_, 0.0f);
   std::vector<Candidate> heap;
   std::vector<float> row_weights(terms_);
-  for (std::size_t l = 0; l <= n_atoms_; ++l)
-    for (std::size_t i = list_offsets_[l]; i < list_offsets_[l + 1]; ++i) {
-      heap.clear();  // a one-slot heap gives the item's score alone
-      weights_of(i, i + 1, row_weights.data());
-      scan(table.data(), row_weights.data(), i, i + 1, l, 1, heap);
-      out[positions_[i]] = heap.front().first;
-    }
+  for (std::size_t i = 0; i < n_; ++i) {
+    heap.clear();  // a one-slot heap gives the item's score alone
+    weights_of(i, i + 1, row_weights.data());
+    scan(table.data(), row_weights.data(), i, i + 1, 1, heap);
+    out[positions_[i]] = heap.front().first;
+  }
   return out;
+}
+
+std::vector<std::vector<std::size_t>> SearchIndex::probe_lists(const float* unit_queries,
+                                                               const float* table, std::size_t n,
+                                                               std::size_t nprobe, int n_threads) const {
+  // Each list's score for each query: its centroid's cosine (kKMeans), or the product with its
+  // lead atom, with the sign its items give it (kLeadAtom). The nprobe best, ties to the lower
+  // list, and always the list of empty items.
+  const std::size_t L = n_lists_;
+  std::vector<float> coarse;
+  if (partition_ == Partition::kKMeans)
+    coarse = [&] {
+      std::vector<float> c(n * L);
+      gemm_nt(unit_queries, n, dim_, centroids_.data(), L, dim_, dim_, c.data(), L, n_threads);
+      return c;
+    }();
+  std::vector<std::vector<std::size_t>> probed(n);
+  detail::parallel_for(n, n_threads, [&](std::size_t q) {
+    std::vector<Candidate> rank;
+    rank.reserve(L);
+    if (partition_ == Partition::kKMeans) {
+      const float* c = coarse.data() + q * L;
+      for (std::size_t l = 0; l < L; ++l)
+        if (list_offsets_[l + 1] > list_offsets_[l]) rank.emplace_back(c[l], static_cast<uint32_t>(l));
+    } else {
+      const float* t = table + q * n_atoms_;
+      for (std::size_t l = 0; l < L; ++l) {
+        if (!list_signs_[l]) continue;  // no items
+        float s = -std::numeric_limits<float>::infinity();
+        if (list_signs_[l] & kPositive) s = t[l];
+        if (list_signs_[l] & kNegative) s = std::max(s, -t[l]);
+        rank.emplace_back(s, static_cast<uint32_t>(l));
+      }
+    }
+    const std::size_t m = std::min(nprobe, rank.size());
+    std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(m), rank.end(), better);
+    auto& lists = probed[q];
+    for (std::size_t j = 0; j < m; ++j) lists.push_back(rank[j].second);
+    lists.push_back(L);
+  });
+  return probed;
 }
 
 SearchResult SearchIndex::search(const float* queries, std::size_t n,
@@ -349,64 +563,25 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
   const int threads = detail::resolve_threads(options.n_threads);
   const std::vector<float> table = atom_products(unit.data(), n, threads);
   const std::size_t K = n_atoms_;
+  const std::size_t L = n_lists_;
   // Candidates kept per query: k, or the rerank count (at most every item) when larger.
   const std::size_t wanted = std::max(options.k, std::min(options.rerank, n_));
-  const bool probe = options.nprobe > 0 && options.nprobe < K;
-
-  // Lists each query scans: all (one range), or the nprobe best by sign-aware lead score,
-  // always with the list of empty items.
-  std::vector<std::vector<std::size_t>> probed(probe ? n : 0);
-  if (probe) {
-    detail::parallel_for(n, threads, [&](std::size_t q) {
-      const float* t = table.data() + q * K;
-      std::vector<std::pair<float, uint32_t>> rank;
-      rank.reserve(K);
-      for (std::size_t l = 0; l < K; ++l) {
-        if (!list_signs_[l]) continue;  // no items
-        float s = -std::numeric_limits<float>::infinity();
-        if (list_signs_[l] & kPositive) s = t[l];
-        if (list_signs_[l] & kNegative) s = std::max(s, -t[l]);
-        rank.emplace_back(s, static_cast<uint32_t>(l));
-      }
-      const std::size_t m = std::min(options.nprobe, rank.size());
-      std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(m), rank.end(), better);
-      auto& lists = probed[q];
-      for (std::size_t j = 0; j < m; ++j) lists.push_back(rank[j].second);
-      lists.push_back(K);
-    });
-  }
+  const bool probe = options.nprobe > 0 && options.nprobe < L;
+  const std::vector<std::vector<std::size_t>> probed =
+      probe ? probe_lists(unit.data(), table.data(), n, options.nprobe, threads)
+            : std::vector<std::vector<std::size_t>>{};
 
   std::size_t parts = 1;
   std::vector<std::vector<Candidate>> heaps;
   if (probe) {
-    // List-major: each probed list is scanned once for the whole batch, its tiles' weights
-    // shared by every query that probes it. Lists go round-robin to the parts, largest work
-    // first; each part keeps a heap per query, merged below.
-    std::vector<std::vector<uint32_t>> queries_of(K + 1);
-    for (std::size_t q = 0; q < n; ++q)
-      for (std::size_t l : probed[q]) queries_of[l].push_back(static_cast<uint32_t>(q));
-    std::vector<std::pair<std::size_t, std::size_t>> busy;  // (work, list)
-    for (std::size_t l = 0; l <= K; ++l) {
-      const std::size_t items = list_offsets_[l + 1] - list_offsets_[l];
-      if (items && !queries_of[l].empty()) busy.emplace_back(items * queries_of[l].size(), l);
-    }
-    std::sort(busy.begin(), busy.end(), [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    });
-    parts = std::max<std::size_t>(1, std::min<std::size_t>(busy.size(), 4 * static_cast<std::size_t>(threads)));
-    heaps.resize(n * parts);
-    detail::parallel_for(parts, threads, [&](std::size_t part) {
-      std::vector<float> weights;
-      for (std::size_t j = part; j < busy.size(); j += parts) {
-        const std::size_t l = busy[j].second;
-        for (std::size_t begin = list_offsets_[l]; begin < list_offsets_[l + 1]; begin += kTileItems) {
-          const std::size_t end = std::min(list_offsets_[l + 1], begin + kTileItems);
-          weights.resize((end - begin) * terms_);
-          weights_of(begin, end, weights.data());
-          for (uint32_t q : queries_of[l])
-            scan(table.data() + q * K, weights.data(), begin, end, l, wanted, heaps[q * parts + part]);
-        }
-      }
+    // Query-major: each query scans its few lists with its row of the atom table hot in cache,
+    // into one heap of its own (no per-part heaps to allocate and merge).
+    heaps.resize(n);
+    detail::parallel_for(n, threads, [&](std::size_t q) {
+      auto& heap = heaps[q];
+      heap.reserve(wanted);
+      for (std::size_t l : probed[q])
+        scan(table.data() + q * K, nullptr, list_offsets_[l], list_offsets_[l + 1], wanted, heap);
     });
   } else {
     // Blocks of queries x parts of the items, so that one query still uses every thread.
@@ -423,18 +598,8 @@ SearchResult SearchIndex::search(const float* queries, std::size_t n,
       for (std::size_t tile = begin; tile < end; tile += kTileItems) {
         const std::size_t tile_end = std::min(end, tile + kTileItems);
         weights_of(tile, tile_end, weights.data());  // shared by the block's queries
-        for (std::size_t q = q0; q < q1; ++q) {
-          auto& heap = heaps[q * parts + part];
-          // The lists overlapping [tile, tile_end), each scanned with its lead atom's product.
-          std::size_t l = static_cast<std::size_t>(
-              std::upper_bound(list_offsets_.begin(), list_offsets_.end(), tile) - list_offsets_.begin() - 1);
-          for (std::size_t i = tile; i < tile_end; ++l) {
-            const std::size_t stop = std::min(tile_end, list_offsets_[l + 1]);
-            if (stop > i)
-              scan(table.data() + q * K, weights.data() + (i - tile) * terms_, i, stop, l, wanted, heap);
-            i = std::max(i, stop);
-          }
-        }
+        for (std::size_t q = q0; q < q1; ++q)
+          scan(table.data() + q * K, weights.data(), tile, tile_end, wanted, heaps[q * parts + part]);
       }
     });
   }

@@ -420,8 +420,10 @@ class SearchIndex:
     """
     In-memory search index of a collection's codes; see smic_fast.search.
     """
-    def __init__(self, collection: Collection, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, gram_limit: typing.SupportsInt | typing.SupportsIndex = 4096) -> None:
-        ...
+    def __init__(self, collection: Collection, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, gram_limit: typing.SupportsInt | typing.SupportsIndex = 4096, partition: str = 'kmeans', n_lists: typing.SupportsInt | typing.SupportsIndex = 0, iterations: typing.SupportsInt | typing.SupportsIndex = 10, train_items: typing.SupportsInt | typing.SupportsIndex = 0, seed: typing.SupportsInt | typing.SupportsIndex = 24301) -> None:
+        """
+        Build the index. partition: 'kmeans' (lists by a spherical k-means over the decoded embeddings, n_lists of them, 0: about sqrt(N)) or 'lead_atom' (one list per atom, by each item's largest atom); iterations, train_items (0: up to 256 per list) and seed steer the k-means.
+        """
     def __len__(self) -> int:
         ...
     def scores(self, query: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
@@ -431,6 +433,11 @@ class SearchIndex:
     def search(self, queries: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex = 0, rerank: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float32]]:
         """
         (positions (q, k) int64, scores (q, k) float32) of (q, d) float32 queries.
+        """
+    @property
+    def centroids(self) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        The k-means centroids (n_lists, d) float32 unit rows (no rows for 'lead_atom').
         """
     @property
     def dim(self) -> int:
@@ -443,6 +450,9 @@ class SearchIndex:
         ...
     @property
     def n_lists(self) -> int:
+        ...
+    @property
+    def partition(self) -> str:
         ...
     @property
     def terms(self) -> int:

@@ -407,7 +407,7 @@ class Collection:
 
     # ---------------------------------------------------------------- search
     def search(self, queries: np.ndarray, k: int = 10, *, nprobe: int | None = None, rerank: int | None = None,
-               n_threads: int | None = None) -> SearchResult:
+               n_threads: int | None = None, partition: str = "kmeans", n_lists: int | None = None) -> SearchResult:
         """Cosine top-k of (q, d) query embeddings (or one (d,) query) over the stored codes,
         without decoding the collection: a :class:`smic_fast.search.SearchResult` (ids, scores,
         positions, best first). Scores are the cosines with the decoded items (atoms only when
@@ -416,18 +416,22 @@ class Collection:
         Args:
             queries: embeddings from the collection's CLIP model (any non-zero norm).
             k: results per query (at most len(self)).
-            nprobe: scan only the nprobe lists (one per atom, items grouped by their largest
-                atom) whose atoms score highest with the query: faster, approximate. None or
-                >= the number of atoms: every item.
+            nprobe: scan only the nprobe lists whose centroids score highest with the query:
+                faster, approximate. None or >= the number of lists: every item.
             rerank: with a refinement layer (RESD), re-score the `rerank` best candidates with
                 their refined embeddings (exact decoded cosines for those).
             n_threads: threads for the search (None: all); results do not depend on it.
+            partition: how the index groups items into lists: "kmeans" (a spherical k-means
+                over the decoded embeddings, as FAISS's IVF) or "lead_atom" (one list per atom,
+                by each item's largest atom; kept for comparison). Scores are exact either way.
+            n_lists: lists of the "kmeans" partition (None: about sqrt(len(self))).
 
         The index is built in the C++ core on the first call and kept with this object; see
         :func:`smic_fast.search.index_info` for its memory.
         """
         from .search import search
-        return search(self, queries, k, nprobe=nprobe, rerank=rerank, n_threads=n_threads)
+        return search(self, queries, k, nprobe=nprobe, rerank=rerank, n_threads=n_threads, partition=partition,
+                      n_lists=n_lists)
 
     @property
     def _format_version(self) -> int:

@@ -3,15 +3,19 @@ stored item codes, without decoding the (N, d) embeddings.
 
     col = smic_fast.open("photos.smic")
     result = col.search(queries, k=10)              # exhaustive: exact cosines of the decoded items
-    result = col.search(queries, k=10, nprobe=32)   # IVF: only the 32 lists whose atoms score highest
+    result = col.search(queries, k=10, nprobe=8)    # IVF: only the 8 lists whose centroids score highest
     result.ids[0], result.scores[0]                 # best first
 
 Each item is a few weighted atoms, so its cosine with a unit query q is a weighted sum of a few
 entries of the table D q, divided by the norm of the item's reconstruction (precomputed from
 the atoms' Gram matrix): one (q x K) product, then a few lookups per item. Items are grouped
-in one list per largest atom, an inverted file whose coarse quantizer is the dictionary
-itself: ``nprobe`` scans the lists whose atoms score highest. With a refinement layer (RESD),
-``rerank=R`` re-scores the R best candidates with their refined embeddings.
+in lists, an inverted file: by default (``partition="kmeans"``) a spherical k-means over the
+decoded embeddings, run on the codes (about sqrt(N) lists, or ``n_lists``), and ``nprobe``
+scans the lists whose centroids score highest, as FAISS's IVF indexes do;
+``partition="lead_atom"`` is the earlier grouping by each item's largest atom, kept for
+comparison (its lists inherit the atoms' popularity). The partition only decides which items
+a query scans: every score is the exact cosine with the decoded item. With a refinement layer
+(RESD), ``rerank=R`` re-scores the R best candidates with their refined embeddings.
 
 The index is built in the C++ core (``smic/search.hpp``) on the first search and kept with the
 open collection; :func:`index_info` reports its memory.
@@ -58,29 +62,43 @@ class SearchResult:
         return out
 
 
-def search_index(collection: Collection, n_threads: int | None = None) -> _core.SearchIndex:
+PARTITIONS = ("kmeans", "lead_atom")
+
+
+def search_index(collection: Collection, n_threads: int | None = None, *, partition: str = "kmeans",
+                 n_lists: int | None = None) -> _core.SearchIndex:
     """The collection's search index, built on first use (decoding every item's code once, in
-    parallel) and kept while the collection object is open and unchanged."""
+    parallel; then, for ``partition="kmeans"``, a k-means over the codes into ``n_lists`` lists,
+    None: about sqrt(N)) and kept while the collection object is open and unchanged. Asking for
+    another partition or number of lists builds a new index (and keeps that one)."""
+    if partition not in PARTITIONS:
+        raise ValueError(f"partition must be one of {PARTITIONS}, not {partition!r}")
+    lists = 0 if n_lists is None else as_count(n_lists, "n_lists", minimum=1)
+    if lists > len(collection):
+        raise ValueError(f"n_lists ({lists}) must be at most the number of items ({len(collection)})")
     core = collection._core
     cached = collection.__dict__.get(_CACHE)
     # An append lapses the cache: a rewriting one reloads _core, one in place adds a batch to
     # it (the old index must not be used then: it points into the batches it was built on).
-    if cached is not None and cached[0] is core and cached[1] == len(core):
-        return cached[2]
+    key = (core, len(core), partition, lists)
+    if cached is not None and cached[0] is core and cached[1:4] == key[1:]:
+        return cached[4]
     collection.__dict__.pop(_CACHE, None)
-    index = _core.SearchIndex(core, 0 if n_threads is None else as_threads(n_threads))
-    collection.__dict__[_CACHE] = (core, len(core), index)
+    index = _core.SearchIndex(core, 0 if n_threads is None else as_threads(n_threads),
+                              partition=partition, n_lists=lists)
+    collection.__dict__[_CACHE] = (*key, index)
     return index
 
 
 def index_info(collection: Collection) -> dict[str, Any]:
     """Memory and shape of the collection's search index (builds it if needed): bytes held by
     the index and per item, beside the collection's bits per item on disk."""
-    index = search_index(collection)
+    cached = collection.__dict__.get(_CACHE)
+    index = cached[4] if cached is not None and cached[0] is collection._core else search_index(collection)
     n = len(index)
     sizes = index.list_sizes
     return {
-        "items": n, "lists": index.n_lists, "non_empty_lists": int(sum(1 for s in sizes[:-1] if s)),
+        "items": n, "partition": index.partition, "lists": index.n_lists, "non_empty_lists": int(sum(1 for s in sizes[:-1] if s)),
         "items_without_atoms": int(sizes[-1]), "terms_per_item": index.terms,
         "index_bytes": index.memory_bytes, "index_bytes_per_item": index.memory_bytes / n if n else None,
         "file_bytes": collection._core.file_bytes,
@@ -105,7 +123,8 @@ def _queries(queries: object, dim: int) -> np.ndarray:
 
 
 def search(collection: Collection, queries: object, k: int = 10, *, nprobe: int | None = None,
-           rerank: int | None = None, n_threads: int | None = None) -> SearchResult:
+           rerank: int | None = None, n_threads: int | None = None, partition: str = "kmeans",
+           n_lists: int | None = None) -> SearchResult:
     """Cosine top-k of (q, d) query embeddings (or one (d,) query) over the collection's codes;
     see :meth:`smic_fast.Collection.search`."""
     n = len(collection)
@@ -119,7 +138,7 @@ def search(collection: Collection, queries: object, k: int = 10, *, nprobe: int 
         raise ValueError(f"{collection.path} has no refinement layer (RESD), so its search scores are already "
                          "those of the decoded embeddings: there is nothing to rerank (drop rerank)")
     threads = 0 if n_threads is None else as_threads(n_threads)
-    index = search_index(collection, n_threads)
+    index = search_index(collection, n_threads, partition=partition, n_lists=n_lists)
     k = min(k, n)
     positions, scores = index.search(q, k, probe, max(again, k) if again else 0, threads)
     ids = collection._ids

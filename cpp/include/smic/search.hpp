@@ -11,12 +11,18 @@
 // computed once when the index is built (from the atoms' Gram matrix). This is FAISS's
 // asymmetric distance computation with the dictionary as the codebook.
 //
-// The index is also an inverted file (IVF): items are stored grouped by their largest atom
-// (the "first" symbol of the smic layout, the largest |weight| of the paper layout), one list
-// per atom. With nprobe, a query scans only the nprobe lists whose atom scores highest (with
-// the sign its items give it), as FAISS's IndexIVF does with its coarse quantizer; nprobe = K
-// scans every list and equals the exhaustive search. Items with no atom (a zero
-// reconstruction, cosine 0 with everything) sit in one extra list that every search scans.
+// The index is also an inverted file (IVF): items are stored grouped in lists, and with nprobe
+// a query scans only the nprobe lists whose coarse centroid scores highest, as FAISS's IndexIVF
+// does. The default partition (Partition::kKMeans) is a spherical k-means over the decoded
+// (atoms-only) embeddings, run in the code domain: a centroid is a combination of atoms, so an
+// item's products with every centroid are T rows of the K x n_lists table D C^T, not d-long
+// dot products. The centroids (n_lists x d floats) are kept for the queries' coarse products.
+// Partition::kLeadAtom keeps the earlier partition: one list per atom, items grouped by their
+// largest atom, probed by the query's (sign-aware) product with that atom; it inherits the
+// atoms' popularity and is kept for comparison. nprobe = 0 or >= n_lists scans every list and
+// equals the exhaustive search. Items with no atom (a zero reconstruction, cosine 0 with
+// everything) sit in one extra list that every search scans. The partition only chooses which
+// items a query scans: every score is the item's exact cosine, whatever the partition.
 //
 // With a refinement layer (RESD), scores are those of the atoms alone; rerank = R re-scores
 // the R best candidates of each query with their refined embeddings (decoded from the file,
@@ -50,6 +56,23 @@ struct SearchOptions {
   int n_threads = 0;        ///< 0: all
 };
 
+/// How the index groups items into lists (what nprobe prunes).
+enum class Partition {
+  kKMeans,    ///< spherical k-means over the decoded embeddings (the default)
+  kLeadAtom,  ///< one list per atom, by each item's largest atom (the earlier partition)
+};
+
+struct IndexOptions {
+  Partition partition = Partition::kKMeans;
+  std::size_t n_lists = 0;      ///< kKMeans: lists; 0: about sqrt(N) (at least 1, at most N)
+  std::size_t iterations = 10;  ///< kKMeans: k-means iterations over the training items
+  std::size_t train_items = 0;  ///< kKMeans: items k-means learns from; 0: min(N, 256 n_lists)
+  std::uint64_t seed = 0x5eed;  ///< kKMeans: chooses the training items and the first centroids
+  /// The largest K for which inverse norms come from the K x K Gram matrix (above it, from each
+  /// item's reconstruction, to spare K^2 floats).
+  std::size_t gram_limit = 4096;
+};
+
 /// The in-memory search index of one collection. Immutable once built: any number of threads
 /// may search it at once. The collection must outlive the index (rerank decodes from it), and
 /// an append to the collection (Collection::adopt_append) invalidates it: build a new one.
@@ -60,16 +83,24 @@ class SearchIndex {
   /// item's reconstruction, to spare K^2 floats). Throws FormatError for corrupt items.
   explicit SearchIndex(const Collection& collection, int n_threads = 0,
                        std::size_t gram_limit = 4096);
+  /// The same with a chosen partition (IndexOptions); the index does not depend on n_threads.
+  /// Throws InvalidArgument for n_lists > N or iterations == 0 with kKMeans.
+  SearchIndex(const Collection& collection, const IndexOptions& options, int n_threads = 0);
 
   std::size_t size() const { return n_; }
   std::size_t dim() const { return dim_; }
-  /// Lists: one per atom (K), the extra list of empty items not counted.
-  std::size_t n_lists() const { return n_atoms_; }
+  /// Lists: the k-means centroids, or one per atom (K) for kLeadAtom; the extra list of
+  /// empty items not counted.
+  std::size_t n_lists() const { return n_lists_; }
+  Partition partition() const { return partition_; }
+  /// The k-means centroids, n_lists x dim unit rows (empty for kLeadAtom).
+  const std::vector<float>& centroids() const { return centroids_; }
   /// Terms stored per item (the most atoms any item uses).
   std::size_t terms() const { return terms_; }
-  /// Items in each list, K + 1 values (the last: items with no atom).
+  /// Items in each list, n_lists + 1 values (the last: items with no atom).
   std::vector<std::size_t> list_sizes() const;
-  /// Bytes this index holds (codes, inverse norms, positions, list offsets, weight table);
+  /// Bytes this index holds (codes, atoms, inverse norms, positions, list offsets, centroids,
+  /// weight table);
   /// the dictionary's atoms, which the collection already holds, are not counted.
   std::size_t memory_bytes() const;
 
@@ -87,23 +118,31 @@ class SearchIndex {
   template <class Code>
   void tile_weights(std::size_t begin, std::size_t end, float* out) const;
   void weights_of(std::size_t begin, std::size_t end, float* out) const;
-  // Offer items [begin, end) of list `list` (their weights from weights_of) to a top-k heap.
+  // Offer items [begin, end) to a top-k heap: with their weights from weights_of (`weights`),
+  // or, when `weights` is null, computing them on the fly by the same operations.
   void scan(const float* table, const float* weights, std::size_t begin, std::size_t end,
-            std::size_t list, std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
+            std::size_t k, std::vector<std::pair<float, uint32_t>>& heap) const;
+  // The nprobe lists each of n queries scans (best first), from their atom products `table`.
+  std::vector<std::vector<std::size_t>> probe_lists(const float* unit_queries, const float* table,
+                                                    std::size_t n, std::size_t nprobe,
+                                                    int n_threads) const;
   std::vector<float> atom_products(const float* queries, std::size_t n, int n_threads) const;
   void rerank(const float* unit_queries, std::size_t n, SearchResult& result, int n_threads) const;
 
   const Collection* collection_;
-  std::size_t n_ = 0, dim_ = 0, n_atoms_ = 0, terms_ = 0;
+  std::size_t n_ = 0, dim_ = 0, n_atoms_ = 0, terms_ = 0, n_lists_ = 0;
+  Partition partition_ = Partition::kKMeans;
   bool wide_codes_ = false;               // codes are uint16 (a weight table over 256 entries)
   std::vector<float> weights_;            // weight table: code -> weight (0: unused slot)
-  std::vector<uint8_t> codes8_;           // n x terms weight codes (lead first), list order
-  std::vector<uint16_t> codes16_;         // the same when wide_codes_
-  std::vector<uint16_t> atoms_;           // n x (terms - 1) atoms of the other terms
-  std::vector<float> inverse_norms_;      // n, 0 for an empty item
+  // One record per item, in list order, so that a scan reads one stream: the inverse norm
+  // (float, 0 for an empty item), the terms' atoms (uint16, lead first), their weight codes
+  // (uint8, or uint16 when wide_codes_), padded to a multiple of 4 bytes.
+  std::vector<uint8_t> records_;
+  std::size_t stride_ = 0;                // bytes per record
   std::vector<uint32_t> positions_;       // n, each stored item's position in the collection
-  std::vector<std::size_t> list_offsets_; // K + 2: list l holds [offsets[l], offsets[l + 1])
-  std::vector<uint8_t> list_signs_;       // K: bit 0 a positive lead weight, bit 1 a negative
+  std::vector<std::size_t> list_offsets_; // n_lists + 2: list l holds [offsets[l], offsets[l + 1])
+  std::vector<uint8_t> list_signs_;       // kLeadAtom, K: bit 0 a positive lead weight, bit 1 a negative
+  std::vector<float> centroids_;          // kKMeans, n_lists x dim unit rows
 };
 
 }  // namespace smic

@@ -28,7 +28,7 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     """--top, --nprobe, --rerank, --threads (shared with smic arith --search)."""
     p.add_argument("--top", type=positive_int, default=10, metavar="K", help="results to print (default: 10)")
     p.add_argument("--nprobe", type=positive_int, default=None, metavar="N",
-                   help="scan only the N lists (items grouped by their largest atom) whose atoms score highest: "
+                   help="scan only the N lists (items grouped by a k-means over the codes) whose centroids score highest: "
                         "faster, approximate (default: every item, exact)")
     p.add_argument("--rerank", type=positive_int, default=None, metavar="R",
                    help="for a collection with a refinement layer (--residual-step): re-score the R best candidates "
