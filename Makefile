@@ -156,6 +156,11 @@ NOT_THE_CHECKOUT = import importlib.util, sys; \
 	assert not spec.origin.startswith("$(CURDIR)/python"), spec.origin; \
 	print("not importable from the checkout: $(CURDIR)/python is not on sys.path")
 
+# The tests whose CLIP model is the onnx-built tiny one (tests/tiny_onnx.py), run a second time
+# against the installed wheel with torch, torchvision and open_clip hidden (tests/without/): the
+# CLI, encoder and search as users without the [export] extra run them.
+WITHOUT_TORCH_TESTS := test_cli.py test_clip_encoder.py test_clip_bad_input.py test_search_cli.py \
+    test_encode_cli.py test_atoms.py test_semantics.py test_tiny_onnx.py test_inputs.py
 test-wheel: wheel
 	rm -rf $(TW) && mkdir -p $(TW)
 	$(PYTHON) -m venv $(TW)/installed
@@ -166,6 +171,9 @@ test-wheel: wheel
 	cd $(TW) && ./installed/bin/python -c '$(NOT_THE_CHECKOUT)'
 	cd $(TW) && SMIC_TEST_WHEEL="$$(ls $(CURDIR)/wheelhouse/smic_fast-*.whl)" \
 	    ./installed/bin/python -m pytest $(CURDIR)/tests -p no:cacheprovider -q --durations=10
+	cd $(TW) && PYTHONPATH=$(CURDIR)/tests/without SMIC_TEST_WITHOUT=torch,torchvision,open_clip \
+	    SMIC_TEST_WHEEL="$$(ls $(CURDIR)/wheelhouse/smic_fast-*.whl)" ./installed/bin/python -m pytest \
+	    $(addprefix $(CURDIR)/tests/,$(WITHOUT_TORCH_TESTS)) -p no:cacheprovider -q -rs
 	$(PYTHON) -m venv $(TW)/lean
 	$(TW)/lean/bin/pip install --quiet --upgrade pip
 	$(TW)/lean/bin/pip install --quiet --no-index --find-links wheelhouse --only-binary smic-fast \
