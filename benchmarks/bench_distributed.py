@@ -87,8 +87,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="smic-bench-dist-"))
     try:
         if args.model == "tiny":
-            from smic_fast.clip_export import export_clip
-            from smic_fast.clip_models import register_model_config
+            from smic_fast.encode.clip_export import export_clip
+            from smic_fast.encode.clip_models import register_model_config
 
             register_model_config(ROOT / "tests" / "data" / "tiny.json")
             os.environ["SMIC_HOME"] = str(work / "home")
@@ -119,7 +119,7 @@ def main() -> None:
         import ray
 
         from smic_fast import distributed
-        from smic_fast.manifest import merge
+        from smic_fast.store.manifest import merge
 
         before = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

@@ -2,7 +2,7 @@
 
 ours: smic_fast.ClipEncoder (Pillow decode with JPEG draft + numpy preprocessing on a thread
 pool, overlapped with ONNX Runtime), fp32 and int8 (onnxruntime dynamic quantization), both
-exported with attention and GELU as ONNX Runtime's fused operators (smic_fast.clip_fusion);
+exported with attention and GELU as ONNX Runtime's fused operators (smic_fast.encode.clip_fusion);
 the model-alone table also times the plain exports (``fuse=False``) to show what fusion buys.
 peer: open_clip's own preprocess (torchvision on PIL) + the PyTorch eager model, same model,
 same batch, files read and decoded in the loop (no overlap), torch.inference_mode, torch's
@@ -36,7 +36,7 @@ import numpy as np
 def make_jpegs(folder: Path, n: int) -> list[str]:
     """n camera-sized JPEGs (1024 px wide, quality 90) cut from the scikit-image photos."""
     from PIL import Image
-    from smic_fast.clip_export import sample_photos
+    from smic_fast.encode.clip_export import sample_photos
 
     photos, _ = sample_photos()
     paths = []
@@ -96,9 +96,9 @@ def main() -> None:
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
 
-    from smic_fast.clip_export import export_clip, load_open_clip_model, sample_photos
-    from smic_fast.clip_onnx import ClipEncoder, runtime_info
-    from smic_fast.images import load_image
+    from smic_fast.encode.clip_export import export_clip, load_open_clip_model, sample_photos
+    from smic_fast.encode.clip_onnx import ClipEncoder, runtime_info
+    from smic_fast.encode.images import load_image
 
     warnings.filterwarnings("ignore")
     if args.torch_threads:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from smic_fast import range_coder as rc
+from smic_fast.coding import range_coder as rc
 
 
 def best_time(fn, repeat: int) -> tuple[float, object]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import clustered, machine
-from smic_fast.dictionary import default_n_atoms
+from smic_fast.coding.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, run_sweep
 from smic_fast.evaluation.sweep import default_sizes, rate_at_fidelity
 

@@ -28,14 +28,14 @@ import numpy as np
 from _common import clustered, machine
 from bench_rate import LEVELS, PRE_ISSUE_SMIC, _cell, _saving
 from bench_settings import parse_setting
-from smic_fast.codec import CodingParams
-from smic_fast.collection import compress
-from smic_fast.opener import open as open_collection
-from smic_fast.dictionary import Dictionary, default_n_atoms, normalize_embeddings
+from smic_fast.coding.codec import CodingParams
+from smic_fast.store.collection import compress
+from smic_fast.store.opener import open as open_collection
+from smic_fast.coding.dictionary import Dictionary, default_n_atoms, normalize_embeddings
 from smic_fast.evaluation import SweepConfig, run_sweep
 from smic_fast.evaluation.baselines import rq_codec
 from smic_fast.evaluation.sweep import Point, default_sizes, rate_at_fidelity
-from smic_fast.ksvd import learn_for_rate
+from smic_fast.learn.ksvd import learn_for_rate
 
 
 def settings(n_train: int) -> list[tuple[int, CodingParams]]:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     from _common import machine
 
     import smic_fast as smic
-    from smic_fast.dictionary import LEARN_SAMPLE
+    from smic_fast.coding.dictionary import LEARN_SAMPLE
 
     args.folder.mkdir(parents=True, exist_ok=True)
     npy = args.folder / f"E_{max(args.sizes)}x{args.d}.npy"

@@ -3,7 +3,7 @@ recall@10 against exact search on the original embeddings, and, for every nprobe
 over the method's own exhaustive scan and the fraction of that scan's top-10 it returns, for
 
 * smic: Collection.search on the stored codes, exhaustive and with nprobe over a k-means
-  partition of --lists lists (smic_fast.search; the default partition), and over the earlier
+  partition of --lists lists (smic_fast.query.search; the default partition), and over the earlier
   largest-atom partition (one list per atom; --lead-atom);
 * FAISS IndexIVFPQ with as many lists (IVF<lists>,PQ<M>, nbits 8, 8 M >= the smic marginal bits
   per item, M dividing d): its own exhaustive scan is nprobe = lists; IndexPQ for the exhaustive
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import smic_fast as smic
-from smic_fast.search import index_info, search_index
+from smic_fast.query.search import index_info, search_index
 
 K_RESULTS = 10
 

@@ -296,10 +296,10 @@ def durability(args: argparse.Namespace, work: Path, dictionary: smic.Dictionary
 def _export(model: str, home: Path) -> Path:
     if model.endswith(".onnx"):
         return Path(model)
-    from smic_fast.clip_export import export_clip
+    from smic_fast.encode.clip_export import export_clip
 
     if model == "tiny":
-        from smic_fast.clip_models import register_model_config
+        from smic_fast.encode.clip_models import register_model_config
         register_model_config(ROOT / "tests" / "data" / "tiny.json")
         return export_clip("tiny", cache=home).path
     return export_clip(model, pretrained=None, cache=home).path
@@ -308,7 +308,7 @@ def _export(model: str, home: Path) -> Path:
 def image_bench(args: argparse.Namespace, work: Path, rng: np.random.Generator) -> None:
     from PIL import Image
 
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.encode.clip_onnx import ClipEncoder
 
     model = _export(args.image_model, work / "home")
     encoder = ClipEncoder(model, batch_size=32)
@@ -326,7 +326,7 @@ def image_bench(args: argparse.Namespace, work: Path, rng: np.random.Generator) 
     dictionary = smic.Dictionary.fit(np.concatenate([E, clustered(rng, 2000, E.shape[1])]), 256)
     dictionary.save(work / "img.smicd")
     # in-process: one image at a time, then the whole folder in batches (what smic compress runs)
-    from smic_fast.images import decode_image
+    from smic_fast.encode.images import decode_image
 
     draft = encoder.preprocess.draft_size()
     times = []

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import clustered, machine
-from smic_fast.collection import compress
+from smic_fast.store.collection import compress
 from smic_fast.evaluation import SweepConfig, run_sweep
 
 

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from _common import best_time, machine
-from smic_fast.codec import CodingParams
-from smic_fast.collection import compress
-from smic_fast.opener import open as open_collection
-from smic_fast.dictionary import Dictionary, normalize_embeddings
+from smic_fast.coding.codec import CodingParams
+from smic_fast.store.collection import compress
+from smic_fast.store.opener import open as open_collection
+from smic_fast.coding.dictionary import Dictionary, normalize_embeddings
 from smic_fast.evaluation.bounds import covariance_eigenvalues, distortion_of_cosine, kmeans_classes
 from smic_fast.evaluation.bounds import gaussian_rd_bound, mixture_rd_bound, reverse_water_filling
-from smic_fast.ksvd import learn_for_rate
-from smic_fast.transform import learn_transform
+from smic_fast.learn.ksvd import learn_for_rate
+from smic_fast.coding.transform import learn_transform
 
 LEVELS = (0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
 STEPS = (0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.012, 0.008, 0.005)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 import smic_fast as smic
-from smic_fast.clip_models import ModelNotFoundError
-from smic_fast.clip_onnx import find_exported
+from smic_fast.encode.clip_models import ModelNotFoundError
+from smic_fast.encode.clip_onnx import find_exported
 
 HERE = Path(__file__).resolve().parent
 TINY_CONFIG = HERE.parent / "tests" / "data" / "tiny.json"
@@ -49,14 +49,14 @@ def choose_model() -> str:
     except ModelNotFoundError:
         pass
     try:
-        from smic_fast.clip_export import export_clip
+        from smic_fast.encode.clip_export import export_clip
 
         export_clip("default", download=False)
         return "default"
     except (ModelNotFoundError, ImportError):
         pass
-    from smic_fast.clip_export import export_clip
-    from smic_fast.clip_models import register_model_config
+    from smic_fast.encode.clip_export import export_clip
+    from smic_fast.encode.clip_models import register_model_config
 
     register_model_config(TINY_CONFIG)
     export_clip("tiny")  # random weights, cached under $SMIC_HOME

@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "smic/dictionary.hpp"
+#include "smic/ksvd.hpp"
 #include "validate.hpp"
 
 namespace smic_py {

@@ -6,7 +6,7 @@
 
 #include <optional>
 
-#include "smic/dictionary.hpp"
+#include "smic/ksvd.hpp"
 #include "ksvd_binding.hpp"
 #include "validate.hpp"
 

@@ -62,7 +62,7 @@ Each item is OMP-coded with up to s_max atoms (1 <= s_max <= min(K, d)); each pr
 is quantized (ratio quantizer with step in (0, 1] and rounding in [0, 1)) and priced as
 (1 - cosine) + rd_lambda * bits, with bits from `models` (sorted layout, K atoms, this s_max,
 2 * floor(1 / step + rounding) + 1 level symbols) or flat models if None; the cheapest prefix
-wins, ties to the fewest atoms. Same result as smic_fast.codec.choose_items up to float
+wins, ties to the fewest atoms. Same result as smic_fast.coding.codec.choose_items up to float
 rounding at decision boundaries.
 
 Returns counts (n,) int32, first (n,) int32, rest_index and rest_level (n, s_max - 1) int32

@@ -1,5 +1,5 @@
 // Binding of the range coder: strict numpy in and out (exact dtypes, C-contiguous; the Python
-// wrapper smic_fast.range_coder does the conversions). Inputs are validated with the GIL held;
+// wrapper smic_fast.coding.range_coder does the conversions). Inputs are validated with the GIL held;
 // the GIL is released for the coding loops, which touch only the validated buffers (kept alive
 // by the py::array / py::bytes references held in this frame) and no Python object.
 #include <pybind11/numpy.h>

@@ -13,7 +13,7 @@ namespace py = pybind11;
 
 void register_search(py::module_& m) {
   py::class_<smic::SearchIndex>(m, "SearchIndex",
-                                "In-memory search index of a collection's codes; see smic_fast.search.")
+                                "In-memory search index of a collection's codes; see smic_fast.query.search.")
       .def(py::init([](const smic::Collection& collection, int n_threads, std::size_t gram_limit,
                        const std::string& partition, std::size_t n_lists, std::size_t iterations,
                        std::size_t train_items, std::uint64_t seed) {

@@ -51,7 +51,7 @@ void register_transform(py::module_& m) {
   m.attr("TRANSFORM_ESCAPE") = smic::kTransformEscape;
   m.attr("TRANSFORM_GAINS") = smic::kTransformGains;
   py::class_<TransformModel, TransformHolder>(m, "TransformModel", R"doc(
-The learned parts of a transform-coded refinement layer (C++; see smic_fast.transform): each
+The learned parts of a transform-coded refinement layer (C++; see smic_fast.coding.transform): each
 class's mean and principal axes of the residual after the atoms, the spread along each axis as
 round(4 log2 sigma), the class of every atom, the dead-zone rounding, the reconstruction bias and
 the context tables' counts. Immutable.

@@ -53,7 +53,7 @@ def smic_home(tmp_path_factory) -> Path:
     """The cache folder ($SMIC_HOME layout) that the export tests share, with the tiny model's
     open_clip config registered (nothing exported yet). Skips without open_clip."""
     pytest.importorskip("open_clip")
-    from smic_fast.clip_models import register_model_config
+    from smic_fast.encode.clip_models import register_model_config
 
     register_model_config(TINY_CONFIG)
     return tmp_path_factory.getbasetemp() / "smic_home"
@@ -65,8 +65,8 @@ def exported_tiny_home(smic_home) -> Path:
     session), for the oracle tests that compare them with PyTorch. Skips when the [export]
     extra (torch, open_clip) is missing."""
     pytest.importorskip("torch")
-    from smic_fast.clip_export import export_clip
-    from smic_fast.text_tower import export_text_tower
+    from smic_fast.encode.clip_export import export_clip
+    from smic_fast.encode.text_tower import export_text_tower
 
     export_clip("tiny", cache=smic_home)
     export_text_tower("tiny", cache=smic_home)

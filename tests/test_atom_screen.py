@@ -1,4 +1,4 @@
-"""One-item pursuits that screen the atoms (cpp/src/atom_screen.hpp): an int8 product gives
+"""One-item pursuits that screen the atoms (cpp/src/coding/atom_screen.hpp): an int8 product gives
 every atom an approximate correlation and a proven bound, and only atoms that can still be the
 largest get their exact product. The choice must be exactly the full product's: same atoms,
 same float coefficients, same bytes, ties included."""

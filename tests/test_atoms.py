@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import smic_fast as smic
-from smic_fast.atoms import explain_item, item_atoms, label_atoms, read_labels
+from smic_fast.query.atoms import explain_item, item_atoms, label_atoms, read_labels
 from smic_fast.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*", "ignore::FutureWarning:torch.*")
@@ -24,7 +24,7 @@ LABELS = ["a photo of a cat", "Astronaut", "coffee cup", "rocket!!", "café au l
 @pytest.fixture(scope="module")
 def text_encoder(exported_tiny_home):
     """The text tower exported from open_clip's tiny model (the oracle tests need its weights)."""
-    from smic_fast.text_tower import TextEncoder
+    from smic_fast.encode.text_tower import TextEncoder
     return TextEncoder("tiny", cache=exported_tiny_home)
 
 
@@ -54,7 +54,7 @@ def test_tokenizer_matches_open_clip(text_encoder):
 def test_text_tower_matches_pytorch(text_encoder):
     import open_clip
     import torch
-    from smic_fast.clip_export import load_open_clip_model
+    from smic_fast.encode.clip_export import load_open_clip_model
 
     model = load_open_clip_model("tiny", seed=0)[0]
     with torch.no_grad():
@@ -68,7 +68,7 @@ def test_text_tower_matches_pytorch(text_encoder):
 def test_text_encoder_on_a_tower_built_without_torch(tiny_clip_home):
     """TextEncoder on any tower of the exported interface: unit rows, one per label, the same
     whatever the batching, different labels apart; the tokenizer frames and cuts each label."""
-    from smic_fast.text_tower import TextEncoder
+    from smic_fast.encode.text_tower import TextEncoder
 
     encoder = TextEncoder("tiny", cache=tiny_clip_home)
     assert encoder.dim == 32 and encoder.context_length == 16
@@ -208,7 +208,7 @@ def test_eval_on_tiny_model_photos(tiny_clip_home, tmp_path, capsys):
     """smic eval on scikit-image's photos (and mirrored copies) encoded by the tiny model: the
     report parses, pixel counts come from the images, an unreadable file is reported (exit 3)."""
     from PIL import ImageOps
-    from smic_fast.clip_export import sample_photos
+    from smic_fast.encode.clip_export import sample_photos
 
     photos, kind = sample_photos()
     assert kind == "skimage"

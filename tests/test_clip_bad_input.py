@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from smic_fast.images import ImageLoadError, Preprocess, load_image, to_rgb
+from smic_fast.encode.images import ImageLoadError, Preprocess, load_image, to_rgb
 
 
 def _photo(size=(96, 64)) -> Image.Image:
@@ -166,7 +166,7 @@ def test_preprocess_accepts_any_mode():
 # -- the collection goes on ---------------------------------------------------------------------
 def test_encoder_skips_and_reports_and_encodes_the_rest(tmp_path, monkeypatch, tiny_clip_home):
     pytest.importorskip("onnxruntime")
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.encode.clip_onnx import ClipEncoder
 
     good = []
     for i in range(5):

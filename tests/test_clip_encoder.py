@@ -12,11 +12,11 @@ from PIL import Image
 
 pytest.importorskip("onnxruntime")
 
-from smic_fast import clip_onnx  # noqa: E402
-from smic_fast.clip_export import export_clip, load_open_clip_model, sample_photos  # noqa: E402
-from smic_fast.clip_models import ModelNotFoundError  # noqa: E402
-from smic_fast.clip_onnx import ClipEncoder, resolve_providers  # noqa: E402
-from smic_fast.images import Preprocess  # noqa: E402
+from smic_fast.encode import clip_onnx  # noqa: E402
+from smic_fast.encode.clip_export import export_clip, load_open_clip_model, sample_photos  # noqa: E402
+from smic_fast.encode.clip_models import ModelNotFoundError  # noqa: E402
+from smic_fast.encode.clip_onnx import ClipEncoder, resolve_providers  # noqa: E402
+from smic_fast.encode.images import Preprocess  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning:torch.*", "ignore::FutureWarning:torch.*")

@@ -15,9 +15,9 @@ open_clip = pytest.importorskip("open_clip")
 ort = pytest.importorskip("onnxruntime")
 
 from smic_fast.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main  # noqa: E402
-from smic_fast.clip_export import (  # noqa: E402
-    export_clip, load_open_clip_model, read_export_metadata, sample_photos, split_weights)
-from smic_fast.clip_models import ModelNotFoundError, PAIRINGS, export_dir  # noqa: E402
+from smic_fast.encode.clip_export import (  # noqa: E402
+                                          export_clip, load_open_clip_model, read_export_metadata, sample_photos, split_weights)
+from smic_fast.encode.clip_models import ModelNotFoundError, PAIRINGS, export_dir  # noqa: E402
 
 TINY = Path(__file__).parent / "data" / "tiny.json"
 pytestmark = pytest.mark.filterwarnings(
@@ -150,7 +150,7 @@ def test_int8_export_stays_close(tiny_export, smic_home):
     assert "MatMulInteger" in ops and "Conv" in ops and "ConvInteger" not in ops
     assert "QAttention" in ops  # the fused attention (clip_fusion) is quantized too
     # ClipEncoder(name, int8=True) finds this export in the cache, and its embeddings stay close
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.encode.clip_onnx import ClipEncoder
 
     fast = ClipEncoder("tiny", int8=True, cache=smic_home)
     assert fast.path == Path(result.path)
@@ -221,7 +221,7 @@ def test_cli_pretrained_path_is_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_export_text_pretrained_path(tmp_path, capsys):
-    from smic_fast.text_tower import TextEncoder
+    from smic_fast.encode.text_tower import TextEncoder
 
     model, _, _, _ = load_open_clip_model("tiny", seed=6)
     weights = tmp_path / "weights.safetensors"

@@ -1,4 +1,4 @@
-"""Attention and GELU exported as ONNX Runtime's fused operators (smic_fast.clip_fusion): the
+"""Attention and GELU exported as ONNX Runtime's fused operators (smic_fast.encode.clip_fusion): the
 fused graph computes what open_clip's PyTorch model and the plain export compute, int8 turns
 the fused attention into QAttention, and the PyTorch model is left as it was."""
 from __future__ import annotations
@@ -17,10 +17,10 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from smic_fast.cli import EXIT_OK, main  # noqa: E402
-from smic_fast.clip_export import export_clip, load_open_clip_model, sample_photos  # noqa: E402
-from smic_fast.clip_fusion import fused_for_export  # noqa: E402
-from smic_fast.clip_models import register_model_config  # noqa: E402
-from smic_fast.clip_onnx import ClipEncoder  # noqa: E402
+from smic_fast.encode.clip_export import export_clip, load_open_clip_model, sample_photos  # noqa: E402
+from smic_fast.encode.clip_fusion import fused_for_export  # noqa: E402
+from smic_fast.encode.clip_models import register_model_config  # noqa: E402
+from smic_fast.encode.clip_onnx import ClipEncoder  # noqa: E402
 
 TINY = Path(__file__).parent / "data" / "tiny.json"
 pytestmark = pytest.mark.filterwarnings(
@@ -116,7 +116,7 @@ def test_patching_is_exact_and_undone(smic_home):
 def test_cache_tells_fused_from_plain(smic_home, tmp_path):
     import shutil
 
-    from smic_fast.clip_models import export_dir
+    from smic_fast.encode.clip_models import export_dir
 
     fused = export_clip("tiny", cache=smic_home)
     cache = tmp_path / "cache"

@@ -10,8 +10,8 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 
-from smic_fast import clip_onnx  # noqa: E402
-from smic_fast.clip_onnx import runtime_info  # noqa: E402
+from smic_fast.encode import clip_onnx  # noqa: E402
+from smic_fast.encode.clip_onnx import runtime_info  # noqa: E402
 
 
 def test_agrees_with_onnxruntime():

@@ -55,7 +55,7 @@ def test_rates_come_from_the_bytes_on_disk(tmp_path, embeddings):
     pixels = [512 * 512] * 300 + [640 * 480] * 300
     info = smic.compress(embeddings, path, pixels=pixels, n_iter=3)
     size = os.path.getsize(path)
-    sections = {s.tag: len(s.payload) for s in parse_sections(path.read_bytes(), smic.collection.COLLECTION_MAGIC, kind="x")}
+    sections = {s.tag: len(s.payload) for s in parse_sections(path.read_bytes(), smic.store.collection.COLLECTION_MAGIC, kind="x")}
     assert info["file_bytes"] == size
     assert info["bits_per_item"] == pytest.approx(8 * size / 600)
     assert info["marginal_bits_per_item"] == pytest.approx(8 * (16 + sections[b"ITEM"]) / 600)
@@ -187,7 +187,7 @@ def test_a_corrupt_chunk_is_reported_on_its_first_single_read(tmp_path, embeddin
     d = smic.Dictionary.fit(embeddings[:300], n_atoms=32, n_nonzero=3, n_iter=3)
     path = tmp_path / "c.smic"
     smic.compress(embeddings[:200], path, dictionary=d, chunk_size=50)
-    sections = read_sections(path, smic.collection.COLLECTION_MAGIC)
+    sections = read_sections(path, smic.store.collection.COLLECTION_MAGIC)
     item = next(i for i, s in enumerate(sections) if s.tag == b"ITEM")
     payload = bytearray(sections[item].payload)
     n_chunks = 4
@@ -196,7 +196,7 @@ def test_a_corrupt_chunk_is_reported_on_its_first_single_read(tmp_path, embeddin
     for at in range(data_start + offsets[2], data_start + offsets[3]):
         payload[at] ^= 0x5A
     sections[item] = Section(b"ITEM", bytes(payload))
-    write_sections(path, smic.collection.COLLECTION_MAGIC, sections, version=1)
+    write_sections(path, smic.store.collection.COLLECTION_MAGIC, sections, version=1)
     col = smic.open(path, dictionary=d)
     good = col[10]
     for _ in range(2):
@@ -287,7 +287,7 @@ def test_wrong_kinds_of_file(tmp_path, embeddings):
 
 
 def test_default_dictionary_size_grows_with_the_collection():
-    from smic_fast.dictionary import default_n_atoms
+    from smic_fast.coding.dictionary import default_n_atoms
 
     assert [default_n_atoms(n) for n in (5, 10, 1000, 10_000, 100_000, 10**7)] == [5, 8, 128, 256, 1024, 1024]
     with pytest.raises(ValueError, match="at least one item"):

@@ -20,7 +20,7 @@ import pytest
 
 import smic_fast
 from smic_fast import CudaUnavailableError, cuda_status
-from smic_fast.device import GPU_MAX_NONZERO
+from smic_fast.learn.device import GPU_MAX_NONZERO
 
 from problems import planted_collection, unit_rows
 
@@ -107,7 +107,7 @@ def test_module_not_built_says_how_to_build(rng, monkeypatch):
 
 
 def test_module_that_cannot_load_says_which_library(monkeypatch):
-    from smic_fast import device as device_module
+    from smic_fast.learn import device as device_module
 
     def fail(name):
         raise ImportError("libcublas.so.13: cannot open shared object file", name=name)
@@ -147,7 +147,7 @@ def test_gpu_arrays_are_not_moved_to_the_cpu_silently(rng, monkeypatch):
 
 def test_auto_keeps_large_sparsity_on_the_cpu(rng, monkeypatch):
     """n_nonzero above the GPU kernel's limit runs on the CPU under 'auto' even with a GPU."""
-    from smic_fast import device as device_module
+    from smic_fast.learn import device as device_module
 
     monkeypatch.setattr(device_module, "cuda_status", lambda: (True, "1 CUDA device(s)"))
     x, d = unit_rows(rng, 20, 96), unit_rows(rng, 128, 96)
@@ -361,7 +361,7 @@ def test_gpu_bad_inputs_raise_value_errors(rng):
 
 @needs_gpu
 def test_gpu_chunking_under_a_small_memory_cap(rng):
-    from smic_fast.gpu import omp_cuda
+    from smic_fast.learn.gpu import omp_cuda
 
     x, d = unit_rows(rng, 1000, 64), unit_rows(rng, 256, 64)
     per_row = 256 * 4 + 64 * 4 + 8 * 8  # correlations + X staging + output staging

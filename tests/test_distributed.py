@@ -23,7 +23,7 @@ pytest.importorskip("skimage")
 import smic_fast as smic  # noqa: E402
 from smic_fast import distributed  # noqa: E402
 from smic_fast.cli import main  # noqa: E402
-from smic_fast.manifest import find_manifest, merge  # noqa: E402
+from smic_fast.store.manifest import find_manifest, merge  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -13,7 +13,7 @@ import pytest
 
 import smic_fast as smic
 from smic_fast.cli import main
-from smic_fast.dictionary import default_n_atoms
+from smic_fast.coding.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, recall_at_k, run_sweep, write_report
 from smic_fast.evaluation.baselines import kmeans_codec, paper_bits_per_item, pq_codec, rq_codec, scalar_codec
 from smic_fast.evaluation.retrieval import query_rows, true_neighbours
@@ -579,7 +579,7 @@ def test_held_out_scalar_table_is_the_training_parts(held_sweep, collection):
     """The held-out items' levels, coded under the training part's table (every level counted
     once more), cost at least their own empirical entropy: the table is not fitted on them."""
     from smic_fast.evaluation.sweep import holdout_split
-    from smic_fast.quantizer import quantize
+    from smic_fast.coding.quantizer import quantize
 
     _, test_rows = holdout_split(len(collection), 0.25, seed=0)
     test = collection[test_rows]

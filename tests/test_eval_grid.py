@@ -38,7 +38,7 @@ def photo_folder(tmp_path_factory) -> Path:
     """scikit-image's photos and their mirror images, shrunk (the tiny model reads 64x64)."""
     from PIL import ImageOps
 
-    from smic_fast.clip_export import sample_photos
+    from smic_fast.encode.clip_export import sample_photos
 
     photos, kind = sample_photos()
     assert kind == "skimage"
@@ -67,7 +67,7 @@ def generator(generator_folder) -> Generator:
 
 @pytest.fixture(scope="module")
 def encoded(photo_folder, onnx_model):
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.encode.clip_onnx import ClipEncoder
 
     paths = sorted(str(p) for p in photo_folder.iterdir())
     E = ClipEncoder(onnx_model, providers="cpu").encode_images([Image.open(p).convert("RGB") for p in paths])

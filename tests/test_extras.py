@@ -97,7 +97,7 @@ def test_eval_without_faiss_runs_the_other_methods(files, tmp_path):
 @pytest.mark.parametrize("module", ["torch", "open_clip", "onnx", "onnxscript"])
 def test_export_names_its_extra_before_loading_the_model(tmp_path, command, module):
     result = smic_without([module], command, "--model", "tiny", "--model-config", TINY, "-o", tmp_path / "m.onnx",
-                          "--cache-dir", tmp_path / "cache", forbid=["smic_fast.clip_export:load_open_clip_model"])
+                          "--cache-dir", tmp_path / "cache", forbid=["smic_fast.encode.clip_export:load_open_clip_model"])
     assert_names_extra(result, command, "export", module)
     assert not (tmp_path / "m.onnx").exists()
 

@@ -169,7 +169,7 @@ def test_repack_keeps_positional_ids_compact(tmp_path, rng):
 
 
 def test_sharded_run_whose_manifest_is_a_folder(tmp_path):
-    from smic_fast.manifest import open_sharded
+    from smic_fast.store.manifest import open_sharded
 
     (tmp_path / "run.smic.d" / "manifest.json").mkdir(parents=True)
     for path in (tmp_path / "run.smic.d", tmp_path / "run.smic.d" / "manifest.json"):

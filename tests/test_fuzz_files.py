@@ -113,7 +113,7 @@ import smic_fast as smic
 from format_helpers import parse_sections, Section
 from smic_fast import _core
 data = open({path!r}, "rb").read()
-MAGIC = smic.dictionary.DICTIONARY_MAGIC
+MAGIC = smic.coding.dictionary.DICTIONARY_MAGIC
 sections = {{s.tag: s.payload for s in parse_sections(data, MAGIC)}}
 header = json.loads(sections[b"DHDR"])
 header.update(n_atoms=65536, dim=1024, precision={precision!r})  # 2^26 values: the cap

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import smic_fast
-from smic_fast.clip_models import ModelNotFoundError
+from smic_fast.encode.clip_models import ModelNotFoundError
 from smic_fast.generate import (GeneratorError, GeneratorInfo, GeneratorMismatchError, ImagesReport,
                                 check_compatibility, image_names, item_seed, read_generator_info)
 
@@ -181,8 +181,8 @@ def _toy_image_encoder(path: Path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from smic_fast.clip_onnx import ClipEncoder
-    from smic_fast.images import Preprocess
+    from smic_fast.encode.clip_onnx import ClipEncoder
+    from smic_fast.encode.images import Preprocess
 
     weight = np.random.default_rng(3).standard_normal((3 * 32 * 32, 32)).astype(np.float32)
     bias = np.random.default_rng(4).standard_normal(32).astype(np.float32)

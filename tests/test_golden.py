@@ -130,7 +130,7 @@ def test_golden_version4_decodes_to_pinned_symbols_and_embeddings():
     # the layer changes the decoded embeddings: the atoms alone are further from the items
     e = make_golden.embeddings(0)
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
-    atoms_only = col.dictionary.reconstruct(smic.codec.ItemSymbols.concatenate(col._symbols()))
+    atoms_only = col.dictionary.reconstruct(smic.coding.codec.ItemSymbols.concatenate(col._symbols()))
     assert np.mean(np.sum(expected["embeddings"] * e, 1)) > np.mean(np.sum(atoms_only * e, 1)) + 0.01
 
 

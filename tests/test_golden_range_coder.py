@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smic_fast import range_coder as rc
+from smic_fast.coding import range_coder as rc
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SYMBOLS = np.array([0, 1, 2, 3, 2, 1, 0, 0, 0, 3, 3, 1, 2, 0, 1, 1], dtype=np.int32)

@@ -10,7 +10,7 @@ import pytest
 
 import smic_fast as smic
 from smic_fast import _core
-from smic_fast.dictionary import normalize_embeddings
+from smic_fast.coding.dictionary import normalize_embeddings
 from format_helpers import FORMAT_VERSION, Section, read_sections, write_sections
 
 MAGIC = b"\x89SMIC\r\n\x1a"

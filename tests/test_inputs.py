@@ -13,8 +13,8 @@ import pytest
 
 import smic_fast as smic
 from smic_fast.cli import main
-from smic_fast.inputs import classify, expand_braces, find_embedding_parts, scan_tar
-from smic_fast.manifest import Manifest, item_norms, open_sharded, pairwise_sum
+from smic_fast.sources.inputs import classify, expand_braces, find_embedding_parts, scan_tar
+from smic_fast.store.manifest import Manifest, item_norms, open_sharded, pairwise_sum
 
 
 def test_brace_patterns():

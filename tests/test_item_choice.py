@@ -1,5 +1,5 @@
 """Rate-distortion choice of item symbols in C++ (_core.choose_items) against the numpy
-reference smic_fast.codec.choose_items, its determinism (single item = batch row, any thread
+reference smic_fast.coding.codec.choose_items, its determinism (single item = batch row, any thread
 count, either product kernel), its argument checks, and the few-rows product path under it."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from smic_fast import _core
-from smic_fast.codec import CodingParams, choose_items
-from smic_fast.range_coder import frequencies_from_counts
-from smic_fast.sparse_coding import OmpCoder
+from smic_fast.coding.codec import CodingParams, choose_items
+from smic_fast.coding.range_coder import frequencies_from_counts
+from smic_fast.learn.sparse_coding import OmpCoder
 
 from problems import planted_collection, unit_rows, vector_kernel_families
 

@@ -7,8 +7,8 @@ import pytest
 
 import smic_fast as smic
 from problems import clustered_collection
-from smic_fast.codec import QUALITY_PRESETS, CodingParams
-from smic_fast.dictionary import normalize_embeddings, preset_n_atoms
+from smic_fast.coding.codec import QUALITY_PRESETS, CodingParams
+from smic_fast.coding.dictionary import normalize_embeddings, preset_n_atoms
 
 
 @pytest.fixture(scope="module")

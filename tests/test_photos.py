@@ -1,10 +1,10 @@
-"""Which files a command takes and the ids they get (smic_fast.photos)."""
+"""Which files a command takes and the ids they get (smic_fast.sources.photos)."""
 from __future__ import annotations
 
 import pytest
 from PIL import Image
 
-from smic_fast.photos import find_photos, pixel_count
+from smic_fast.sources.photos import find_photos, pixel_count
 
 
 def make_tree(root):
@@ -46,7 +46,7 @@ def test_pixel_count_reads_the_header(tmp_path):
 
 
 def test_find_exported_reads_arch_slash_tag_labels(tmp_path):
-    from smic_fast.clip_onnx import find_exported
+    from smic_fast.encode.clip_onnx import find_exported
 
     folder = tmp_path / "clip" / "ViT-B-32--openai--opset18--fp32"
     folder.mkdir(parents=True)

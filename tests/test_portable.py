@@ -27,7 +27,7 @@ d = smic.Dictionary.fit(e[:300], n_atoms=48, n_nonzero=3, n_iter=3, precision="i
 d.save(out + "/d.smicd")
 smic.compress(e, out + "/shared.smic", dictionary=d, residual_step=0.05)
 smic.compress(e, out + "/remaining.smic", dictionary=d, index_model="remaining")  # version 3
-from smic_fast.transform import learn_transform  # version 4: the layer's levels and floats
+from smic_fast.coding.transform import learn_transform  # version 4: the layer's levels and floats
 t = learn_transform(d, e[:300], n_classes=4)
 t.save(out + "/t.smicd")
 smic.compress(e, out + "/transform.smic", dictionary=t, residual_step=0.03)

@@ -1,6 +1,6 @@
 """The shipped machine code targets plain x86-64: instructions beyond SSE2 (AVX, FMA, F16C,
 BMI, SSE3/SSSE3/SSE4, POPCNT, ...) appear only in the kernels picked at run time after a CPU
-check (cpp/src/gemm_avx2.cpp, cpp/src/gemm_avx512.cpp, cpp/src/screen_avx512.cpp and the
+check (cpp/src/kernels/gemm_avx2.cpp, cpp/src/kernels/gemm_avx512.cpp, cpp/src/kernels/screen_avx512.cpp and the
 functions named *_avx2 or *_avx512), and no shared library carries an x86 ISA "needed" note
 (the property auditwheel reads to require x86_64_v2/v3/v4). A build with -march=native, or
 -mavx2 outside those kernels, fails here.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from smic_fast import _core
-from smic_fast import range_coder as rc
+from smic_fast.coding import range_coder as rc
 
 
 def entropy_bits(symbols: np.ndarray, alphabet: int) -> float:

@@ -1,5 +1,5 @@
 """The core's reconstruction and paper-layout coding against the numpy reference they replaced
-(moved here from smic_fast.codec): the same symbols and bit-identical float32 embeddings, so
+(moved here from smic_fast.coding.codec): the same symbols and bit-identical float32 embeddings, so
 files decode exactly as they did when Python wrote them."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import smic_fast as smic
-from smic_fast.codec import CodingParams, ItemSymbols
-from smic_fast.quantizer import dequantize
-from smic_fast.sparse_coding import OmpCoder
+from smic_fast.coding.codec import CodingParams, ItemSymbols
+from smic_fast.coding.quantizer import dequantize
+from smic_fast.learn.sparse_coding import OmpCoder
 
 
 def smic_reconstruct(symbols: ItemSymbols, atoms: np.ndarray, params: CodingParams) -> np.ndarray:
@@ -66,7 +66,7 @@ def embeddings():
 @pytest.mark.parametrize("quality", ["low", "high"])
 def test_smic_layout_reconstructs_bit_for_bit(embeddings, precision, quality):
     d = smic.Dictionary.fit(embeddings, n_atoms=24, n_iter=3, precision=precision, quality=quality)
-    unit = smic.dictionary.normalize_embeddings(embeddings)[0]
+    unit = smic.coding.dictionary.normalize_embeddings(embeddings)[0]
     symbols = d.items_symbols(unit)
     reference = smic_reconstruct(symbols, d.atoms, d.params)
     assert np.array_equal(d.reconstruct(symbols), reference)
@@ -74,7 +74,7 @@ def test_smic_layout_reconstructs_bit_for_bit(embeddings, precision, quality):
 
 def test_paper_layout_codes_and_reconstructs_bit_for_bit(embeddings):
     d = smic.Dictionary.fit(embeddings, n_atoms=24, n_iter=3, layout="paper", paper_bits=5)
-    unit = smic.dictionary.normalize_embeddings(embeddings)[0]
+    unit = smic.coding.dictionary.normalize_embeddings(embeddings)[0]
     symbols = d.items_symbols(unit)
     reference = paper_items(unit, OmpCoder(d.atoms), d.params)
     for field in ("counts", "first", "rest_index", "rest_level"):
@@ -84,7 +84,7 @@ def test_paper_layout_codes_and_reconstructs_bit_for_bit(embeddings):
 
 def test_refinement_matches_its_numpy_definition(embeddings):
     d = smic.Dictionary.fit(embeddings, n_atoms=24, n_iter=3)
-    unit = smic.dictionary.normalize_embeddings(embeddings)[0]
+    unit = smic.coding.dictionary.normalize_embeddings(embeddings)[0]
     decoded = d.reconstruct(d.items_symbols(unit))
     levels = smic._core.residual_levels(unit, decoded, 0.02)
     np.testing.assert_array_equal(levels, smic.quantize(unit - decoded, 0.02))

@@ -10,7 +10,7 @@ import pytest
 
 import smic_fast as smic
 from format_helpers import read_sections, write_sections
-from smic_fast.collection import COLLECTION_MAGIC
+from smic_fast.store.collection import COLLECTION_MAGIC
 from smic_fast.evaluation.baselines import scalar_codec
 from smic_fast._core import ResidualCode, encode_residual, refine, residual_levels
 

@@ -1,4 +1,4 @@
-"""Search in the compressed domain (smic_fast.search, smic/search.hpp). Oracle: cosines of the
+"""Search in the compressed domain (smic_fast.query.search, smic/search.hpp). Oracle: cosines of the
 queries with the decoded embeddings (Collection.embeddings(), float64) and exact top-k on them."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import smic_fast as smic
 from smic_fast import _core
-from smic_fast.search import index_info, search_index
+from smic_fast.query.search import index_info, search_index
 
 DIM = 48
 
@@ -27,7 +27,7 @@ def files(tmp_path_factory):
     smic.compress(e[:2000], folder / "own.smic", n_atoms=64, n_iter=3, chunk_size=100)
     # Item 17 rewritten with no atom (count 0: a zero reconstruction, cosine 0 with everything).
     dictionary = smic.open(folder / "own.smic").dictionary
-    symbols, _ = dictionary._choose(smic.dictionary.normalize_embeddings(e[:2000])[0])
+    symbols, _ = dictionary._choose(smic.coding.dictionary.normalize_embeddings(e[:2000])[0])
     symbols.counts[17] = 0
     codes = tuple(np.ascontiguousarray(getattr(symbols, f), dtype=np.int32)
                   for f in ("counts", "first", "rest_index", "rest_level"))

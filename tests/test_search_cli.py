@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*", "i
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Three scikit-image photos as files, for image queries, and one broken file."""
-    from smic_fast.clip_export import sample_photos
+    from smic_fast.encode.clip_export import sample_photos
 
     folder = tmp_path_factory.mktemp("query_photos")
     images, _ = sample_photos()
@@ -48,7 +48,7 @@ def _json(capsys) -> dict:
 
 
 def test_text_query_is_the_text_towers_embedding(tiny_clip_home, tiny_collection, capsys):
-    from smic_fast.text_tower import TextEncoder
+    from smic_fast.encode.text_tower import TextEncoder
 
     path = tiny_collection / "tiny.smic"
     flags = ["--cache-dir", str(tiny_clip_home), "--json"]
@@ -68,7 +68,7 @@ def test_text_query_is_the_text_towers_embedding(tiny_clip_home, tiny_collection
 
 
 def test_image_query_is_the_image_towers_embedding(tiny_clip_home, tiny_collection, photos, capsys):
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.encode.clip_onnx import ClipEncoder
 
     path = tiny_collection / "tiny.smic"
     assert main(["search", str(path), "--image", str(photos / "q1.png"), "--cache-dir", str(tiny_clip_home),
@@ -180,6 +180,6 @@ def test_arith_images_names_its_extra_before_any_work(tiny_collection, tmp_path,
     from test_extras import assert_names_extra, smic_without
 
     result = smic_without([module], "arith", f"{tiny_collection / 'tiny.smic'}:img3.jpg", "--images", tmp_path / "out",
-                          "--generator", tmp_path / "no-such-folder", forbid=["smic_fast.collection:open"])
+                          "--generator", tmp_path / "no-such-folder", forbid=["smic_fast.store.collection:open"])
     assert_names_extra(result, "arith", "generate", module)
     assert not (tmp_path / "out").exists()

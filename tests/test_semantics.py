@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import smic_fast as smic
-from smic_fast.atoms import item_atoms
+from smic_fast.query.atoms import item_atoms
 from smic_fast.cli import main
-from smic_fast.semantics import Term, changes, code_of, combine, parse_expression
+from smic_fast.query.semantics import Term, changes, code_of, combine, parse_expression
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*", "ignore::FutureWarning:torch.*")
 
@@ -138,7 +138,7 @@ def test_arith_items(col_path, capsys):
 
 
 def test_arith_text_with_labels(tiny_clip_home, col_path, tmp_path, capsys):
-    from smic_fast.text_tower import TextEncoder
+    from smic_fast.encode.text_tower import TextEncoder
 
     labels = tmp_path / "labels.txt"
     labels.write_text("snow\nsummer\na beach\na dog\n", encoding="utf-8")

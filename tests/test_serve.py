@@ -245,7 +245,7 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def test_decompression_bombs_are_refused_from_the_header():
-    from smic_fast.images import Preprocess
+    from smic_fast.encode.images import Preprocess
 
     for width, height, limit in ((100_000, 100_000, 40_000_000), (3000, 3000, 1_000_000)):
         started = time.perf_counter()
@@ -480,7 +480,7 @@ def test_sigterm_drains_and_exits_0(dictionary_file, served):
 # ------------------------------------------------------------------------ images (tiny CLIP)
 @pytest.fixture(scope="module")
 def image_server(tiny_clip_home, tmp_path_factory):
-    from smic_fast.clip_onnx import ClipEncoder
+    from smic_fast.encode.clip_onnx import ClipEncoder
 
     encoder = ClipEncoder("tiny", cache=tiny_clip_home)
     E = np.random.default_rng(0).standard_normal((300, encoder.dim)).astype(np.float32)
@@ -500,7 +500,7 @@ def _png(seed: int, size: int = 80) -> bytes:
 
 
 def test_image_paths_with_the_tiny_model(image_server, tiny_clip_home):
-    from smic_fast.text_tower import TextEncoder
+    from smic_fast.encode.text_tower import TextEncoder
 
     encoder, folder = image_server
     D = smic.Dictionary.load(folder / "tiny.smicd")
@@ -512,7 +512,7 @@ def test_image_paths_with_the_tiny_model(image_server, tiny_clip_home):
         assert time.perf_counter() - started < 5  # start to ready, warm-up included
         assert client.get("/readyz").status_code == 200
         images = [_png(i) for i in range(3)]
-        from smic_fast.images import decode_image
+        from smic_fast.encode.images import decode_image
 
         expected = encoder.encode_images([decode_image(b, "x")[0] for b in images])
         raw = client.post("/v1/encode", content=images[0], headers={"content-type": "image/png"})
@@ -549,7 +549,7 @@ def test_image_paths_with_the_tiny_model(image_server, tiny_clip_home):
 
 # ------------------------------------------------------------------------ client, CLI, docs
 def test_python_client(dictionary_file, served):
-    from smic_fast.client import Client, ServeError
+    from smic_fast.serve.client import Client, ServeError
 
     D = smic.Dictionary.load(dictionary_file)
     E = _rows(6, seed=11)

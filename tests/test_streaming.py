@@ -16,7 +16,7 @@ import pytest
 
 import smic_fast as smic
 from smic_fast import _core
-from smic_fast.dictionary import Dictionary, default_n_atoms, learning_sample, normalize_embeddings
+from smic_fast.coding.dictionary import Dictionary, default_n_atoms, learning_sample, normalize_embeddings
 
 
 def clustered(rng, n: int, d: int = 32, centres: int = 12) -> np.ndarray:

@@ -72,7 +72,7 @@ for name in ("torch", "open_clip"):
         raise AssertionError(name + " imported")
 from tiny_onnx import write_tiny_home
 import smic_fast
-from smic_fast.text_tower import TextEncoder
+from smic_fast.encode.text_tower import TextEncoder
 home = sys.argv[1]
 write_tiny_home(home)
 rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The transform-coded refinement layer (format version 4, smic_fast.transform): the bits it
+"""The transform-coded refinement layer (format version 4, smic_fast.coding.transform): the bits it
 saves against the one-table residual on items it was not learned on, what a reader decodes,
 the same bytes on every writing path, the dictionary that carries it, and damaged inputs."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 import smic_fast as smic
 from smic_fast import _core
-from smic_fast.transform import learn_transform
+from smic_fast.coding.transform import learn_transform
 
 from test_fuzz_files import _mutate, damaged_collections_raised
 

@@ -5,7 +5,7 @@ them depends on what the towers compute beyond their interface. Exporting open_c
 random model needs torch and open_clip (the ``[export]`` extra), which the installed wheel's
 test environment and the lean install do not have; this module writes, with ``onnx.helper``
 and seeded numpy weights (nothing committed), a cache in the ``$SMIC_HOME`` layout that
-:class:`smic_fast.ClipEncoder`, :class:`smic_fast.text_tower.TextEncoder` and the ``smic``
+:class:`smic_fast.ClipEncoder`, :class:`smic_fast.encode.text_tower.TextEncoder` and the ``smic``
 commands load unchanged, exactly where and with the metadata that ``smic export-clip`` and
 ``smic export-text`` write for the ``tiny`` pairing (``tests/data/tiny.json``)::
 
@@ -21,7 +21,7 @@ The graphs are not ViTs, only the same interface, deterministic and input-sensit
   over the non-padding tokens -> projection -> ``text_embedding`` (batch, d) float32.
 
 The merges file is synthetic (the real one ships with open_clip): CLIP's format and merge
-count, so :class:`smic_fast.clip_tokenizer.ClipTokenizer` reads it, with merges of lower-case
+count, so :class:`smic_fast.encode.clip_tokenizer.ClipTokenizer` reads it, with merges of lower-case
 letters and digits first; tokenization differs from open_clip's, which only the oracle tests
 compare (they use the torch export).
 
@@ -153,11 +153,11 @@ def write_tiny_home(home: str | os.PathLike, seed: int = 0) -> Path:
     an existing folder is rewritten (same seed: same bytes)."""
     import onnx
 
-    from smic_fast.clip_export import write_metadata
-    from smic_fast.clip_models import export_dir
-    from smic_fast.clip_tokenizer import VOCAB_FILE
-    from smic_fast.images import Preprocess
-    from smic_fast.text_tower import TEXT_FILE
+    from smic_fast.encode.clip_export import write_metadata
+    from smic_fast.encode.clip_models import export_dir
+    from smic_fast.encode.clip_tokenizer import VOCAB_FILE
+    from smic_fast.encode.images import Preprocess
+    from smic_fast.encode.text_tower import TEXT_FILE
 
     cfg = tiny_config()
     dim, image_size = str(int(cfg["embed_dim"])), int(cfg["vision_cfg"]["image_size"])

@@ -43,13 +43,14 @@ set_property(TARGET smic_core PROPERTY INTERFACE_INCLUDE_DIRECTORIES
 set_target_properties(smic_core PROPERTIES EXPORT_NAME core)
 
 if(SMIC_BUILD_C_API)
-  add_library(smic_c SHARED src/c_api.cpp)
+  add_library(smic_c SHARED src/c_api/c_api.cpp)
   add_library(smic::c ALIAS smic_c)
   target_include_directories(smic_c PUBLIC
     $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   # The static core goes inside (it is compiled PIC); nothing of it reaches the consumer.
   target_link_libraries(smic_c PRIVATE smic_core)
+  target_include_directories(smic_c PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
   target_compile_definitions(smic_c PRIVATE SMIC_C_BUILDING)
   set_target_properties(smic_c PROPERTIES
     EXPORT_NAME c

@@ -20,7 +20,7 @@ if [ ${#targets[@]} -eq 0 ]; then
   for source in cpp/fuzz/fuzz_*.cpp; do targets+=("$(basename "${source%.cpp}")"); done
 fi
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
-       -fno-sanitize-recover=undefined -ffp-contract=off -Icpp/include)
+       -fno-sanitize-recover=undefined -ffp-contract=off -Icpp/include -Icpp/src)
 obj=build/fuzz/obj
 mkdir -p "$obj"
 
@@ -43,7 +43,7 @@ SECONDS=0
 # gemm_avx2.cpp needs -mavx2 (its kernels are not built here: the generic ones are fuzzed).
 objects=()
 pending=()
-for source in $(ls cpp/src/*.cpp | grep -v gemm_avx2.cpp); do
+for source in $(find cpp/src -name '*.cpp' -not -name gemm_avx2.cpp | sort); do
   o="$obj/$(basename "${source%.cpp}").o"
   objects+=("$o")
   if stale "$o"; then pending+=("$source" "$o"); fi

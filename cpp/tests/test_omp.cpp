@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "smic/dictionary.hpp"
+#include "smic/ksvd.hpp"
 #include "smic/error.hpp"
 #include "smic/omp.hpp"
 #include "support.hpp"

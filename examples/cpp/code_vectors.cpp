@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "smic/dictionary.hpp"
+#include "smic/ksvd.hpp"
 #include "smic/omp.hpp"
 #include "smic/quantizer.hpp"
 #include "smic/range_coder.hpp"

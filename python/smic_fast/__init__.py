@@ -4,26 +4,28 @@ Collections: :func:`compress` embeddings into a .smic file, :func:`open` it agai
 :class:`Dictionary` for a dictionary shared by many collections.
 
 Search and semantic arithmetic on the codes: :meth:`Collection.search`
-(:mod:`smic_fast.search`), :func:`smic_fast.semantics.combine`.
+(:mod:`smic_fast.query.search`), :func:`smic_fast.query.semantics.combine`.
 
 The C++ core exposed here: batch OMP (:func:`omp`), K-SVD dictionary learning
 (:func:`learn_dictionary`), a dead-zone scalar quantizer (:func:`quantize`,
-:func:`dequantize`) and a range coder with integer models (:mod:`smic_fast.range_coder`).
+:func:`dequantize`) and a range coder with integer models (:mod:`smic_fast.coding.range_coder`).
 """
 from __future__ import annotations
 
-from . import _core, range_coder, search, semantics
+from . import _core
+from .coding import range_coder
+from .query import search, semantics
 from ._core import DecodeError
-from .clip_models import ModelNotFoundError
-from .clip_onnx import ClipEncoder, EncodeResult
-from .collection import Collection, compress
-from .opener import open
-from .device import CudaUnavailableError, cuda_status
-from .dictionary import Dictionary
+from .encode.clip_models import ModelNotFoundError
+from .encode.clip_onnx import ClipEncoder, EncodeResult
+from .store.collection import Collection, compress
+from .store.opener import open
+from .learn.device import CudaUnavailableError, cuda_status
+from .coding.dictionary import Dictionary
 from .errors import DictionaryMismatchError, FormatError
-from .ksvd import learn_dictionary, learn_for_rate
-from .quantizer import dequantize, quantize
-from .sparse_coding import OmpCoder, omp, reconstruct
+from .learn.ksvd import learn_dictionary, learn_for_rate
+from .coding.quantizer import dequantize, quantize
+from .learn.sparse_coding import OmpCoder, omp, reconstruct
 
 from .version import __version__
 

@@ -133,7 +133,7 @@ class ItemModels:
         """
 class TransformModel:
     """
-    The learned parts of a transform-coded refinement layer (C++; see smic_fast.transform): each
+    The learned parts of a transform-coded refinement layer (C++; see smic_fast.coding.transform): each
     class's mean and principal axes of the residual after the atoms, the spread along each axis as
     round(4 log2 sigma), the class of every atom, the dead-zone rounding, the reconstruction bias and
     the context tables' counts. Immutable.
@@ -418,7 +418,7 @@ class Collection:
         ...
 class SearchIndex:
     """
-    In-memory search index of a collection's codes; see smic_fast.search.
+    In-memory search index of a collection's codes; see smic_fast.query.search.
     """
     def __init__(self, collection: Collection, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, gram_limit: typing.SupportsInt | typing.SupportsIndex = 4096, partition: str = 'kmeans', n_lists: typing.SupportsInt | typing.SupportsIndex = 0, iterations: typing.SupportsInt | typing.SupportsIndex = 10, train_items: typing.SupportsInt | typing.SupportsIndex = 0, seed: typing.SupportsInt | typing.SupportsIndex = 24301) -> None:
         """
@@ -481,7 +481,7 @@ def choose_items(coder: OmpCoder, X: numpy.ndarray, s_max: typing.SupportsInt | 
     is quantized (ratio quantizer with step in (0, 1] and rounding in [0, 1)) and priced as
     (1 - cosine) + rd_lambda * bits, with bits from `models` (sorted layout, K atoms, this s_max,
     2 * floor(1 / step + rounding) + 1 level symbols) or flat models if None; the cheapest prefix
-    wins, ties to the fewest atoms. Same result as smic_fast.codec.choose_items up to float
+    wins, ties to the fewest atoms. Same result as smic_fast.coding.codec.choose_items up to float
     rounding at decision boundaries.
     
     Returns counts (n,) int32, first (n,) int32, rest_index and rest_level (n, s_max - 1) int32

@@ -23,12 +23,12 @@ How it runs (one driver, the cluster's workers):
    tasks always find room (an actor pool holding every CPU starves the reads: a hang).
 4. **Code.** As soon as a shard's rows are all in, a Ray task codes it with the dictionary and
    writes ``part-NNNNN.smic`` atomically; the driver then lists it in ``manifest.json`` with
-   its size and CRC32 (:mod:`smic_fast.manifest`). Clip-retrieval parts skip step 3.
+   its size and CRC32 (:mod:`smic_fast.store.manifest`). Clip-retrieval parts skip step 3.
 5. **Resume.** Started again with the same inputs and options, a run keeps the shards its
    manifest lists and does only the others; the result is byte for byte an uninterrupted
    run's. A worker that dies costs a retry of its batch (Ray Data restarts the actor).
 
-``smic_fast.open`` reads the result as one collection; :func:`smic_fast.manifest.merge`
+``smic_fast.open`` reads the result as one collection; :func:`smic_fast.store.manifest.merge`
 (``smic merge``) packs it into one .smic file identical to a single-process run's with the
 same dictionary.
 """
@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import DICTIONARY, MANIFEST, Manifest, ShardRecord, crc32_of, shard_folder
+from .store.manifest import DICTIONARY, MANIFEST, Manifest, ShardRecord, crc32_of, shard_folder
 
 __all__ = ["DEFAULT_SHARD_SIZE", "compress", "plan_shards"]
 
@@ -68,8 +68,8 @@ def plan_shards(inputs: Sequence[str], *, shard_size: int = DEFAULT_SHARD_SIZE, 
     """(kind, shards): how a run cuts `inputs` into units of work and of resumption. A shard is
     a dict: ``source`` (its name), and ``files`` + ``ids`` (photos), ``tar`` + ``samples``
     (webdataset; ``error`` for a damaged tar) or ``npy`` + ``parquet`` (clip-retrieval)."""
-    from .inputs import check_embedding_part, classify, find_embedding_parts, scan_tar, tar_paths
-    from .photos import find_photos
+    from .sources.inputs import check_embedding_part, classify, find_embedding_parts, scan_tar, tar_paths
+    from .sources.photos import find_photos
 
     kind = classify(inputs)
     if kind == "npy":
@@ -114,7 +114,7 @@ class _EncodeActor:
                  fault: str | None = None) -> None:
         if home:
             os.environ["SMIC_HOME"] = home
-        from .clip_onnx import ClipEncoder
+        from .encode.clip_onnx import ClipEncoder
 
         self.encoder = ClipEncoder(model, providers=providers, batch_size=batch_size, int8=int8, workers=1)
         self.fault = fault
@@ -144,10 +144,10 @@ def _write_shard(folder: str, index: int, source: str, embeddings: np.ndarray | 
     """Code one shard with the shared dictionary and write it atomically; its manifest record.
     With `part` (clip-retrieval .npy, .parquet) the rows are read here, memory-mapped."""
     from . import _core
-    from .collection import Collection, compress
-    from .dictionary import Dictionary
-    from .inputs import EmbeddingPart, read_embedding_part
-    from .manifest import item_norms, pairwise_sum
+    from .store.collection import Collection, compress
+    from .coding.dictionary import Dictionary
+    from .sources.inputs import EmbeddingPart, read_embedding_part
+    from .store.manifest import item_norms, pairwise_sum
 
     if part is not None:
         embeddings, ids = read_embedding_part(EmbeddingPart(index, Path(part[0]), Path(part[1])))
@@ -235,7 +235,7 @@ def _encode_rows(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: 
 def _webdataset_rows(table: Any) -> dict[str, Any]:
     """A read_webdataset batch -> rows ``name`` = "TAR#KEY" and ``bytes`` of the sample's first
     image member (empty when it has none)."""
-    from .inputs import IMAGE_EXTENSIONS
+    from .sources.inputs import IMAGE_EXTENSIONS
 
     columns = [c for c in table.column_names if c.lower() in IMAGE_EXTENSIONS]
     keys = table.column("__key__").to_pylist()
@@ -300,8 +300,8 @@ def compress(
         progress: called with (shards done, shards planned) after each shard.
     """
     from .version import __version__
-    from .collection import DEFAULT_CHUNK
-    from .dictionary import LEARN_SAMPLE, Dictionary, preset_chunk_size, preset_n_atoms
+    from .store.collection import DEFAULT_CHUNK
+    from .coding.dictionary import LEARN_SAMPLE, Dictionary, preset_chunk_size, preset_n_atoms
 
     ray = _require_ray()
     started = time.perf_counter()
@@ -332,8 +332,8 @@ def compress(
                       "fault": _fault}
         recorded_model = model
         if kind != "embeddings" and (model.endswith(".onnx") or os.sep in model or os.path.exists(model)):
-            from .clip_models import model_label
-            from .clip_onnx import ClipEncoder
+            from .encode.clip_models import model_label
+            from .encode.clip_onnx import ClipEncoder
 
             # An .onnx path is recorded by what its export metadata says (as in one process).
             recorded_model = model_label(model, ClipEncoder(model, providers="cpu", batch_size=1, workers=1).metadata)
@@ -476,8 +476,8 @@ def _learn(ray: Any, kind: str, shards: list[dict[str, Any]], actor_args: dict[s
            cpus: float, gpus: float, batch_size: int, params: dict[str, Any], n_atoms_for: Callable) -> Any:
     """A dictionary learned on a seeded sample: rows of the embedding parts, or photos encoded
     on the cluster (the same sample :meth:`Dictionary.fit` would draw from all the rows)."""
-    from .dictionary import Dictionary, learning_sample
-    from .inputs import EmbeddingPart, read_embedding_part
+    from .coding.dictionary import Dictionary, learning_sample
+    from .sources.inputs import EmbeddingPart, read_embedding_part
 
     sample_size = params.pop("sample_size")
     if kind == "embeddings":

@@ -21,7 +21,7 @@
 #include "../validate.hpp"
 #include "dlpack_arrays.hpp"
 #include "smic/cuda/omp_cuda.hpp"
-#include "smic/dictionary.hpp"
+#include "smic/ksvd.hpp"
 #include "smic/gemm.hpp"
 #include "../../cpp/cuda/src/pursuit_emulation.hpp"
 

@@ -93,7 +93,7 @@ def write_version4(folder: Path = HERE) -> dict[str, Path]:
     1, two classes) and transform.smic coded with it by `version4_again`. The transform is
     learned once here (numpy's eigensolver may differ in the last bits elsewhere); tests load
     the stored dictionary."""
-    from smic_fast.transform import learn_transform
+    from smic_fast.coding.transform import learn_transform
     dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2)
     dictionary.save(folder / "transform.smicd")
     path = folder / "transform.smic"

@@ -13,7 +13,7 @@ from typing import Any, assert_type
 import numpy as np
 
 import smic_fast as smic
-from smic_fast import range_coder
+from smic_fast.coding import range_coder
 
 
 def unit_rows(n: int, d: int, seed: int) -> np.ndarray:

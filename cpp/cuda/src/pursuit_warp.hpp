@@ -5,7 +5,7 @@
 //    also checks that every shuffle and sync is reached by all lanes, as full-mask warp
 //    intrinsics require.
 //
-// Mirrors `pursue` in cpp/src/omp.cpp step for step, so that supports match the CPU oracle:
+// Mirrors `pursue` in cpp/src/coding/omp.cpp step for step, so that supports match the CPU oracle:
 //  - correlations of the residual: alpha_j = alpha0_j - sum_{i<t} gamma_i G[I_i, j] in float,
 //    accumulated in the same order (i ascending, one fused multiply-add each, as the CPU's AVX2
 //    path); the chosen atoms' own correlations count as 0 (the CPU clears them; here they are

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "smic/dictionary.hpp"
+#include "smic/ksvd.hpp"
 #include "smic/item_codec.hpp"
 #include "smic/omp.hpp"
 #include "smic/transform.hpp"

@@ -19,7 +19,7 @@
 // (ties to the smaller j): entropy-constrained gain-shape VQ, where a rare atom must be
 // closer to pay for its longer code. An item for which OMP finds no atom
 // (a zero vector) gets count 1, first 0, no rest and cosine 0. This is exactly the reference
-// smic_fast.codec.choose_items, except that the coefficients come from the pursuit itself
+// smic_fast.coding.codec.choose_items, except that the coefficients come from the pursuit itself
 // (float32 correlations, double Cholesky) rather than from re-solving with the rounded
 // float32 OMP coefficients: candidates may differ where a ratio or a cost lies within float
 // rounding of a decision boundary.

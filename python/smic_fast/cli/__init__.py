@@ -62,7 +62,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; `argv` without the program name (None: sys.argv[1:]). Returns the exit code."""
-    from ..clip_models import ModelNotFoundError
+    from ..encode.clip_models import ModelNotFoundError
     from ..errors import DecodeError, DictionaryMismatchError, FormatError
 
     parser = setup_args()

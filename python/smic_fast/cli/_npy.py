@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inputs import check_finite, find_embedding_parts, is_npy, map_embeddings, read_embedding_part
+from ..sources.inputs import check_finite, find_embedding_parts, is_npy, map_embeddings, read_embedding_part
 from ._shared import EXIT_USAGE, CliError
 
 
@@ -61,7 +61,7 @@ class NpyEmbeddings:
 
 
 def _map(path: str) -> np.ndarray:
-    """The checked memory map of a .npy (smic_fast.inputs.map_embeddings) or a CliError."""
+    """The checked memory map of a .npy (smic_fast.sources.inputs.map_embeddings) or a CliError."""
     try:
         return map_embeddings(path)
     except (FileNotFoundError, IsADirectoryError) as exc:

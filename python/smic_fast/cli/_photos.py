@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..clip_models import model_label
+from ..encode.clip_models import model_label
 from ._shared import EXIT_USAGE, CliError, positive_int, progress_bar
 
 DEFAULT_MODEL = "default"
@@ -59,9 +59,9 @@ def _providers(text: str) -> str | list[str]:
 def encode_photos(inputs: list[str], args: argparse.Namespace, model: str) -> EncodedPhotos:
     """Find, decode and encode the photos of `inputs` with a progress bar; unreadable files are
     reported in ``skipped``. Raises CliError when there is nothing to encode."""
-    from ..clip_models import ModelNotFoundError
-    from ..clip_onnx import ClipEncoder
-    from ..photos import find_photos, pixel_count
+    from ..encode.clip_models import ModelNotFoundError
+    from ..encode.clip_onnx import ClipEncoder
+    from ..sources.photos import find_photos, pixel_count
 
     try:
         photos = find_photos(inputs, args.glob)
@@ -97,9 +97,9 @@ def encode_tars(inputs: list[str], args: argparse.Namespace, model: str) -> Enco
     """:func:`encode_photos` for webdataset tar shards (files or brace patterns): each sample's
     first image member, id = its webdataset key. A damaged tar is reported in ``skipped`` (found
     by a scan of its headers before any image is read) and skipped whole; a bad image alone."""
-    from ..clip_models import ModelNotFoundError
-    from ..clip_onnx import ClipEncoder
-    from ..inputs import read_tar, scan_tar, tar_paths
+    from ..encode.clip_models import ModelNotFoundError
+    from ..encode.clip_onnx import ClipEncoder
+    from ..sources.inputs import read_tar, scan_tar, tar_paths
 
     try:
         tars = tar_paths(inputs)

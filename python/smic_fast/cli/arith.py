@@ -2,7 +2,7 @@
 arithmetic in CLIP space, shown in the collection's dictionary: the result's code, the atoms
 that came and went against the first term, labelled as ``smic explain`` labels them; with
 ``--search`` the collection's nearest items, with ``--images OUT/`` the first term and the result
-regenerated side by side with the same seed (see :mod:`smic_fast.semantics`)."""
+regenerated side by side with the same seed (see :mod:`smic_fast.query.semantics`)."""
 from __future__ import annotations
 
 import argparse
@@ -129,9 +129,9 @@ def _cosine(a, b) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atoms import item_atoms
-    from ..opener import open as open_collection
-    from ..semantics import Term, changes, code_of, combine, parse_expression, resolve_term
+    from ..query.atoms import item_atoms
+    from ..store.opener import open as open_collection
+    from ..query.semantics import Term, changes, code_of, combine, parse_expression, resolve_term
 
     try:
         terms = parse_expression(args.expression, args.weight)

@@ -40,18 +40,18 @@ def load_dictionary(path: str, shared: str | None = None):
 
 def load_dictionary_and_model(path: str, shared: str | None = None):
     """(Dictionary, the model a collection records or None) from a .smicd or a .smic."""
-    from ..collection import COLLECTION_MAGIC
-    from ..dictionary import Dictionary
-    from ..manifest import find_manifest
+    from ..store.collection import COLLECTION_MAGIC
+    from ..coding.dictionary import Dictionary
+    from ..store.manifest import find_manifest
 
     if find_manifest(path) is not None:  # a sharded collection (smic compress --ray)
-        from ..opener import open as open_collection
+        from ..store.opener import open as open_collection
         col = open_collection(path, dictionary=shared)
         return col.dictionary, col.header.get("model")
     with open(path, "rb") as stream:  # FileNotFoundError names the path
         magic = stream.read(len(COLLECTION_MAGIC))
     if magic == COLLECTION_MAGIC:
-        from ..opener import open as open_collection
+        from ..store.opener import open as open_collection
         col = open_collection(path, dictionary=shared)
         return col.dictionary, col.header.get("model")
     return Dictionary.load(path), None
@@ -60,8 +60,8 @@ def load_dictionary_and_model(path: str, shared: str | None = None):
 def name_atoms(atoms, args: argparse.Namespace, model: str | None = None, top: int | None = None):
     """(labels, AtomLabels per atom) for the --labels/--model/--top flags (``model`` and ``top``
     override ``args.model`` and ``args.top``, for commands that name those flags otherwise)."""
-    from ..atoms import label_atoms, read_labels
-    from ..text_tower import TextEncoder
+    from ..query.atoms import label_atoms, read_labels
+    from ..encode.text_tower import TextEncoder
 
     model = args.model if model is None else model
     top = args.top if top is None else top

@@ -118,7 +118,7 @@ def add_npy_flags(p: argparse.ArgumentParser) -> None:
 
 def _residual_step(text: str) -> float:
     """argparse type: a refinement step in [1e-4, 1]."""
-    from ..collection import check_residual_step
+    from ..store.collection import check_residual_step
 
     try:
         return check_residual_step(positive_float(text))
@@ -137,9 +137,9 @@ def _learning_progress(bar, marks: list[float]):
 
 def run(args: argparse.Namespace) -> int:
     import smic_fast as smic
-    from ..dictionary import LEARN_SAMPLE
+    from ..coding.dictionary import LEARN_SAMPLE
 
-    from ..inputs import classify
+    from ..sources.inputs import classify
 
     npy_inputs(args.inputs)  # photos and .npy mixed: the message that says why not
     try:
@@ -242,7 +242,7 @@ def _run_ray(args: argparse.Namespace, kind: str) -> int:
                        "their codes)", EXIT_USAGE)
     if args.output.endswith(".d"):
         raise CliError("-o names the collection (OUT.smic); its shards go to OUT.smic.d/", EXIT_USAGE)
-    from ..manifest import shard_folder
+    from ..store.manifest import shard_folder
 
     if os.path.exists(args.output):
         raise CliError(f"{args.output} exists: a distributed run writes {shard_folder(args.output)}/ and leaves "

@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fit(args: argparse.Namespace) -> int:
     import smic_fast as smic
-    from ..dictionary import LEARN_SAMPLE
+    from ..coding.dictionary import LEARN_SAMPLE
 
     out = check_output(args.output, args.force)
     stages = Stages()
@@ -81,8 +81,8 @@ def _fit(args: argparse.Namespace) -> int:
                 layout=args.layout, paper_bits=args.paper_bits,
                 progress=lambda i, e: bar.update(1), sample_size=sample, learn=args.learn)
     if args.transform:
-        from ..dictionary import gather_rows, learning_sample
-        from ..transform import learn_transform
+        from ..coding.dictionary import gather_rows, learning_sample
+        from ..coding.transform import learn_transform
 
         with stages.stage("learn transform"):
             rows = gather_rows(embeddings, learning_sample(n_items, sample, args.seed))

@@ -42,7 +42,7 @@ def _hub_cache() -> Path:
 
 
 def _generators(hub: Path) -> dict[str, bool]:
-    from ..clip_models import PAIRINGS
+    from ..encode.clip_models import PAIRINGS
 
     found = {}
     for pairing in PAIRINGS.values():
@@ -54,9 +54,9 @@ def _generators(hub: Path) -> dict[str, bool]:
 
 def run(args: argparse.Namespace) -> int:
     from .. import _core
-    from ..clip_models import cache_dir
-    from ..clip_onnx import runtime_info
-    from ..device import cuda_status
+    from ..encode.clip_models import cache_dir
+    from ..encode.clip_onnx import runtime_info
+    from ..learn.device import cuda_status
 
     cache = cache_dir(args.cache_dir)
     hub = _hub_cache()

@@ -50,7 +50,7 @@ def _print(name: str, code: bytes, cosine: float | None, item_id: str | None, as
 
 def _npy_batches(paths: list[str], batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """(names "file.npy:row", float32 rows) of each .npy, `batch` rows at a time, checked."""
-    from ..inputs import check_finite, map_embeddings
+    from ..sources.inputs import check_finite, map_embeddings
 
     for path in paths:
         try:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_here(args: argparse.Namespace, npy: bool) -> int:
     """Code in this process: the server's batch path (one choice, one range coding per batch)."""
-    from ..dictionary import Dictionary
+    from ..coding.dictionary import Dictionary
 
     dictionary = Dictionary.load(args.dictionary)
     if npy:
@@ -111,7 +111,7 @@ def _run_server(args: argparse.Namespace, npy: bool) -> int:
     from .._extras import require
 
     require("serve", "smic encode --server", ("httpx",))
-    from ..client import Client, ServeError
+    from ..serve.client import Client, ServeError
 
     if args.append and args.collection is None:
         raise CliError("--append needs --collection", EXIT_USAGE)

@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atoms import explain_item
-    from ..opener import open as open_collection
+    from ..query.atoms import explain_item
+    from ..store.opener import open as open_collection
 
     collection = open_collection(args.collection, dictionary=args.dictionary)
     key: int | str = args.item

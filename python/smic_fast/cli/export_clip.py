@@ -40,10 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ._shared import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-    from ..clip_models import ModelNotFoundError, register_model_config
+    from ..encode.clip_models import ModelNotFoundError, register_model_config
 
     try:
-        from ..clip_export import ExportCheckError, export_clip
+        from ..encode.clip_export import ExportCheckError, export_clip
     except ImportError as exc:  # pragma: no cover - depends on the install
         print(f"smic export-clip: {exc}", file=sys.stderr)
         return EXIT_FAILURE

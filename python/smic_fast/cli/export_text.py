@@ -36,9 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..clip_export import ExportCheckError
-    from ..clip_models import register_model_config
-    from ..text_tower import export_text_tower
+    from ..encode.clip_export import ExportCheckError
+    from ..encode.clip_models import register_model_config
+    from ..encode.text_tower import export_text_tower
 
     pretrained = args.pretrained
     if pretrained is None and args.checkpoint is None and args.model.split("/")[0] not in _PAIRING_NAMES:

@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, collection, *, progress: bool = True) -> tuple[int, dict[str, Any] | None]:
     """Write the images asked for by `args`; returns (exit code, report dict or None).
     Errors are printed to stderr as ``smic decompress: ...``."""
-    from ..clip_models import ModelNotFoundError
+    from ..encode.clip_models import ModelNotFoundError
     from ._shared import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
     def fail(code: int, message: str) -> tuple[int, None]:

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import smic_fast as smic
-    from ..manifest import Manifest, find_manifest, merge
+    from ..store.manifest import Manifest, find_manifest, merge
 
     found = find_manifest(args.collection)
     if found is None:

@@ -1,6 +1,6 @@
 """``smic search photos.smic --text "a dog on a beach" | --image query.jpg | --like ID``: the
 collection's nearest items to a text, a picture or one of its own items, scored on the stored
-codes without decoding the collection (see :mod:`smic_fast.search`)."""
+codes without decoding the collection (see :mod:`smic_fast.query.search`)."""
 from __future__ import annotations
 
 import argparse
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_collection(args: argparse.Namespace):
-    from ..opener import open as open_collection
+    from ..store.opener import open as open_collection
     return open_collection(args.collection, dictionary=args.dictionary)
 
 
@@ -74,7 +74,7 @@ def print_results(rows: list[dict], title: str) -> None:
 
 def query_vector(args: argparse.Namespace, collection):
     """The query embedding of --text, --image or --like."""
-    from ..semantics import resolve_term
+    from ..query.semantics import resolve_term
 
     cache = {"model": args.model, "cache_dir": args.cache_dir}
     if args.like is not None:
@@ -98,7 +98,7 @@ def query_vector(args: argparse.Namespace, collection):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import index_info
+    from ..query.search import index_info
 
     collection = open_collection(args)
     vector, query = query_vector(args, collection)

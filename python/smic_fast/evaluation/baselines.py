@@ -1,7 +1,7 @@
 """Codecs that smic-fast is compared with, each measured from the bytes it really produces.
 
 * :func:`scalar_codec` — no dictionary: each embedding alone, every component scalar-quantised
-  and range-coded (smic_fast.range_coder) with one static frequency table that is stored (and
+  and range-coded (smic_fast.coding.range_coder) with one static frequency table that is stored (and
   counted) beside the data; items are coded in chunks of 256 as in a .smic file.
 * :func:`pq_codec` — FAISS product quantisation (``faiss.ProductQuantizer``): M sub-quantisers
   of ``nbits`` each, M·nbits/8 bytes per item plus the float32 codebook.
@@ -34,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _core, range_coder
-from ..quantizer import dequantize, quantize
+from .. import _core
+from ..coding import range_coder
+from ..coding.quantizer import dequantize, quantize
 
 __all__ = ["Coded", "kmeans_codec", "lsq_codec", "opq_codec", "paper_bits_per_item", "pq_codec", "rabitq_codec",
            "rq_codec", "scalar_codec"]

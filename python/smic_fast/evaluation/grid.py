@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dictionary import normalize_embeddings
+from ..coding.dictionary import normalize_embeddings
 from .sweep import Point, Sweep, SweepConfig
 
 __all__ = ["GridColumn", "RegenerationGrid", "grid_items", "grid_points", "regeneration_grid"]
@@ -179,7 +179,7 @@ def _thumbnail(source, size: tuple[int, int], notes: list[str]):
     a grey square, noted, when it cannot be read."""
     from PIL import Image, ImageOps
 
-    from ..images import ImageLoadError, load_image, to_rgb
+    from ..encode.images import ImageLoadError, load_image, to_rgb
 
     try:
         image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source)

@@ -6,7 +6,7 @@ Methods (the ``method`` of a :class:`Point`):
 * ``smic`` — our default mode with a dictionary of its own: rate-distortion choice of each
   item's atoms, entropy-coded indices and coefficient ratios; its highest-fidelity setting is
   also coded with the residual refinement layer at several steps (``residual_step``,
-  smic_fast.collection, residual_step) for the fidelities atoms alone do not reach. The collection is written with
+  smic_fast.store.collection, residual_step) for the fidelities atoms alone do not reach. The collection is written with
   :func:`smic_fast.compress` and the dictionary saved as a .smicd; the total rate is that of
   the same file with the dictionary embedded (a DICT section in place of the 32-byte DREF:
   ``.smic bytes - 32 + .smicd bytes``). The items are coded as with a given dictionary (one
@@ -60,12 +60,12 @@ from typing import Any
 
 import numpy as np
 
-from ..collection import compress
-from ..opener import open as open_collection
-from ..dictionary import Dictionary, default_n_atoms, normalize_embeddings
-from ..codec import LEARNING_TARGETS, QUALITY_PRESETS, CodingParams
-from ..ksvd import learn_dictionary, learn_for_rate
-from ..transform import learn_transform
+from ..store.collection import compress
+from ..store.opener import open as open_collection
+from ..coding.dictionary import Dictionary, default_n_atoms, normalize_embeddings
+from ..coding.codec import LEARNING_TARGETS, QUALITY_PRESETS, CodingParams
+from ..learn.ksvd import learn_dictionary, learn_for_rate
+from ..coding.transform import learn_transform
 from . import baselines
 from .retrieval import query_rows, recall_at_k, true_neighbours
 
@@ -81,7 +81,7 @@ _DREF_PAYLOAD = 32  # bytes of a shared dictionary's hash in a .smic file
 @dataclass(frozen=True)
 class SweepConfig:
     """What to sweep. ``n_atoms``: dictionary sizes K, None entries meaning the default K for
-    the collection size (:func:`smic_fast.dictionary.default_n_atoms`); by default
+    the collection size (:func:`smic_fast.coding.dictionary.default_n_atoms`); by default
     :func:`default_sizes`: that K, half of it and twice it where that leaves at least 8 items
     per atom. ``smic`` settings are (step, rd_lambda) pairs coded with at most
     ``n_nonzero`` atoms, or (step, rd_lambda, atoms) triples coded with at most that many (the
@@ -92,7 +92,7 @@ class SweepConfig:
     ``residual`` the refinement steps added to the last of them (by default the finest 8-atom
     setting: a refinement costs about the same over 8, 16 or 32 atoms at cosine 0.95 on real
     embeddings, and 8 atoms learn fastest), and ``transform`` the steps of the transform-coded
-    refinement (format version 4, :func:`smic_fast.transform.learn_transform`, learned on the
+    refinement (format version 4, :func:`smic_fast.coding.transform.learn_transform`, learned on the
     collection or the training part with the atoms) of the setting ``transform_base`` (when it
     is one of ``smic``; otherwise, or None, of the last); ``paper`` settings are (atoms, bits per
     coefficient); ``pq`` and ``rq`` settings are (M, nbits) (``rq``: M stages, each encoded with
@@ -260,7 +260,7 @@ ITEMS_PER_ATOM_OF_LARGEST_K = 8
 
 def default_sizes(n: int) -> list[int]:
     """Dictionary sizes the sweep learns on n items when none are given: the default K
-    (:func:`smic_fast.dictionary.default_n_atoms`), half of it (cheaper indices at low rates)
+    (:func:`smic_fast.coding.dictionary.default_n_atoms`), half of it (cheaper indices at low rates)
     and twice it where that leaves at least ``ITEMS_PER_ATOM_OF_LARGEST_K`` items per atom (on
     15,326 real sentence embeddings, 1024 atoms reach a mean cosine 0.02-0.03 higher than 512
     for the same bits; learned on 80% of them, the sweep with twice the default K needs 21-46%

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..clip_models import PAIRINGS, ModelNotFoundError, Pairing
+from ..encode.clip_models import PAIRINGS, ModelNotFoundError, Pairing
 
 __all__ = [
     "FAMILIES",

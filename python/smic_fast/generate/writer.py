@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..clip_models import ModelNotFoundError
+from ..encode.clip_models import ModelNotFoundError
 from .configs import check_compatibility, default_generator
 from .pipelines import Generator
 from .seeds import item_seeds
@@ -187,7 +187,7 @@ def _originals(original, all_ids: list[str], selected: list[str], dim: int) -> n
 
 
 def _open_encoder(encoder, model: str | None, dim: int):
-    from ..clip_onnx import ClipEncoder
+    from ..encode.clip_onnx import ClipEncoder
 
     if encoder is None:
         if not model:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dictionary import Dictionary
+from ..coding.dictionary import Dictionary
 from .batcher import Batcher, BatchStats, QueueFull, QueueTimeout
 
 __all__ = ["ServeConfig", "Service", "ServiceError", "QueueFull", "QueueTimeout", "COLLECTION_NAME"]
@@ -189,7 +189,7 @@ def open_image(data: bytes, name: str, max_pixels: int, preprocess: Any, draft: 
     costs nothing). Raises ServiceError 413 / 400."""
     from PIL import Image
 
-    from ..images import ImageLoadError, decode_image
+    from ..encode.images import ImageLoadError, decode_image
 
     try:
         with warnings.catch_warnings():
@@ -300,7 +300,7 @@ class Service:
         if config.dictionary is not None:
             self.dictionary = Dictionary.load(config.dictionary)
         if config.model is not None:
-            from ..clip_onnx import ClipEncoder
+            from ..encode.clip_onnx import ClipEncoder
 
             self.encoder = ClipEncoder(config.model, providers=config.providers, batch_size=config.max_batch_size,
                                        workers=config.decode_workers, intra_op_threads=config.threads,
@@ -313,7 +313,7 @@ class Service:
                 max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
                 queue_timeout_s=config.queue_timeout_ms / 1000, on_batch=self._observer("image_model"))
         if config.text_model is not None:
-            from ..text_tower import TextEncoder
+            from ..encode.text_tower import TextEncoder
 
             self.text_encoder = TextEncoder(config.text_model, cache=config.cache)
 
@@ -531,7 +531,7 @@ class Service:
             position = col._core.find(item_id)
             if position is None:
                 raise ServiceError(404, "no_such_item", f"collection {name!r} has no item {item_id!r}")
-            from ..codec import ItemSymbols
+            from ..coding.codec import ItemSymbols
 
             symbols = ItemSymbols(*col._core.codes(position, position + 1))
             embedding = col._core.decode(position, position + 1)[0]
@@ -673,7 +673,7 @@ class Service:
             with served.lock:
                 col.append(rows, ids=ids, pixels=pixels, n_threads=1)
         with served.lock:  # the codes as stored: what a later GET returns
-            from ..codec import ItemSymbols
+            from ..coding.codec import ItemSymbols
 
             symbols = ItemSymbols(*col._core.codes(start, start + len(rows)))
         data, offsets = col.dictionary.encode_items(symbols, 1)

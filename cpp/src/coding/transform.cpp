@@ -1,0 +1,501 @@
+// Transform-coded refinement layer (XFRM in dictionaries, RESD payloads of format version 4).
+#include "smic/transform.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "format/bytes.hpp"
+#include "kernels/cpu.hpp"
+#include "kernels/transform_kernels.hpp"
+#include "smic/coding_dictionary.hpp"
+#include "smic/error.hpp"
+
+namespace smic {
+using detail::use_avx2_kernels;
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+using detail::transform_axpy_avx2;
+using detail::transform_dots2_avx2;
+using detail::transform_dots_avx2;
+#endif
+namespace {
+
+constexpr std::size_t kSymbols = kTransformEscape + 1;
+constexpr int32_t kMaxLevel = int32_t{1} << 24;
+constexpr unsigned kLengthBits = 5;  // escape: the bit length of value + 1, 0..24, flat
+
+uint32_t neighbour(int32_t previous) {
+  const uint32_t a = static_cast<uint32_t>(previous < 0 ? -static_cast<int64_t>(previous) : previous);
+  return a >= 2 ? 2u : a;
+}
+
+// Flat bits: `bits` (<= 16) low bits of v.
+void put_bits(RangeEncoder& enc, uint32_t v, unsigned bits) {
+  enc.encode_pow2_unchecked(v & ((1u << bits) - 1), 1, bits);
+}
+uint32_t get_bit(RangeDecoder& dec) {  // get_bits(dec, 1) without a division
+  const uint32_t v = dec.decode_bit_target_unchecked();
+  dec.consume_unchecked(v, 1);
+  return v;
+}
+uint32_t get_bits(RangeDecoder& dec, unsigned bits) {
+  const uint32_t v = dec.decode_target_pow2_unchecked(bits);
+  dec.consume_unchecked(v, 1);
+  return v;
+}
+
+// Elias-gamma style: the bit length L of v >= 1 (flat, kLengthBits), then its L - 1 low bits.
+void put_escape(RangeEncoder& enc, uint32_t v) {
+  unsigned length = 0;
+  while ((v >> length) > 1) ++length;  // v in [2^length, 2^(length + 1))
+  put_bits(enc, length, kLengthBits);
+  for (unsigned done = 0; done < length; done += 16) {
+    const unsigned bits = std::min(16u, length - done);
+    put_bits(enc, v >> done, bits);
+  }
+}
+uint32_t get_escape(RangeDecoder& dec) {
+  const unsigned length = get_bits(dec, kLengthBits);
+  if (length > 24) throw DecodeError("corrupt escape in transform levels");
+  uint32_t v = 0;
+  for (unsigned done = 0; done < length; done += 16) {
+    const unsigned bits = std::min(16u, length - done);
+    v |= get_bits(dec, bits) << done;
+  }
+  return v | (uint32_t{1} << length);
+}
+
+}  // namespace
+
+TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_classes,
+                               std::vector<uint16_t> atom_class, const float* mean,
+                               const float* basis, std::vector<int16_t> scale, double rounding,
+                               double bias, std::vector<uint64_t> counts,
+                               std::vector<uint64_t> gain_counts, double rdo)
+    : dim_(dim), rank_(rank), n_classes_(n_classes), atom_class_(std::move(atom_class)),
+      scale_(std::move(scale)), rounding_(rounding), bias_(bias), counts_(std::move(counts)),
+      gain_counts_(std::move(gain_counts)), rdo_(rdo) {
+  require(dim >= 2 && dim <= 16384, "transform: dim must be in [2, 16384]");
+  require(rank >= 1 && rank < dim, "transform: rank must be in [1, dim - 1]");
+  require(n_classes >= 1 && n_classes <= kTransformMaxClasses,
+          "transform: n_classes must be in [1, " + std::to_string(kTransformMaxClasses) + "]");
+  require(n_classes * rank * dim <= (std::size_t{1} << 28), "transform: axes too large");
+  require(!atom_class_.empty() && atom_class_.size() <= 65536, "transform: atom_class must have 1 to 65536 entries");
+  for (uint16_t c : atom_class_) require(c < n_classes, "transform: atom_class beyond n_classes");
+  require(scale_.size() == n_classes * rank, "transform: scale must hold n_classes x rank values");
+  for (int16_t s : scale_) require(s >= -256 && s <= 256, "transform: scale out of [-256, 256]");
+  require(std::isfinite(rounding) && rounding >= 0 && rounding < 1, "transform: rounding must be in [0, 1)");
+  require(std::isfinite(bias) && bias >= 0 && bias < 1, "transform: bias must be in [0, 1)");
+  require(std::isfinite(rdo) && rdo >= 0 && rdo <= 16, "transform: rdo must be in [0, 16]");
+  if (counts_.empty()) counts_.assign(kTransformContexts * kSymbols, 0);
+  require(counts_.size() == kTransformContexts * kSymbols, "transform: counts must hold " +
+              std::to_string(kTransformContexts * kSymbols) + " values");
+  if (gain_counts_.empty()) gain_counts_.assign(kTransformGains, 0);
+  require(gain_counts_.size() == kTransformGains,
+          "transform: gain_counts must hold " + std::to_string(kTransformGains) + " values");
+  mean_.assign(mean, mean + n_classes * dim);
+  for (float v : mean_) require(std::isfinite(v) && std::fabs(v) <= 2, "transform: mean must be finite, |mean| <= 2");
+  const std::size_t n_basis = n_classes * rank * dim;
+  basis_half_.resize(n_basis);
+  basis_.resize(n_basis);
+  for (std::size_t i = 0; i < n_basis; ++i) {
+    require(std::isfinite(basis[i]) && std::fabs(basis[i]) <= 1.0f, "transform: axes must be finite, |value| <= 1");
+    basis_half_[i] = detail::float_to_half(basis[i]);
+    basis_[i] = detail::half_to_float(basis_half_[i]);
+  }
+  expected_energy_.assign(n_classes, 0.0);
+  for (std::size_t c = 0; c < n_classes; ++c)
+    for (std::size_t j = 0; j < rank; ++j)
+      expected_energy_[c] += std::exp2(scale_[c * rank + j] / 2.0);  // sigma^2 = 2^(scale / 2)
+  {
+    const std::vector<uint32_t> freqs = frequencies_from_counts(gain_counts_.data(), kTransformGains);
+    gain_model_ = std::make_unique<StaticModel>(freqs.data(), freqs.size());
+    for (uint32_t f : freqs)
+      gain_bits_.push_back(-std::log2(static_cast<double>(f) / gain_model_->total()));
+  }
+  models_.reserve(kTransformContexts);
+  model_bits_.resize(kTransformContexts);
+  for (std::size_t c = 0; c < kTransformContexts; ++c) {
+    const std::vector<uint32_t> freqs = frequencies_from_counts(counts_.data() + c * kSymbols, kSymbols);
+    models_.emplace_back(freqs.data(), freqs.size());
+    const double total = models_.back().total();
+    for (std::size_t s = 0; s < kSymbols; ++s)
+      model_bits_[c].push_back(-std::log2(static_cast<double>(freqs[s]) / total));
+  }
+}
+
+std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data, std::size_t size,
+                                                            const std::string& name) {
+  detail::Reader reader(data, size, name + ": transform section");
+  const std::size_t dim = reader.u32(), rank = reader.u32(), n_classes = reader.u32(),
+                    n_atoms = reader.u32();
+  const double rounding = reader.f64(), bias = reader.f64(), rdo = reader.f64();
+  if (dim < 2 || dim > 16384 || rank < 1 || rank >= dim || n_classes < 1 ||
+      n_classes > kTransformMaxClasses || n_atoms < 1 || n_atoms > 65536)
+    throw FormatError(name + ": implausible transform section (dim " + std::to_string(dim) +
+                      ", rank " + std::to_string(rank) + ", classes " + std::to_string(n_classes) + ")");
+  const std::size_t n_mean = n_classes * dim, n_basis = n_classes * rank * dim,
+                    n_scale = n_classes * rank;
+  reader.need(2 * n_atoms + 4 * n_mean + 2 * n_basis + 2 * n_scale);
+  std::vector<uint16_t> atom_class(n_atoms);
+  for (auto& c : atom_class) c = detail::get_u16(reader.take(2));
+  std::vector<float> mean(n_mean), basis(n_basis);
+  for (auto& v : mean) {
+    const uint32_t bits = detail::get_u32(reader.take(4));
+    std::memcpy(&v, &bits, 4);
+  }
+  for (auto& v : basis) v = detail::half_to_float(detail::get_u16(reader.take(2)));
+  std::vector<int16_t> scale(n_scale);
+  for (auto& s : scale) s = static_cast<int16_t>(detail::get_u16(reader.take(2)));
+  std::vector<uint64_t> counts = reader.varints(kTransformContexts * kSymbols);
+  std::vector<uint64_t> gain_counts = reader.varints(kTransformGains);
+  if (reader.left() != 0) throw FormatError(name + ": trailing bytes in the transform section");
+  try {
+    return std::make_shared<const TransformModel>(dim, rank, n_classes, std::move(atom_class),
+                                                  mean.data(), basis.data(), std::move(scale),
+                                                  rounding, bias, std::move(counts),
+                                                  std::move(gain_counts), rdo);
+  } catch (const InvalidArgument& e) {
+    throw FormatError(name + ": invalid transform section (" + e.what() + ")");
+  }
+}
+
+std::vector<uint8_t> TransformModel::to_bytes() const {
+  std::vector<uint8_t> out;
+  for (std::size_t v : {dim_, rank_, n_classes_, atom_class_.size()})
+    detail::put_u32(out, static_cast<uint32_t>(v));
+  detail::put_f64(out, rounding_);
+  detail::put_f64(out, bias_);
+  detail::put_f64(out, rdo_);
+  for (uint16_t c : atom_class_) detail::put_u16(out, c);
+  for (float v : mean_) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    detail::put_u32(out, bits);
+  }
+  for (uint16_t h : basis_half_) detail::put_u16(out, h);
+  for (int16_t s : scale_) detail::put_u16(out, static_cast<uint16_t>(s));
+  for (uint64_t c : counts_) detail::put_varint(out, c);
+  for (uint64_t c : gain_counts_) detail::put_varint(out, c);
+  return out;
+}
+
+std::vector<uint32_t> TransformModel::classes(const ItemCodes& codes) const {
+  std::vector<uint32_t> out(codes.n, 0);
+  const bool paper = codes.first.empty() || codes.counts.empty();
+  for (std::size_t i = 0; i < codes.n; ++i) {
+    int64_t atom = -1;
+    if (!paper) {
+      if (codes.counts[i] >= 1) atom = codes.first[i] / 2;
+    } else if (codes.width >= 1) {
+      atom = codes.rest_index[i * codes.width];
+    }
+    if (atom >= 0 && static_cast<std::size_t>(atom) < atom_class_.size()) out[i] = atom_class_[atom];
+  }
+  return out;
+}
+
+int32_t TransformModel::step_index(double step) {
+  require(std::isfinite(step) && step > 0, "transform: step must be positive");
+  return static_cast<int32_t>(std::lround(-4.0 * std::log2(step)));
+}
+
+namespace {
+
+// Up to kBlock items of one class at a time: each axis is read once for all of them (the axes,
+// rank x dim floats per class, 588 KB at d = 384, do not stay in cache from one item to the
+// next, and reading them was most of the layer's time with blocks of 8). Every item's
+// arithmetic is the same whatever its block: the same values on every path.
+constexpr std::size_t kBlock = 32;
+
+// Blocks of items [i, i + count) in order, each of one class, at most kBlock long.
+template <class Visit>
+void class_blocks(const uint32_t* classes, std::size_t n, std::size_t n_classes, Visit&& visit) {
+  std::vector<std::vector<std::size_t>> pending(n_classes);
+  for (std::size_t i = 0; i < n; ++i) {
+    require(classes[i] < n_classes, "transform: class out of range");
+    auto& p = pending[classes[i]];
+    p.push_back(i);
+    if (p.size() == kBlock) {
+      visit(classes[i], p);
+      p.clear();
+    }
+  }
+  for (std::size_t c = 0; c < n_classes; ++c)
+    if (!pending[c].empty()) visit(static_cast<uint32_t>(c), pending[c]);
+}
+
+// sum_k axis[k] r[k] in eight interleaved float sums, combined pairwise: a fixed order.
+inline float dot(const float* axis, const float* r, std::size_t dim) {
+  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t k = 0;
+  for (; k + 8 <= dim; k += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] += axis[k + l] * r[k + l];
+  for (; k < dim; ++k) lanes[k & 7] += axis[k] * r[k];
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+// The dot products of one axis with n rows, or row += y * axis: the AVX2 kernel where the CPU
+// has it, else the portable loops above (the same floats either way).
+void dots(const float* axis, const float* rows, std::size_t n, std::size_t dim, float* out) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (use_avx2_kernels()) return transform_dots_avx2(axis, rows, n, dim, out);
+#endif
+  for (std::size_t u = 0; u < n; ++u) out[u] = dot(axis, rows + u * dim, dim);
+}
+
+void dots2(const float* axis0, const float* axis1, const float* rows, std::size_t n, std::size_t dim,
+           float* out0, float* out1) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (use_avx2_kernels()) return transform_dots2_avx2(axis0, axis1, rows, n, dim, out0, out1);
+#endif
+  for (std::size_t u = 0; u < n; ++u) {
+    out0[u] = dot(axis0, rows + u * dim, dim);
+    out1[u] = dot(axis1, rows + u * dim, dim);
+  }
+}
+
+void axpy(const float* y, const float* const* axes, std::size_t count, float* row, std::size_t dim) {
+#if defined(SMIC_HAVE_AVX2_KERNEL)
+  if (use_avx2_kernels()) return transform_axpy_avx2(y, axes, count, row, dim);
+#endif
+  for (std::size_t a = 0; a < count; ++a)
+    for (std::size_t k = 0; k < dim; ++k) row[k] += y[a] * axes[a][k];
+}
+
+}  // namespace
+
+void TransformModel::levels(const float* unit, const float* decoded, const uint32_t* classes,
+                            std::size_t n, double step, int32_t* out) const {
+  const double inverse = 1.0 / step;
+  const int32_t t = step_index(step);
+  const double lambda = rdo_ * step * step;  // price of one bit in squared error
+  std::vector<float> r(kBlock * dim_), ys(kBlock * rank_);
+  class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
+    const float* m = mean_.data() + c * dim_;
+    const std::size_t b = items.size();
+    for (std::size_t u = 0; u < b; ++u) {
+      const std::size_t i = items[u];
+      for (std::size_t k = 0; k < dim_; ++k)
+        r[u * dim_ + k] = (unit[i * dim_ + k] - decoded[i * dim_ + k]) - m[k];
+    }
+    std::size_t j = 0;
+    for (; j + 2 <= rank_; j += 2) {  // two axes at a time (see transform_dots2_avx2)
+      const float* axis = basis_.data() + (c * rank_ + j) * dim_;
+      float first[kBlock], second[kBlock];
+      dots2(axis, axis + dim_, r.data(), b, dim_, first, second);
+      for (std::size_t u = 0; u < b; ++u) {
+        ys[u * rank_ + j] = first[u];
+        ys[u * rank_ + j + 1] = second[u];
+      }
+    }
+    if (j < rank_) {
+      float block[kBlock];
+      dots(basis_.data() + (c * rank_ + j) * dim_, r.data(), b, dim_, block);
+      for (std::size_t u = 0; u < b; ++u) ys[u * rank_ + j] = block[u];
+    }
+    for (std::size_t u = 0; u < b; ++u) quantise(ys.data() + u * rank_, c, t, inverse, lambda, step,
+                                                 out + items[u] * dim_);
+  });
+}
+
+void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda,
+                              double step, int32_t* row) const {
+  double energy = 0;
+  for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
+  // The gain: 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves.
+  const double ratio = energy / expected_energy_[c];
+  const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
+  const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+  const int32_t shift = t + gain;
+  int32_t previous = 0;
+  for (std::size_t j = 0; j < rank_; ++j) {
+    if (skipped(c, j, shift)) {  // never coded: its level is 0
+      row[j] = 0;
+      previous = 0;
+      continue;
+    }
+    const double magnitude = std::fabs(static_cast<double>(ys[j])) * inverse;  // in steps
+    // floor by truncation (the value is >= 0): the same level, without a libm call per axis
+    int32_t q = static_cast<int32_t>(std::min<double>(magnitude + rounding_, kMaxLevel));
+    if (lambda > 0 && q >= 1 && q < static_cast<int32_t>(kTransformEscape)) {
+      // Rate-distortion choice among q, q - 1 and 0 under this context's table (the next
+      // coefficient's context is not priced: greedy, in coding order).
+      const std::vector<double>& bits =
+          model_bits_[context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous)];
+      const auto cost = [&](int32_t level) {
+        const double rec = level == 0 ? 0.0 : level - bias_;
+        const double e = (magnitude - rec) * step;
+        return e * e + lambda * (bits[static_cast<std::size_t>(level)] + (level ? 1.0 : 0.0));
+      };
+      int32_t best = q;
+      double best_cost = cost(q);
+      for (int32_t candidate : {q - 1, 0}) {
+        if (candidate < 0 || candidate == best) continue;
+        const double candidate_cost = cost(candidate);
+        if (candidate_cost < best_cost) {
+          best = candidate;
+          best_cost = candidate_cost;
+        }
+      }
+      q = best;
+    }
+    row[j] = ys[j] < 0 ? -q : q;
+    previous = q;
+  }
+  std::fill(row + rank_, row + dim_, 0);
+  row[dim_ - 1] = gain;
+}
+
+void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_t* classes,
+                            std::size_t n, double step) const {
+  std::vector<double> squares(dim_);
+  std::vector<float> y(rank_);
+  std::vector<const float*> axes(rank_);
+  class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
+    const float* m = mean_.data() + c * dim_;
+    for (std::size_t i : items) {
+      float* row = decoded + i * dim_;
+      for (std::size_t k = 0; k < dim_; ++k) row[k] += m[k];
+      // row += y_j axis_j over the non-zero levels, in order of j (zeros add nothing)
+      std::size_t count = 0;
+      for (std::size_t j = 0; j < rank_; ++j) {
+        const int32_t q = levels[i * dim_ + j];
+        if (q == 0) continue;
+        const double magnitude = (std::abs(static_cast<double>(q)) - bias_) * step;
+        y[count] = static_cast<float>(q < 0 ? -magnitude : magnitude);
+        axes[count++] = basis_.data() + (c * rank_ + j) * dim_;
+      }
+      axpy(y.data(), axes.data(), count, row, dim_);
+      for (std::size_t k = 0; k < dim_; ++k) squares[k] = static_cast<double>(row[k]) * row[k];
+      const double norm = std::sqrt(detail::pairwise_sum(squares.data(), dim_));
+      const double divisor = norm > 0 ? norm : 1.0;
+      for (std::size_t k = 0; k < dim_; ++k) row[k] = static_cast<float>(row[k] / divisor);
+    }
+  });
+}
+
+void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint32_t* classes,
+                            std::size_t n, int32_t step_index) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const int32_t* row = levels + i * dim_;
+    for (std::size_t j = rank_; j + 1 < dim_; ++j)
+      require(row[j] == 0, "transform: a non-zero level beyond the rank");
+    const int32_t gain = row[dim_ - 1];
+    require(gain >= -kTransformGainRange && gain <= kTransformGainRange, "transform: gain out of range");
+    gain_model_->encode_unchecked(enc, static_cast<uint32_t>(gain + kTransformGainRange));
+    const int32_t shift = step_index + gain;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = row[j];
+      if (skipped(c, j, shift)) {
+        require(q == 0, "transform: a non-zero level on an axis whose spread is below step / 16");
+        previous = 0;
+        continue;
+      }
+      require(q >= -kMaxLevel && q <= kMaxLevel, "transform: level out of range");
+      const uint32_t a = static_cast<uint32_t>(q < 0 ? -q : q);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
+      models_[ctx].encode_unchecked(enc, std::min<uint32_t>(a, kTransformEscape));
+      if (a >= 1) put_bits(enc, q < 0 ? 1u : 0u, 1);
+      if (a >= kTransformEscape) put_escape(enc, a - kTransformEscape + 1);
+      previous = q;
+    }
+  }
+}
+
+void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::size_t n,
+                            int32_t step_index, int32_t* out) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    int32_t* row = out + i * dim_;
+    const int32_t gain = static_cast<int32_t>(gain_model_->decode(dec)) - kTransformGainRange;
+    const int32_t shift = step_index + gain;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      if (skipped(c, j, shift)) {
+        row[j] = 0;
+        previous = 0;
+        continue;
+      }
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
+      uint32_t a = models_[ctx].decode_zero_likely(dec);  // most levels are 0
+      bool negative = false;
+      if (a >= 1) negative = get_bit(dec) != 0;
+      if (a >= kTransformEscape) {
+        const uint32_t v = get_escape(dec);
+        if (v - 1 > static_cast<uint32_t>(kMaxLevel) - kTransformEscape)
+          throw DecodeError("transform level out of range");
+        a = kTransformEscape + v - 1;
+      }
+      const int32_t q = negative ? -static_cast<int32_t>(a) : static_cast<int32_t>(a);
+      row[j] = q;
+      previous = q;
+    }
+    std::fill(row + rank_, row + dim_, 0);
+    row[dim_ - 1] = gain;
+  }
+}
+
+void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::size_t n,
+                          int32_t step_index, double* out) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const int32_t* row = levels + i * dim_;
+    const int32_t gain = std::clamp(row[dim_ - 1], -kTransformGainRange, kTransformGainRange);
+    double total = gain_bits_[static_cast<std::size_t>(gain + kTransformGainRange)];
+    const int32_t shift = step_index + gain;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = row[j];
+      if (skipped(c, j, shift)) {
+        previous = 0;
+        continue;
+      }
+      const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
+      total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
+      if (a >= 1) total += 1;
+      if (a >= kTransformEscape) {
+        uint32_t v = a - kTransformEscape + 1;
+        unsigned length = 0;
+        while ((v >> length) > 1) ++length;
+        total += kLengthBits + length;
+      }
+      previous = q;
+    }
+    out[i] = total;
+  }
+}
+
+void TransformModel::count_contexts(const int32_t* levels, const uint32_t* classes, std::size_t n,
+                                    int32_t step_index, uint64_t* counts,
+                                    uint64_t* gain_counts) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    require(c < n_classes_, "transform: class out of range");
+    const int32_t* row = levels + i * dim_;
+    const int32_t gain = std::clamp(row[dim_ - 1], -kTransformGainRange, kTransformGainRange);
+    ++gain_counts[static_cast<std::size_t>(gain + kTransformGainRange)];
+    const int32_t shift = step_index + gain;
+    int32_t previous = 0;
+    for (std::size_t j = 0; j < rank_; ++j) {
+      const int32_t q = row[j];
+      if (skipped(c, j, shift)) {
+        previous = 0;
+        continue;
+      }
+      const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
+      ++counts[ctx * kSymbols + std::min<uint32_t>(a, kTransformEscape)];
+      previous = q;
+    }
+  }
+}
+
+}  // namespace smic

@@ -1,0 +1,1 @@
+"""Collections on disk: the .smic reader and writer, sharded runs (manifests) and open() over both."""
