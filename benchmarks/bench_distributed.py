@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from _common import parse_args
+
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png", "rocket.jpg", "moon.png")
 
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=200)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+    args = parse_args(parser, None, quick={"photos": 60, "shard_size": 20, "batch_size": 8})
 
     work = Path(tempfile.mkdtemp(prefix="smic-bench-dist-"))
     try:

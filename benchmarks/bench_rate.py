@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 from smic_fast.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, run_sweep
 from smic_fast.evaluation.sweep import default_sizes, rate_at_fidelity
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="write every point there")
     parser.add_argument("--one-atom-lambda", default=None, metavar="L0,L1,...",
                         help="rd_lambda values of the one-atom codes (default: the sweep's)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 2000, "d": 128, "concepts": 20, "n_iter": 2})
     lambdas = None if args.one_atom_lambda is None else tuple(float(v) for v in args.one_atom_lambda.split(","))
     results = []
     if not args.no_clustered:

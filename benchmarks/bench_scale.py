@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import QUICK_FOLDER, parse_args
+
 CHILD = textwrap.dedent("""
     import json, os, sys, time
     import numpy as np
@@ -124,9 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/smic-scale"))
     parser.add_argument("--shared-k", type=int, default=1024)
+    parser.add_argument("--train", type=int, default=20_000, help="items the shared dictionary learns from")
     parser.add_argument("--sample-study", type=int, default=100_000,
                         help="N of the sample-vs-all comparison (0: skip it)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"sizes": [2000], "d": 128, "folder": QUICK_FOLDER, "shared_k": 64, "sample_study": 0, "train": 2000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
 
@@ -135,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args.folder.mkdir(parents=True, exist_ok=True)
     npy = args.folder / f"E_{max(args.sizes)}x{args.d}.npy"
-    train = args.folder / f"train_20000x{args.d}.npy"
-    for path, n, seed in ((npy, max(args.sizes), 0), (train, 20_000, 1)):
+    train = args.folder / f"train_{args.train}x{args.d}.npy"
+    for path, n, seed in ((npy, max(args.sizes), 0), (train, args.train, 1)):
         if not path.exists():
             start = time.perf_counter()
             generate(path, n, args.d, seed)

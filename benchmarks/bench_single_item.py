@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import smic_fast as smic
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=1024)
     parser.add_argument("--items", type=int, default=2000, help="single-item calls timed")
     parser.add_argument("--batch", type=int, default=20000, help="items of the batch run")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"k": 128, "d": 128, "items": 200, "batch": 1000})
     rng = np.random.default_rng(0)
     train = clustered(rng, 8000, args.d)
     dictionary = smic.Dictionary.fit(train, n_atoms=args.k, n_iter=3)
