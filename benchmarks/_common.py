@@ -58,18 +58,21 @@ def machine() -> str:
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, quick: dict[str, object]) -> argparse.Namespace:
     """Parse argv with a --quick flag that swaps in the CI-sized defaults `quick` (dest -> value).
 
-    Flags given explicitly still win over the quick defaults (argv is parsed again with them as
-    defaults), so `--quick --n 500` means "quick, but N=500"."""
+    Options given explicitly win over the quick values, so `--quick --n 500` means "quick, but
+    N=500" (and `--quick --setting X` runs X alone)."""
+    unknown = set(quick) - {action.dest for action in parser._actions}
+    if unknown:  # checked on every run, --help included, so a renamed option cannot go unnoticed
+        raise ValueError(f"quick defaults for unknown options: {sorted(unknown)}")
     shown = ", ".join(f"{_flag(parser, dest)} {_shown(value)}" for dest, value in quick.items())
     parser.add_argument("--quick", action="store_true",
-                        help=f"CI-sized run in seconds, not the figures BENCHMARKS.md quotes ({shown})")
+                        help=f"CI-sized run, not the figures BENCHMARKS.md quotes ({shown})")
     args = parser.parse_args(argv)
     if args.quick:
-        unknown = set(quick) - {action.dest for action in parser._actions}
-        if unknown:
-            raise ValueError(f"quick defaults for unknown options: {sorted(unknown)}")
-        parser.set_defaults(**quick)
-        args = parser.parse_args(argv)
+        tokens = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}
+        given = {action.dest for action in parser._actions if tokens & set(action.option_strings)}
+        for dest, value in quick.items():
+            if dest not in given:
+                setattr(args, dest, list(value) if isinstance(value, list) else value)
     return args
 
 

@@ -107,10 +107,10 @@ def main() -> None:
         dictionary = work / "shared.smicd"
         smic.Dictionary.fit(sample, n_atoms=32).save(dictionary)
 
-        smic_cli = Path(sys.executable).with_name("smic")
+        smic_cli = [sys.executable, "-m", "smic_fast"]  # the `smic` command, in any environment
         single = work / "single.smic"
         start = time.perf_counter()
-        subprocess.run([str(smic_cli), "compress", str(photos), "-o", str(single), "--model", args.model,
+        subprocess.run([*smic_cli, "compress", str(photos), "-o", str(single), "--model", args.model,
                         "--dictionary", str(dictionary), "--batch-size", str(args.batch_size), "-q"], check=True,
                        stdout=subprocess.DEVNULL)
         single_s = time.perf_counter() - start
