@@ -18,8 +18,8 @@ import numpy as np
 from smic_fast.evaluation import synthetic
 from smic_fast.evaluation.synthetic import clustered, unit_rows
 
-__all__ = ["QUICK_FOLDER", "SKIP_EXIT", "best_time", "clustered", "machine", "optional", "parse_args", "planted", "skip",
-           "unit_rows"]
+__all__ = ["QUICK_FOLDER", "SKIP_EXIT", "best_time", "clustered", "machine", "optional", "parse_args", "planted",
+           "skip", "unit_rows"]
 
 # The exit status of a script that skipped itself (no GPU, no data): run_all.py reports it as a
 # skip, not a failure. 0 so that running a script by hand that has nothing to do is no error.

@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--shared-k", type=int, default=1024)
     parser.add_argument("--train", type=int, default=20_000, help="items the shared dictionary learns from")
-    args = parse_args(parser, argv, quick={"base": 2000, "appends": 1000, "copying": 20, "folder": QUICK_FOLDER, "d": 128, "shared_k": 64, "train": 2000})
+    args = parse_args(parser, argv, quick={
+        "base": 2000, "appends": 1000, "copying": 20, "folder": QUICK_FOLDER, "d": 128, "shared_k": 64,
+        "train": 2000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
     from bench_scale import generate

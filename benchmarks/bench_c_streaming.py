@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/smic-scale"))
     parser.add_argument("--shared-k", type=int, default=1024)
     parser.add_argument("--train", type=int, default=20_000, help="items the shared dictionary learns from")
-    args = parse_args(parser, argv, quick={"sizes": [1000, 2000], "d": 128, "folder": QUICK_FOLDER, "shared_k": 64, "train": 2000})
+    args = parse_args(parser, argv, quick={
+        "sizes": [1000, 2000], "d": 128, "folder": QUICK_FOLDER, "shared_k": 64, "train": 2000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
     from bench_scale import generate

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ksvd-max-iter", type=int, default=60)
     parser.add_argument("--sklearn-epochs", type=int, default=2)
     parser.add_argument("--spams-iter", type=int, default=1000, help="trainDL iterations (batches)")
-    args = parse_args(parser, argv, quick={"n": 2000, "d": 128, "k": 128, "ksvd_max_iter": 5, "sklearn_epochs": 1, "spams_iter": 50})
+    args = parse_args(parser, argv, quick={
+        "n": 2000, "d": 128, "k": 128, "ksvd_max_iter": 5, "sklearn_epochs": 1, "spams_iter": 50})
     spams = optional("spams")  # SPAMS's row is left out without it
     from sklearn.decomposition import MiniBatchDictionaryLearning
 

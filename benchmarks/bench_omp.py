@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sklearn-n", type=int, default=2000,
                         help="signals given to scikit-learn (its per-signal Python loop is slow; "
                              "its time is scaled to --n)")
-    args = parse_args(parser, argv, quick={"n": 2000, "d": 128, "k": 256, "sparsity": [4], "threads": [1], "sklearn_n": 200})
+    args = parse_args(parser, argv, quick={
+        "n": 2000, "d": 128, "k": 256, "sparsity": [4], "threads": [1], "sklearn_n": 200})
     spams = optional("spams")  # SPAMS's column is left out without it
     from sklearn.linear_model import orthogonal_mp_gram
 

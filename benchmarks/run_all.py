@@ -4,7 +4,8 @@ no external data) prints `SKIPPED <script>: reason` and is reported as skipped; 
 not stop the others, and the exit status is 1 if any failed. What `make bench` and
 `make bench-quick` run:
 
-    cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python run_all.py [--quick] [bench_omp ...]
+    cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python run_all.py \\
+        [--quick] [bench_omp ...]
 """
 from __future__ import annotations
 
