@@ -34,7 +34,7 @@ test: $(VENV)/.installed-test
 # `make bench`: every benchmarks/bench_*.py at the sizes BENCHMARKS.md quotes (hours), one
 # process each, through benchmarks/run_all.py, which reports each script ok, skipped (with its
 # reason: no CUDA build or GPU, no constriction) or failed, and fails if any failed.
-# `make bench-quick` (or BENCH_QUICK=1): each script's --quick mode, CI-sized, minutes in all.
+# `make bench-quick` (or BENCH_QUICK=1): each script's --quick mode, CI-sized, ~10 minutes.
 # BENCH_ONLY="bench_omp bench_rate" runs only those. Benchmarks time numpy and SPAMS too: the
 # OpenBLAS tuning variables of this machine slow them about 2x, so they are unset here (never
 # in tests or CI).
