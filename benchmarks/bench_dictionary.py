@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sklearn-epochs", type=int, default=2)
     parser.add_argument("--spams-iter", type=int, default=1000, help="trainDL iterations (batches)")
     args = parse_args(parser, argv, quick={
-        "n": 2000, "d": 128, "k": 128, "ksvd_max_iter": 5, "sklearn_epochs": 1, "spams_iter": 50})
+        "n": 2000, "d": 128, "k": 128, "ksvd_max_iter": 5, "sklearn_epochs": 1, "spams_iter": 50, "threads": 1})
     spams = optional("spams")  # SPAMS's row is left out without it
     from sklearn.decomposition import MiniBatchDictionaryLearning
 

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the rows here")
     args = parse_args(parser, argv, quick={
         "n": 5000, "d": 64, "queries": 50, "concepts": 50, "atoms": 128, "lists": 32, "train": 2000,
-        "iterations": 2, "nprobe": [4], "repeat": 1})
+        "iterations": 2, "nprobe": [4], "repeat": 1, "threads": 1})
     import faiss
     faiss.omp_set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp())
