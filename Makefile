@@ -10,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SOURCES := $(shell find cpp src python -type f -not -name '*.pyc') CMakeLists.txt pyproject.toml
 
-.PHONY: demo test bench sanitize sanitize-core fuzz test-cpp test-cpp-sanitize stubs wheel test-wheel clean
+.PHONY: demo test bench bench-quick sanitize sanitize-core fuzz test-cpp test-cpp-sanitize stubs wheel test-wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,22 @@ demo: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
-# Benchmarks time numpy and SPAMS too: the OpenBLAS tuning variables of this machine slow
-# them about 2x, so they are unset here (never in tests or CI).
+# `make bench`: every benchmarks/bench_*.py at the sizes BENCHMARKS.md quotes (hours), one
+# process each, through benchmarks/run_all.py, which reports each script ok, skipped (with its
+# reason: no CUDA build or GPU, no constriction) or failed, and fails if any failed.
+# `make bench-quick` (or BENCH_QUICK=1): each script's --quick mode, CI-sized, ~10 minutes.
+# BENCH_ONLY="bench_omp bench_rate" runs only those. Benchmarks time numpy and SPAMS too: the
+# OpenBLAS tuning variables of this machine slow them about 2x, so they are unset here (never
+# in tests or CI).
+BENCH_QUICK ?=
+BENCH_ONLY ?=
+BENCH_RUN = cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../$(PY) run_all.py
+
 bench: $(VENV)/.installed-bench
-	cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../$(PY) bench_omp.py
-	cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../$(PY) bench_dictionary.py
-	cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../$(PY) bench_range_coder.py
+	$(BENCH_RUN) $(if $(BENCH_QUICK),--quick,) $(BENCH_ONLY)
+
+bench-quick: $(VENV)/.installed-bench
+	$(BENCH_RUN) --quick $(BENCH_ONLY)
 
 # The Python test suite under AddressSanitizer + UBSan, in its own venv (.venv-asan, the module
 # built with -DSMIC_SANITIZE=ON in build/asan): the whole suite, or the files in SANITIZE_TESTS.

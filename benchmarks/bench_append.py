@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import QUICK_FOLDER, parse_args
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -24,7 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--copying", type=int, default=300, help="appends timed with the copying writer")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/smic-scale"))
     parser.add_argument("--d", type=int, default=768)
-    args = parser.parse_args(argv)
+    parser.add_argument("--shared-k", type=int, default=1024)
+    parser.add_argument("--train", type=int, default=20_000, help="items the shared dictionary learns from")
+    args = parse_args(parser, argv, quick={
+        "base": 2000, "appends": 1000, "copying": 20, "folder": QUICK_FOLDER, "d": 128, "shared_k": 64,
+        "train": 2000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
     from bench_scale import generate
@@ -39,12 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     npy = big[0] if big else npy
     if not npy.exists():
         generate(npy, args.base + args.appends, args.d)
-    shared = args.folder / "shared_1024.smicd"
+    shared = args.folder / f"shared_{args.shared_k}.smicd"
     if not shared.exists():
-        train = args.folder / f"train_20000x{args.d}.npy"
+        train = args.folder / f"train_{args.train}x{args.d}.npy"
         if not train.exists():
-            generate(train, 20_000, args.d, seed=1)
-        smic.Dictionary.fit(np.load(train), n_atoms=1024).save(shared)
+            generate(train, args.train, args.d, seed=1)
+        smic.Dictionary.fit(np.load(train), n_atoms=args.shared_k).save(shared)
     D = smic.Dictionary.load(shared)
     E = np.load(npy, mmap_mode="r")
     path = args.folder / "append.smic"

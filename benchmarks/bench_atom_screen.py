@@ -21,7 +21,7 @@ import numpy as np
 
 import smic_fast as smic
 from smic_fast import _core
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 
 SHAPES = ((256, 512), (512, 512), (256, 1024), (512, 768), (1024, 512), (1024, 768),
           (1024, 1024), (2048, 768), (4096, 512))
@@ -41,7 +41,7 @@ def _median_us(dictionary: smic.Dictionary, items: list[np.ndarray]) -> tuple[fl
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=600, help="items encoded per shape and mode")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"items": 60})
     rng = np.random.default_rng(0)
     print(f"# Dictionary.encode, median µs, one thread; {machine()}")
     print("| K x d | screened | full product | full / screened |")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import QUICK_FOLDER, parse_args
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PYTHON_CHILD = textwrap.dedent("""
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/smic-scale"))
     parser.add_argument("--shared-k", type=int, default=1024)
-    args = parser.parse_args(argv)
+    parser.add_argument("--train", type=int, default=20_000, help="items the shared dictionary learns from")
+    args = parse_args(parser, argv, quick={
+        "sizes": [1000, 2000], "d": 128, "folder": QUICK_FOLDER, "shared_k": 64, "train": 2000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
     from bench_scale import generate
@@ -104,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     larger = [p for p in existing if int(p.name.split("_")[1].split("x")[0]) >= max(args.sizes)]
     if larger:
         npy = larger[0]  # bench_scale's 1M file serves every smaller N (the first rows)
-    train = args.folder / f"train_20000x{args.d}.npy"
-    for path, n, seed in ((npy, max(args.sizes), 0), (train, 20_000, 1)):
+    train = args.folder / f"train_{args.train}x{args.d}.npy"
+    for path, n, seed in ((npy, max(args.sizes), 0), (train, args.train, 1)):
         if not path.exists():
             start = time.perf_counter()
             generate(path, n, args.d, seed)

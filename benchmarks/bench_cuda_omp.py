@@ -25,11 +25,7 @@ import time
 import numpy as np
 
 import smic_fast
-from _common import planted, unit_rows
-
-
-def _fail(message: str) -> None:
-    sys.exit(f"bench_cuda_omp: {message}")
+from _common import parse_args, planted, skip, unit_rows
 
 
 def _gpu_time(fn, torch, repeat: int = 3) -> float:
@@ -59,17 +55,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="signals given to the CPU core (time scaled to --n)")
     parser.add_argument("--ksvd-n", type=int, default=200_000, help="signals for K-SVD (0: skip)")
     parser.add_argument("--ksvd-iter", type=int, default=5)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 20000, "d": 256, "k": 512, "sparsity": [4], "cpu_n": 2000, "ksvd_n": 0})
 
     usable, why = smic_fast.cuda_status()
     if not usable:
-        _fail(f"no GPU path: {why}")
+        skip("bench_cuda_omp.py", f"no CUDA GPU path: {why}")
     try:
         import torch
     except ImportError:
-        _fail("torch is needed for data on the device and the GEMM floor (pip install torch)")
+        skip("bench_cuda_omp.py", "torch is needed for data on the device and the GEMM floor (pip install torch)")
     if not torch.cuda.is_available():
-        _fail("torch sees no CUDA device")
+        skip("bench_cuda_omp.py", "torch sees no CUDA device")
     torch.backends.cuda.matmul.allow_tf32 = False  # FP32 floor, as our SGEMM
     name = torch.cuda.get_device_name(0)
     print(f"# GPU batch OMP, N={args.n} d={args.d} K={args.k}; {name}; "

@@ -17,7 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import smic_fast
-from _common import machine, planted
+from _common import machine, optional, parse_args, planted
 
 
 def omp_error(x: np.ndarray, d: np.ndarray, k: int) -> float:
@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ksvd-max-iter", type=int, default=60)
     parser.add_argument("--sklearn-epochs", type=int, default=2)
     parser.add_argument("--spams-iter", type=int, default=1000, help="trainDL iterations (batches)")
-    args = parser.parse_args(argv)
-    import spams
+    args = parse_args(parser, argv, quick={
+        "n": 2000, "d": 128, "k": 128, "ksvd_max_iter": 5, "sklearn_epochs": 1, "spams_iter": 50, "threads": 1})
+    spams = optional("spams")  # SPAMS's row is left out without it
     from sklearn.decomposition import MiniBatchDictionaryLearning
 
     rng = np.random.default_rng(0)
@@ -47,11 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# dictionary learning, N={args.n} d={args.d} K={args.k} sparsity={s} threads={t}; {machine()}")
     rows = []
     with threadpool_limits(limits=t):
-        start = time.perf_counter()
-        d_spams = spams.trainDL(np.asfortranarray(x.T), K=args.k, lambda1=s, mode=3,
-                                iter=args.spams_iter, batchsize=256, numThreads=t, verbose=False)
-        rows.append((f"SPAMS trainDL (mode 3, {args.spams_iter} iter, batch 256)",
-                     time.perf_counter() - start, omp_error(x, np.ascontiguousarray(d_spams.T), s)))
+        if spams:
+            start = time.perf_counter()
+            d_spams = spams.trainDL(np.asfortranarray(x.T), K=args.k, lambda1=s, mode=3,
+                                    iter=args.spams_iter, batchsize=256, numThreads=t, verbose=False)
+            rows.append((f"SPAMS trainDL (mode 3, {args.spams_iter} iter, batch 256)",
+                         time.perf_counter() - start, omp_error(x, np.ascontiguousarray(d_spams.T), s)))
 
         start = time.perf_counter()
         with warnings.catch_warnings():

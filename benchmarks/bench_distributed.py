@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from _common import parse_args
+
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png", "rocket.jpg", "moon.png")
 
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=200)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+    args = parse_args(parser, None, quick={"photos": 60, "shard_size": 20, "batch_size": 8})
 
     work = Path(tempfile.mkdtemp(prefix="smic-bench-dist-"))
     try:
@@ -105,10 +107,10 @@ def main() -> None:
         dictionary = work / "shared.smicd"
         smic.Dictionary.fit(sample, n_atoms=32).save(dictionary)
 
-        smic_cli = Path(sys.executable).with_name("smic")
+        smic_cli = [sys.executable, "-m", "smic_fast"]  # the `smic` command, in any environment
         single = work / "single.smic"
         start = time.perf_counter()
-        subprocess.run([str(smic_cli), "compress", str(photos), "-o", str(single), "--model", args.model,
+        subprocess.run([*smic_cli, "compress", str(photos), "-o", str(single), "--model", args.model,
                         "--dictionary", str(dictionary), "--batch-size", str(args.batch_size), "-q"], check=True,
                        stdout=subprocess.DEVNULL)
         single_s = time.perf_counter() - start

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import parse_args
+
 
 def make_jpegs(folder: Path, n: int) -> list[str]:
     """n camera-sized JPEGs (1024 px wide, quality 90) cut from the scikit-image photos."""
@@ -82,7 +84,7 @@ def sgemm():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--model", default="ViT-B-32", help="an open_clip architecture, or 'tiny' (tests/data/tiny.json)")
     ap.add_argument("--n", type=int, default=64, help="number of JPEG files")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
@@ -90,7 +92,7 @@ def main() -> None:
     ap.add_argument("--no-plain", action="store_true", help="skip the plain (unfused) exports")
     ap.add_argument("--torch-threads", type=int, default=None,
                     help="PyTorch's intra-op threads (default: its own, 2 here; 1 to check that it is slower)")
-    args = ap.parse_args()
+    args = parse_args(ap, None, quick={"model": "tiny", "n": 8, "batch": 4, "rounds": 1, "no_plain": True})
 
     import torch
     from PIL import Image
@@ -101,6 +103,10 @@ def main() -> None:
     from smic_fast.encode.images import load_image
 
     warnings.filterwarnings("ignore")
+    if args.model == "tiny":  # the tests' small CLIP layout: the whole path in seconds
+        from smic_fast.encode.clip_models import register_model_config
+
+        register_model_config(Path(__file__).resolve().parents[1] / "tests" / "data" / "tiny.json")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     load_before = os.getloadavg()

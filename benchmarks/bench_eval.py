@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 from smic_fast.evaluation import SweepConfig, run_sweep, write_report
 from smic_fast.evaluation.sweep import comparison_table
 
@@ -32,11 +32,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--atoms", type=int, action="append", default=None, help="K (repeat); default: the sweep's (default K for N and half of it)")
     parser.add_argument("--out", default=None, help="also write the HTML report there")
     parser.add_argument("--save", default=None, metavar="PATH.npy", help="save the collection")
-    args = parser.parse_args(argv)
+    parser.add_argument("--sweep", choices=("full", "quick"), default="full",
+                        help="smic eval's default sweep, or SweepConfig.quick's few points per method")
+    args = parse_args(parser, argv, quick={"n": 2000, "d": 128, "atoms": [64], "sweep": "quick"})
     e = clustered(np.random.default_rng(0), args.n, args.d)
     if args.save:
         np.save(args.save, e)
-    config = SweepConfig(n_atoms=tuple(args.atoms) if args.atoms else None)
+    config = (SweepConfig.quick if args.sweep == "quick" else SweepConfig)(
+        n_atoms=tuple(args.atoms) if args.atoms else None)
     start = time.perf_counter()
     sweep = run_sweep(e, config, progress=False)
     seconds = time.perf_counter() - start

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import parse_args
+
 
 def _real_pipeline(family: str, dtype):
     import torch
@@ -146,7 +148,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--one", nargs=2, metavar=("FAMILY", "SIZE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, None, quick={
+        "families": ["unclip"], "sizes": [32], "steps": 1, "items": 2, "batch": 2, "repeat": 1, "threads": 1})
     if args.one:
         args.family, args.size = args.one[0], int(args.one[1])
         print(json.dumps(run_one(args)))

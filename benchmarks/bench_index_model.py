@@ -24,7 +24,7 @@ import numpy as np
 
 import smic_fast as smic
 from smic_fast import _core
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 
 
 def varints(values) -> bytes:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--quality", default="medium")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"sizes": [2000], "d": 128})
     folder = Path(tempfile.mkdtemp())
     print(f"# index models, clustered d={args.d}, quality={args.quality}; {machine()}")
     print("| N | K | cos | order-0 marginal | remaining marginal | gain | order-0 total | remaining total "

@@ -13,7 +13,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import smic_fast
-from _common import best_time, machine, unit_rows
+from _common import best_time, machine, optional, parse_args, unit_rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sklearn-n", type=int, default=2000,
                         help="signals given to scikit-learn (its per-signal Python loop is slow; "
                              "its time is scaled to --n)")
-    args = parser.parse_args(argv)
-    import spams
+    args = parse_args(parser, argv, quick={
+        "n": 2000, "d": 128, "k": 256, "sparsity": [4], "threads": [1], "sklearn_n": 200})
+    spams = optional("spams")  # SPAMS's column is left out without it
     from sklearn.linear_model import orthogonal_mp_gram
 
     rng = np.random.default_rng(0)
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
             gemm = best_time(lambda: d @ x.T)
             for s in args.sparsity:
                 ours = best_time(lambda: smic_fast.omp(x, d, s, n_threads=threads))
-                peer = best_time(lambda: spams.omp(x_f, d_f, L=s, numThreads=threads))
+                peer = (best_time(lambda: spams.omp(x_f, d_f, L=s, numThreads=threads))
+                        if spams else float("nan"))
 
                 def sklearn_job():
                     gram = d @ d.T

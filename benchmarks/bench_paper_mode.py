@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import smic_fast as smic
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--k", type=int, default=512, help="atoms")
     parser.add_argument("--iter", type=int, default=10, help="K-SVD iterations")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 2000, "d": 128, "k": 64, "iter": 2})
     rng = np.random.default_rng(0)
     e = clustered(rng, args.n, args.d)
     print(f"# smic vs paper layout, N={args.n} d={args.d} K={args.k}; {machine()}")

@@ -18,6 +18,8 @@ import numpy as np
 
 from smic_fast.coding import range_coder as rc
 
+from _common import parse_args, skip
+
 
 def best_time(fn, repeat: int) -> tuple[float, object]:
     best, result = float("inf"), None
@@ -95,12 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7])
     parser.add_argument("--alphabets", type=int, nargs="+", default=[256, 4096])
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"sizes": [1e5], "alphabets": [256], "repeat": 1})
     try:
         import constriction
     except ImportError:
-        print("constriction is not installed: pip install constriction", file=sys.stderr)
-        return 2
+        skip("bench_range_coder.py", "constriction is not installed (pip install 'smic-fast[bench]')")
     from importlib.metadata import version
     print(f"constriction {version('constriction')}; "
           f"best of {args.repeat}; ratios vs constriction range coder")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 from smic_fast.coding.dictionary import default_n_atoms
 from smic_fast.evaluation import SweepConfig, run_sweep
 from smic_fast.evaluation.sweep import default_sizes, rate_at_fidelity
@@ -53,14 +53,16 @@ PRE_ISSUE_SMIC = ((0.25, 4e-2), (0.25, 1.5e-2), (0.25, 6e-3), (0.125, 2.5e-3), (
                   (0.0625, 4e-4), (0.0625, 1e-4), (0.0625, 0.0))
 
 
-def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float, ...] | None = None) -> dict:
+def measure(name: str, e: np.ndarray, n_iter: int, one_atom_lambda: tuple[float, ...] | None = None,
+            sweep: str = "full") -> dict:
     start = time.perf_counter()
     # the sweep's K before issue 14: the default and half of it, without twice the default
     pre_issue_sizes = tuple(k for k in default_sizes(len(e)) if k <= default_n_atoms(len(e)))
-    before = run_sweep(e, SweepConfig(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
+    config = SweepConfig.quick if sweep == "quick" else SweepConfig  # quick: a few points per method
+    before = run_sweep(e, config(n_atoms=pre_issue_sizes, smic=PRE_ISSUE_SMIC, learn="sparsity",
                                       methods=("smic",), n_iter=n_iter), progress=False)
     extra = {} if one_atom_lambda is None else {"one_atom_lambda": one_atom_lambda}
-    after = run_sweep(e, SweepConfig(methods=("smic", "smic-1", "paper", "pq", "kmeans", "rq"), n_iter=n_iter, **extra),
+    after = run_sweep(e, config(methods=("smic", "smic-1", "paper", "pq", "kmeans", "rq"), n_iter=n_iter, **extra),
                       progress=False)
     seconds = time.perf_counter() - start
     # rate_at_fidelity reads each rd_lambda of the one-atom codes as its own curve over K
@@ -127,16 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-clustered", action="store_true")
     parser.add_argument("--n-iter", type=int, default=10, help="K-SVD iterations")
     parser.add_argument("--json", default=None, help="write every point there")
+    parser.add_argument("--sweep", choices=("full", "quick"), default="full",
+                        help="the default sweep's settings, or SweepConfig.quick's few points per method")
     parser.add_argument("--one-atom-lambda", default=None, metavar="L0,L1,...",
                         help="rd_lambda values of the one-atom codes (default: the sweep's)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 2000, "d": 128, "concepts": 20, "n_iter": 2, "sweep": "quick"})
     lambdas = None if args.one_atom_lambda is None else tuple(float(v) for v in args.one_atom_lambda.split(","))
     results = []
     if not args.no_clustered:
         e = clustered(np.random.default_rng(0), args.n, args.d, args.concepts)
-        results.append(measure(f"clustered ({args.concepts} concepts)", e, args.n_iter, lambdas))
+        results.append(measure(f"clustered ({args.concepts} concepts)", e, args.n_iter, lambdas, args.sweep))
     for path in args.real:
-        results.append(measure(Path(path).name, np.load(path).astype(np.float32), args.n_iter, lambdas))
+        results.append(measure(Path(path).name, np.load(path).astype(np.float32), args.n_iter, lambdas, args.sweep))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 from bench_rate import LEVELS, PRE_ISSUE_SMIC, _cell, _saving
 from bench_settings import parse_setting
 from smic_fast.coding.codec import CodingParams
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frontier", action="store_true",
                         help="held-out marginal bits of the default sweep's smic settings at bench_rate.py's "
                              "cosines, before and after issue 14, instead of the per-setting table")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 2000, "setting": [(64, 4, 0.125, 0.0)]})
     chosen = [(k, CodingParams(s_max=atoms, step=step, rd_lambda=rd_lambda))
               for k, atoms, step, rd_lambda in args.setting] or None
     if args.frontier:

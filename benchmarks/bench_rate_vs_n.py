@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import smic_fast as smic
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared-k", type=int, default=1024, help="atoms of the shared dictionary")
     parser.add_argument("--train", type=int, default=20000, help="items the shared dictionary learns from")
     parser.add_argument("--quality", default="medium")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"sizes": [500, 2000], "d": 128, "shared_k": 64, "train": 2000})
     folder = Path(tempfile.mkdtemp())
     rng = np.random.default_rng(0)
     # One population: the shared dictionary trains on the first items, collections use the rest.

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import QUICK_FOLDER, parse_args
+
 CHILD = textwrap.dedent("""
     import json, os, sys, time
     import numpy as np
@@ -124,9 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/smic-scale"))
     parser.add_argument("--shared-k", type=int, default=1024)
+    parser.add_argument("--train", type=int, default=20_000, help="items the shared dictionary learns from")
     parser.add_argument("--sample-study", type=int, default=100_000,
                         help="N of the sample-vs-all comparison (0: skip it)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--sample-size", type=int, default=0, metavar="ROWS",
+                        help="also an own-dictionary compress row learning on a sample of ROWS (0: none)")
+    args = parse_args(parser, argv, quick={
+        "sizes": [2000], "d": 128, "folder": QUICK_FOLDER, "shared_k": 64, "sample_study": 0, "train": 2000,
+        "sample_size": 1000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
 
@@ -135,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args.folder.mkdir(parents=True, exist_ok=True)
     npy = args.folder / f"E_{max(args.sizes)}x{args.d}.npy"
-    train = args.folder / f"train_20000x{args.d}.npy"
-    for path, n, seed in ((npy, max(args.sizes), 0), (train, 20_000, 1)):
+    train = args.folder / f"train_{args.train}x{args.d}.npy"
+    for path, n, seed in ((npy, max(args.sizes), 0), (train, args.train, 1)):
         if not path.exists():
             start = time.perf_counter()
             generate(path, n, args.d, seed)
@@ -152,15 +159,20 @@ def main(argv: list[str] | None = None) -> None:
     for n in args.sizes:
         for label, dictionary in (("own", "-"), ("shared", str(shared))):
             out = args.folder / f"c_{n}_{label}.smic"
-            rows = [("compress", child("compress", npy, n, dictionary, out)),
-                    ("decompress --embeddings", child("decompress", npy, n, dictionary, out)),
-                    ("iter_batches", child("iter_batches", npy, n, dictionary, out))]
+            rows = [("compress", child("compress", npy, n, dictionary, out))]
+            if args.sample_size and label == "own":
+                rows.append((f"compress, `sample_size={args.sample_size:_}`",
+                             child("compress", npy, n, dictionary, args.folder / "sampled.smic",
+                                   sample_size=args.sample_size)))
+            rows += [("decompress --embeddings", child("decompress", npy, n, dictionary, out)),
+                     ("iter_batches", child("iter_batches", npy, n, dictionary, out))]
             for task, r in rows:
                 rate = (f"{r['bits_per_item']:.1f} | {r['cosine_mean']:.4f}" if "bits_per_item" in r else " | ")
                 print(f"| {n:,} | {task} | {label} | {r['seconds']:.1f} | {r['extra_bytes'] / 2**20:.0f} | "
                       f"{r['anon_bytes'] / 2**20:.0f} | {max(r['extra_bytes'], r['anon_bytes']) / n:.0f} | {rate} |",
                       flush=True)
             (args.folder / f"c_{n}_{label}.smic.npy").unlink(missing_ok=True)
+            (args.folder / "sampled.smic").unlink(missing_ok=True)
     if args.sample_study:
         n = args.sample_study
         print(f"\n# learning on a sample vs on all {n:,} items (own dictionary, K = default_n_atoms(N))")

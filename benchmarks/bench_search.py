@@ -35,6 +35,8 @@ import numpy as np
 import smic_fast as smic
 from smic_fast.query.search import index_info, search_index
 
+from _common import parse_args
+
 K_RESULTS = 10
 
 
@@ -124,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--skip-flat", action="store_true", help="skip IndexFlatIP (needs 2 x N x d x 4 bytes)")
     parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the rows here")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={
+        "n": 5000, "d": 64, "queries": 50, "concepts": 50, "atoms": 128, "lists": 32, "train": 2000,
+        "iterations": 2, "nprobe": [4], "repeat": 1, "threads": 1})
     import faiss
     faiss.omp_set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp())

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import smic_fast as smic
-from _common import clustered
+from _common import clustered, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,7 +168,9 @@ def main() -> None:
     parser.add_argument("--skip-embeddings", action="store_true", help="only the image path")
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs of the durability run (0: none)")
     parser.add_argument("--only-durability", action="store_true", help="only the durability run")
-    args = parser.parse_args()
+    args = parse_args(parser, None, quick={
+        "dim": 64, "atoms": 64, "requests": 100, "clients": 2, "long": 300, "overload_seconds": 2.0,
+        "images": 8, "kills": 2})
     rng = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     print(f"# smic serve on loopback, {os.cpu_count()} cores; server and load generator share them", flush=True)

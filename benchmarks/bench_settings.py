@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 from smic_fast.store.collection import compress
 from smic_fast.evaluation import SweepConfig, run_sweep
 
@@ -59,14 +59,18 @@ def parse_setting(text: str) -> tuple[int, int, float, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default=None, metavar="PATH.npy", help="embeddings (default: clustered)")
+    parser.add_argument("--n", type=int, default=10000, help="items of the clustered collection")
     parser.add_argument("--setting", action="append", type=parse_setting, default=[],
-                        metavar="K:atoms:step:rd_lambda")
+                        metavar="K:atoms:step:rd_lambda",
+                        help="repeat; with neither --setting nor --low: 256:4:0.125:1.5e-3 and 256:4:0.25:1.5e-3")
     parser.add_argument("--low", default=None, metavar="L0,L1,...", help="quality='low' at these rd_lambda")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 2000, "setting": [(32, 4, 0.125, 1.5e-3)]})
     e = (np.load(args.real).astype(np.float32) if args.real
-         else clustered(np.random.default_rng(0), 10000, 512, 200))
+         else clustered(np.random.default_rng(0), args.n, 512, 200))
     name = Path(args.real).name if args.real else "clustered (200 concepts)"
     print(f"\n## {name}: N={len(e)}, d={e.shape[1]}; {machine()}\n")
+    if not args.setting and not args.low:  # what BENCHMARKS.md quotes for the clustered set
+        args.setting = [parse_setting("256:4:0.125:1.5e-3"), parse_setting("256:4:0.25:1.5e-3")]
     start = time.perf_counter()
     if args.setting:
         settings_table(e, args.setting)

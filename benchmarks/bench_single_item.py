@@ -18,6 +18,7 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import smic_fast as smic
-from _common import clustered, machine
+from _common import clustered, machine, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,14 +56,21 @@ def _quantiles(us: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(np.percentile(us, q)) for q in (50, 99, 99.9))
 
 
+def _tool(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
 def _native(dictionary_path: Path, items: np.ndarray, collection_path: Path) -> dict[str, tuple]:
     """Build and run bench_latency; {measure: (p50, p99, p99.9)} and "batch": items/s."""
-    tools = Path(sys.executable).parent
-    build = ROOT / "build" / "bench-latency"
-    subprocess.run([str(tools / "cmake"), "-S", str(ROOT / "benchmarks" / "latency"), "-B", str(build),
-                    "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={tools / 'ninja'}", "-DCMAKE_BUILD_TYPE=Release"],
-                   check=True, capture_output=True)
-    subprocess.run([str(tools / "cmake"), "--build", str(build)], check=True, capture_output=True)
+    cmake, ninja = _tool("cmake"), _tool("ninja")  # the venv's (as the tests use), else the PATH's
+    if cmake is None:
+        raise SystemExit("bench_single_item: cmake not found (pip install cmake ninja)")
+    build = ROOT / "build" / ("bench-latency" if ninja else "bench-latency-make")
+    generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
+    subprocess.run([cmake, "-S", str(ROOT / "benchmarks" / "latency"), "-B", str(build), *generator,
+                    "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
+    subprocess.run([cmake, "--build", str(build), "-j", "2"], check=True, capture_output=True)
     raw = dictionary_path.with_suffix(".f32")
     np.ascontiguousarray(items, dtype="<f4").tofile(raw)
     result = subprocess.run([str(build / "bench_latency"), str(dictionary_path), str(raw), str(items.shape[1]),
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, default=1024)
     parser.add_argument("--items", type=int, default=2000, help="single-item calls timed")
     parser.add_argument("--batch", type=int, default=20000, help="items of the batch run")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"k": 128, "d": 128, "items": 200, "batch": 1000})
     rng = np.random.default_rng(0)
     train = clustered(rng, 8000, args.d)
     dictionary = smic.Dictionary.fit(train, n_atoms=args.k, n_iter=3)

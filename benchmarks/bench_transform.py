@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import best_time, machine
+from _common import best_time, clustered, machine, parse_args
 from smic_fast.coding.codec import CodingParams
 from smic_fast.store.collection import compress
 from smic_fast.store.opener import open as open_collection
@@ -178,20 +178,27 @@ def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", action="append", default=[], metavar="PATH.npy", required=True)
+    parser.add_argument("--real", action="append", default=[], metavar="PATH.npy",
+                        help="real embeddings (repeat); without it, a clustered synthetic set of --n items")
+    parser.add_argument("--n", type=int, default=20000, help="items of the clustered set used without --real")
     parser.add_argument("--atoms", type=int, default=512, help="K of the atoms both layers refine (default 512)")
     parser.add_argument("--base", default="0.0625:0", metavar="STEP:RD_LAMBDA",
                         help="ratio step and rd_lambda of the 8-atom setting both layers refine (default 0.0625:0)")
     parser.add_argument("--rq", default="", metavar="M,M,...",
                         help="FAISS RQ stage counts to measure (minutes each at 64 stages), e.g. 16,24,32,48,64")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, quick={"n": 2000, "atoms": 64})
     import threadpoolctl
 
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):  # the layer's speed on one core
+        base = tuple(float(v) for v in args.base.split(":"))
+        rq = [int(m) for m in args.rq.split(",") if m]
+        if not args.real:  # no real embeddings here: the clustered set bench_eval.py uses, d = 768
+            print("# no --real embeddings given: a clustered synthetic set instead (the figures quoted in "
+                  "BENCHMARKS.md are on real MiniLM embeddings)", flush=True)
+            measure(f"clustered synthetic ({args.n} x 768)", clustered(np.random.default_rng(0), args.n, 768),
+                    args.atoms, rq, (base[0], base[1]))
         for path in args.real:
-            base = tuple(float(v) for v in args.base.split(":"))
-            measure(Path(path).name, np.load(path), args.atoms, [int(m) for m in args.rq.split(",") if m],
-                    (base[0], base[1]))
+            measure(Path(path).name, np.load(path), args.atoms, rq, (base[0], base[1]))
 
 
 if __name__ == "__main__":
