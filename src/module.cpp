@@ -7,13 +7,15 @@
 namespace py = pybind11;
 
 void register_omp(py::module_& m);
-void register_dictionary(py::module_& m);
+void register_ksvd(py::module_& m);
 void register_quantizer(py::module_& m);
 void register_range_coder(py::module_& m);
 void register_item_codec(py::module_& m);
 void register_item_choice(py::module_& m);
 void register_transform(py::module_& m);
 void register_format(py::module_& m);
+void register_coding_dictionary(py::module_& m);
+void register_collection(py::module_& m);
 void register_search(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -38,12 +40,14 @@ PYBIND11_MODULE(_core, m) {
     }
   });
   register_omp(m);
-  register_dictionary(m);
   register_quantizer(m);
   register_range_coder(m);
   register_item_codec(m);
   register_item_choice(m);
   register_transform(m);
   register_format(m);
+  register_ksvd(m);
+  register_coding_dictionary(m);
+  register_collection(m);
   register_search(m);
 }
