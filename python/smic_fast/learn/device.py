@@ -23,6 +23,8 @@ __all__ = ["DEVICES", "GPU_MAX_NONZERO", "CudaUnavailableError", "cuda_status", 
 
 DEVICES = ("cpu", "cuda", "auto")
 
+# The extension sits at the package's root (smic_fast._cuda), beside _core.
+CUDA_MODULE = __package__.split(".")[0] + "._cuda"
 # Most atoms per signal of the GPU kernel (smic_fast._cuda.MAX_NONZERO; a test keeps them equal).
 GPU_MAX_NONZERO = 64
 
@@ -49,9 +51,9 @@ def cuda_status() -> tuple[bool, str]:
     try:
         # import_module, not `from . import _cuda`: a missing module must raise
         # ModuleNotFoundError naming it, to tell "not built" from "built but not loadable".
-        _cuda = importlib.import_module(f"{__package__}._cuda")
+        _cuda = importlib.import_module(CUDA_MODULE)
     except ModuleNotFoundError as error:
-        if error.name != f"{__package__}._cuda":
+        if error.name != CUDA_MODULE:
             return False, f"smic_fast._cuda cannot be loaded: {error}"
         return False, f"no smic_fast._cuda module: built without SMIC_CUDA; {BUILD_HINT}"
     except ImportError as error:  # the .so exists but a library it needs does not load
