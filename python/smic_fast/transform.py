@@ -56,7 +56,7 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
 def learn_transform(
     dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int | None = None,
     rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.45, bias: float = 0.05,
-    rdo: float = 0.15, quantiser: str = "greedy",
+    rdo: float = 0.15, quantiser: str = "trellis",
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
 ) -> Dictionary:
     """`dictionary` with a transform-coded refinement layer learned on training `embeddings`.
@@ -86,8 +86,9 @@ def learn_transform(
         quantiser: how encoders choose the levels under ``rdo`` (stored with the transform):
             ``"greedy"`` level by level in coding order, each priced under its own context;
             ``"trellis"`` the least cost over the whole item (a level is also priced for the
-            context it sets for the next one) and the item's gain by the same cost.
-            An encoder choice only: files decode the same way whichever it is.
+            context it sets for the next one) and the item's gain by the same cost (the
+            default; dictionaries learned before it are greedy and stay so). An encoder
+            choice only: files decode the same way whichever it is.
         steps: residual steps whose levels the context tables are counted on.
         seed: seed of the atom grouping.
     """
