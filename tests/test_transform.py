@@ -424,9 +424,10 @@ def test_the_trellis_never_costs_an_item_more_than_the_greedy_choice(split, dict
 
 def test_a_trellis_dictionary_round_trips_and_decodes_like_any_other(tmp_path, split, dictionaries):
     train, test = split
-    plain, trellis = dictionaries
-    greedy = learn_transform(plain, train, n_classes=4, quantiser="greedy")
-    assert trellis._core.transform.quantiser == "trellis" and trellis.hash != greedy.hash  # the default
+    plain, greedy = dictionaries
+    assert greedy._core.transform.quantiser == "greedy"  # the default
+    trellis = learn_transform(plain, train, n_classes=4, quantiser="trellis")
+    assert trellis._core.transform.quantiser == "trellis" and trellis.hash != greedy.hash
     trellis.save(tmp_path / "t.smicd")
     loaded = smic.Dictionary.load(tmp_path / "t.smicd")
     assert loaded._core.transform.quantiser == "trellis" and loaded.hash == trellis.hash

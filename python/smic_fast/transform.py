@@ -56,7 +56,7 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
 def learn_transform(
     dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int | None = None,
     rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.45, bias: float = 0.05,
-    rdo: float = 0.15, quantiser: str = "trellis",
+    rdo: float = 0.15, quantiser: str = "greedy",
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
 ) -> Dictionary:
     """`dictionary` with a transform-coded refinement layer learned on training `embeddings`.
@@ -84,11 +84,13 @@ def learn_transform(
             with rounding 0.45, coded held-out MiniLM items at cosine 0.95 in 5% fewer bits than
             plain dead-zone rounding.
         quantiser: how encoders choose the levels under ``rdo`` (stored with the transform):
-            ``"greedy"`` level by level in coding order, each priced under its own context;
-            ``"trellis"`` the least cost over the whole item (a level is also priced for the
-            context it sets for the next one) and the item's gain by the same cost (the
-            default; dictionaries learned before it are greedy and stay so). An encoder
-            choice only: files decode the same way whichever it is.
+            ``"greedy"`` (the default) level by level in coding order, each priced under its
+            own context; ``"trellis"`` the least cost over the whole item (a level is also
+            priced for the context it sets for the next one) and the item's gain by the same
+            cost. An encoder choice only: files decode the same way whichever it is. On
+            held-out MiniLM items (BENCHMARKS.md, issue 28) the trellis saved 0.2% of the bits
+            at cosine 0.95 and 0.7% at 0.99 (1.5% at 0.99 on the clustered set) for 2.3x the
+            quantisation time, so it is not the default.
         steps: residual steps whose levels the context tables are counted on.
         seed: seed of the atom grouping.
     """

@@ -94,8 +94,7 @@ def write_version4(folder: Path = HERE) -> dict[str, Path]:
     learned once here (numpy's eigensolver may differ in the last bits elsewhere); tests load
     the stored dictionary."""
     from smic_fast.transform import learn_transform
-    dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2,
-                                quantiser="greedy")  # as it was learned, before the trellis
+    dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2)
     dictionary.save(folder / "transform.smicd")
     path = folder / "transform.smic"
     version4_again(embeddings(0), dictionary, path, "smic-fast golden")
