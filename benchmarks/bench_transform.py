@@ -134,15 +134,18 @@ def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, 
     atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
     plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=base[0], rd_lambda=base[1])
     learned = time.perf_counter()
-    transformed = learn_transform(plain, train)
+    greedy = learn_transform(plain, train, quantiser="greedy")
     transform_s = time.perf_counter() - learned
+    transformed = learn_transform(plain, train, quantiser="trellis")
     print(f"K = {k}, 8 atoms, ratio step {base[0]:g}, rd_lambda {base[1]:g}: "
           f"atoms and tables {learned - start:.0f} s, transform {transform_s:.1f} s "
           f"({transformed._core.transform.n_classes} classes, rank {transformed._core.transform.rank})\n", flush=True)
     rows: dict[str, list[float | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         curves = {label: [coded(d, test, s, Path(tmp)) for s in STEPS]
-                  for label, d in (("one-table residual (format 2)", plain), ("transform-coded (format 4)", transformed))}
+                  for label, d in (("one-table residual (format 2)", plain),
+                                   ("transform-coded, greedy levels (format 4)", greedy),
+                                   ("transform-coded (format 4)", transformed))}
     for label, points in curves.items():
         rows[label] = [bits_at(points, level) for level in LEVELS]
     if rq:
@@ -169,8 +172,9 @@ def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, 
     best = min(curves["transform-coded (format 4)"], key=lambda p: abs(p[1] - 0.95))
     step = STEPS[curves["transform-coded (format 4)"].index(best)]
     print(f"\nspeed of the layer alone, one thread, at step {step} (cosine {best[1]:.3f}, {best[0]:.0f} bits):\n")
-    for label, rate in speed(transformed, test, step).items():
-        print(f"- {label}: {rate / 1000:.0f}k items/s")
+    for name, d in (("trellis", transformed), ("greedy", greedy)):
+        for label, rate in speed(d, test, step).items():
+            print(f"- {name}, {label}: {rate / 1000:.0f}k items/s")
     print()
     for label, value in single_item_latency(transformed, test, step).items():
         print(f"- {label}: {value:.1f}" + (" bytes" if "bytes" in label else " us (median, from Python)"))

@@ -58,7 +58,7 @@ the context tables' counts. Immutable.
 )doc")
       .def(py::init([](const py::array& atom_class, const py::array& mean, const py::array& basis,
                        const py::array& scale, double rounding, double bias, const py::array& counts,
-                       const py::array& gain_counts, double rdo) {
+                       const py::array& gain_counts, double rdo, const std::string& quantiser) {
              smic_py::require_array<uint16_t>(atom_class, 1, "atom_class");
              smic_py::require_array<float>(mean, 2, "mean");
              smic_py::require_array<float>(basis, 3, "basis");
@@ -70,15 +70,18 @@ the context tables' counts. Immutable.
                throw py::value_error("mean must be (n_classes, dim) and scale (n_classes, rank) for basis " +
                                      smic_py::shape_string(basis) + ", got " + smic_py::shape_string(mean) +
                                      " and " + smic_py::shape_string(scale));
+             if (quantiser != "greedy" && quantiser != "trellis")
+               throw py::value_error("quantiser must be 'greedy' or 'trellis', got '" + quantiser + "'");
              return std::make_shared<TransformModel>(
                  static_cast<std::size_t>(d), static_cast<std::size_t>(r), static_cast<std::size_t>(c),
                  to_vector<uint16_t>(atom_class), static_cast<const float*>(mean.data()),
                  static_cast<const float*>(basis.data()), to_vector<int16_t>(scale), rounding, bias,
-                 to_vector<uint64_t>(counts), to_vector<uint64_t>(gain_counts), rdo);
+                 to_vector<uint64_t>(counts), to_vector<uint64_t>(gain_counts), rdo,
+                 quantiser == "trellis" ? smic::TransformQuantiser::kTrellis : smic::TransformQuantiser::kGreedy);
            }),
            py::arg("atom_class"), py::arg("mean"), py::arg("basis"), py::arg("scale"),
            py::arg("rounding"), py::arg("bias"), py::arg("counts"), py::arg("gain_counts"),
-           py::arg("rdo") = 0.0)
+           py::arg("rdo") = 0.0, py::arg("quantiser") = "greedy")
       .def_property_readonly("dim", &TransformModel::dim)
       .def_property_readonly("rank", &TransformModel::rank)
       .def_property_readonly("n_classes", &TransformModel::n_classes)
@@ -86,6 +89,9 @@ the context tables' counts. Immutable.
       .def_property_readonly("rounding", &TransformModel::rounding)
       .def_property_readonly("bias", &TransformModel::bias)
       .def_property_readonly("rdo", &TransformModel::rdo)
+      .def_property_readonly("quantiser", [](const TransformModel& t) {
+        return t.quantiser() == smic::TransformQuantiser::kTrellis ? "trellis" : "greedy";
+      }, "How an encoder chooses the levels: 'greedy' (level by level) or 'trellis' (the whole item, gain included).")
       .def_property_readonly("atom_class", [](const TransformModel& t) { return array_of(t.atom_class(), {static_cast<py::ssize_t>(t.n_atoms())}); })
       .def_property_readonly("mean", [](const TransformModel& t) {
         return array_of(t.mean(), {static_cast<py::ssize_t>(t.n_classes()), static_cast<py::ssize_t>(t.dim())});

@@ -376,3 +376,75 @@ def test_levels_decode_to_what_was_coded_whatever_the_tables_totals(split, dicti
         np.testing.assert_array_equal(model.decode(data, classes, step), levels)
         with pytest.raises(smic.DecodeError):
             model.decode(data[: len(data) // 2], classes, step)
+
+
+# ---- the trellis quantiser: an encoder choice, files decode as before ---------------------------
+
+@pytest.fixture(scope="module")
+def quantisers(dictionaries):
+    """A greedy model and a trellis one with the very same tables (the learned transform's)."""
+    t = dictionaries[1]._core.transform
+    args = dict(atom_class=t.atom_class, mean=t.mean, basis=t.basis, scale=t.scale, rounding=t.rounding,
+                bias=t.bias, counts=t.counts, gain_counts=t.gain_counts, rdo=t.rdo)
+    return _core.TransformModel(**args, quantiser="greedy"), _core.TransformModel(**args, quantiser="trellis")
+
+
+def _item_costs(t, test, decoded, classes, levels, step):
+    """Squared error on the class axes + rdo * step^2 * bits, per item: what the quantisers minimise."""
+    basis, mean = t.basis.astype(np.float64), t.mean.astype(np.float64)
+    r = test.astype(np.float64) - decoded - mean[classes]
+    y = np.einsum("ijk,ik->ij", basis[classes], r)
+    q = levels[:, :t.rank].astype(np.float64)
+    rec = np.sign(q) * np.maximum(np.abs(q) - t.bias, 0) * step
+    return np.sum((y - rec) ** 2, axis=1) + t.rdo * step * step * t.bits(levels, classes, step)
+
+
+@pytest.mark.parametrize("step", [0.1, 0.03, 0.01])
+def test_the_trellis_never_costs_an_item_more_than_the_greedy_choice(split, dictionaries, quantisers, step):
+    """The greedy levels are one path of the trellis (at the energy's gain): per item, the trellis's
+    cost is at most theirs, and over the items strictly less."""
+    _, test = split
+    d = dictionaries[1]
+    greedy, trellis = quantisers
+    assert (greedy.quantiser, trellis.quantiser) == ("greedy", "trellis") and greedy.rdo > 0
+    symbols = d.items_symbols(test)
+    decoded = d.reconstruct(symbols)
+    classes = d._core.classes(symbols.counts, symbols.first, symbols.rest_index, symbols.rest_level)
+    old = greedy.levels(test, decoded, classes, step)
+    new = trellis.levels(test, decoded, classes, step)
+    assert not np.array_equal(old, new)
+    old_cost = _item_costs(greedy, test, decoded.astype(np.float64), classes, old, step)
+    new_cost = _item_costs(greedy, test, decoded.astype(np.float64), classes, new, step)
+    assert np.all(new_cost <= old_cost * (1 + 1e-6) + 1e-12)
+    assert new_cost.sum() < 0.999 * old_cost.sum()
+    # the trellis's levels are ordinary levels: they code, decode and refine like any others
+    data = trellis.encode(new, classes, step)
+    np.testing.assert_array_equal(greedy.decode(data, classes, step), new)
+
+
+def test_a_trellis_dictionary_round_trips_and_decodes_like_any_other(tmp_path, split, dictionaries):
+    train, test = split
+    plain, greedy = dictionaries
+    assert greedy._core.transform.quantiser == "greedy"  # the default
+    trellis = learn_transform(plain, train, n_classes=4, quantiser="trellis")
+    assert trellis._core.transform.quantiser == "trellis" and trellis.hash != greedy.hash
+    trellis.save(tmp_path / "t.smicd")
+    loaded = smic.Dictionary.load(tmp_path / "t.smicd")
+    assert loaded._core.transform.quantiser == "trellis" and loaded.hash == trellis.hash
+    assert b"XQNT" in (tmp_path / "t.smicd").read_bytes()
+    greedy.save(tmp_path / "g.smicd")  # greedy dictionaries are written as before: no new section
+    assert b"XQNT" not in (tmp_path / "g.smicd").read_bytes()
+    assert smic.Dictionary.load(tmp_path / "g.smicd")._core.transform.quantiser == "greedy"
+    info, decoded, cosine = _coded(loaded, test, tmp_path / "t.smic", 0.05, chunk_size=64)
+    assert cosine == pytest.approx(info["cosine_mean"], abs=1e-6)
+    col = smic.open(tmp_path / "t.smic", dictionary=loaded)
+    for position in (0, 64, 317):
+        np.testing.assert_array_equal(col[position], decoded[position])
+    one = loaded.encode(test[5], residual_step=0.05)  # the single-item path makes the same choice
+    np.testing.assert_allclose(loaded.decode(one, residual_step=0.05), decoded[5], atol=1e-6)
+    with pytest.raises(ValueError, match="quantiser"):
+        learn_transform(plain, train, quantiser="viterbi")
+    t = greedy._core.transform
+    with pytest.raises(ValueError, match="quantiser must be 'greedy' or 'trellis'"):
+        _core.TransformModel(t.atom_class, t.mean, t.basis, t.scale, 0.45, 0.05, t.counts, t.gain_counts, 0.15,
+                             "viterbi")

@@ -2,7 +2,9 @@
 // XFRM bytes round trip, refinement brings items closer, single items match the collection.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "smic/coding_dictionary.hpp"
@@ -129,4 +131,49 @@ TEST_CASE("the transform model refuses bad construction arguments") {
                   smic::InvalidArgument);  // rounding in [0, 1)
   CHECK_THROWS_AS(smic::TransformModel(dim, rank, 1, {0, 0}, mean.data(), basis.data(), {0, 999}, 0.5, 0.0, {}),
                   smic::InvalidArgument);  // scale in [-256, 256]
+}
+
+TEST_CASE("the quantiser is an encoder choice stored in XQNT, and greedy dictionaries stay as they were") {
+  const auto d = golden_transform_dictionary();
+  const smic::TransformModel& greedy = *d->transform();
+  CHECK(greedy.quantiser() == smic::TransformQuantiser::kGreedy);
+  CHECK(greedy.quantiser_bytes().empty());
+  const auto xfrm = greedy.to_bytes();
+  const auto trellis = smic::TransformModel::parse(xfrm.data(), xfrm.size(), "<xfrm>",
+                                                   smic::TransformQuantiser::kTrellis);
+  CHECK(trellis->to_bytes() == xfrm);  // the XFRM payload does not hold it
+  CHECK(trellis->quantiser_bytes() == std::vector<uint8_t>{1});
+  const auto with = d->with_transform(trellis);
+  CHECK(with->hash_hex() != d->hash_hex());
+  const auto bytes = with->to_bytes();
+  const auto back = smic::CodingDictionary::from_bytes(bytes.data(), bytes.size(), "<dict>");
+  CHECK(back->transform()->quantiser() == smic::TransformQuantiser::kTrellis);
+  CHECK(back->hash_hex() == with->hash_hex());
+  const auto plain_bytes = d->to_bytes();
+  const std::string tag = "XQNT";
+  CHECK(std::search(plain_bytes.begin(), plain_bytes.end(), tag.begin(), tag.end()) == plain_bytes.end());
+  const uint8_t one = 1, seven = 7, two[2] = {1, 1};
+  CHECK(smic::TransformModel::parse_quantiser(&one, 1, "<q>") == smic::TransformQuantiser::kTrellis);
+  CHECK_THROWS_AS(smic::TransformModel::parse_quantiser(&seven, 1, "<q>"), smic::FormatError);
+  CHECK_THROWS_AS(smic::TransformModel::parse_quantiser(two, 2, "<q>"), smic::FormatError);
+  CHECK_THROWS_AS(smic::TransformModel::parse_quantiser(two, 0, "<q>"), smic::FormatError);
+
+  // The trellis's levels decode with the same model and refine items further per bit.
+  const std::size_t n = 200, dim = d->dim();
+  const auto unit = smic_test::unit_rows(n, dim, 72);
+  const auto codes = d->choose(unit.data(), n, 1);
+  std::vector<float> decoded(n * dim);
+  d->reconstruct(codes, decoded.data());
+  const auto classes = greedy.classes(codes);
+  const double step = 0.05;
+  const int32_t si = smic::TransformModel::step_index(step);
+  std::vector<int32_t> levels(n * dim);
+  trellis->levels(unit.data(), decoded.data(), classes.data(), n, step, levels.data());
+  smic::RangeEncoder enc;
+  trellis->encode(enc, levels.data(), classes.data(), n, si);
+  const auto stream = enc.finish();
+  smic::RangeDecoder dec(stream.data(), stream.size());
+  std::vector<int32_t> again(n * dim, 7);
+  greedy.decode(dec, classes.data(), n, si, again.data());
+  CHECK(again == levels);
 }

@@ -148,7 +148,7 @@ class TransformModel:
         """
         round(-4 log2 step): where a step places the contexts.
         """
-    def __init__(self, atom_class: numpy.ndarray, mean: numpy.ndarray, basis: numpy.ndarray, scale: numpy.ndarray, rounding: typing.SupportsFloat | typing.SupportsIndex, bias: typing.SupportsFloat | typing.SupportsIndex, counts: numpy.ndarray, gain_counts: numpy.ndarray, rdo: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    def __init__(self, atom_class: numpy.ndarray, mean: numpy.ndarray, basis: numpy.ndarray, scale: numpy.ndarray, rounding: typing.SupportsFloat | typing.SupportsIndex, bias: typing.SupportsFloat | typing.SupportsIndex, counts: numpy.ndarray, gain_counts: numpy.ndarray, rdo: typing.SupportsFloat | typing.SupportsIndex = 0.0, quantiser: str = 'greedy') -> None:
         ...
     def bits(self, levels: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
         """
@@ -207,6 +207,11 @@ class TransformModel:
     @property
     def n_classes(self) -> int:
         ...
+    @property
+    def quantiser(self) -> str:
+        """
+        How an encoder chooses the levels: 'greedy' (level by level) or 'trellis' (the whole item, gain included).
+        """
     @property
     def rank(self) -> int:
         ...

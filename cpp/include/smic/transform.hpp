@@ -24,6 +24,15 @@
 //   if m == kTransformEscape: |level| - kTransformEscape as an Elias-gamma code of its value + 1
 //   (flat bits).
 //
+// Quantiser (an encoder choice; decoding never reads it): kGreedy, what every transform before
+// it used, picks each level among the dead-zone one, one less and 0 in coding order, priced under
+// its own context only; kTrellis finds the least squared error + rdo * step^2 * bits over the
+// whole item (Viterbi on the previous-magnitude state, so a level is also priced for the context
+// it sets for the next one) and chooses the item's gain among the energy's one and its two
+// neighbours by the same cost. A dictionary stores a non-greedy choice in an XQNT section (one
+// byte: the quantiser's number) beside XFRM; readers that predate it skip the section and decode
+// the same files.
+//
 // XFRM payload (inside a .smicd, dictionary version 2): u32 dim, rank, n_classes, n_atoms;
 // f64 rounding, bias, rdo; u16 atom_class[n_atoms]; f32 mean[n_classes x dim]; f16
 // basis[n_classes x rank x dim] (row j of a class: its j-th axis); i16 scale[n_classes x rank]
@@ -51,6 +60,9 @@ constexpr uint32_t kTransformMaxClasses = 4096;
 constexpr int32_t kTransformGainRange = 12;      ///< gains in [-12, 12] quarter octaves
 constexpr uint32_t kTransformGains = 2 * kTransformGainRange + 1;
 
+/// How an encoder chooses the levels (see above); stored in a dictionary's XQNT section.
+enum class TransformQuantiser : uint8_t { kGreedy = 0, kTrellis = 1 };
+
 /// The learned parts of a transform layer (immutable once built; may serve many threads).
 class TransformModel {
  public:
@@ -64,13 +76,19 @@ class TransformModel {
                  std::vector<uint16_t> atom_class, const float* mean, const float* basis,
                  std::vector<int16_t> scale, double rounding, double bias,
                  std::vector<uint64_t> counts, std::vector<uint64_t> gain_counts = {},
-                 double rdo = 0.0);
+                 double rdo = 0.0, TransformQuantiser quantiser = TransformQuantiser::kGreedy);
 
-  /// Parse an XFRM payload (FormatError naming `name`).
+  /// Parse an XFRM payload (FormatError naming `name`), with the quantiser of the XQNT section.
   static std::shared_ptr<const TransformModel> parse(const uint8_t* data, std::size_t size,
-                                                     const std::string& name);
+                                                     const std::string& name,
+                                                     TransformQuantiser quantiser = TransformQuantiser::kGreedy);
   /// The XFRM payload.
   std::vector<uint8_t> to_bytes() const;
+  /// Parse an XQNT payload (FormatError naming `name` for a size other than 1 or an unknown
+  /// quantiser, which a newer writer may define).
+  static TransformQuantiser parse_quantiser(const uint8_t* data, std::size_t size, const std::string& name);
+  /// The XQNT payload; empty for kGreedy (no section: dictionaries stay as they were).
+  std::vector<uint8_t> quantiser_bytes() const;
 
   std::size_t dim() const { return dim_; }
   std::size_t rank() const { return rank_; }
@@ -83,6 +101,7 @@ class TransformModel {
   /// (0: plain dead-zone rounding). An encoder choice stored with the model, so that every
   /// encoder of a dictionary makes the same one.
   double rdo() const { return rdo_; }
+  TransformQuantiser quantiser() const { return quantiser_; }
   const std::vector<uint16_t>& atom_class() const { return atom_class_; }
   const std::vector<float>& mean() const { return mean_; }
   /// The float32 values of the stored float16 axes (n_classes x rank x dim).
@@ -132,9 +151,14 @@ class TransformModel {
   bool skipped(uint32_t cls, std::size_t j, int32_t shift) const {
     return scale_[cls * rank_ + j] + shift - kTransformBucketLow < 0;
   }
-  /// Levels and gain of one item from its coefficients ys (rank values) into row (dim).
+  /// Levels and gain of one item from its coefficients ys (rank values) into row (dim);
+  /// back (3 * rank) and other (rank): the trellis's scratch.
   void quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda, double step,
-                int32_t* row) const;
+                int32_t* row, uint32_t* back, int32_t* other) const;
+  /// Trellis quantisation of one item at a given gain into row[0..rank) (back: 3 * rank
+  /// values); returns its cost, squared error + lambda * bits with the gain's.
+  double trellis(const float* ys, uint32_t c, int32_t gain, int32_t t, double inverse, double lambda,
+                 double step, int32_t* row, uint32_t* back) const;
   std::size_t dim_, rank_, n_classes_;
   std::vector<uint16_t> atom_class_;
   std::vector<float> mean_;
@@ -144,6 +168,7 @@ class TransformModel {
   double rounding_, bias_;
   std::vector<uint64_t> counts_, gain_counts_;
   double rdo_ = 0;
+  TransformQuantiser quantiser_ = TransformQuantiser::kGreedy;
   std::vector<double> expected_energy_;  // per class: sum of sigma^2 over its axes
   std::vector<StaticModel> models_;  // one per context
   std::vector<std::vector<double>> model_bits_;

@@ -32,6 +32,7 @@ const Tag kDhdr = make_tag("DHDR");
 const Tag kAtom = make_tag("ATOM");
 const Tag kTabl = make_tag("TABL");
 const Tag kXfrm = make_tag("XFRM");
+const Tag kXqnt = make_tag("XQNT");  // the transform's quantiser, only when not greedy
 
 double row_norm(const double* row, std::size_t dim, std::vector<double>& scratch) {
   scratch.resize(dim);
@@ -376,6 +377,8 @@ std::vector<uint8_t> CodingDictionary::tables_payload() const {
 std::vector<uint8_t> CodingDictionary::to_bytes() const {
   std::vector<Section> sections{{kDhdr, header_json()}, {kAtom, atom_payload_}, {kTabl, tables_payload()}};
   if (transform_) sections.push_back({kXfrm, transform_->to_bytes()});
+  if (transform_ && !transform_->quantiser_bytes().empty())
+    sections.push_back({kXqnt, transform_->quantiser_bytes()});
   return encode_container(kDictionaryMagic, transform_ ? 2 : 1, sections);
 }
 
@@ -402,9 +405,11 @@ const std::array<uint8_t, 32>& CodingDictionary::hash() const {
     std::vector<uint8_t> digest_input;
     const std::vector<uint8_t> header = header_json(), tables_bytes = tables_payload();
     const std::vector<uint8_t> transform_bytes = transform_ ? transform_->to_bytes() : std::vector<uint8_t>{};
+    const std::vector<uint8_t> quantiser_bytes = transform_ ? transform_->quantiser_bytes() : std::vector<uint8_t>{};
     std::vector<std::pair<Tag, const std::vector<uint8_t>*>> parts = {
         {kDhdr, &header}, {kAtom, &atom_payload_}, {kTabl, &tables_bytes}};
     if (transform_) parts.push_back({kXfrm, &transform_bytes});  // version 1 hashes unchanged
+    if (!quantiser_bytes.empty()) parts.push_back({kXqnt, &quantiser_bytes});  // greedy ones too
     for (const auto& [tag, payload] : parts) {
       digest_input.insert(digest_input.end(), tag.begin(), tag.end());
       detail::put_u64(digest_input, payload->size());
@@ -436,11 +441,13 @@ std::shared_ptr<const CodingDictionary> CodingDictionary::from_bytes(const uint8
   const ContainerView view = parse_container(data, size, kDictionaryMagic, "smic dictionary", name);
   const SectionView* found[3] = {nullptr, nullptr, nullptr};
   const SectionView* transform_section = nullptr;
+  const SectionView* quantiser_section = nullptr;
   for (const SectionView& s : view.sections) {  // the last of each tag counts
     if (s.tag == kDhdr) found[0] = &s;
     if (s.tag == kAtom) found[1] = &s;
     if (s.tag == kTabl) found[2] = &s;
     if (s.tag == kXfrm) transform_section = &s;
+    if (s.tag == kXqnt) quantiser_section = &s;
   }
   if (transform_section && view.version < 2)
     throw FormatError(name + ": a transform section needs dictionary version 2, the file says " +
@@ -491,7 +498,10 @@ std::shared_ptr<const CodingDictionary> CodingDictionary::from_bytes(const uint8
   std::vector<uint8_t> atom_payload(found[1]->data, found[1]->data + found[1]->size);
   std::shared_ptr<const TransformModel> transform;
   if (transform_section) {
-    transform = TransformModel::parse(transform_section->data, transform_section->size, name);
+    const TransformQuantiser quantiser =
+        quantiser_section ? TransformModel::parse_quantiser(quantiser_section->data, quantiser_section->size, name)
+                          : TransformQuantiser::kGreedy;
+    transform = TransformModel::parse(transform_section->data, transform_section->size, name, quantiser);
     if (transform->dim() != dim || transform->n_atoms() != n_atoms)
       throw FormatError(name + ": the transform section does not match the atoms");
   }

@@ -72,10 +72,11 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
                                std::vector<uint16_t> atom_class, const float* mean,
                                const float* basis, std::vector<int16_t> scale, double rounding,
                                double bias, std::vector<uint64_t> counts,
-                               std::vector<uint64_t> gain_counts, double rdo)
+                               std::vector<uint64_t> gain_counts, double rdo,
+                               TransformQuantiser quantiser)
     : dim_(dim), rank_(rank), n_classes_(n_classes), atom_class_(std::move(atom_class)),
       scale_(std::move(scale)), rounding_(rounding), bias_(bias), counts_(std::move(counts)),
-      gain_counts_(std::move(gain_counts)), rdo_(rdo) {
+      gain_counts_(std::move(gain_counts)), rdo_(rdo), quantiser_(quantiser) {
   require(dim >= 2 && dim <= 16384, "transform: dim must be in [2, 16384]");
   require(rank >= 1 && rank < dim, "transform: rank must be in [1, dim - 1]");
   require(n_classes >= 1 && n_classes <= kTransformMaxClasses,
@@ -88,6 +89,8 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
   require(std::isfinite(rounding) && rounding >= 0 && rounding < 1, "transform: rounding must be in [0, 1)");
   require(std::isfinite(bias) && bias >= 0 && bias < 1, "transform: bias must be in [0, 1)");
   require(std::isfinite(rdo) && rdo >= 0 && rdo <= 16, "transform: rdo must be in [0, 16]");
+  require(quantiser == TransformQuantiser::kGreedy || quantiser == TransformQuantiser::kTrellis,
+          "transform: unknown quantiser");
   if (counts_.empty()) counts_.assign(kTransformContexts * kSymbols, 0);
   require(counts_.size() == kTransformContexts * kSymbols, "transform: counts must hold " +
               std::to_string(kTransformContexts * kSymbols) + " values");
@@ -126,7 +129,8 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
 }
 
 std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data, std::size_t size,
-                                                            const std::string& name) {
+                                                            const std::string& name,
+                                                            TransformQuantiser quantiser) {
   detail::Reader reader(data, size, name + ": transform section");
   const std::size_t dim = reader.u32(), rank = reader.u32(), n_classes = reader.u32(),
                     n_atoms = reader.u32();
@@ -155,7 +159,7 @@ std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data,
     return std::make_shared<const TransformModel>(dim, rank, n_classes, std::move(atom_class),
                                                   mean.data(), basis.data(), std::move(scale),
                                                   rounding, bias, std::move(counts),
-                                                  std::move(gain_counts), rdo);
+                                                  std::move(gain_counts), rdo, quantiser);
   } catch (const InvalidArgument& e) {
     throw FormatError(name + ": invalid transform section (" + e.what() + ")");
   }
@@ -179,6 +183,20 @@ std::vector<uint8_t> TransformModel::to_bytes() const {
   for (uint64_t c : counts_) detail::put_varint(out, c);
   for (uint64_t c : gain_counts_) detail::put_varint(out, c);
   return out;
+}
+
+TransformQuantiser TransformModel::parse_quantiser(const uint8_t* data, std::size_t size,
+                                                  const std::string& name) {
+  if (size != 1) throw FormatError(name + ": the quantiser section must hold 1 byte, not " + std::to_string(size));
+  if (data[0] > static_cast<uint8_t>(TransformQuantiser::kTrellis))
+    throw FormatError(name + ": unknown transform quantiser " + std::to_string(data[0]) +
+                      " (written by a newer smic-fast?)");
+  return static_cast<TransformQuantiser>(data[0]);
+}
+
+std::vector<uint8_t> TransformModel::quantiser_bytes() const {
+  if (quantiser_ == TransformQuantiser::kGreedy) return {};
+  return {static_cast<uint8_t>(quantiser_)};
 }
 
 std::vector<uint32_t> TransformModel::classes(const ItemCodes& codes) const {
@@ -272,6 +290,8 @@ void TransformModel::levels(const float* unit, const float* decoded, const uint3
   const int32_t t = step_index(step);
   const double lambda = rdo_ * step * step;  // price of one bit in squared error
   std::vector<float> r(kBlock * dim_), ys(kBlock * rank_);
+  std::vector<uint32_t> back(quantiser_ == TransformQuantiser::kTrellis ? 3 * rank_ : 0);
+  std::vector<int32_t> other(quantiser_ == TransformQuantiser::kTrellis ? rank_ : 0);
   class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
     const float* m = mean_.data() + c * dim_;
     const std::size_t b = items.size();
@@ -295,13 +315,106 @@ void TransformModel::levels(const float* unit, const float* decoded, const uint3
       dots(basis_.data() + (c * rank_ + j) * dim_, r.data(), b, dim_, block);
       for (std::size_t u = 0; u < b; ++u) ys[u * rank_ + j] = block[u];
     }
-    for (std::size_t u = 0; u < b; ++u) quantise(ys.data() + u * rank_, c, t, inverse, lambda, step,
-                                                 out + items[u] * dim_);
+    for (std::size_t u = 0; u < b; ++u)
+      quantise(ys.data() + u * rank_, c, t, inverse, lambda, step, out + items[u] * dim_, back.data(),
+               other.data());
   });
 }
 
+double TransformModel::trellis(const float* ys, uint32_t c, int32_t gain, int32_t t, double inverse,
+                               double lambda, double step, int32_t* row, uint32_t* back) const {
+  // Viterbi over the coding order's only state, the neighbour class of the previous level
+  // (0, 1, 2+): each coefficient's candidates are its dead-zone level, one less and 0, priced
+  // with squared error + lambda * (bits under the context the path gives it). Unlike the
+  // greedy choice, a level is also priced for the context it sets for the next coefficient.
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const int32_t shift = t + gain;
+  double cost[3] = {0.0, kInf, kInf};
+  // back[j * 3 + s]: (previous state << 28) | level reaching state s after coefficient j
+  // (levels here are below 2^24: kMaxLevel)
+  const double step2 = step * step;
+  for (std::size_t j = 0; j < rank_; ++j) {
+    const double magnitude = std::fabs(static_cast<double>(ys[j])) * inverse;
+    if (skipped(c, j, shift)) {
+      int best = 0;
+      for (int s = 1; s < 3; ++s)
+        if (cost[s] < cost[best]) best = s;
+      const double e = magnitude * magnitude * step2;
+      cost[0] = cost[best] + e;
+      cost[1] = cost[2] = kInf;
+      back[j * 3] = (static_cast<uint32_t>(best) << 28);
+      continue;
+    }
+    const int32_t q = static_cast<int32_t>(std::min<double>(magnitude + rounding_, kMaxLevel));
+    int32_t candidates[3] = {q, q - 1, 0};
+    int n_candidates = q >= 2 ? 3 : (q == 1 ? 2 : 1);
+    if (q >= static_cast<int32_t>(kTransformEscape)) n_candidates = 1;
+    double next[3] = {kInf, kInf, kInf};
+    uint32_t from[3] = {0, 0, 0};
+    const uint32_t bucket = context_bucket(c, j, shift) * kTransformNeighbours;
+    for (int k = 0; k < n_candidates; ++k) {
+      const int32_t a = candidates[k];
+      const double rec = a == 0 ? 0.0 : a - bias_;
+      const double e = (magnitude - rec) * (magnitude - rec) * step2;
+      double extra = a ? 1.0 : 0.0;
+      if (a >= static_cast<int32_t>(kTransformEscape)) {
+        const uint32_t v = static_cast<uint32_t>(a) - kTransformEscape + 1;
+        unsigned length = 0;
+        while ((v >> length) > 1) ++length;
+        extra += kLengthBits + length;
+      }
+      const std::size_t symbol = static_cast<std::size_t>(std::min<int32_t>(a, kTransformEscape));
+      const int ns = a >= 2 ? 2 : a;
+      for (int s = 0; s < 3; ++s) {
+        if (cost[s] == kInf) continue;
+        const double total = cost[s] + e + lambda * (model_bits_[bucket + s][symbol] + extra);
+        if (total < next[ns]) {
+          next[ns] = total;
+          from[ns] = (static_cast<uint32_t>(s) << 28) | static_cast<uint32_t>(a);
+        }
+      }
+    }
+    for (int s = 0; s < 3; ++s) {
+      cost[s] = next[s];
+      back[j * 3 + s] = from[s];
+    }
+  }
+  int state = 0;
+  for (int s = 1; s < 3; ++s)
+    if (cost[s] < cost[state]) state = s;
+  const double best = cost[state];
+  for (std::size_t j = rank_; j-- > 0;) {
+    const uint32_t b = back[j * 3 + static_cast<std::size_t>(state)];
+    const int32_t a = static_cast<int32_t>(b & ((1u << 28) - 1));
+    row[j] = ys[j] < 0 ? -a : a;
+    state = static_cast<int>(b >> 28);
+  }
+  return best + lambda * gain_bits_[static_cast<std::size_t>(gain + kTransformGainRange)];
+}
+
 void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda,
-                              double step, int32_t* row) const {
+                              double step, int32_t* row, uint32_t* back, int32_t* other) const {
+  if (quantiser_ == TransformQuantiser::kTrellis && lambda > 0) {
+    double energy = 0;
+    for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
+    const double ratio = energy / expected_energy_[c];
+    const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
+    const auto gain0 = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+    int32_t best_gain = gain0;
+    double best = trellis(ys, c, gain0, t, inverse, lambda, step, row, back);
+    for (int32_t candidate : {gain0 - 1, gain0 + 1}) {  // the gain by the same cost
+      if (candidate < -kTransformGainRange || candidate > kTransformGainRange) continue;
+      const double cost = trellis(ys, c, candidate, t, inverse, lambda, step, other, back);
+      if (cost < best) {  // ties keep the energy's gain, then the lower one: a fixed order
+        best = cost;
+        best_gain = candidate;
+        std::copy(other, other + rank_, row);
+      }
+    }
+    std::fill(row + rank_, row + dim_, 0);
+    row[dim_ - 1] = best_gain;
+    return;
+  }
   double energy = 0;
   for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
   // The gain: 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves.

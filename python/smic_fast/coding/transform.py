@@ -56,7 +56,7 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
 def learn_transform(
     dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int | None = None,
     rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.45, bias: float = 0.05,
-    rdo: float = 0.15,
+    rdo: float = 0.15, quantiser: str = "greedy",
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
 ) -> Dictionary:
     """`dictionary` with a transform-coded refinement layer learned on training `embeddings`.
@@ -83,6 +83,14 @@ def learn_transform(
             tables (stored with the transform, so every encoder chooses alike). The default 0.15,
             with rounding 0.45, coded held-out MiniLM items at cosine 0.95 in 5% fewer bits than
             plain dead-zone rounding.
+        quantiser: how encoders choose the levels under ``rdo`` (stored with the transform):
+            ``"greedy"`` (the default) level by level in coding order, each priced under its
+            own context; ``"trellis"`` the least cost over the whole item (a level is also
+            priced for the context it sets for the next one) and the item's gain by the same
+            cost. An encoder choice only: files decode the same way whichever it is. On
+            held-out MiniLM items (BENCHMARKS.md, issue 28) the trellis saved 0.2% of the bits
+            at cosine 0.95 and 0.7% at 0.99 (1.5% at 0.99 on the clustered set) for 2.3x the
+            quantisation time, so it is not the default.
         steps: residual steps whose levels the context tables are counted on.
         seed: seed of the atom grouping.
     """
@@ -107,6 +115,8 @@ def learn_transform(
         raise ValueError(f"shrinkage must be a finite number >= 0, got {shrinkage!r}")
     if not (isinstance(rdo, (int, float)) and math.isfinite(rdo) and 0 <= rdo <= 16):
         raise ValueError(f"rdo must be a number in [0, 16], got {rdo!r}")
+    if quantiser not in ("greedy", "trellis"):
+        raise ValueError(f"quantiser must be 'greedy' or 'trellis', got {quantiser!r}")
     if not steps or any(not (isinstance(s, (int, float)) and 0 < s <= 1) for s in steps):
         raise ValueError(f"steps must be numbers in (0, 1], got {steps!r}")
 
@@ -149,12 +159,14 @@ def learn_transform(
         gains += step_gains
     model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains)
     if rdo > 0:  # count again with the rate-distortion choice the tables now allow
-        priced = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo)
+        priced = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo,
+                                      quantiser)
         counts, gains = np.zeros_like(flat), np.zeros_like(flat_gains)
         for step in steps:
             levels = priced.levels(unit32, decoded, classes, float(step))
             step_counts, step_gains = priced.count_contexts(levels, classes, float(step))
             counts += step_counts
             gains += step_gains
-        model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo)
+        model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo,
+                                     quantiser)
     return Dictionary._from_core(dictionary._core.with_transform(model))

@@ -1,0 +1,52 @@
+"""Learning choices of the transform-coded layer on held-out items: marginal bits at each cosine
+for variants of `learn_transform`'s keyword arguments, all on the same split and atoms as
+bench_transform.py (K = 1024, 8 atoms, ratio step 1/8, rd_lambda 1e-3), one run.
+
+    cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python \\
+        bench_transform_params.py /tmp/minilm.npy "{}" "{'n_classes': 64}" "{'quantiser': 'trellis'}"
+
+Each variant is a Python dict literal of keyword arguments. Bits are read from the files'
+ITEM + RESD bytes at bench_transform.py's 11 steps, linearly between points.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import threadpoolctl
+
+from bench_transform import LEVELS, STEPS, bits_at, coded
+from smic_fast.codec import CodingParams
+from smic_fast.dictionary import Dictionary, normalize_embeddings
+from smic_fast.ksvd import learn_for_rate
+from smic_fast.transform import learn_transform
+
+
+def main(argv: list[str]) -> None:
+    path, variants = argv[0], [ast.literal_eval(v) for v in argv[1:]] or [{}]
+    threadpoolctl.threadpool_limits(1)
+    unit, _ = normalize_embeddings(np.load(path))
+    order = np.random.default_rng(0).permutation(len(unit))
+    n_test = len(unit) // 5
+    test, train = unit[order[:n_test]], unit[order[n_test:]]
+    params = CodingParams(s_max=8, step=0.125, rd_lambda=0.001)
+    atoms = learn_for_rate(train, 1024, params, n_iter=10, seed=0)
+    plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=0.125, rd_lambda=0.001)
+    print("| variant | " + " | ".join(f"{level:g}" for level in LEVELS) + " |")
+    print("|---" * (len(LEVELS) + 1) + "|")
+    for kw in variants:
+        start = time.perf_counter()
+        d = learn_transform(plain, train, **kw)
+        with tempfile.TemporaryDirectory() as tmp:
+            points = [coded(d, test, s, Path(tmp)) for s in STEPS]
+        row = [bits_at(points, level) for level in LEVELS]
+        print(f"| {kw} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in row) +
+              f" |  ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
