@@ -20,10 +20,10 @@ import numpy as np
 import threadpoolctl
 
 from bench_transform import LEVELS, STEPS, bits_at, coded
-from smic_fast.codec import CodingParams
-from smic_fast.dictionary import Dictionary, normalize_embeddings
-from smic_fast.ksvd import learn_for_rate
-from smic_fast.transform import learn_transform
+from smic_fast.coding.codec import CodingParams
+from smic_fast.coding.dictionary import Dictionary, normalize_embeddings
+from smic_fast.learn.ksvd import learn_for_rate
+from smic_fast.coding.transform import learn_transform
 
 
 def main(argv: list[str]) -> None:
