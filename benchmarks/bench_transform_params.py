@@ -3,15 +3,16 @@ for variants of `learn_transform`'s keyword arguments, all on the same split and
 bench_transform.py (K = 1024, 8 atoms, ratio step 1/8, rd_lambda 1e-3), one run.
 
     cd benchmarks && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ../.venv/bin/python \\
-        bench_transform_params.py /tmp/minilm.npy "{}" "{'n_classes': 64}" "{'quantiser': 'trellis'}"
+        bench_transform_params.py --real /tmp/minilm.npy "{}" "{'n_classes': 64}" "{'quantiser': 'trellis'}"
 
-Each variant is a Python dict literal of keyword arguments. Bits are read from the files'
+Each variant is a Python dict literal of keyword arguments. Without --real: bench_transform.py's
+clustered synthetic set (--n items, d = 768). Bits are read from the files'
 ITEM + RESD bytes at bench_transform.py's 11 steps, linearly between points.
 """
 from __future__ import annotations
 
+import argparse
 import ast
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import threadpoolctl
 
+from _common import clustered, parse_args
 from bench_transform import LEVELS, STEPS, bits_at, coded
 from smic_fast.coding.codec import CodingParams
 from smic_fast.coding.dictionary import Dictionary, normalize_embeddings
@@ -26,15 +28,23 @@ from smic_fast.learn.ksvd import learn_for_rate
 from smic_fast.coding.transform import learn_transform
 
 
-def main(argv: list[str]) -> None:
-    path, variants = argv[0], [ast.literal_eval(v) for v in argv[1:]] or [{}]
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", default=["{}"], metavar="KWARGS",
+                        help="learn_transform keyword arguments as a dict literal (default: {})")
+    parser.add_argument("--real", metavar="PATH.npy", help="real embeddings; without it, a clustered synthetic set")
+    parser.add_argument("--n", type=int, default=20000, help="items of the clustered set used without --real")
+    parser.add_argument("--atoms", type=int, default=1024, help="K of the atoms the layer refines (default 1024)")
+    args = parse_args(parser, argv, quick={"n": 2000, "atoms": 64})
+    variants = [ast.literal_eval(v) for v in args.variants]
     threadpoolctl.threadpool_limits(1)
-    unit, _ = normalize_embeddings(np.load(path))
+    data = np.load(args.real) if args.real else clustered(np.random.default_rng(0), args.n, 768)
+    unit, _ = normalize_embeddings(data)
     order = np.random.default_rng(0).permutation(len(unit))
     n_test = len(unit) // 5
     test, train = unit[order[:n_test]], unit[order[n_test:]]
     params = CodingParams(s_max=8, step=0.125, rd_lambda=0.001)
-    atoms = learn_for_rate(train, 1024, params, n_iter=10, seed=0)
+    atoms = learn_for_rate(train, args.atoms, params, n_iter=10, seed=0)
     plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=0.125, rd_lambda=0.001)
     print("| variant | " + " | ".join(f"{level:g}" for level in LEVELS) + " |")
     print("|---" * (len(LEVELS) + 1) + "|")
@@ -49,4 +59,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
