@@ -12,7 +12,7 @@ import numpy as np
 from smic_fast.evaluation import synthetic
 from smic_fast.evaluation.synthetic import clustered, unit_rows
 
-__all__ = ["best_time", "clustered", "machine", "planted", "unit_rows"]
+__all__ = ["best_time", "clustered", "cpu_model", "machine", "planted", "unit_rows"]
 
 
 def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -28,6 +28,22 @@ def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
 def planted(rng: np.random.Generator, n: int, n_atoms: int, d: int, k: int, noise: float = 0.1) -> np.ndarray:
     """Unit-norm signals made of k atoms of a hidden dictionary plus noise (learnable data)."""
     return synthetic.planted(rng, n, n_atoms, d, k, noise)[0]
+
+
+def cpu_model() -> str:
+    """The CPU's model name, family/model numbers and widest x86 vector extension."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{info.get('model name', platform.machine())} (family {info.get('cpu family', '?')} "
+            f"model {info.get('model', '?')}, {simd})")
 
 
 def machine() -> str:

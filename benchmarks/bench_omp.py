@@ -8,12 +8,13 @@ correlations and Gram matrix). Run with the machine's OpenBLAS tuning variables 
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import smic_fast
-from _common import best_time, machine, unit_rows
+from _common import best_time, cpu_model, machine, unit_rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     x, d = unit_rows(rng, args.n, args.d), unit_rows(rng, args.k, args.d)
     x_f, d_f = np.asfortranarray(x.T), np.asfortranarray(d.T)  # SPAMS wants columns
     x_sk = x[: args.sklearn_n]
-    print(f"# batch OMP, N={args.n} d={args.d} K={args.k}; {machine()}")
+    print(f"# batch OMP, N={args.n} d={args.d} K={args.k}; {cpu_model()}, "
+          f"SMIC_KERNELS={os.environ.get('SMIC_KERNELS', '(unset: widest)')}; {machine()}")
     print("| n_nonzero | threads | GEMM D@X.T s | smic-fast s | SPAMS s | sklearn s (scaled) "
           "| SPAMS / ours | sklearn / ours | ours / GEMM |")
     print("|---|---|---|---|---|---|---|---|---|")

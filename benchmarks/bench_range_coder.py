@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from _common import cpu_model
 from smic_fast import range_coder as rc
 
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print("constriction is not installed: pip install constriction", file=sys.stderr)
         return 2
     from importlib.metadata import version
-    print(f"constriction {version('constriction')}; "
+    print(f"{cpu_model()}; constriction {version('constriction')}; "
           f"best of {args.repeat}; ratios vs constriction range coder")
     header = (f"| {'symbols':>8} | {'alphabet':>8} | {'coder':<26} | {'enc Msym/s':>10} | "
               f"{'dec Msym/s':>10} | {'over H %':>8} | {'enc x':>6} | {'dec x':>6} | {'size x':>7} |")
