@@ -112,7 +112,8 @@ class RangeEncoder {
 
   /// Size the output buffer for about `bytes` bytes up front.
   void reserve(std::size_t bytes) {
-    if (bytes + kSlack > static_cast<std::size_t>(end_ - ptr_)) grow_to(bytes + kSlack);
+    if (bytes + kSlack > static_cast<std::size_t>(end_ - ptr_))
+      grow_to(bytes_written() + bytes + kSlack);
   }
 
  private:
