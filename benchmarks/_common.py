@@ -18,7 +18,7 @@ import numpy as np
 from smic_fast.evaluation import synthetic
 from smic_fast.evaluation.synthetic import clustered, unit_rows
 
-__all__ = ["QUICK_FOLDER", "SKIP_EXIT", "best_time", "clustered", "machine", "optional", "parse_args", "planted",
+__all__ = ["QUICK_FOLDER", "SKIP_EXIT", "best_time", "clustered", "cpu_model", "machine", "optional", "parse_args", "planted",
            "skip", "unit_rows"]
 
 # The exit status of a script that skipped itself (no GPU, no data): run_all.py reports it as a
@@ -42,6 +42,22 @@ def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
 def planted(rng: np.random.Generator, n: int, n_atoms: int, d: int, k: int, noise: float = 0.1) -> np.ndarray:
     """Unit-norm signals made of k atoms of a hidden dictionary plus noise (learnable data)."""
     return synthetic.planted(rng, n, n_atoms, d, k, noise)[0]
+
+
+def cpu_model() -> str:
+    """The CPU's model name, family/model numbers and widest x86 vector extension."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{info.get('model name', platform.machine())} (family {info.get('cpu family', '?')} "
+            f"model {info.get('model', '?')}, {simd})")
 
 
 def machine() -> str:

