@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "smic/error.hpp"
-#include "smic/gemm.hpp"
+#include "kernels/gemm.hpp"
 #include "smic/omp.hpp"
 #include "validate.hpp"
 

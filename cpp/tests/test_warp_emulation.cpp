@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "pursuit_emulation.hpp"
-#include "smic/gemm.hpp"
+#include "kernels/gemm.hpp"
 #include "smic/omp.hpp"
 #include "support.hpp"
 

@@ -22,7 +22,7 @@
 #include "dlpack_arrays.hpp"
 #include "smic/cuda/omp_cuda.hpp"
 #include "smic/ksvd.hpp"
-#include "smic/gemm.hpp"
+#include "kernels/gemm.hpp"
 #include "../../cpp/cuda/src/pursuit_emulation.hpp"
 
 namespace py = pybind11;

@@ -10,9 +10,10 @@
 #include <memory>
 #include <vector>
 
-#include "smic/gemm.hpp"
 
 namespace smic {
+
+class PackedB;  // atoms packed for the product kernel (cpp/src/kernels/gemm.hpp)
 
 /// Throw InvalidArgument naming `what` unless all `n` values are finite.
 void require_finite(const float* values, std::size_t n, const char* what);
@@ -80,7 +81,7 @@ class OmpCoder {
   const Screen* screen_for_one_item() const;
 
   std::size_t n_atoms_, dim_;
-  PackedB packed_;
+  std::shared_ptr<const PackedB> packed_;  // the kernels' layout (private header kernels/gemm.hpp)
   std::vector<float> gram_;
   std::shared_ptr<ScreenSlot> screen_slot_;  // shared by copies: built once, then immutable
 };

@@ -8,7 +8,7 @@
 #include "format/bytes.hpp"
 #include "kernels/cpu.hpp"
 #include "kernels/screen_kernels.hpp"
-#include "smic/gemm.hpp"
+#include "kernels/gemm.hpp"
 #include "smic/omp.hpp"
 
 namespace smic::detail {

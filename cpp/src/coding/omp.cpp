@@ -7,6 +7,7 @@
 #include <string>
 
 #include "coding/atom_screen.hpp"
+#include "kernels/gemm.hpp"
 #include "kernels/gemm_kernels.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/vector_kernels.hpp"
@@ -366,7 +367,8 @@ OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale
   }
   if (rows) require_finite(rows, n_atoms * dim, "the atoms' rows");
   if (row_scale) require_finite(row_scale, n_atoms, "the atoms' scales");
-  packed_ = rows ? PackedB(rows, n_atoms, dim, dim, row_scale) : PackedB(atoms, n_atoms, dim, dim);
+  packed_ = rows ? std::make_shared<const PackedB>(rows, n_atoms, dim, dim, row_scale)
+                 : std::make_shared<const PackedB>(atoms, n_atoms, dim, dim);
   gram_.resize(n_atoms * n_atoms);
   gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), n_atoms, n_threads);
   screen_slot_ = std::make_shared<ScreenSlot>();
@@ -380,7 +382,7 @@ struct OmpCoder::ScreenSlot {
 };
 
 const OmpCoder::Screen* OmpCoder::screen_for_one_item() const {
-  if (!screen_slot_ || !packed_.has_half() || !atom_screening_enabled()) return nullptr;
+  if (!screen_slot_ || !packed_->has_half() || !atom_screening_enabled()) return nullptr;
   if (!detail::atom_screening_forced() && n_atoms_ * dim_ < kScreenMinValues) return nullptr;
   // The int8 sums stay within int32 (255 * 127 * d < 2^31) up to this depth.
   if (dim_ > kScreenMaxDim) return nullptr;
@@ -388,12 +390,12 @@ const OmpCoder::Screen* OmpCoder::screen_for_one_item() const {
     std::vector<float> values(n_atoms_ * dim_);
     for (std::size_t k = 0; k < n_atoms_; ++k)
       for (std::size_t j = 0; j < dim_; ++j)
-        values[k * dim_ + j] = packed_.panel(j / detail::kKC, k / detail::kNR)
+        values[k * dim_ + j] = packed_->panel(j / detail::kKC, k / detail::kNR)
                                    [(j % detail::kKC) * detail::kNR + k % detail::kNR];
     float gram_max_abs = 0.0f;
     for (const float g : gram_) gram_max_abs = std::max(gram_max_abs, std::fabs(g));
     screen_slot_->screen = std::unique_ptr<Screen>(new Screen{
-        detail::AtomScreen(values.data(), packed_.row_scale(), n_atoms_, dim_), gram_max_abs});
+        detail::AtomScreen(values.data(), packed_->row_scale(), n_atoms_, dim_), gram_max_abs});
   });
   return screen_slot_->screen.get();
 }
@@ -419,7 +421,7 @@ void OmpCoder::check_encode_args(const float* signals, std::size_t n, std::size_
 void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero, double tol,
                       std::int32_t* indices, float* coefs, int n_threads) const {
   check_encode_args(signals, n, n_nonzero, tol);
-  for_each_signal(packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+  for_each_signal(*packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
                   [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
                     pursue(corr, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol, s,
                            indices + i * n_nonzero, coefs + i * n_nonzero);
@@ -431,7 +433,7 @@ void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_n
                             bool all_correlations) const {
   check_encode_args(signals, n, n_nonzero, -1.0);
   const Screen* screen = all_correlations ? nullptr : screen_for_one_item();
-  for_each_signal(packed_, screen, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
+  for_each_signal(*packed_, screen, signals, n, dim_, n_atoms_, n_nonzero, n_threads,
                   [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
                     thread_local std::vector<std::int32_t> atoms;
                     thread_local std::vector<float> coefs;

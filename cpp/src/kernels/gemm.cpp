@@ -1,5 +1,5 @@
 // Blocked single-precision C = A * B^T (Goto-style packing, one micro-kernel per CPU family).
-#include "smic/gemm.hpp"
+#include "kernels/gemm.hpp"
 
 #include <algorithm>
 #include <cmath>

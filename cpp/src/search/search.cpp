@@ -12,7 +12,7 @@
 
 #include "kernels/parallel.hpp"
 #include "smic/error.hpp"
-#include "smic/gemm.hpp"
+#include "kernels/gemm.hpp"
 #include "smic/quantizer.hpp"
 
 namespace smic {

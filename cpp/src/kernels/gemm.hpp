@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "smic/huge_page_allocator.hpp"
+#include "kernels/huge_page_allocator.hpp"
 
 namespace smic {
 
