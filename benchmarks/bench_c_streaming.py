@@ -3,7 +3,8 @@ the first N rows of a memory-mapped float32 .npy (d = 768) with a shared diction
 Python's compress of the same memory map, side by side, for several N (issue 31, goal 3:
 1M x 768 under 2 GB beyond the mapped input).
 
-cpp/ is installed into <folder>/prefix and benchmarks/c/stream_write.c built against it. Each
+cpp/ is installed into build/bench-c-streaming/prefix of this checkout and
+benchmarks/c/stream_write.c built against it. Each
 measurement is one fresh process; from the point where the input is mapped and the dictionary
 loaded, VmHWM is restarted (/proc/self/clear_refs) and *peak beyond input* = VmHWM - the RSS at
 that point - the input's pages resident at the end (the C program drops each batch's pages
@@ -71,14 +72,19 @@ def run(command: list[str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def build(folder: Path) -> Path:
-    """cpp/ installed into folder/prefix, stream_write.c built against the installed library."""
-    prefix, build_dir, program = folder / "prefix", folder / "build-cpp", folder / "stream_write"
+def build() -> Path:
+    """cpp/ installed into build/bench-c-streaming/prefix of this checkout (like bench_single_item's
+    build: a build folder shared by two checkouts would hold another source tree's CMake cache),
+    stream_write.c built against the installed library."""
+    base = ROOT / "build" / "bench-c-streaming"
+    prefix, build_dir, program = base / "prefix", base / "cmake", base / "stream_write"
     cmake = shutil.which("cmake") or "cmake"
     for args in (["-S", str(ROOT / "cpp"), "-B", str(build_dir), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
                   f"-DCMAKE_INSTALL_PREFIX={prefix}", "-DSMIC_INSTALL_CPP=ON"],
                  ["--build", str(build_dir), "-j", "2"], ["--install", str(build_dir)]):
-        subprocess.run([cmake, *args], check=True, capture_output=True)
+        step = subprocess.run([cmake, *args], capture_output=True, text=True)
+        if step.returncode != 0:
+            raise SystemExit(f"cmake {' '.join(args[:2])} failed:\n{step.stdout[-3000:]}\n{step.stderr[-3000:]}")
     (libdir,) = {p.parent for p in prefix.glob("lib*/libsmic_c.so")}
     subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror",
                     str(ROOT / "benchmarks" / "c" / "stream_write.c"), f"-I{prefix / 'include'}", f"-L{libdir}",
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     import smic_fast as smic
 
     args.folder.mkdir(parents=True, exist_ok=True)
-    program = build(args.folder)
+    program = build()
     npy = args.folder / f"E_{max(args.sizes)}x{args.d}.npy"
     existing = sorted(args.folder.glob(f"E_*x{args.d}.npy"))
     larger = [p for p in existing if int(p.name.split("_")[1].split("x")[0]) >= max(args.sizes)]
