@@ -22,10 +22,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-
-import numpy as np
 
 from _common import QUICK_FOLDER, parse_args
 
@@ -103,26 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         "sizes": [1000, 2000], "d": 128, "folder": QUICK_FOLDER, "shared_k": 64, "train": 2000})
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
-    from bench_scale import generate
+    from bench_scale import prepare
 
-    import smic_fast as smic
-
-    args.folder.mkdir(parents=True, exist_ok=True)
     program = build()
-    npy = args.folder / f"E_{max(args.sizes)}x{args.d}.npy"
-    existing = sorted(args.folder.glob(f"E_*x{args.d}.npy"))
-    larger = [p for p in existing if int(p.name.split("_")[1].split("x")[0]) >= max(args.sizes)]
-    if larger:
-        npy = larger[0]  # bench_scale's 1M file serves every smaller N (the first rows)
-    train = args.folder / f"train_{args.train}x{args.d}.npy"
-    for path, n, seed in ((npy, max(args.sizes), 0), (train, args.train, 1)):
-        if not path.exists():
-            start = time.perf_counter()
-            generate(path, n, args.d, seed)
-            print(f"# generated {path} ({n} x {args.d}) in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    shared = args.folder / f"shared_{args.shared_k}.smicd"
-    if not shared.exists():
-        smic.Dictionary.fit(np.load(train), n_atoms=args.shared_k).save(shared)
+    npy, shared = prepare(args.folder, max(args.sizes), args.d, args.train, args.shared_k)
     print(f"# streaming write, d={args.d}, float32 memory-mapped .npy, shared dictionary K={args.shared_k}; "
           f"{machine()}")
     print("| N | writer | time (s) | peak beyond input (MB) | B/item | input resident at end (MB) | C / Python peak |")

@@ -112,6 +112,29 @@ def generate(path: Path, n: int, d: int, seed: int = 0, block: int = 50_000) -> 
     os.replace(tmp, path)
 
 
+def prepare(folder: Path, n: int, d: int, n_train: int, shared_k: int) -> tuple[Path, Path]:
+    """The data files of the scale benchmarks in `folder`, generated once and reused: n rows of d
+    (a larger file already there serves: its first n rows), n_train other rows, and a shared
+    dictionary of shared_k atoms learned on them. Returns (embeddings .npy, shared .smicd)."""
+    import smic_fast as smic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    npy = folder / f"E_{n}x{d}.npy"
+    larger = [p for p in sorted(folder.glob(f"E_*x{d}.npy")) if int(p.name.split("_")[1].split("x")[0]) >= n]
+    if larger and not npy.exists():
+        npy = larger[0]
+    train = folder / f"train_{n_train}x{d}.npy"
+    for path, rows, seed in ((npy, n, 0), (train, n_train, 1)):
+        if not path.exists():
+            start = time.perf_counter()
+            generate(path, rows, d, seed)
+            print(f"# generated {path} ({rows} x {d}) in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    shared = folder / f"shared_{shared_k}.smicd"
+    if not shared.exists():
+        smic.Dictionary.fit(np.load(train), n_atoms=shared_k).save(shared)
+    return npy, shared
+
+
 def child(task: str, npy: Path, n: int, dictionary: str, out: Path, **extra) -> dict:
     result = subprocess.run([sys.executable, "-c", CHILD, task, str(npy), str(n), dictionary, str(out), json.dumps(extra)],
                             capture_output=True, text=True)
@@ -140,17 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     import smic_fast as smic
     from smic_fast.coding.dictionary import LEARN_SAMPLE
 
-    args.folder.mkdir(parents=True, exist_ok=True)
-    npy = args.folder / f"E_{max(args.sizes)}x{args.d}.npy"
-    train = args.folder / f"train_{args.train}x{args.d}.npy"
-    for path, n, seed in ((npy, max(args.sizes), 0), (train, args.train, 1)):
-        if not path.exists():
-            start = time.perf_counter()
-            generate(path, n, args.d, seed)
-            print(f"# generated {path} ({n} x {args.d}) in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    shared = args.folder / f"shared_{args.shared_k}.smicd"
-    if not shared.exists():
-        smic.Dictionary.fit(np.load(train), n_atoms=args.shared_k).save(shared)
+    npy, shared = prepare(args.folder, max(args.sizes), args.d, args.train, args.shared_k)
     print(f"# compress / decode at scale, d={args.d}, float32 memory-mapped input; own dictionary learned on "
           f"at most {LEARN_SAMPLE} items (K = default_n_atoms(N)), shared K={args.shared_k}; {machine()}")
     print("| N | task | dictionary | time (s) | peak RSS beyond input (MB) | peak anonymous (MB) | "
