@@ -35,11 +35,19 @@ np.save(out + "/transform.npy", smic.open(out + "/transform.smic", dictionary=t)
 with open(out + "/single.bin", "wb") as f:  # one item at a time: the float16 one-row path
     for row in e[::25]:
         f.write(d.encode(row))
+# Batch OMP at depth 16 over K = 1000 atoms (a partial last block of every kernel's width) and a
+# Gram row stride padded past K: the pursuit's own passes, beyond what the files above reach.
+atoms = rng.standard_normal((1000, 96)).astype(np.float32)
+atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+x = rng.standard_normal((300, 96)).astype(np.float32)
+indices, coefs = smic.omp(x, atoms, 16, n_threads=1)
+np.save(out + "/omp.npy", np.concatenate([np.asarray(indices, dtype=np.float64).ravel(),
+                                          np.asarray(coefs, dtype=np.float64).ravel()]))
 print(_core.gemm_kernel())
 """
 
 FILES = ("own.smic", "d.smicd", "shared.smic", "remaining.smic", "single.bin", "t.smicd", "transform.smic",
-         "transform.npy")
+         "transform.npy", "omp.npy")
 
 
 def _run(folder, kernels: str | None, screening: str = "auto") -> str:

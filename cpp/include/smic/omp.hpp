@@ -50,7 +50,12 @@ class OmpCoder {
 
   std::size_t n_atoms() const { return n_atoms_; }
   std::size_t dim() const { return dim_; }
+  /// The Gram matrix D D^T, row j at gram().data() + j * gram_stride(): the stride pads each
+  /// row to an odd number of 64-byte lines, so the chosen atoms' rows a pursuit reads together
+  /// do not all fall in the same L1 cache sets (at K = 1024, rows 4 KB apart did: every read
+  /// of them missed L1). Padding entries are 0.
   const std::vector<float>& gram() const { return gram_; }
+  std::size_t gram_stride() const { return gram_stride_; }
 
   /// Code `n` signals (n x dim, row-major). Writes n x n_nonzero atom indices and coefficients;
   /// a slot left unused by an early stop holds index -1 and coefficient 0. With tol >= 0, a
@@ -83,6 +88,7 @@ class OmpCoder {
   std::size_t n_atoms_, dim_;
   std::shared_ptr<const PackedB> packed_;  // the kernels' layout (private header kernels/gemm.hpp)
   std::vector<float> gram_;
+  std::size_t gram_stride_ = 0;
   std::shared_ptr<ScreenSlot> screen_slot_;  // shared by copies: built once, then immutable
 };
 

@@ -62,7 +62,7 @@ struct ChoiceScratch {
 };
 
 // The candidate on the first k atoms of the path (coefficients c = gamma row k - 1).
-void make_candidate(const OmpPath& path, std::size_t k, const float* gram, std::size_t n_atoms,
+void make_candidate(const OmpPath& path, std::size_t k, const float* gram, std::size_t gram_stride,
                     const ItemChoiceParams& p, std::int64_t max_level, double inv_step,
                     std::vector<double>& w, Candidate& out) {
   const double* c = path.gamma + (k - 1) * path.stride;
@@ -98,7 +98,7 @@ void make_candidate(const OmpPath& path, std::size_t k, const float* gram, std::
   double dot = 0.0, quad = 0.0;
   for (std::size_t i = 0; i < k; ++i) {
     dot += w[i] * path.alpha0[i];
-    const float* g_row = gram + static_cast<std::size_t>(path.atoms[i]) * n_atoms;
+    const float* g_row = gram + static_cast<std::size_t>(path.atoms[i]) * gram_stride;
     double row = 0.0;
     for (std::size_t j = 0; j < k; ++j)
       row += static_cast<double>(g_row[path.atoms[j]]) * w[j];
@@ -195,6 +195,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
   const double inv_step = 1.0 / p.step;  // as ScalarQuantizer::quantize
   const BitPricer bits(models, s_max, n_atoms, 2 * max_level + 1);
   const float* gram = coder.gram().data();
+  const std::size_t gram_stride = coder.gram_stride();
   // One atom per item, priced by fitted tables: the atom is chosen by its cost among all K
   // (entropy-constrained), so every item needs all its correlations.
   const bool price_every_atom = s_max == 1 && p.rd_lambda > 0.0 && models != nullptr;
@@ -202,7 +203,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
   if (price_every_atom) {
     atom_norm.resize(n_atoms);
     for (std::size_t j = 0; j < n_atoms; ++j)
-      atom_norm[j] = std::sqrt(std::max(static_cast<double>(gram[j * n_atoms + j]), 1e-30));
+      atom_norm[j] = std::sqrt(std::max(static_cast<double>(gram[j * gram_stride + j]), 1e-30));
   }
   coder.pursue_paths(signals, n, s_max, [&](std::size_t i, const OmpPath& path) {
     thread_local ChoiceScratch s;
@@ -217,7 +218,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
       write_choice(s.best, i, width, out);
       if (out.kept_atoms != nullptr && out.kept_coefs != nullptr) {  // s_max = 1: one slot
         const std::int32_t a = s.best.first / 2;
-        const auto g = static_cast<double>(gram[static_cast<std::size_t>(a) * (n_atoms + 1)]);
+        const auto g = static_cast<double>(gram[static_cast<std::size_t>(a) * (gram_stride + 1)]);
         out.kept_atoms[i] = a;  // with its least-squares coefficient <a, x> / G_aa
         out.kept_coefs[i] = static_cast<float>(path.correlations[a] / std::max(g, 1e-30));
       }
@@ -226,7 +227,7 @@ void choose_items(const OmpCoder& coder, const float* signals, std::size_t n,
     double best_cost = std::numeric_limits<double>::infinity();
     std::size_t best_k = 0;
     for (std::size_t k = 1; k <= path.n_found; ++k) {
-      make_candidate(path, k, gram, n_atoms, p, max_level, inv_step, s.weights, s.current);
+      make_candidate(path, k, gram, gram_stride, p, max_level, inv_step, s.weights, s.current);
       const Candidate& c = s.current;
       const double cost = (1.0 - c.cosine) + p.rd_lambda * bits(c.count, c.first, c.rest.data());
       if (k == 1 || cost < best_cost) {  // strict: ties keep the smaller k

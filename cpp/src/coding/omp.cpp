@@ -224,8 +224,8 @@ class ScreenedCorrelations {
 // With path_gamma (n_nonzero x n_nonzero), row t receives gamma after step t + 1 (the
 // least-squares coefficients on the first t + 1 atoms); s.rhs then holds alpha0 on them.
 template <class Correlations>
-std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::size_t n_atoms,
-                   std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
+std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::size_t gram_stride,
+                   std::size_t n_atoms, std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
                    float* coefs, double* path_gamma = nullptr) {
   std::fill(indices, indices + n_nonzero, -1);
   std::fill(coefs, coefs + n_nonzero, 0.0f);
@@ -237,7 +237,7 @@ std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::s
     float best_abs = 0.0f;
     const std::size_t best = corr.select(t, s.rows.data(), s.gamma_f.data(), indices, &best_abs);
     if (!(best_abs > negligible)) break;  // residual is (numerically) orthogonal to D
-    const float* g_best = gram + best * n_atoms;
+    const float* g_best = gram + best * gram_stride;
     s.rows[t] = g_best;
     // The row is read in full by the next selection; its lines are requested together now
     // (it is seldom in cache for one item: the pass over the atoms evicts it).
@@ -369,8 +369,10 @@ OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale
   if (row_scale) require_finite(row_scale, n_atoms, "the atoms' scales");
   packed_ = rows ? std::make_shared<const PackedB>(rows, n_atoms, dim, dim, row_scale)
                  : std::make_shared<const PackedB>(atoms, n_atoms, dim, dim);
-  gram_.resize(n_atoms * n_atoms);
-  gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), n_atoms, n_threads);
+  const std::size_t lines = (n_atoms + 15) / 16;  // 64-byte lines per row, made odd
+  gram_stride_ = 16 * (lines | 1);
+  gram_.assign(n_atoms * gram_stride_, 0.0f);
+  gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), gram_stride_, n_threads);
   screen_slot_ = std::make_shared<ScreenSlot>();
 }
 
@@ -423,7 +425,7 @@ void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero
   check_encode_args(signals, n, n_nonzero, tol);
   for_each_signal(*packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
                   [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
-                    pursue(corr, norm_sq, gram_.data(), n_atoms_, n_nonzero, tol, s,
+                    pursue(corr, norm_sq, gram_.data(), gram_stride_, n_atoms_, n_nonzero, tol, s,
                            indices + i * n_nonzero, coefs + i * n_nonzero);
                   });
 }
@@ -442,7 +444,7 @@ void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_n
                     coefs.resize(n_nonzero);
                     gamma.resize(n_nonzero * n_nonzero);
                     OmpPath path;
-                    path.n_found = pursue(corr, norm_sq, gram_.data(), n_atoms_, n_nonzero,
+                    path.n_found = pursue(corr, norm_sq, gram_.data(), gram_stride_, n_atoms_, n_nonzero,
                                           -1.0, s, atoms.data(), coefs.data(), gamma.data());
                     path.stride = n_nonzero;
                     path.atoms = atoms.data();
