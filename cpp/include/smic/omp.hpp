@@ -89,6 +89,7 @@ class OmpCoder {
   std::shared_ptr<const PackedB> packed_;  // the kernels' layout (private header kernels/gemm.hpp)
   std::vector<float> gram_;
   std::size_t gram_stride_ = 0;
+  std::vector<float> gram_diag_;  // G_jj
   std::shared_ptr<ScreenSlot> screen_slot_;  // shared by copies: built once, then immutable
 };
 

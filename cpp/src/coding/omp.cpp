@@ -29,6 +29,7 @@ struct PursuitScratch {
   std::vector<float> gamma_f;   // coefficients on the support, float copy for the update
   std::vector<double> chol;     // lower-triangular Cholesky factor of G_II, row-major s x s
   std::vector<double> rhs;      // alpha0 restricted to the support
+  std::vector<double> y;        // L y = rhs (forward substitution), one new entry per step
   std::vector<double> gamma;    // coefficients on the support
   std::vector<double> w;        // new row of the Cholesky factor
 
@@ -38,6 +39,7 @@ struct PursuitScratch {
     gamma_f.resize(s);
     chol.assign(s * s, 0.0);
     rhs.resize(s);
+    y.resize(s);
     gamma.resize(s);
     w.resize(s);
   }
@@ -225,7 +227,7 @@ class ScreenedCorrelations {
 // least-squares coefficients on the first t + 1 atoms); s.rhs then holds alpha0 on them.
 template <class Correlations>
 std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::size_t gram_stride,
-                   std::size_t n_atoms, std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
+                   const float* gram_diag, std::size_t n_atoms, std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
                    float* coefs, double* path_gamma = nullptr) {
   std::fill(indices, indices + n_nonzero, -1);
   std::fill(coefs, coefs + n_nonzero, 0.0f);
@@ -242,12 +244,15 @@ std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::s
     // The row is read in full by the next selection; its lines are requested together now
     // (it is seldom in cache for one item: the pass over the atoms evicts it).
     for (std::size_t j = 0; j < n_atoms; j += 16) __builtin_prefetch(g_best + j);
-    const double g_jj = g_best[best];
+    // The new row is read from memory while the factor grows: its entries on the support are
+    // G[i, best] of the chosen atoms' rows, already in cache (G is stored exactly symmetric),
+    // and its diagonal is kept apart.
+    const double g_jj = gram_diag[best];
     if (t == 0) {
       chol[0] = std::sqrt(g_jj);
     } else {
       double* w = s.w.data();
-      for (std::size_t i = 0; i < t; ++i) w[i] = g_best[indices[i]];
+      for (std::size_t i = 0; i < t; ++i) w[i] = s.rows[i][best];
       forward_substitute(chol, n_nonzero, t, w);
       double w_sq = 0.0;
       for (std::size_t i = 0; i < t; ++i) w_sq += w[i] * w[i];
@@ -258,9 +263,14 @@ std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::s
     }
     indices[t] = static_cast<std::int32_t>(best);
     s.rhs[t] = corr.alpha0(best);
-    // gamma = (L L^T)^-1 alpha0_I
-    std::copy(s.rhs.begin(), s.rhs.begin() + t + 1, s.gamma.begin());
-    forward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
+    // gamma = (L L^T)^-1 alpha0_I: L y = alpha0_I gains one entry per step (the earlier ones
+    // are those forward_substitute would recompute, operation for operation), then L^T gamma = y.
+    {
+      double acc = s.rhs[t];
+      for (std::size_t j = 0; j < t; ++j) acc -= chol[t * n_nonzero + j] * s.y[j];
+      s.y[t] = acc / chol[t * n_nonzero + t];
+    }
+    std::copy(s.y.begin(), s.y.begin() + t + 1, s.gamma.begin());
     backward_substitute(chol, n_nonzero, t + 1, s.gamma.data());
     if (path_gamma != nullptr)
       std::copy(s.gamma.begin(), s.gamma.begin() + t + 1, path_gamma + t * n_nonzero);
@@ -373,6 +383,13 @@ OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale
   gram_stride_ = 16 * (lines | 1);
   gram_.assign(n_atoms * gram_stride_, 0.0f);
   gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), gram_stride_, n_threads);
+  // Exactly symmetric (the kernels' products are, entry for entry; this makes it a guarantee
+  // the pursuit can rely on), and its diagonal apart.
+  gram_diag_.resize(n_atoms);
+  for (std::size_t i = 0; i < n_atoms; ++i) {
+    gram_diag_[i] = gram_[i * gram_stride_ + i];
+    for (std::size_t j = i + 1; j < n_atoms; ++j) gram_[j * gram_stride_ + i] = gram_[i * gram_stride_ + j];
+  }
   screen_slot_ = std::make_shared<ScreenSlot>();
 }
 
@@ -425,7 +442,7 @@ void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero
   check_encode_args(signals, n, n_nonzero, tol);
   for_each_signal(*packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
                   [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
-                    pursue(corr, norm_sq, gram_.data(), gram_stride_, n_atoms_, n_nonzero, tol, s,
+                    pursue(corr, norm_sq, gram_.data(), gram_stride_, gram_diag_.data(), n_atoms_, n_nonzero, tol, s,
                            indices + i * n_nonzero, coefs + i * n_nonzero);
                   });
 }
@@ -444,7 +461,7 @@ void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_n
                     coefs.resize(n_nonzero);
                     gamma.resize(n_nonzero * n_nonzero);
                     OmpPath path;
-                    path.n_found = pursue(corr, norm_sq, gram_.data(), gram_stride_, n_atoms_, n_nonzero,
+                    path.n_found = pursue(corr, norm_sq, gram_.data(), gram_stride_, gram_diag_.data(), n_atoms_, n_nonzero,
                                           -1.0, s, atoms.data(), coefs.data(), gamma.data());
                     path.stride = n_nonzero;
                     path.atoms = atoms.data();
