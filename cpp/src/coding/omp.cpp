@@ -382,9 +382,17 @@ OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale
   const std::size_t lines = (n_atoms + 15) / 16;  // 64-byte lines per row, made odd
   gram_stride_ = 16 * (lines | 1);
   gram_.assign(n_atoms * gram_stride_, 0.0f);
-  gemm_nt(atoms, n_atoms, dim, atoms, n_atoms, dim, dim, gram_.data(), gram_stride_, n_threads);
-  // Exactly symmetric (the kernels' products are, entry for entry; this makes it a guarantee
-  // the pursuit can rely on), and its diagonal apart.
+  // The upper triangle, in bands of rows from the diagonal on (each entry is the same chain
+  // of fused multiply-adds wherever its tile lies: gemm_nt's results do not depend on the
+  // blocking), then mirrored: about 56% of the full product's work at K = 1024, where the full
+  // product cost a tenth of a batch's correlations (20,000 x 768).
+  constexpr std::size_t kBand = 128;
+  for (std::size_t i0 = 0; i0 < n_atoms; i0 += kBand) {
+    const std::size_t rows_in_band = std::min(kBand, n_atoms - i0);
+    gemm_nt(atoms + i0 * dim, rows_in_band, dim, atoms + i0 * dim, n_atoms - i0, dim, dim,
+            gram_.data() + i0 * gram_stride_ + i0, gram_stride_, n_threads);
+  }
+  // Exactly symmetric (what the pursuit relies on), and its diagonal apart.
   gram_diag_.resize(n_atoms);
   for (std::size_t i = 0; i < n_atoms; ++i) {
     gram_diag_[i] = gram_[i * gram_stride_ + i];
