@@ -46,6 +46,22 @@ def bits_at(points: list[tuple[float, float]], level: float) -> float | None:
     return best
 
 
+def holdout_split(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(held out, training): the unit rows split 20/80 by a permutation seeded 0."""
+    unit, _ = normalize_embeddings(embeddings)
+    order = np.random.default_rng(0).permutation(len(unit))
+    n_test = len(unit) // 5
+    return unit[order[:n_test]], unit[order[n_test:]]
+
+
+def eight_atoms(train: np.ndarray, k: int, base: tuple[float, float] = (0.125, 0.001)) -> Dictionary:
+    """The atoms a refinement layer refines: K = k learned for the rate on `train`, 8 per item,
+    ratio step and rd_lambda `base`."""
+    params = CodingParams(s_max=8, step=base[0], rd_lambda=base[1])
+    atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
+    return Dictionary.from_atoms(atoms, train, n_nonzero=8, step=base[0], rd_lambda=base[1])
+
+
 def coded(dictionary: Dictionary, items: np.ndarray, step: float, folder: Path) -> tuple[float, float]:
     path = folder / "held_out.smic"
     path.unlink(missing_ok=True)
@@ -123,16 +139,11 @@ def single_item_latency(dictionary: Dictionary, test: np.ndarray, step: float) -
 
 
 def measure(name: str, e: np.ndarray, k: int, rq: list[int], base: tuple[float, float] = (0.0625, 0.0)) -> None:
-    unit, _ = normalize_embeddings(e)
-    order = np.random.default_rng(0).permutation(len(unit))
-    n_test = len(unit) // 5
-    test, train = unit[order[:n_test]], unit[order[n_test:]]
-    print(f"\n## {name}: learned on {len(train)} items, {len(test)} held out, d = {unit.shape[1]}; {machine()}\n",
+    test, train = holdout_split(e)
+    print(f"\n## {name}: learned on {len(train)} items, {len(test)} held out, d = {e.shape[1]}; {machine()}\n",
           flush=True)
-    params = CodingParams(s_max=8, step=base[0], rd_lambda=base[1])
     start = time.perf_counter()
-    atoms = learn_for_rate(train, k, params, n_iter=10, seed=0)
-    plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=base[0], rd_lambda=base[1])
+    plain = eight_atoms(train, k, base)
     learned = time.perf_counter()
     greedy = learn_transform(plain, train, quantiser="greedy")
     transform_s = time.perf_counter() - learned

@@ -24,11 +24,9 @@ import numpy as np
 import threadpoolctl
 
 from _common import clustered, parse_args
+from bench_transform import eight_atoms, holdout_split
 from smic_fast import _core
-from smic_fast.coding.codec import CodingParams
-from smic_fast.coding.dictionary import Dictionary, normalize_embeddings
 from smic_fast.coding.transform import learn_transform
-from smic_fast.learn.ksvd import learn_for_rate
 
 ESCAPE = _core.TRANSFORM_ESCAPE
 BUCKETS = _core.TRANSFORM_CONTEXTS // 3
@@ -80,14 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(parser, argv, quick={"n": 2000, "atoms": 64})
     threadpoolctl.threadpool_limits(1)
     data = np.load(args.real) if args.real else clustered(np.random.default_rng(0), args.n, 768)
-    unit, _ = normalize_embeddings(data)
-    order = np.random.default_rng(0).permutation(len(unit))
-    n_test = len(unit) // 5
-    test, train = unit[order[:n_test]], unit[order[n_test:]]
-    params = CodingParams(s_max=8, step=0.125, rd_lambda=0.001)
-    atoms = learn_for_rate(train, args.atoms, params, n_iter=10, seed=0)
-    dictionary = learn_transform(Dictionary.from_atoms(atoms, train, n_nonzero=8, step=0.125, rd_lambda=0.001),
-                                 train)
+    test, train = holdout_split(data)
+    dictionary = learn_transform(eight_atoms(train, args.atoms), train)
     layer = dictionary._core.transform
     scale = np.asarray(layer.scale)
     gain_bits = -np.log2((np.asarray(layer.gain_counts, dtype=np.float64) + 1) /

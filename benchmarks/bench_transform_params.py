@@ -21,10 +21,7 @@ import numpy as np
 import threadpoolctl
 
 from _common import clustered, parse_args
-from bench_transform import LEVELS, STEPS, bits_at, coded
-from smic_fast.coding.codec import CodingParams
-from smic_fast.coding.dictionary import Dictionary, normalize_embeddings
-from smic_fast.learn.ksvd import learn_for_rate
+from bench_transform import LEVELS, STEPS, bits_at, coded, eight_atoms, holdout_split
 from smic_fast.coding.transform import learn_transform
 
 
@@ -39,13 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     variants = [ast.literal_eval(v) for v in args.variants]
     threadpoolctl.threadpool_limits(1)
     data = np.load(args.real) if args.real else clustered(np.random.default_rng(0), args.n, 768)
-    unit, _ = normalize_embeddings(data)
-    order = np.random.default_rng(0).permutation(len(unit))
-    n_test = len(unit) // 5
-    test, train = unit[order[:n_test]], unit[order[n_test:]]
-    params = CodingParams(s_max=8, step=0.125, rd_lambda=0.001)
-    atoms = learn_for_rate(train, args.atoms, params, n_iter=10, seed=0)
-    plain = Dictionary.from_atoms(atoms, train, n_nonzero=8, step=0.125, rd_lambda=0.001)
+    test, train = holdout_split(data)
+    plain = eight_atoms(train, args.atoms)
     print("| variant | " + " | ".join(f"{level:g}" for level in LEVELS) + " |")
     print("|---" * (len(LEVELS) + 1) + "|")
     for kw in variants:
