@@ -151,6 +151,11 @@ class TransformModel {
   bool skipped(uint32_t cls, std::size_t j, int32_t shift) const {
     return scale_[cls * rank_ + j] + shift - kTransformBucketLow < 0;
   }
+  /// The rank levels of one item's row in coding order: coded(q, context) for each axis that
+  /// is coded (context: the index of its table), skipped(q) for an axis below step / 16.
+  /// What encode, bits and count_contexts share; decode, which finds the levels, mirrors it.
+  template <class Coded, class Skipped>
+  void walk(const int32_t* row, uint32_t c, int32_t shift, Coded&& coded, Skipped&& on_skipped) const;
   /// Levels and gain of one item from its coefficients ys (rank values) into row (dim);
   /// back (3 * rank) and other (rank): the trellis's scratch.
   void quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda, double step,

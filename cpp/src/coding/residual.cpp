@@ -117,6 +117,20 @@ std::vector<uint8_t> transform_chunk(const TransformModel& model, const int32_t*
   return enc.finish();
 }
 
+
+// The chunk offsets (n_chunks + 1 u64) that end both residual payloads, then the coded bytes;
+// FormatError naming `name` unless they start at 0, end at the payload's end and never fall.
+void read_chunk_offsets(detail::Reader& reader, std::size_t n_chunks, const std::string& name,
+                        std::vector<uint64_t>& offsets, const uint8_t*& data, std::size_t& data_size) {
+  if (reader.left() / 8 < n_chunks + 1) throw FormatError(name + ": truncated residual section");
+  offsets.resize(n_chunks + 1);
+  for (auto& o : offsets) o = reader.u64();
+  data = reader.here();
+  data_size = reader.left();
+  if (offsets[0] != 0 || offsets.back() != data_size || !std::is_sorted(offsets.begin(), offsets.end()))
+    throw FormatError(name + ": corrupt chunk offsets in residual section");
+}
+
 }  // namespace
 
 std::vector<uint8_t> encode_residual(const ResidualScheme& scheme, const int32_t* levels,
@@ -252,14 +266,7 @@ ResidualCode ResidualCode::parse(const uint8_t* payload, std::size_t size, const
       throw FormatError(name + ": inconsistent transform-coded residual section (step=" +
                         json::python_float_repr(r.step_) + ", n=" + std::to_string(r.n_items_) +
                         ", chunks=" + std::to_string(n_chunks) + ")");
-    if (reader.left() / 8 < n_chunks + 1) throw FormatError(name + ": truncated residual section");
-    r.offsets_.resize(n_chunks + 1);
-    for (auto& o : r.offsets_) o = reader.u64();
-    r.data_ = reader.here();
-    r.data_size_ = reader.left();
-    if (r.offsets_[0] != 0 || r.offsets_.back() != r.data_size_ ||
-        !std::is_sorted(r.offsets_.begin(), r.offsets_.end()))
-      throw FormatError(name + ": corrupt chunk offsets in residual section");
+    read_chunk_offsets(reader, n_chunks, name, r.offsets_, r.data_, r.data_size_);
     return r;
   }
   if (size < 28) throw FormatError(name + ": truncated residual section");
@@ -277,14 +284,7 @@ ResidualCode ResidualCode::parse(const uint8_t* payload, std::size_t size, const
                       json::python_float_repr(r.step_) + ", n=" + std::to_string(r.n_items_) +
                       ", chunks=" + std::to_string(n_chunks) + ")");
   const std::vector<uint64_t> counts = reader.varints(2 * std::size_t{r.max_level_} + 1);
-  if (reader.left() / 8 < n_chunks + 1) throw FormatError(name + ": truncated residual section");
-  r.offsets_.resize(n_chunks + 1);
-  for (auto& o : r.offsets_) o = reader.u64();
-  r.data_ = reader.here();
-  r.data_size_ = reader.left();
-  if (r.offsets_[0] != 0 || r.offsets_.back() != r.data_size_ ||
-      !std::is_sorted(r.offsets_.begin(), r.offsets_.end()))
-    throw FormatError(name + ": corrupt chunk offsets in residual section");
+  read_chunk_offsets(reader, n_chunks, name, r.offsets_, r.data_, r.data_size_);
   try {
     const std::vector<uint32_t> freqs = frequencies_from_counts(counts.data(), counts.size());
     r.model_ = std::make_shared<const StaticModel>(freqs.data(), freqs.size());

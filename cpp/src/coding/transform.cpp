@@ -45,10 +45,19 @@ uint32_t get_bits(RangeDecoder& dec, unsigned bits) {
   return v;
 }
 
+// floor(log2 v) for v >= 1: v is in [2^length, 2^(length + 1)).
+unsigned bit_length(uint32_t v) {
+  unsigned length = 0;
+  while ((v >> length) > 1) ++length;
+  return length;
+}
+
+// Flat bits an escaped magnitude a >= kTransformEscape adds: its length, then its low bits.
+double escape_bits(uint32_t a) { return kLengthBits + bit_length(a - kTransformEscape + 1); }
+
 // Elias-gamma style: the bit length L of v >= 1 (flat, kLengthBits), then its L - 1 low bits.
 void put_escape(RangeEncoder& enc, uint32_t v) {
-  unsigned length = 0;
-  while ((v >> length) > 1) ++length;  // v in [2^length, 2^(length + 1))
+  const unsigned length = bit_length(v);
   put_bits(enc, length, kLengthBits);
   for (unsigned done = 0; done < length; done += 16) {
     const unsigned bits = std::min(16u, length - done);
@@ -357,12 +366,7 @@ double TransformModel::trellis(const float* ys, uint32_t c, int32_t gain, int32_
       const double rec = a == 0 ? 0.0 : a - bias_;
       const double e = (magnitude - rec) * (magnitude - rec) * step2;
       double extra = a ? 1.0 : 0.0;
-      if (a >= static_cast<int32_t>(kTransformEscape)) {
-        const uint32_t v = static_cast<uint32_t>(a) - kTransformEscape + 1;
-        unsigned length = 0;
-        while ((v >> length) > 1) ++length;
-        extra += kLengthBits + length;
-      }
+      if (a >= static_cast<int32_t>(kTransformEscape)) extra += escape_bits(static_cast<uint32_t>(a));
       const std::size_t symbol = static_cast<std::size_t>(std::min<int32_t>(a, kTransformEscape));
       const int ns = a >= 2 ? 2 : a;
       for (int s = 0; s < 3; ++s) {
@@ -489,6 +493,21 @@ void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_
   });
 }
 
+template <class Coded, class Skipped>
+void TransformModel::walk(const int32_t* row, uint32_t c, int32_t shift, Coded&& coded, Skipped&& on_skipped) const {
+  int32_t previous = 0;
+  for (std::size_t j = 0; j < rank_; ++j) {
+    const int32_t q = row[j];
+    if (skipped(c, j, shift)) {
+      on_skipped(q);
+      previous = 0;
+      continue;
+    }
+    coded(q, context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous));
+    previous = q;
+  }
+}
+
 void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint32_t* classes,
                             std::size_t n, int32_t step_index) const {
   for (std::size_t i = 0; i < n; ++i) {
@@ -500,23 +519,16 @@ void TransformModel::encode(RangeEncoder& enc, const int32_t* levels, const uint
     const int32_t gain = row[dim_ - 1];
     require(gain >= -kTransformGainRange && gain <= kTransformGainRange, "transform: gain out of range");
     gain_model_->encode_unchecked(enc, static_cast<uint32_t>(gain + kTransformGainRange));
-    const int32_t shift = step_index + gain;
-    int32_t previous = 0;
-    for (std::size_t j = 0; j < rank_; ++j) {
-      const int32_t q = row[j];
-      if (skipped(c, j, shift)) {
-        require(q == 0, "transform: a non-zero level on an axis whose spread is below step / 16");
-        previous = 0;
-        continue;
-      }
-      require(q >= -kMaxLevel && q <= kMaxLevel, "transform: level out of range");
-      const uint32_t a = static_cast<uint32_t>(q < 0 ? -q : q);
-      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
-      models_[ctx].encode_unchecked(enc, std::min<uint32_t>(a, kTransformEscape));
-      if (a >= 1) put_bits(enc, q < 0 ? 1u : 0u, 1);
-      if (a >= kTransformEscape) put_escape(enc, a - kTransformEscape + 1);
-      previous = q;
-    }
+    walk(
+        row, c, step_index + gain,
+        [&](int32_t q, uint32_t ctx) {
+          require(q >= -kMaxLevel && q <= kMaxLevel, "transform: level out of range");
+          const uint32_t a = static_cast<uint32_t>(q < 0 ? -q : q);
+          models_[ctx].encode_unchecked(enc, std::min<uint32_t>(a, kTransformEscape));
+          if (a >= 1) put_bits(enc, q < 0 ? 1u : 0u, 1);
+          if (a >= kTransformEscape) put_escape(enc, a - kTransformEscape + 1);
+        },
+        [](int32_t q) { require(q == 0, "transform: a non-zero level on an axis whose spread is below step / 16"); });
   }
 }
 
@@ -562,26 +574,15 @@ void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::s
     const int32_t* row = levels + i * dim_;
     const int32_t gain = std::clamp(row[dim_ - 1], -kTransformGainRange, kTransformGainRange);
     double total = gain_bits_[static_cast<std::size_t>(gain + kTransformGainRange)];
-    const int32_t shift = step_index + gain;
-    int32_t previous = 0;
-    for (std::size_t j = 0; j < rank_; ++j) {
-      const int32_t q = row[j];
-      if (skipped(c, j, shift)) {
-        previous = 0;
-        continue;
-      }
-      const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
-      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
-      total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
-      if (a >= 1) total += 1;
-      if (a >= kTransformEscape) {
-        uint32_t v = a - kTransformEscape + 1;
-        unsigned length = 0;
-        while ((v >> length) > 1) ++length;
-        total += kLengthBits + length;
-      }
-      previous = q;
-    }
+    walk(
+        row, c, step_index + gain,
+        [&](int32_t q, uint32_t ctx) {
+          const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+          total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
+          if (a >= 1) total += 1;
+          if (a >= kTransformEscape) total += escape_bits(a);
+        },
+        [](int32_t) {});
     out[i] = total;
   }
 }
@@ -595,19 +596,13 @@ void TransformModel::count_contexts(const int32_t* levels, const uint32_t* class
     const int32_t* row = levels + i * dim_;
     const int32_t gain = std::clamp(row[dim_ - 1], -kTransformGainRange, kTransformGainRange);
     ++gain_counts[static_cast<std::size_t>(gain + kTransformGainRange)];
-    const int32_t shift = step_index + gain;
-    int32_t previous = 0;
-    for (std::size_t j = 0; j < rank_; ++j) {
-      const int32_t q = row[j];
-      if (skipped(c, j, shift)) {
-        previous = 0;
-        continue;
-      }
-      const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
-      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
-      ++counts[ctx * kSymbols + std::min<uint32_t>(a, kTransformEscape)];
-      previous = q;
-    }
+    walk(
+        row, c, step_index + gain,
+        [&](int32_t q, uint32_t ctx) {
+          const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+          ++counts[ctx * kSymbols + std::min<uint32_t>(a, kTransformEscape)];
+        },
+        [](int32_t) {});
   }
 }
 
