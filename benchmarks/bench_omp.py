@@ -2,7 +2,7 @@
 
 Every timing is the whole job from X and D to sparse codes (each method computes its own
 correlations and Gram matrix). The GEMM floor is timed beside ours for every row (alternating
-runs, best of --repeat each). Run with the machine's OpenBLAS tuning variables unset:
+runs, best of --repeat each, every call after 0.3 s of idle). Run with the machine's OpenBLAS tuning variables unset:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_omp.py
 """
@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import smic_fast
 from _common import best_time, cpu_model, machine, optional, parse_args, unit_rows
+
+
+SETTLE = 0.3  # seconds of idle before each timed call (see main)
+
+
+def settled_time(fn) -> float:
+    """Wall time of one call of fn, made after a pause of SETTLE seconds."""
+    time.sleep(SETTLE)
+    return best_time(fn, repeat=1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,19 +59,22 @@ def main(argv: list[str] | None = None) -> None:
             for s in args.sparsity:
                 # The floor and ours alternate, so the ratio compares times taken under the
                 # same load (this machine is shared).
+                # Each timed call starts after a pause: a library's idle worker threads keep
+                # spinning for a while after its call (OpenBLAS's for about 0.1 s), and on two
+                # cores they take one from whatever is timed next (measured: ours at 1 atom and
+                # 2 threads read 1.56x the GEMM straight after it, 1.08x after 0.3 s).
                 gemm, ours = float("inf"), float("inf")
                 for _ in range(args.repeat):
-                    gemm = min(gemm, best_time(lambda: d @ x.T, repeat=1))
-                    ours = min(ours, best_time(lambda: smic_fast.omp(x, d, s, n_threads=threads),
-                                               repeat=1))
-                peer = (best_time(lambda: spams.omp(x_f, d_f, L=s, numThreads=threads))
+                    gemm = min(gemm, settled_time(lambda: d @ x.T))
+                    ours = min(ours, settled_time(lambda: smic_fast.omp(x, d, s, n_threads=threads)))
+                peer = (min(settled_time(lambda: spams.omp(x_f, d_f, L=s, numThreads=threads)) for _ in range(3))
                         if spams else float("nan"))
 
                 def sklearn_job():
                     gram = d @ d.T
                     orthogonal_mp_gram(gram, d @ x_sk.T, n_nonzero_coefs=s, copy_Gram=False)
 
-                sk = best_time(sklearn_job, repeat=1) * args.n / len(x_sk)
+                sk = settled_time(sklearn_job) * args.n / len(x_sk)
                 print(f"| {s} | {threads} | {gemm:.3f} | {ours:.3f} | {peer:.3f} | {sk:.2f} | "
                       f"{peer / ours:.2f}x | {sk / ours:.1f}x | {ours / gemm:.2f} |", flush=True)
 
