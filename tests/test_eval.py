@@ -627,6 +627,24 @@ def test_holdout_bounds_and_report(held_sweep, tmp_path):
     assert len(rows) == len(held_sweep.held_out) and {r["items"] for r in rows} == {"150"}
 
 
+def test_peer_points_beaten_names_the_cheapest_smic_point_at_no_lower_cosine():
+    from smic_fast.evaluation.sweep import peer_points_beaten
+
+    def point(method, bits, cosine, **settings):
+        return Point(method, settings, 100, 8, bits + 1, bits, cosine, cosine, 0, 0, 0, 0, 0, 0)
+
+    points = [point("smic-1", 3.9, 0.46, K=16), point("smic-1", 4.1, 0.48, K=32), point("smic-shared", 5.5, 0.52),
+              point("kmeans", 4.0, 0.47, k=16),   # 3.9 bits is cheaper but below its cosine: only nearest
+              point("kmeans", 5.0, 0.45, k=32),   # beaten by the 3.9-bit point (fewest bits at >= 0.45)
+              point("pq", 6.0, 0.60, M=1)]        # no smic point reaches its cosine
+    k16, k32, pq = peer_points_beaten(points)
+    assert k16["beaten_by"] is None and k16["nearest"]["settings"] == {"K": 32} and k16["nearest"]["bits"] == 4.1
+    assert k32["beaten_by"]["settings"] == {"K": 16} and k32["nearest"] is None
+    assert pq["beaten_by"] is None and pq["nearest"] is None
+    tie = peer_points_beaten([point("smic-1", 4.0, 0.47, K=16), point("kmeans", 4.0, 0.47, k=16)])
+    assert tie[0]["beaten_by"]["settings"] == {"K": 16}  # equal bits and cosine: matched
+
+
 def test_holdout_is_not_with_train(collection):
     with pytest.raises(ValueError, match="exclusive"):
         run_sweep(collection, SweepConfig.quick(methods=("scalar",)), train=collection, holdout=0.2, progress=False)
@@ -643,6 +661,11 @@ def test_cli_eval_holdout(collection, tmp_path, capsys):
                                   "recall_k": 10}
     held = summary["held_out_marginal_bits_per_item_at_cosine"]
     assert set(held) == {"smic-shared", "scalar", "pq", "gaussian bound", "mixture bound"}
+    peers = summary["held_out_peer_points"]  # every scalar and PQ point, each with its verdict
+    assert {p["method"] for p in peers} == {"scalar", "pq"}
+    for p in peers:
+        if p["beaten_by"] is not None:
+            assert p["beaten_by"]["bits"] <= p["bits"] and p["beaten_by"]["cosine"] >= p["cosine"]
     assert held["gaussian bound"]["0.9"] is not None
     assert set(summary["bits_per_item_at_cosine"]) == {"smic", "scalar", "pq"}  # in the collection
     data = json.loads((out / "results.json").read_text())

@@ -103,10 +103,21 @@ def _prepare_out(out: Path, force: bool) -> None:
         raise CliError(f"cannot write {out}: folder {parent} does not exist or is not writable")
 
 
+def _peer_label(entry: dict) -> str:
+    """'kmeans k=16 (4.00 bits, cos 0.4630; nearest smic-1 K=16 ...: 4.08 bits)'."""
+    settings = " ".join(f"{k}={v}" for k, v in entry["settings"].items())
+    text = f"{entry['method']} {settings} ({entry['bits']:.2f} bits, cos {entry['cosine']:.4f}"
+    near = entry["nearest"]
+    if near is not None:
+        text += f"; nearest {near['method']} " + " ".join(f"{k}={v}" for k, v in near["settings"].items()) + \
+            f": {near['bits']:.2f} bits"
+    return text + ")"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import SweepConfig, run_sweep, write_report
     from ..evaluation.report import bound_at
-    from ..evaluation.sweep import comparison_table, holdout_split
+    from ..evaluation.sweep import comparison_table, holdout_split, peer_points_beaten
 
     out = Path(args.out)
     _prepare_out(out, args.force)
@@ -202,6 +213,13 @@ def run(args: argparse.Namespace) -> int:
         lines[0] = ("items", f"{sweep.meta['items']} learned on, {sweep.meta['holdout']['held_out_items']} held out")
         lines += [(f"held out: marginal bits/item at cos {'/'.join(levels)}: {m}",
                    " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in held.items()]
+        peers = peer_points_beaten(sweep.held_out)
+        summary["held_out_peer_points"] = peers
+        if peers:
+            missed = [p for p in peers if p["beaten_by"] is None]
+            lines.append(("held out: peer points matched or beaten by a smic point at no more bits",
+                          f"{len(peers) - len(missed)} of {len(peers)}"
+                          + "".join(f"; not {_peer_label(p)}" for p in missed)))
     prefix = "in collection: total " if sweep.held_out else ""
     rows = lines + [(f"{prefix}bits/item at cos {'/'.join(levels)}: {m}",
                      " / ".join("-" if v is None else f"{v:.1f}" for v in row.values())) for m, row in table.items()]
