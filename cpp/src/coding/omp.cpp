@@ -227,8 +227,8 @@ class ScreenedCorrelations {
 // least-squares coefficients on the first t + 1 atoms); s.rhs then holds alpha0 on them.
 template <class Correlations>
 std::size_t pursue(Correlations& corr, double norm_sq, const float* gram, std::size_t gram_stride,
-                   const float* gram_diag, std::size_t n_atoms, std::size_t n_nonzero, double tol, PursuitScratch& s, std::int32_t* indices,
-                   float* coefs, double* path_gamma = nullptr) {
+                   const float* gram_diag, std::size_t n_atoms, std::size_t n_nonzero, double tol,
+                   PursuitScratch& s, std::int32_t* indices, float* coefs, double* path_gamma = nullptr) {
   std::fill(indices, indices + n_nonzero, -1);
   std::fill(coefs, coefs + n_nonzero, 0.0f);
   if (tol >= 0.0 && norm_sq <= tol) return 0;
@@ -396,7 +396,8 @@ OmpCoder::OmpCoder(const float* atoms, const float* rows, const float* row_scale
   gram_diag_.resize(n_atoms);
   for (std::size_t i = 0; i < n_atoms; ++i) {
     gram_diag_[i] = gram_[i * gram_stride_ + i];
-    for (std::size_t j = i + 1; j < n_atoms; ++j) gram_[j * gram_stride_ + i] = gram_[i * gram_stride_ + j];
+    for (std::size_t j = i + 1; j < n_atoms; ++j)
+      gram_[j * gram_stride_ + i] = gram_[i * gram_stride_ + j];
   }
   screen_slot_ = std::make_shared<ScreenSlot>();
 }
@@ -450,8 +451,8 @@ void OmpCoder::encode(const float* signals, std::size_t n, std::size_t n_nonzero
   check_encode_args(signals, n, n_nonzero, tol);
   for_each_signal(*packed_, screen_for_one_item(), signals, n, dim_, n_atoms_, n_nonzero, n_threads,
                   [&](std::size_t i, auto& corr, double norm_sq, PursuitScratch& s) {
-                    pursue(corr, norm_sq, gram_.data(), gram_stride_, gram_diag_.data(), n_atoms_, n_nonzero, tol, s,
-                           indices + i * n_nonzero, coefs + i * n_nonzero);
+                    pursue(corr, norm_sq, gram_.data(), gram_stride_, gram_diag_.data(), n_atoms_,
+                           n_nonzero, tol, s, indices + i * n_nonzero, coefs + i * n_nonzero);
                   });
 }
 
@@ -469,8 +470,9 @@ void OmpCoder::pursue_paths(const float* signals, std::size_t n, std::size_t n_n
                     coefs.resize(n_nonzero);
                     gamma.resize(n_nonzero * n_nonzero);
                     OmpPath path;
-                    path.n_found = pursue(corr, norm_sq, gram_.data(), gram_stride_, gram_diag_.data(), n_atoms_, n_nonzero,
-                                          -1.0, s, atoms.data(), coefs.data(), gamma.data());
+                    path.n_found = pursue(corr, norm_sq, gram_.data(), gram_stride_, gram_diag_.data(),
+                                          n_atoms_, n_nonzero, -1.0, s, atoms.data(), coefs.data(),
+                                          gamma.data());
                     path.stride = n_nonzero;
                     path.atoms = atoms.data();
                     path.alpha0 = s.rhs.data();

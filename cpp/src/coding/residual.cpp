@@ -117,7 +117,6 @@ std::vector<uint8_t> transform_chunk(const TransformModel& model, const int32_t*
   return enc.finish();
 }
 
-
 // The chunk offsets (n_chunks + 1 u64) that end both residual payloads, then the coded bytes;
 // FormatError naming `name` unless they start at 0, end at the payload's end and never fall.
 void read_chunk_offsets(detail::Reader& reader, std::size_t n_chunks, const std::string& name,
