@@ -37,6 +37,21 @@ std::size_t check_levels(const TransformModel& t, const py::array& levels, const
   return static_cast<std::size_t>(classes.shape(0));
 }
 
+smic::TransformQuantiser quantiser_of(const std::string& name) {
+  if (name == "greedy") return smic::TransformQuantiser::kGreedy;
+  if (name == "trellis") return smic::TransformQuantiser::kTrellis;
+  if (name == "dependent") return smic::TransformQuantiser::kDependent;
+  throw py::value_error("quantiser must be 'greedy', 'trellis' or 'dependent', got '" + name + "'");
+}
+
+const char* quantiser_name(smic::TransformQuantiser q) {
+  switch (q) {
+    case smic::TransformQuantiser::kTrellis: return "trellis";
+    case smic::TransformQuantiser::kDependent: return "dependent";
+    default: return "greedy";
+  }
+}
+
 template <class T>
 py::array_t<T> array_of(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
   py::array_t<T> out(shape);
@@ -70,14 +85,13 @@ the context tables' counts. Immutable.
                throw py::value_error("mean must be (n_classes, dim) and scale (n_classes, rank) for basis " +
                                      smic_py::shape_string(basis) + ", got " + smic_py::shape_string(mean) +
                                      " and " + smic_py::shape_string(scale));
-             if (quantiser != "greedy" && quantiser != "trellis")
-               throw py::value_error("quantiser must be 'greedy' or 'trellis', got '" + quantiser + "'");
+             const smic::TransformQuantiser chosen = quantiser_of(quantiser);
              return std::make_shared<TransformModel>(
                  static_cast<std::size_t>(d), static_cast<std::size_t>(r), static_cast<std::size_t>(c),
                  to_vector<uint16_t>(atom_class), static_cast<const float*>(mean.data()),
                  static_cast<const float*>(basis.data()), to_vector<int16_t>(scale), rounding, bias,
                  to_vector<uint64_t>(counts), to_vector<uint64_t>(gain_counts), rdo,
-                 quantiser == "trellis" ? smic::TransformQuantiser::kTrellis : smic::TransformQuantiser::kGreedy);
+                 chosen);
            }),
            py::arg("atom_class"), py::arg("mean"), py::arg("basis"), py::arg("scale"),
            py::arg("rounding"), py::arg("bias"), py::arg("counts"), py::arg("gain_counts"),
@@ -89,9 +103,10 @@ the context tables' counts. Immutable.
       .def_property_readonly("rounding", &TransformModel::rounding)
       .def_property_readonly("bias", &TransformModel::bias)
       .def_property_readonly("rdo", &TransformModel::rdo)
-      .def_property_readonly("quantiser", [](const TransformModel& t) {
-        return t.quantiser() == smic::TransformQuantiser::kTrellis ? "trellis" : "greedy";
-      }, "How an encoder chooses the levels: 'greedy' (level by level) or 'trellis' (the whole item, gain included).")
+      .def_property_readonly("quantiser", [](const TransformModel& t) { return quantiser_name(t.quantiser()); },
+                             "How levels are chosen: 'greedy' (level by level), 'trellis' (the whole item, gain "
+                             "included) or 'dependent' (dependent quantisation: two interleaved quantisers and a "
+                             "Viterbi search; it also changes how levels reconstruct).")
       .def_property_readonly("atom_class", [](const TransformModel& t) { return array_of(t.atom_class(), {static_cast<py::ssize_t>(t.n_atoms())}); })
       .def_property_readonly("mean", [](const TransformModel& t) {
         return array_of(t.mean(), {static_cast<py::ssize_t>(t.n_classes()), static_cast<py::ssize_t>(t.dim())});
@@ -104,7 +119,7 @@ the context tables' counts. Immutable.
         return array_of(t.scale(), {static_cast<py::ssize_t>(t.n_classes()), static_cast<py::ssize_t>(t.rank())});
       })
       .def_property_readonly("counts", [](const TransformModel& t) {
-        return array_of(t.counts(), {static_cast<py::ssize_t>(smic::kTransformContexts),
+        return array_of(t.counts(), {static_cast<py::ssize_t>(TransformModel::n_contexts(t.quantiser())),
                                      static_cast<py::ssize_t>(smic::kTransformEscape + 1)});
       })
       .def_property_readonly("gain_counts", [](const TransformModel& t) {
@@ -114,11 +129,13 @@ the context tables' counts. Immutable.
         const std::vector<uint8_t> b = t.to_bytes();
         return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
       }, "The XFRM payload.")
-      .def_static("from_bytes", [](const py::bytes& data) {
+      .def_static("from_bytes", [](const py::bytes& data, const std::string& quantiser) {
+        const smic::TransformQuantiser chosen = quantiser_of(quantiser);
         const std::string s = data;
         return std::const_pointer_cast<TransformModel>(
-            TransformModel::parse(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "<transform>"));
-      }, py::arg("data"), "Parse an XFRM payload (FormatError when damaged).")
+            TransformModel::parse(reinterpret_cast<const uint8_t*>(s.data()), s.size(), "<transform>", chosen));
+      }, py::arg("data"), py::arg("quantiser") = "greedy",
+      "Parse an XFRM payload of a transform with this quantiser (its XQNT section; FormatError when damaged).")
       .def_static("step_index", &TransformModel::step_index, py::arg("step"),
                   "round(-4 log2 step): where a step places the contexts.")
       .def(
@@ -232,7 +249,8 @@ the context tables' counts. Immutable.
           "count_contexts",
           [](const TransformModel& t, const py::array& levels, const py::array& classes, double step) {
             const std::size_t n = check_levels(t, levels, classes);
-            std::vector<uint64_t> counts(smic::kTransformContexts * (smic::kTransformEscape + 1), 0);
+            const std::size_t n_tables = TransformModel::n_contexts(t.quantiser());
+            std::vector<uint64_t> counts(n_tables * (smic::kTransformEscape + 1), 0);
             std::vector<uint64_t> gains(smic::kTransformGains, 0);
             const auto* q = static_cast<const int32_t*>(levels.data());
             const auto* c = static_cast<const uint32_t*>(classes.data());
@@ -240,7 +258,7 @@ the context tables' counts. Immutable.
               py::gil_scoped_release release;
               t.count_contexts(q, c, n, TransformModel::step_index(step), counts.data(), gains.data());
             }
-            return py::make_tuple(array_of(counts, {static_cast<py::ssize_t>(smic::kTransformContexts),
+            return py::make_tuple(array_of(counts, {static_cast<py::ssize_t>(n_tables),
                                                     static_cast<py::ssize_t>(smic::kTransformEscape + 1)}),
                                   array_of(gains, {static_cast<py::ssize_t>(smic::kTransformGains)}));
           },

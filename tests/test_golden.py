@@ -112,19 +112,25 @@ def test_golden_version3_symbols_coded_order0_give_other_bytes(tmp_path):
 
 # ---- format version 4: the transform-coded refinement layer --------------------------------------
 
-def test_golden_version4_decodes_to_pinned_symbols_and_embeddings():
-    dictionary = GOLDEN / make_golden.VERSION4["transform"]
-    col = smic.open(GOLDEN / "transform.smic", dictionary=dictionary)
+V4_FILES = {**make_golden.VERSION4, **make_golden.DEPENDENT}
+
+
+@pytest.mark.parametrize("name", sorted(V4_FILES))
+def test_golden_version4_decodes_to_pinned_symbols_and_embeddings(name):
+    dictionary = GOLDEN / V4_FILES[name]
+    col = smic.open(GOLDEN / f"{name}.smic", dictionary=dictionary)
     info = col.info()
     assert info["format_version"] == 4 and col.header["residual_coding"] == "transform"
     assert col._batch_sizes() == [25, 15] and info["residual_step"] == 0.05
-    assert smic.Dictionary.load(dictionary)._core.transform.n_classes == 2
-    expected = np.load(GOLDEN / "transform.expected.npz")
+    transform = smic.Dictionary.load(dictionary)._core.transform
+    assert transform.n_classes == 2
+    assert transform.quantiser == ("dependent" if name == "dependent" else "greedy")
+    expected = np.load(GOLDEN / f"{name}.expected.npz")
     for i, symbols in enumerate(col._symbols()):
         for field in ("counts", "first", "rest_index", "rest_level"):
             np.testing.assert_array_equal(getattr(symbols, field), expected[f"{field}_{i}"])
     np.testing.assert_allclose(col.embeddings(), expected["embeddings"], atol=1e-6)
-    fresh = smic.open(GOLDEN / "transform.smic", dictionary=dictionary)
+    fresh = smic.open(GOLDEN / f"{name}.smic", dictionary=dictionary)
     for i in reversed(range(len(fresh))):  # one item at a time decodes its chunk's levels
         np.testing.assert_allclose(fresh[i], expected["embeddings"][i], atol=1e-6)
     # the layer changes the decoded embeddings: the atoms alone are further from the items
@@ -134,9 +140,30 @@ def test_golden_version4_decodes_to_pinned_symbols_and_embeddings():
     assert np.mean(np.sum(expected["embeddings"] * e, 1)) > np.mean(np.sum(atoms_only * e, 1)) + 0.01
 
 
-def test_golden_version4_is_what_the_writer_writes(tmp_path):
-    golden = smic.open(GOLDEN / "transform.smic", dictionary=GOLDEN / "transform.smicd")
-    again = tmp_path / "transform.smic"
-    make_golden.version4_again(make_golden.embeddings(0), smic.Dictionary.load(GOLDEN / "transform.smicd"), again,
+@pytest.mark.parametrize("name", sorted(V4_FILES))
+def test_golden_version4_is_what_the_writer_writes(tmp_path, name):
+    golden = smic.open(GOLDEN / f"{name}.smic", dictionary=GOLDEN / V4_FILES[name])
+    again = tmp_path / f"{name}.smic"
+    make_golden.version4_again(make_golden.embeddings(0), smic.Dictionary.load(GOLDEN / V4_FILES[name]), again,
                                golden.header["writer"])
-    assert again.read_bytes() == (GOLDEN / "transform.smic").read_bytes()
+    assert again.read_bytes() == (GOLDEN / f"{name}.smic").read_bytes()
+
+
+def test_golden_dependent_dictionary_states_its_quantiser(tmp_path):
+    """The dependent transform's XQNT payload is the byte 2: readers that predate it refuse the
+    dictionary (as this one refuses 3) rather than misread its levels, and relabelled as
+    another quantiser (whose levels reconstruct on another grid) it no longer parses, since
+    the tables' size follows the quantiser."""
+    from smic_fast import _core
+    raw = (GOLDEN / "dependent.smicd").read_bytes()
+    magic = raw[:8]
+    version, sections = _core.parse_container(raw, magic, "dictionary")
+    assert dict(sections)[b"XQNT"] == b"\x02"
+    assert b"XQNT" not in dict(_core.parse_container((GOLDEN / "transform.smicd").read_bytes(), magic,
+                                                     "dictionary")[1])
+    for byte, message in ((3, "quantiser 3"), (1, "transform section"), (0, "transform section")):
+        path = tmp_path / f"q{byte}.smicd"
+        path.write_bytes(_core.encode_container(magic, version, [(tag, bytes([byte]) if tag == b"XQNT" else payload)
+                                                                 for tag, payload in sections]))
+        with pytest.raises(smic.FormatError, match=message):
+            smic.Dictionary.load(path)

@@ -94,7 +94,8 @@ def write_version4(folder: Path = HERE) -> dict[str, Path]:
     learned once here (numpy's eigensolver may differ in the last bits elsewhere); tests load
     the stored dictionary."""
     from smic_fast.coding.transform import learn_transform
-    dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2)
+    dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2,
+                                 quantiser="greedy")
     dictionary.save(folder / "transform.smicd")
     path = folder / "transform.smic"
     version4_again(embeddings(0), dictionary, path, "smic-fast golden")
@@ -108,8 +109,8 @@ def write_version4(folder: Path = HERE) -> dict[str, Path]:
 
 
 def version4_again(e: np.ndarray, dictionary: smic.Dictionary, path: Path, writer: str) -> None:
-    """transform.smic: 25 items in chunks of 10 refined at step 0.05 (the remaining-atoms
-    index model), then 15 appended in place."""
+    """transform.smic (and dependent.smic): 25 items in chunks of 10 refined at step 0.05 (the
+    remaining-atoms index model), then 15 appended in place."""
     from smic_fast import _core
     _core.write_collection(str(path), e[:25], dictionary._core, ids=[f"v4_{i}" for i in range(25)],
                            chunk_size=10, residual_step=0.05, writer=writer, embed_dictionary=False,
@@ -117,7 +118,31 @@ def version4_again(e: np.ndarray, dictionary: smic.Dictionary, path: Path, write
     smic.open(path, dictionary=dictionary).append(e[25:], ids=[f"v4_extra_{i}" for i in range(len(e) - 25)])
 
 
+#: Version 4 with dependent quantisation (XQNT = 2 in the dictionary): file -> its .smicd.
+DEPENDENT = {"dependent": "dependent.smicd"}
+
+
+def write_dependent(folder: Path = HERE) -> dict[str, Path]:
+    """dependent.smicd (shared.smicd's atoms and tables with a dependent-quantisation transform
+    learned on embeddings 1, two classes) and dependent.smic coded with it by `version4_again`.
+    The format version stays 4: the dictionary's quantiser says how levels reconstruct, and
+    readers that predate it refuse the dictionary."""
+    from smic_fast.coding.transform import learn_transform
+    dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2,
+                                 quantiser="dependent")
+    dictionary.save(folder / "dependent.smicd")
+    path = folder / "dependent.smic"
+    version4_again(embeddings(0), dictionary, path, "smic-fast golden")
+    col = smic.open(path, dictionary=dictionary)
+    assert col.info()["format_version"] == 4 and dictionary._core.transform.quantiser == "dependent"
+    symbols = col._symbols()
+    np.savez(folder / "dependent.expected.npz", embeddings=col.embeddings(),
+             **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
+                for field in ("counts", "first", "rest_index", "rest_level")})
+    return {"dependent": path}
+
+
 if __name__ == "__main__":
     write_all()
     # write_version3() only for a new version-3 golden set (never over the version-1 files),
-    # write_version4() likewise for version 4
+    # write_version4() likewise for version 4, write_dependent() for dependent quantisation

@@ -98,11 +98,13 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
   require(std::isfinite(rounding) && rounding >= 0 && rounding < 1, "transform: rounding must be in [0, 1)");
   require(std::isfinite(bias) && bias >= 0 && bias < 1, "transform: bias must be in [0, 1)");
   require(std::isfinite(rdo) && rdo >= 0 && rdo <= 16, "transform: rdo must be in [0, 16]");
-  require(quantiser == TransformQuantiser::kGreedy || quantiser == TransformQuantiser::kTrellis,
+  require(quantiser == TransformQuantiser::kGreedy || quantiser == TransformQuantiser::kTrellis ||
+              quantiser == TransformQuantiser::kDependent,
           "transform: unknown quantiser");
-  if (counts_.empty()) counts_.assign(kTransformContexts * kSymbols, 0);
-  require(counts_.size() == kTransformContexts * kSymbols, "transform: counts must hold " +
-              std::to_string(kTransformContexts * kSymbols) + " values");
+  const std::size_t n_tables = n_contexts(quantiser);
+  if (counts_.empty()) counts_.assign(n_tables * kSymbols, 0);
+  require(counts_.size() == n_tables * kSymbols, "transform: counts must hold " +
+              std::to_string(n_tables * kSymbols) + " values");
   if (gain_counts_.empty()) gain_counts_.assign(kTransformGains, 0);
   require(gain_counts_.size() == kTransformGains,
           "transform: gain_counts must hold " + std::to_string(kTransformGains) + " values");
@@ -126,15 +128,16 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
     for (uint32_t f : freqs)
       gain_bits_.push_back(-std::log2(static_cast<double>(f) / gain_model_->total()));
   }
-  models_.reserve(kTransformContexts);
-  model_bits_.resize(kTransformContexts);
-  for (std::size_t c = 0; c < kTransformContexts; ++c) {
+  models_.reserve(n_tables);
+  model_bits_.resize(n_tables);
+  for (std::size_t c = 0; c < n_tables; ++c) {
     const std::vector<uint32_t> freqs = frequencies_from_counts(counts_.data() + c * kSymbols, kSymbols);
     models_.emplace_back(freqs.data(), freqs.size());
     const double total = models_.back().total();
     for (std::size_t s = 0; s < kSymbols; ++s)
       model_bits_[c].push_back(-std::log2(static_cast<double>(freqs[s]) / total));
   }
+  for (const auto& bits : model_bits_) flat_bits_.insert(flat_bits_.end(), bits.begin(), bits.end());
 }
 
 std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data, std::size_t size,
@@ -161,7 +164,7 @@ std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data,
   for (auto& v : basis) v = detail::half_to_float(detail::get_u16(reader.take(2)));
   std::vector<int16_t> scale(n_scale);
   for (auto& s : scale) s = static_cast<int16_t>(detail::get_u16(reader.take(2)));
-  std::vector<uint64_t> counts = reader.varints(kTransformContexts * kSymbols);
+  std::vector<uint64_t> counts = reader.varints(n_contexts(quantiser) * kSymbols);
   std::vector<uint64_t> gain_counts = reader.varints(kTransformGains);
   if (reader.left() != 0) throw FormatError(name + ": trailing bytes in the transform section");
   try {
@@ -197,7 +200,7 @@ std::vector<uint8_t> TransformModel::to_bytes() const {
 TransformQuantiser TransformModel::parse_quantiser(const uint8_t* data, std::size_t size,
                                                   const std::string& name) {
   if (size != 1) throw FormatError(name + ": the quantiser section must hold 1 byte, not " + std::to_string(size));
-  if (data[0] > static_cast<uint8_t>(TransformQuantiser::kTrellis))
+  if (data[0] > static_cast<uint8_t>(TransformQuantiser::kDependent))
     throw FormatError(name + ": unknown transform quantiser " + std::to_string(data[0]) +
                       " (written by a newer smic-fast?)");
   return static_cast<TransformQuantiser>(data[0]);
@@ -299,7 +302,7 @@ void TransformModel::levels(const float* unit, const float* decoded, const uint3
   const int32_t t = step_index(step);
   const double lambda = rdo_ * step * step;  // price of one bit in squared error
   std::vector<float> r(kBlock * dim_), ys(kBlock * rank_);
-  std::vector<uint32_t> back(quantiser_ == TransformQuantiser::kTrellis ? 3 * rank_ : 0);
+  std::vector<uint32_t> back(quantiser_ == TransformQuantiser::kGreedy ? 0 : 4 * rank_);
   std::vector<int32_t> other(quantiser_ == TransformQuantiser::kTrellis ? rank_ : 0);
   class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
     const float* m = mean_.data() + c * dim_;
@@ -396,8 +399,105 @@ double TransformModel::trellis(const float* ys, uint32_t c, int32_t gain, int32_
   return best + lambda * gain_bits_[static_cast<std::size_t>(gain + kTransformGainRange)];
 }
 
+void TransformModel::dependent_levels(const float* ys, uint32_t c, int32_t gain, int32_t t, double lambda,
+                                      double step, int32_t* row, uint32_t* back) const {
+  // Viterbi over the 4 states of dependent quantisation. A state's survivor carries the
+  // magnitude class of its last coded level, which places the next context (as in VVC, the
+  // context follows the survivor rather than widening the state). In the quantiser of each
+  // state a coefficient tries the two reconstructions around |y| (one of even level, one of
+  // odd) and 0 (even), so from each state the best even and the best odd level lead to its two
+  // successors; each successor keeps the cheaper of its two arrivals. Selections index pairs
+  // by a comparison's outcome instead of branching on it (the outcomes are data and
+  // mispredict; the baseline x86-64 build has no select for doubles), and ties keep the
+  // first: a fixed order, so every build picks the same levels.
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const int32_t shift = t + gain;
+  const double to_half = 2.0 / step, half2 = 0.25 * step * step;
+  const double* table = flat_bits_.data();  // (context x kSymbols) bits
+  double cost[4] = {0.0, kInf, kInf, kInf};
+  uint32_t neighbours[4] = {0, 0, 0, 0};  // magnitude class (0, 1, 2+) of each survivor's last level
+  for (std::size_t j = 0; j < rank_; ++j) {
+    if (skipped(c, j, shift)) continue;  // level 0, not coded: no state change
+    const double m = std::min<double>(std::fabs(static_cast<double>(ys[j])) * to_half, 2.0 * (kMaxLevel - 2));
+    const uint32_t bucket = context_bucket(c, j, shift);
+    // per state: the best even arrival (level, cost) and the odd one
+    double even_cost[4], odd_cost[4];
+    uint32_t even_level[4], odd_level[4];
+    for (unsigned quantiser = 0; quantiser < 2; ++quantiser) {
+      // Q0 reconstructs 2k, Q1 2k - 1 (k >= 1): k0 and k0 + 1 bracket m
+      const auto k0 = static_cast<uint32_t>(quantiser == 0 ? m * 0.5 : (m + 1.0) * 0.5);
+      const uint32_t even = (k0 & 1) ? k0 + 1 : k0, odd = (k0 & 1) ? k0 : k0 + 1;  // even may be 0
+      const auto price = [&](uint32_t a) {  // squared error + lambda * the context-free bits
+        if (a == 0) return m * m * half2;
+        const double e = m - (2.0 * a - quantiser - bias_);
+        const double flat = 1.0 + (a >= kTransformEscape ? escape_bits(a) : 0.0);
+        return e * e * half2 + lambda * flat;
+      };
+      const double price_zero = m * m * half2, price_even = price(even), price_odd = price(odd);
+      const uint32_t symbol_even = std::min(even, kTransformEscape), symbol_odd = std::min(odd, kTransformEscape);
+      const double* rows = table + ((bucket * 2 + quantiser) * kTransformNeighbours) * kSymbols;
+      for (unsigned s = 2 * quantiser; s < 2 * quantiser + 2; ++s) {
+        const double* bits = rows + neighbours[s] * kSymbols;
+        const double zero = cost[s] + price_zero + lambda * bits[0];
+        const double nonzero = cost[s] + price_even + lambda * bits[symbol_even];  // == zero's when even is 0
+        const double pair[2] = {zero, nonzero};
+        const unsigned take_nonzero = nonzero < zero;  // an index, not a branch (see above)
+        even_cost[s] = pair[take_nonzero];
+        even_level[s] = even & (0u - take_nonzero);
+        odd_cost[s] = cost[s] + price_odd + lambda * bits[symbol_odd];
+        odd_level[s] = odd;
+      }
+    }
+    // successors: 0 <- (0, even) | (1, odd); 2 <- (0, odd) | (1, even);
+    //             1 <- (2, even) | (3, odd); 3 <- (2, odd) | (3, even)
+    const auto arrive = [&](unsigned target, unsigned first, double first_cost, uint32_t first_level,
+                            unsigned second, double second_cost, uint32_t second_level) {
+      const double costs[2] = {first_cost, second_cost};
+      const uint32_t levels[2] = {first_level, second_level};
+      const unsigned take_second = second_cost < first_cost;
+      const uint32_t level = levels[take_second];
+      cost[target] = costs[take_second];
+      neighbours[target] = std::min(level, 2u);
+      back[j * 4 + target] = ((take_second ? second : first) << 28) | level;
+    };
+    const double c0e = even_cost[0], c0o = odd_cost[0], c1e = even_cost[1], c1o = odd_cost[1];
+    const double c2e = even_cost[2], c2o = odd_cost[2], c3e = even_cost[3], c3o = odd_cost[3];
+    const uint32_t l0e = even_level[0], l0o = odd_level[0], l1e = even_level[1], l1o = odd_level[1];
+    const uint32_t l2e = even_level[2], l2o = odd_level[2], l3e = even_level[3], l3o = odd_level[3];
+    arrive(0, 0, c0e, l0e, 1, c1o, l1o);
+    arrive(2, 0, c0o, l0o, 1, c1e, l1e);
+    arrive(1, 2, c2e, l2e, 3, c3o, l3o);
+    arrive(3, 2, c2o, l2o, 3, c3e, l3e);
+  }
+  unsigned state = 0;
+  for (unsigned s = 1; s < 4; ++s)
+    if (cost[s] < cost[state]) state = s;
+  for (std::size_t j = rank_; j-- > 0;) {
+    if (skipped(c, j, shift)) {
+      row[j] = 0;
+      continue;
+    }
+    const uint32_t b = back[j * 4 + state];
+    const auto a = static_cast<int32_t>(b & ((1u << 28) - 1));
+    const int32_t negative = -static_cast<int32_t>(ys[j] < 0);  // 0 or -1: the sign without a branch
+    row[j] = (a ^ negative) - negative;
+    state = b >> 28;
+  }
+}
+
 void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda,
                               double step, int32_t* row, uint32_t* back, int32_t* other) const {
+  if (dependent()) {
+    double energy = 0;
+    for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
+    const double ratio = energy / expected_energy_[c];
+    const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
+    const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+    dependent_levels(ys, c, gain, t, lambda, step, row, back);
+    std::fill(row + rank_, row + dim_, 0);
+    row[dim_ - 1] = gain;
+    return;
+  }
   if (quantiser_ == TransformQuantiser::kTrellis && lambda > 0) {
     double energy = 0;
     for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
@@ -470,6 +570,7 @@ void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_
   std::vector<double> squares(dim_);
   std::vector<float> y(rank_);
   std::vector<const float*> axes(rank_);
+  const int32_t t = dependent() ? step_index(step) : 0;
   class_blocks(classes, n, n_classes_, [&](uint32_t c, const std::vector<std::size_t>& items) {
     const float* m = mean_.data() + c * dim_;
     for (std::size_t i : items) {
@@ -477,12 +578,30 @@ void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_
       for (std::size_t k = 0; k < dim_; ++k) row[k] += m[k];
       // row += y_j axis_j over the non-zero levels, in order of j (zeros add nothing)
       std::size_t count = 0;
-      for (std::size_t j = 0; j < rank_; ++j) {
-        const int32_t q = levels[i * dim_ + j];
-        if (q == 0) continue;
-        const double magnitude = (std::abs(static_cast<double>(q)) - bias_) * step;
-        y[count] = static_cast<float>(q < 0 ? -magnitude : magnitude);
-        axes[count++] = basis_.data() + (c * rank_ + j) * dim_;
+      if (dependent()) {  // the quantiser of each level is its state's (see walk)
+        const int32_t* row_levels = levels + i * dim_;
+        const int32_t shift = t + std::clamp(row_levels[dim_ - 1], -kTransformGainRange, kTransformGainRange);
+        unsigned state = 0;
+        const double half = 0.5 * step;
+        for (std::size_t j = 0; j < rank_; ++j) {
+          const int32_t q = row_levels[j];
+          if (skipped(c, j, shift)) continue;  // the stream never holds it: no state change
+          const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
+          if (a != 0) {
+            const double magnitude = (2.0 * a - (state >> 1) - bias_) * half;
+            y[count] = static_cast<float>(q < 0 ? -magnitude : magnitude);
+            axes[count++] = basis_.data() + (c * rank_ + j) * dim_;
+          }
+          state = kTransformNextState[state][a & 1];
+        }
+      } else {
+        for (std::size_t j = 0; j < rank_; ++j) {
+          const int32_t q = levels[i * dim_ + j];
+          if (q == 0) continue;
+          const double magnitude = (std::abs(static_cast<double>(q)) - bias_) * step;
+          y[count] = static_cast<float>(q < 0 ? -magnitude : magnitude);
+          axes[count++] = basis_.data() + (c * rank_ + j) * dim_;
+        }
       }
       axpy(y.data(), axes.data(), count, row, dim_);
       for (std::size_t k = 0; k < dim_; ++k) squares[k] = static_cast<double>(row[k]) * row[k];
@@ -493,9 +612,16 @@ void TransformModel::refine(float* decoded, const int32_t* levels, const uint32_
   });
 }
 
+uint32_t TransformModel::context(uint32_t cls, std::size_t j, int32_t shift, unsigned state,
+                                 int32_t previous) const {
+  const uint32_t bucket = context_bucket(cls, j, shift);
+  return (dependent() ? bucket * 2 + (state >> 1) : bucket) * kTransformNeighbours + neighbour(previous);
+}
+
 template <class Coded, class Skipped>
 void TransformModel::walk(const int32_t* row, uint32_t c, int32_t shift, Coded&& coded, Skipped&& on_skipped) const {
   int32_t previous = 0;
+  unsigned state = 0;  // dependent quantisation's (stays 0 for the others)
   for (std::size_t j = 0; j < rank_; ++j) {
     const int32_t q = row[j];
     if (skipped(c, j, shift)) {
@@ -503,8 +629,9 @@ void TransformModel::walk(const int32_t* row, uint32_t c, int32_t shift, Coded&&
       previous = 0;
       continue;
     }
-    coded(q, context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous));
+    coded(q, context(c, j, shift, state, previous));
     previous = q;
+    if (dependent()) state = kTransformNextState[state][static_cast<uint32_t>(q) & 1];
   }
 }
 
@@ -541,13 +668,14 @@ void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::siz
     const int32_t gain = static_cast<int32_t>(gain_model_->decode(dec)) - kTransformGainRange;
     const int32_t shift = step_index + gain;
     int32_t previous = 0;
+    unsigned state = 0;
     for (std::size_t j = 0; j < rank_; ++j) {
       if (skipped(c, j, shift)) {
         row[j] = 0;
         previous = 0;
         continue;
       }
-      const uint32_t ctx = context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous);
+      const uint32_t ctx = context(c, j, shift, state, previous);
       uint32_t a = models_[ctx].decode_zero_likely(dec);  // most levels are 0
       bool negative = false;
       if (a >= 1) negative = get_bit(dec) != 0;
@@ -560,6 +688,7 @@ void TransformModel::decode(RangeDecoder& dec, const uint32_t* classes, std::siz
       const int32_t q = negative ? -static_cast<int32_t>(a) : static_cast<int32_t>(a);
       row[j] = q;
       previous = q;
+      if (dependent()) state = kTransformNextState[state][a & 1];
     }
     std::fill(row + rank_, row + dim_, 0);
     row[dim_ - 1] = gain;

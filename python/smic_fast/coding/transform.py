@@ -23,7 +23,7 @@ from .. import _core
 from .._validation import as_count
 from .dictionary import Dictionary, normalize_embeddings
 
-__all__ = ["learn_transform", "DEFAULT_TRANSFORM_CLASSES", "TRAINING_STEPS"]
+__all__ = ["learn_transform", "DEFAULT_TRANSFORM_CLASSES", "TRAINING_STEPS", "QUANTISERS"]
 
 #: Classes of the default transform: groups of atoms (k-means over the atoms, weighted by how
 #: many training items each one leads).
@@ -31,6 +31,12 @@ DEFAULT_TRANSFORM_CLASSES = 16
 #: Steps the context tables are counted at: the tables are indexed by log2(sigma / step), so
 #: counts from a spread of steps serve any step in between.
 TRAINING_STEPS = (0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625)
+#: How a transform's levels are chosen (:func:`learn_transform`'s ``quantiser``).
+QUANTISERS = ("greedy", "trellis", "dependent")
+#: Rounds of counting a dependent quantiser's tables again on the levels they price.
+DEPENDENT_ROUNDS = 7
+#: The default ``rdo`` of each quantiser.
+DEFAULT_RDO = {"greedy": 0.15, "trellis": 0.15, "dependent": 0.1}
 
 
 def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
@@ -56,7 +62,7 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
 def learn_transform(
     dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int | None = None,
     rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.45, bias: float = 0.05,
-    rdo: float = 0.15, quantiser: str = "greedy",
+    rdo: float | None = None, quantiser: str = "dependent",
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
 ) -> Dictionary:
     """`dictionary` with a transform-coded refinement layer learned on training `embeddings`.
@@ -74,23 +80,29 @@ def learn_transform(
         rank: axes kept per class, at most d - 1 (the default); the rest are never coded.
         shrinkage: weight of the global covariance in each class's, as ``shrinkage * d``
             pseudo-items (>= 0): small classes lean on the global axes.
-        rounding: dead-zone rounding of |y| / step in [0, 1) (0.5: nearest; smaller widens
-            the zero bin, which entropy coding makes cheap).
+        rounding: (greedy and trellis) dead-zone rounding of |y| / step in [0, 1) (0.5:
+            nearest; smaller widens the zero bin, which entropy coding makes cheap).
         bias: reconstruction of level q at (|q| - bias) * step, in [0, 1) (the centroid of a
-            Laplacian bin lies below its middle).
-        rdo: rate-distortion quantisation, 0: off. Each level is chosen among the dead-zone one,
-            one less and 0 for the least squared error + rdo * step² * bits under the learned
-            tables (stored with the transform, so every encoder chooses alike). The default 0.15,
-            with rounding 0.45, coded held-out MiniLM items at cosine 0.95 in 5% fewer bits than
-            plain dead-zone rounding.
-        quantiser: how encoders choose the levels under ``rdo`` (stored with the transform):
-            ``"greedy"`` (the default) level by level in coding order, each priced under its
-            own context; ``"trellis"`` the least cost over the whole item (a level is also
-            priced for the context it sets for the next one) and the item's gain by the same
-            cost. An encoder choice only: files decode the same way whichever it is. On
-            held-out MiniLM items (BENCHMARKS.md, issue 28) the trellis saved 0.2% of the bits
-            at cosine 0.95 and 0.7% at 0.99 (1.5% at 0.99 on the clustered set) for 2.3x the
-            quantisation time, so it is not the default.
+            Laplacian bin lies below its middle); for ``"dependent"``, in half steps: level k
+            of quantiser Q at (2|k| - Q - bias) * step / 2.
+        rdo: rate-distortion quantisation: the price of one bit is rdo * step² of squared error
+            under the learned tables (stored with the transform, so every encoder chooses
+            alike); 0: off for the greedy quantiser, distortion alone for the dependent one.
+            Default: 0.1 for ``"dependent"``, 0.15 for the others (each its best on held-out
+            MiniLM items in BENCHMARKS.md).
+        quantiser: how levels are chosen (stored with the transform):
+            ``"dependent"`` (the default) is dependent quantisation, the trellis-coded
+            quantisation of JPEG 2000 part 2 and VVC: two quantisers on interleaved grids, the
+            one for each coefficient set by the parities of the levels before it, the levels
+            found by a Viterbi search over the item. It packs reconstructions more densely than
+            one grid: on held-out MiniLM items it coded cosine 0.95 in 5% fewer bits than
+            ``"greedy"`` and 0.97 / 0.99 in 8% / 7% fewer (BENCHMARKS.md, issue 28), encoding
+            at about 0.6x greedy's speed. Older smic-fast builds refuse its dictionaries
+            (unknown transform quantiser 2) rather than misread them. ``"greedy"`` picks each
+            level among the dead-zone one (``rounding``), one less and 0 in coding order;
+            ``"trellis"`` picks the same candidates by the least cost over the whole item and
+            the item's gain by the same cost. Those two decode alike (an encoder choice), as
+            every transform before ``"dependent"`` did.
         steps: residual steps whose levels the context tables are counted on.
         seed: seed of the atom grouping.
     """
@@ -113,10 +125,12 @@ def learn_transform(
         raise ValueError(f"rank must be < d = {d} (the last slot of a levels row holds the gain), got {rank}")
     if not (isinstance(shrinkage, (int, float)) and math.isfinite(shrinkage) and shrinkage >= 0):
         raise ValueError(f"shrinkage must be a finite number >= 0, got {shrinkage!r}")
+    if quantiser not in QUANTISERS:
+        raise ValueError(f"quantiser must be one of {', '.join(map(repr, QUANTISERS))}, got {quantiser!r}")
+    if rdo is None:
+        rdo = DEFAULT_RDO[quantiser]
     if not (isinstance(rdo, (int, float)) and math.isfinite(rdo) and 0 <= rdo <= 16):
         raise ValueError(f"rdo must be a number in [0, 16], got {rdo!r}")
-    if quantiser not in ("greedy", "trellis"):
-        raise ValueError(f"quantiser must be 'greedy' or 'trellis', got {quantiser!r}")
     if not steps or any(not (isinstance(s, (int, float)) and 0 < s <= 1) for s in steps):
         raise ValueError(f"steps must be numbers in (0, 1], got {steps!r}")
 
@@ -147,26 +161,32 @@ def learn_transform(
         sigma = np.sqrt(np.maximum(values[order], 1e-30))
         scale[c] = np.clip(np.round(4 * np.log2(sigma)), -256, 256).astype(np.int16)
 
-    flat = np.zeros((_core.TRANSFORM_CONTEXTS, _core.TRANSFORM_ESCAPE + 1), dtype=np.uint64)
+    dependent = quantiser == "dependent"
+    n_tables = _core.TRANSFORM_CONTEXTS * (2 if dependent else 1)
+    flat = np.zeros((n_tables, _core.TRANSFORM_ESCAPE + 1), dtype=np.uint64)
     flat_gains = np.zeros(_core.TRANSFORM_GAINS, dtype=np.uint64)
-    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, flat, flat_gains)
-    counts, gains = np.zeros_like(flat), np.zeros_like(flat_gains)
     unit32 = np.ascontiguousarray(unit, dtype=np.float32)
-    for step in steps:
-        levels = model.levels(unit32, decoded, classes, float(step))
-        step_counts, step_gains = model.count_contexts(levels, classes, float(step))
-        counts += step_counts
-        gains += step_gains
-    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains)
-    if rdo > 0:  # count again with the rate-distortion choice the tables now allow
-        priced = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo,
-                                      quantiser)
+
+    def counted(model: _core.TransformModel) -> tuple[np.ndarray, np.ndarray]:
         counts, gains = np.zeros_like(flat), np.zeros_like(flat_gains)
         for step in steps:
-            levels = priced.levels(unit32, decoded, classes, float(step))
-            step_counts, step_gains = priced.count_contexts(levels, classes, float(step))
+            levels = model.levels(unit32, decoded, classes, float(step))
+            step_counts, step_gains = model.count_contexts(levels, classes, float(step))
             counts += step_counts
             gains += step_gains
-        model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo,
-                                     quantiser)
+        return counts, gains
+
+    # Dependent quantisation's levels are always a search under the tables (rdo 0 prices no
+    # bits), so its first count already uses the final quantiser, and the tables and the levels
+    # they price are counted again until they settle: on MiniLM the held-out bits at cosine 0.95
+    # kept falling for 6 rounds (BENCHMARKS.md). The others start from plain dead-zone levels,
+    # then count once more with the rate-distortion choice the tables allow.
+    first_rdo, first_quantiser = (rdo, quantiser) if dependent else (0.0, "greedy")
+    counts, gains = counted(_core.TransformModel(atom_class, mean, basis, scale, rounding, bias, flat, flat_gains,
+                                                 first_rdo, first_quantiser))
+    for _ in range((DEPENDENT_ROUNDS if dependent else 1) if rdo > 0 else 0):
+        counts, gains = counted(_core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains,
+                                                     rdo, quantiser))
+    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains,
+                                 rdo if rdo > 0 or dependent else 0.0, quantiser if rdo > 0 or dependent else "greedy")
     return Dictionary._from_core(dictionary._core.with_transform(model))
