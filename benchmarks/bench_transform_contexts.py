@@ -5,7 +5,7 @@ models of its levels could save: the diagnosis behind issue 28's 0.70x-RQ goal.
         bench_transform_contexts.py --real /tmp/minilm.npy [--step 0.05]
 
 The split, atoms and layer of bench_transform_params.py (K = 1024, 8 atoms, ratio step 1/8,
-rd_lambda 1e-3, the default `learn_transform`). At one residual step:
+rd_lambda 1e-3, `learn_transform` with greedy levels). At one residual step:
 
 1. The bits of one item, training items against held-out ones: atoms (ITEM section), the
    layer's gain, level magnitudes and signs (ideal code lengths under the learned tables), and
@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     threadpoolctl.threadpool_limits(1)
     data = np.load(args.real) if args.real else clustered(np.random.default_rng(0), args.n, 768)
     test, train = holdout_split(data)
-    dictionary = learn_transform(eight_atoms(train, args.atoms), train)
+    # the greedy layer's levels: their contexts are the ones this diagnosis reads (dependent
+    # quantisation, the default since, adds the quantiser to every context)
+    dictionary = learn_transform(eight_atoms(train, args.atoms), train, quantiser="greedy")
     layer = dictionary._core.transform
     scale = np.asarray(layer.scale)
     gain_bits = -np.log2((np.asarray(layer.gain_counts, dtype=np.float64) + 1) /

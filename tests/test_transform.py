@@ -318,16 +318,24 @@ def test_cli_fits_a_dictionary_with_a_transform_and_compresses_with_it(tmp_path,
     assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(d), "--atoms", "32", "--sparsity", "2",
                  "--iterations", "2", "--transform", "--transform-classes", "3", "--json", "--quiet"]) == 0
     fitted = json.loads(capsys.readouterr().out)
-    assert fitted["transform"] == {"classes": 3, "rank": train.shape[1] - 1}
+    assert fitted["transform"] == {"classes": 3, "rank": train.shape[1] - 1, "quantiser": "dependent"}
     assert smic.Dictionary.load(d)._core.transform.n_classes == 3
+    greedy = tmp_path / "g.smicd"  # for fleets with readers that predate dependent quantisation
+    assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(greedy), "--atoms", "32",
+                 "--sparsity", "2", "--iterations", "2", "--transform", "--transform-quantiser", "greedy",
+                 "--quiet"]) == 0
+    assert smic.Dictionary.load(greedy)._core.transform.quantiser == "greedy"
+    assert main(["dictionary", "info", str(greedy)]) == 0
+    assert "greedy quantiser" in capsys.readouterr().out
     out = tmp_path / "c.smic"
     assert main(["compress", str(tmp_path / "test.npy"), "-o", str(out), "--dictionary", str(d),
                  "--residual-step", "0.05", "--quiet"]) == 0
     assert smic.open(out, dictionary=d).info()["format_version"] == 4
     # --transform-classes alone is a usage error, and nothing is written
-    assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(tmp_path / "x.smicd"),
-                 "--transform-classes", "3", "--quiet"]) == 2
-    assert not (tmp_path / "x.smicd").exists()
+    for flag in (["--transform-classes", "3"], ["--transform-quantiser", "greedy"]):
+        assert main(["dictionary", "fit", str(tmp_path / "train.npy"), "-o", str(tmp_path / "x.smicd"), *flag,
+                     "--quiet"]) == 2
+        assert not (tmp_path / "x.smicd").exists()
 
 
 def test_a_collection_learns_and_carries_its_own_transform(tmp_path, split, capsys):

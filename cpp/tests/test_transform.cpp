@@ -15,9 +15,12 @@
 
 namespace {
 
-std::shared_ptr<const smic::CodingDictionary> golden_transform_dictionary() {
-  return smic::CodingDictionary::load(smic_test::golden_path("transform.smicd"));
+std::shared_ptr<const smic::CodingDictionary> golden_transform_dictionary(const char* name = "transform.smicd") {
+  return smic::CodingDictionary::load(smic_test::golden_path(name));
 }
+
+// The golden transforms: greedy levels, and dependent quantisation (XQNT = 2).
+constexpr const char* kGoldenTransforms[] = {"transform.smicd", "dependent.smicd"};
 
 double dot(const float* a, const float* b, std::size_t n) {
   double s = 0;
@@ -49,7 +52,9 @@ TEST_CASE("a transform's XFRM bytes parse back to the same transform") {
 }
 
 TEST_CASE("levels round trip through the coder and refine items towards their embeddings") {
-  const auto d = golden_transform_dictionary();
+  for (const char* name : kGoldenTransforms) {
+  CAPTURE(name);
+  const auto d = golden_transform_dictionary(name);
   const smic::TransformModel& t = *d->transform();
   const std::size_t n = 200, dim = d->dim();
   const auto unit = smic_test::unit_rows(n, dim, 71);
@@ -91,10 +96,13 @@ TEST_CASE("levels round trip through the coder and refine items towards their em
     CHECK(after > previous);  // a finer step refines further
     previous = after;
   }
+  }
 }
 
 TEST_CASE("encode_one at a step decodes to exactly the collection's item at that step") {
-  const auto d = golden_transform_dictionary();
+  for (const char* name : kGoldenTransforms) {
+  CAPTURE(name);
+  const auto d = golden_transform_dictionary(name);
   const std::size_t n = 50, dim = d->dim();
   const auto x = smic_test::unit_rows(n, dim, 72);
   smic::WriteOptions opt;
@@ -116,6 +124,7 @@ TEST_CASE("encode_one at a step decodes to exactly the collection's item at that
   // Out-of-range steps and a dictionary without a transform are refused.
   CHECK_THROWS_AS(d->encode_one(x.data(), 2.0), smic::InvalidArgument);
   CHECK_THROWS_AS(d->with_transform(nullptr)->encode_one(x.data(), 0.05), smic::InvalidArgument);
+  }
 }
 
 TEST_CASE("the transform model refuses bad construction arguments") {
@@ -176,4 +185,69 @@ TEST_CASE("the quantiser is an encoder choice stored in XQNT, and greedy diction
   std::vector<int32_t> again(n * dim, 7);
   greedy.decode(dec, classes.data(), n, si, again.data());
   CHECK(again == levels);
+}
+
+TEST_CASE("dependent quantisation: XQNT 2, twice the tables, levels on two interleaved grids") {
+  const auto d = golden_transform_dictionary("dependent.smicd");
+  const smic::TransformModel& t = *d->transform();
+  CHECK(t.quantiser() == smic::TransformQuantiser::kDependent);
+  CHECK(t.dependent());
+  CHECK(t.quantiser_bytes() == std::vector<uint8_t>{2});
+  CHECK(t.counts().size() == 2 * smic::kTransformContexts * (smic::kTransformEscape + 1));
+  const uint8_t two = 2, three = 3;
+  CHECK(smic::TransformModel::parse_quantiser(&two, 1, "<q>") == smic::TransformQuantiser::kDependent);
+  CHECK_THROWS_AS(smic::TransformModel::parse_quantiser(&three, 1, "<q>"), smic::FormatError);
+  const auto xfrm = t.to_bytes();
+  CHECK(smic::TransformModel::parse(xfrm.data(), xfrm.size(), "<xfrm>", smic::TransformQuantiser::kDependent)
+            ->to_bytes() == xfrm);
+  // read as greedy, the tables are too long: the quantiser is part of what the bytes mean
+  CHECK_THROWS_AS(smic::TransformModel::parse(xfrm.data(), xfrm.size(), "<xfrm>"), smic::FormatError);
+  const auto bytes = d->to_bytes();
+  CHECK(smic::CodingDictionary::from_bytes(bytes.data(), bytes.size(), "<dict>")->hash_hex() == d->hash_hex());
+
+  // The levels reconstruct as the state machine says: at each coded axis quantiser state >> 1,
+  // level k at (2|k| - quantiser - bias) * step / 2; the state moves on the parity of |k|.
+  const std::size_t n = 100, dim = d->dim(), rank = t.rank();
+  const auto unit = smic_test::unit_rows(n, dim, 73);
+  const auto codes = d->choose(unit.data(), n, 1);
+  std::vector<float> decoded(n * dim);
+  d->reconstruct(codes, decoded.data());
+  const auto classes = t.classes(codes);
+  const double step = 0.05;
+  std::vector<int32_t> levels(n * dim);
+  t.levels(unit.data(), decoded.data(), classes.data(), n, step, levels.data());
+  auto refined = decoded;
+  t.refine(refined.data(), levels.data(), classes.data(), n, step);
+  const int32_t si = smic::TransformModel::step_index(step);
+  std::size_t odd_quantiser = 0, nonzero = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t c = classes[i];
+    const int32_t gain = levels[i * dim + dim - 1];
+    std::vector<double> row(dim);
+    for (std::size_t k = 0; k < dim; ++k) row[k] = double(decoded[i * dim + k]) + t.mean()[c * dim + k];
+    unsigned state = 0;
+    for (std::size_t j = 0; j < rank; ++j) {
+      const int32_t q = levels[i * dim + j];
+      if (t.scale()[c * rank + j] + si + gain + 16 < 0) {
+        CHECK(q == 0);
+        continue;
+      }
+      const int32_t a = q < 0 ? -q : q;
+      if (a != 0) {
+        const double y = (2.0 * a - (state >> 1) - t.bias()) * step / 2 * (q < 0 ? -1 : 1);
+        const float* axis = t.basis().data() + (c * rank + j) * dim;
+        for (std::size_t k = 0; k < dim; ++k) row[k] += float(y) * axis[k];
+        ++nonzero;
+        odd_quantiser += state >> 1;
+      }
+      state = smic::kTransformNextState[state][a & 1];
+    }
+    double norm = 0;
+    for (double v : row) norm += v * v;
+    for (std::size_t k = 0; k < dim; ++k)
+      CHECK(refined[i * dim + k] == doctest::Approx(row[k] / std::sqrt(norm)).epsilon(1e-4));
+  }
+  CHECK(nonzero > 0);
+  CHECK(odd_quantiser > 0);  // both grids are used
+  CHECK(odd_quantiser < nonzero);
 }

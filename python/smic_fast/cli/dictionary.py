@@ -49,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "refinement at cosine 0.95 on held-out sentence embeddings; BENCHMARKS.md)")
     fit.add_argument("--transform-classes", type=positive_int, default=None, metavar="C",
                      help="classes of the transform, groups of atoms with axes of their own (default: 16)")
+    fit.add_argument("--transform-quantiser", choices=("dependent", "greedy", "trellis"), default=None,
+                     help="how the transform's levels are chosen: dependent quantisation (the default; about "
+                          "5-8%% fewer bits, read only by smic-fast builds that know it) or greedy / trellis "
+                          "(readable by every build with the transform layer)")
     add_output_flags(fit)
     info = sub.add_parser("info", help="describe a .smicd file")
     info.add_argument("dictionary", metavar="FILE.smicd")
@@ -71,8 +75,10 @@ def _fit(args: argparse.Namespace) -> int:
             embeddings, skipped = [photos.embeddings], photos.skipped
     n_items = sum(len(e) for e in embeddings)
     sample = args.sample or LEARN_SAMPLE
-    if args.transform_classes is not None and not args.transform:
-        raise CliError("--transform-classes needs --transform", EXIT_USAGE)
+    for flag, value in (("--transform-classes", args.transform_classes),
+                        ("--transform-quantiser", args.transform_quantiser)):
+        if value is not None and not args.transform:
+            raise CliError(f"{flag} needs --transform", EXIT_USAGE)
     with stages.stage("learn dictionary"):
         with progress_bar(args.iterations, "learning dictionary", args.quiet) as bar:
             dictionary = smic.Dictionary.fit(
@@ -87,7 +93,8 @@ def _fit(args: argparse.Namespace) -> int:
         with stages.stage("learn transform"):
             rows = gather_rows(embeddings, learning_sample(n_items, sample, args.seed))
             try:
-                dictionary = learn_transform(dictionary, rows, n_classes=args.transform_classes)
+                dictionary = learn_transform(dictionary, rows, n_classes=args.transform_classes,
+                                             quantiser=args.transform_quantiser or "dependent")
             except ValueError as error:
                 raise CliError(f"cannot learn the transform: {error}", EXIT_USAGE) from None
     dictionary.save(out)
@@ -106,14 +113,16 @@ def _describe(dictionary, path: Path) -> dict:
     return {"n_atoms": dictionary.n_atoms, "dim": dictionary.dim, "precision": dictionary.precision,
             "layout": params.layout, "n_nonzero": params.s_max, "step": params.step,
             "hash": dictionary.hash, "file_bytes": Path(path).stat().st_size,
-            "transform": None if transform is None else {"classes": transform.n_classes, "rank": transform.rank}}
+            "transform": None if transform is None else {"classes": transform.n_classes, "rank": transform.rank,
+                                                           "quantiser": transform.quantiser}}
 
 
 def _rows(d: dict) -> list[tuple[str, object]]:
     return [("atoms", d["n_atoms"]), ("dimension", d["dim"]), ("precision", d["precision"]),
             ("layout", d["layout"]), ("most atoms per item", d["n_nonzero"]), ("quantizer step", d["step"]),
             ("transform", "none" if d["transform"] is None else
-             f"{d['transform']['classes']} classes, {d['transform']['rank']} axes each"),
+             f"{d['transform']['classes']} classes, {d['transform']['rank']} axes each, "
+             f"{d['transform']['quantiser']} quantiser"),
             ("file size", f"{d['file_bytes']:,} bytes"), ("hash (sha256)", d["hash"])]
 
 
