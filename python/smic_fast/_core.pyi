@@ -139,9 +139,9 @@ class TransformModel:
     the context tables' counts. Immutable.
     """
     @staticmethod
-    def from_bytes(data: bytes) -> TransformModel:
+    def from_bytes(data: bytes, quantiser: str = 'greedy') -> TransformModel:
         """
-        Parse an XFRM payload (FormatError when damaged).
+        Parse an XFRM payload of a transform with this quantiser (its XQNT section; FormatError when damaged).
         """
     @staticmethod
     def step_index(step: typing.SupportsFloat | typing.SupportsIndex) -> int:
@@ -210,7 +210,7 @@ class TransformModel:
     @property
     def quantiser(self) -> str:
         """
-        How an encoder chooses the levels: 'greedy' (level by level) or 'trellis' (the whole item, gain included).
+        How levels are chosen: 'greedy' (level by level), 'trellis' (the whole item, gain included) or 'dependent' (dependent quantisation: two interleaved quantisers and a Viterbi search; it also changes how levels reconstruct).
         """
     @property
     def rank(self) -> int:
