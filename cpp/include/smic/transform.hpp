@@ -183,6 +183,8 @@ class TransformModel {
   /// What encode, bits and count_contexts share; decode, which finds the levels, mirrors it.
   template <class Coded, class Skipped>
   void walk(const int32_t* row, uint32_t c, int32_t shift, Coded&& coded, Skipped&& on_skipped) const;
+  /// The item's gain from its coefficients' energy against its class's (clamped quarter octaves).
+  int32_t energy_gain(const float* ys, uint32_t c) const;
   /// Levels and gain of one item from its coefficients ys (rank values) into row (dim);
   /// back (3 * rank) and other (rank): the trellis's scratch.
   void quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda, double step,

@@ -485,25 +485,26 @@ void TransformModel::dependent_levels(const float* ys, uint32_t c, int32_t gain,
   }
 }
 
+int32_t TransformModel::energy_gain(const float* ys, uint32_t c) const {
+  double energy = 0;
+  for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
+  // 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves
+  const double ratio = energy / expected_energy_[c];
+  const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
+  return static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+}
+
 void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inverse, double lambda,
                               double step, int32_t* row, uint32_t* back, int32_t* other) const {
   if (dependent()) {
-    double energy = 0;
-    for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
-    const double ratio = energy / expected_energy_[c];
-    const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
-    const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+    const int32_t gain = energy_gain(ys, c);
     dependent_levels(ys, c, gain, t, lambda, step, row, back);
     std::fill(row + rank_, row + dim_, 0);
     row[dim_ - 1] = gain;
     return;
   }
   if (quantiser_ == TransformQuantiser::kTrellis && lambda > 0) {
-    double energy = 0;
-    for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
-    const double ratio = energy / expected_energy_[c];
-    const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
-    const auto gain0 = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+    const int32_t gain0 = energy_gain(ys, c);
     int32_t best_gain = gain0;
     double best = trellis(ys, c, gain0, t, inverse, lambda, step, row, back);
     for (int32_t candidate : {gain0 - 1, gain0 + 1}) {  // the gain by the same cost
@@ -519,12 +520,7 @@ void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inv
     row[dim_ - 1] = best_gain;
     return;
   }
-  double energy = 0;
-  for (std::size_t j = 0; j < rank_; ++j) energy += static_cast<double>(ys[j]) * ys[j];
-  // The gain: 2 log2(energy / expected), i.e. log2 of the spread's ratio in quarter octaves.
-  const double ratio = energy / expected_energy_[c];
-  const double g = ratio > 0 ? std::round(2.0 * std::log2(ratio)) : -kTransformGainRange;
-  const auto gain = static_cast<int32_t>(std::clamp<double>(g, -kTransformGainRange, kTransformGainRange));
+  const int32_t gain = energy_gain(ys, c);
   const int32_t shift = t + gain;
   int32_t previous = 0;
   for (std::size_t j = 0; j < rank_; ++j) {
