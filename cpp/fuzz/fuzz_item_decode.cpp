@@ -1,7 +1,8 @@
 // libFuzzer target: one item's bytes (as Dictionary.decode takes them) against a fixed small
 // dictionary: decode or raise, never crash. The same bytes after a first byte are also decoded
 // as a chunk of 1 to 8 items with the remaining-atoms index model (format version 3), and as
-// one item refined by a transform-coded layer at a step the first byte picks.
+// one item refined by a transform-coded layer at a step the first byte picks (greedy levels,
+// and dependent quantisation, its state machine and two grids, when that byte has bit 6 set).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -24,9 +25,9 @@ std::shared_ptr<const smic::CodingDictionary> dictionary() {
 }
 
 // The same atoms with a small transform: 2 classes, rank 7, spreads from 2^-6 to 2^-1, flat
-// tables (every magnitude and gain codable).
-std::shared_ptr<const smic::CodingDictionary> refined() {
-  static const auto d = [] {
+// tables (every magnitude and gain codable); levels read as greedy or dependent ones.
+std::shared_ptr<const smic::CodingDictionary> make_refined(smic::TransformQuantiser quantiser) {
+  {
     const std::size_t dim = 8, rank = 7, classes = 2;
     std::vector<uint16_t> atom_class(16);
     for (std::size_t a = 0; a < atom_class.size(); ++a) atom_class[a] = static_cast<uint16_t>(a % classes);
@@ -39,10 +40,16 @@ std::shared_ptr<const smic::CodingDictionary> refined() {
       }
     auto t = std::make_shared<const smic::TransformModel>(dim, rank, classes, atom_class, mean.data(),
                                                           basis.data(), scale, 0.45, 0.05,
-                                                          std::vector<uint64_t>{});
+                                                          std::vector<uint64_t>{}, std::vector<uint64_t>{},
+                                                          0.1, quantiser);
     return dictionary()->with_transform(t);
-  }();
-  return d;
+  }
+}
+
+std::shared_ptr<const smic::CodingDictionary> refined(bool dependent) {
+  static const auto greedy = make_refined(smic::TransformQuantiser::kGreedy);
+  static const auto two_grids = make_refined(smic::TransformQuantiser::kDependent);
+  return dependent ? two_grids : greedy;
 }
 }  // namespace
 
@@ -56,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   if (size >= 1) {
     const double step = 1.0 / (2 + data[0] % 64);  // 1/2 to 1/65
     try {
-      refined()->decode_one(data + 1, size - 1, out.data(), step);
+      refined((data[0] & 64) != 0)->decode_one(data + 1, size - 1, out.data(), step);
     } catch (const std::exception&) {
     }
     const std::size_t n = 1 + data[0] % 8, rest = size - 1;
