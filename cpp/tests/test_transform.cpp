@@ -28,6 +28,22 @@ double dot(const float* a, const float* b, std::size_t n) {
   return s;
 }
 
+// n unit rows (seeded), their atoms' reconstruction and their classes: what a layer refines.
+struct Residuals {
+  std::vector<float> unit, decoded;
+  std::vector<uint32_t> classes;
+};
+
+Residuals residuals(const smic::CodingDictionary& d, std::size_t n, uint64_t seed) {
+  Residuals r;
+  r.unit = smic_test::unit_rows(n, d.dim(), seed);
+  const auto codes = d.choose(r.unit.data(), n, 1);
+  r.decoded.resize(n * d.dim());
+  d.reconstruct(codes, r.decoded.data());
+  r.classes = d.transform()->classes(codes);
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("a transform's XFRM bytes parse back to the same transform") {
@@ -57,11 +73,7 @@ TEST_CASE("levels round trip through the coder and refine items towards their em
   const auto d = golden_transform_dictionary(name);
   const smic::TransformModel& t = *d->transform();
   const std::size_t n = 200, dim = d->dim();
-  const auto unit = smic_test::unit_rows(n, dim, 71);
-  const auto codes = d->choose(unit.data(), n, 1);
-  std::vector<float> decoded(n * dim);
-  d->reconstruct(codes, decoded.data());
-  const auto classes = t.classes(codes);
+  const auto [unit, decoded, classes] = residuals(*d, n, 71);
   CHECK(classes.size() == n);
   double previous = 0;
   for (double step : {0.2, 0.05, 0.01}) {
@@ -169,11 +181,7 @@ TEST_CASE("the quantiser is an encoder choice stored in XQNT, and greedy diction
 
   // The trellis's levels decode with the same model and refine items further per bit.
   const std::size_t n = 200, dim = d->dim();
-  const auto unit = smic_test::unit_rows(n, dim, 72);
-  const auto codes = d->choose(unit.data(), n, 1);
-  std::vector<float> decoded(n * dim);
-  d->reconstruct(codes, decoded.data());
-  const auto classes = greedy.classes(codes);
+  const auto [unit, decoded, classes] = residuals(*d, n, 72);
   const double step = 0.05;
   const int32_t si = smic::TransformModel::step_index(step);
   std::vector<int32_t> levels(n * dim);
@@ -208,11 +216,7 @@ TEST_CASE("dependent quantisation: XQNT 2, twice the tables, levels on two inter
   // The levels reconstruct as the state machine says: at each coded axis quantiser state >> 1,
   // level k at (2|k| - quantiser - bias) * step / 2; the state moves on the parity of |k|.
   const std::size_t n = 100, dim = d->dim(), rank = t.rank();
-  const auto unit = smic_test::unit_rows(n, dim, 73);
-  const auto codes = d->choose(unit.data(), n, 1);
-  std::vector<float> decoded(n * dim);
-  d->reconstruct(codes, decoded.data());
-  const auto classes = t.classes(codes);
+  const auto [unit, decoded, classes] = residuals(*d, n, 73);
   const double step = 0.05;
   std::vector<int32_t> levels(n * dim);
   t.levels(unit.data(), decoded.data(), classes.data(), n, step, levels.data());

@@ -88,24 +88,24 @@ def version3_again(name: str, e: np.ndarray, dictionary: smic.Dictionary, path: 
 VERSION4 = {"transform": "transform.smicd"}
 
 
-def write_version4(folder: Path = HERE) -> dict[str, Path]:
-    """transform.smicd (shared.smicd's atoms and tables with a transform learned on embeddings
-    1, two classes) and transform.smic coded with it by `version4_again`. The transform is
-    learned once here (numpy's eigensolver may differ in the last bits elsewhere); tests load
-    the stored dictionary."""
+def write_version4(folder: Path = HERE, name: str = "transform", quantiser: str = "greedy") -> dict[str, Path]:
+    """<name>.smicd (shared.smicd's atoms and tables with a transform learned on embeddings 1,
+    two classes, levels chosen by `quantiser`) and <name>.smic coded with it by
+    `version4_again`. The transform is learned once here (numpy's eigensolver may differ in the
+    last bits elsewhere); tests load the stored dictionary."""
     from smic_fast.coding.transform import learn_transform
     dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2,
-                                 quantiser="greedy")
-    dictionary.save(folder / "transform.smicd")
-    path = folder / "transform.smic"
+                                 quantiser=quantiser)
+    dictionary.save(folder / f"{name}.smicd")
+    path = folder / f"{name}.smic"
     version4_again(embeddings(0), dictionary, path, "smic-fast golden")
     col = smic.open(path, dictionary=dictionary)
-    assert col.info()["format_version"] == 4
+    assert col.info()["format_version"] == 4 and dictionary._core.transform.quantiser == quantiser
     symbols = col._symbols()
-    np.savez(folder / "transform.expected.npz", embeddings=col.embeddings(),
+    np.savez(folder / f"{name}.expected.npz", embeddings=col.embeddings(),
              **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
                 for field in ("counts", "first", "rest_index", "rest_level")})
-    return {"transform": path}
+    return {name: path}
 
 
 def version4_again(e: np.ndarray, dictionary: smic.Dictionary, path: Path, writer: str) -> None:
@@ -123,23 +123,10 @@ DEPENDENT = {"dependent": "dependent.smicd"}
 
 
 def write_dependent(folder: Path = HERE) -> dict[str, Path]:
-    """dependent.smicd (shared.smicd's atoms and tables with a dependent-quantisation transform
-    learned on embeddings 1, two classes) and dependent.smic coded with it by `version4_again`.
-    The format version stays 4: the dictionary's quantiser says how levels reconstruct, and
-    readers that predate it refuse the dictionary."""
-    from smic_fast.coding.transform import learn_transform
-    dictionary = learn_transform(smic.Dictionary.load(folder / "shared.smicd"), embeddings(1), n_classes=2,
-                                 quantiser="dependent")
-    dictionary.save(folder / "dependent.smicd")
-    path = folder / "dependent.smic"
-    version4_again(embeddings(0), dictionary, path, "smic-fast golden")
-    col = smic.open(path, dictionary=dictionary)
-    assert col.info()["format_version"] == 4 and dictionary._core.transform.quantiser == "dependent"
-    symbols = col._symbols()
-    np.savez(folder / "dependent.expected.npz", embeddings=col.embeddings(),
-             **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
-                for field in ("counts", "first", "rest_index", "rest_level")})
-    return {"dependent": path}
+    """dependent.smicd and dependent.smic as `write_version4` writes transform.*, with dependent
+    quantisation. The format version stays 4: the dictionary's quantiser says how levels
+    reconstruct, and readers that predate it refuse the dictionary."""
+    return write_version4(folder, "dependent", "dependent")
 
 
 if __name__ == "__main__":

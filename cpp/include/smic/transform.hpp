@@ -170,6 +170,9 @@ class TransformModel {
     const int32_t b = scale_[cls * rank_ + j] + shift - kTransformBucketLow;
     return static_cast<uint32_t>(b < 0 ? 0 : (b > int32_t{kTransformBuckets - 1} ? kTransformBuckets - 1 : b));
   }
+  /// The code lengths (bits) of context ctx's kTransformEscape + 1 symbols; the next
+  /// context's follow them.
+  const double* table_bits(std::size_t ctx) const { return model_bits_.data() + ctx * (kTransformEscape + 1); }
   /// The table of a coded coefficient: its bucket, for kDependent the quantiser of its state,
   /// and the previous coded level's magnitude class.
   uint32_t context(uint32_t cls, std::size_t j, int32_t shift, unsigned state, int32_t previous) const;
@@ -209,8 +212,7 @@ class TransformModel {
   TransformQuantiser quantiser_ = TransformQuantiser::kGreedy;
   std::vector<double> expected_energy_;  // per class: sum of sigma^2 over its axes
   std::vector<StaticModel> models_;  // one per context
-  std::vector<std::vector<double>> model_bits_;
-  std::vector<double> flat_bits_;  // model_bits_ in one block, for the dependent search
+  std::vector<double> model_bits_;  // -log2 p of each context's symbols, context after context
   std::unique_ptr<StaticModel> gain_model_;
   std::vector<double> gain_bits_;
 };

@@ -129,15 +129,14 @@ TransformModel::TransformModel(std::size_t dim, std::size_t rank, std::size_t n_
       gain_bits_.push_back(-std::log2(static_cast<double>(f) / gain_model_->total()));
   }
   models_.reserve(n_tables);
-  model_bits_.resize(n_tables);
+  model_bits_.reserve(n_tables * kSymbols);
   for (std::size_t c = 0; c < n_tables; ++c) {
     const std::vector<uint32_t> freqs = frequencies_from_counts(counts_.data() + c * kSymbols, kSymbols);
     models_.emplace_back(freqs.data(), freqs.size());
     const double total = models_.back().total();
     for (std::size_t s = 0; s < kSymbols; ++s)
-      model_bits_[c].push_back(-std::log2(static_cast<double>(freqs[s]) / total));
+      model_bits_.push_back(-std::log2(static_cast<double>(freqs[s]) / total));
   }
-  for (const auto& bits : model_bits_) flat_bits_.insert(flat_bits_.end(), bits.begin(), bits.end());
 }
 
 std::shared_ptr<const TransformModel> TransformModel::parse(const uint8_t* data, std::size_t size,
@@ -374,7 +373,7 @@ double TransformModel::trellis(const float* ys, uint32_t c, int32_t gain, int32_
       const int ns = a >= 2 ? 2 : a;
       for (int s = 0; s < 3; ++s) {
         if (cost[s] == kInf) continue;
-        const double total = cost[s] + e + lambda * (model_bits_[bucket + s][symbol] + extra);
+        const double total = cost[s] + e + lambda * (table_bits(bucket + s)[symbol] + extra);
         if (total < next[ns]) {
           next[ns] = total;
           from[ns] = (static_cast<uint32_t>(s) << 28) | static_cast<uint32_t>(a);
@@ -413,7 +412,6 @@ void TransformModel::dependent_levels(const float* ys, uint32_t c, int32_t gain,
   constexpr double kInf = std::numeric_limits<double>::infinity();
   const int32_t shift = t + gain;
   const double to_half = 2.0 / step, half2 = 0.25 * step * step;
-  const double* table = flat_bits_.data();  // (context x kSymbols) bits
   double cost[4] = {0.0, kInf, kInf, kInf};
   uint32_t neighbours[4] = {0, 0, 0, 0};  // magnitude class (0, 1, 2+) of each survivor's last level
   for (std::size_t j = 0; j < rank_; ++j) {
@@ -435,7 +433,7 @@ void TransformModel::dependent_levels(const float* ys, uint32_t c, int32_t gain,
       };
       const double price_zero = m * m * half2, price_even = price(even), price_odd = price(odd);
       const uint32_t symbol_even = std::min(even, kTransformEscape), symbol_odd = std::min(odd, kTransformEscape);
-      const double* rows = table + ((bucket * 2 + quantiser) * kTransformNeighbours) * kSymbols;
+      const double* rows = table_bits((bucket * 2 + quantiser) * kTransformNeighbours);
       for (unsigned s = 2 * quantiser; s < 2 * quantiser + 2; ++s) {
         const double* bits = rows + neighbours[s] * kSymbols;
         const double zero = cost[s] + price_zero + lambda * bits[0];
@@ -535,8 +533,7 @@ void TransformModel::quantise(const float* ys, uint32_t c, int32_t t, double inv
     if (lambda > 0 && q >= 1 && q < static_cast<int32_t>(kTransformEscape)) {
       // Rate-distortion choice among q, q - 1 and 0 under this context's table (the next
       // coefficient's context is not priced: greedy, in coding order).
-      const std::vector<double>& bits =
-          model_bits_[context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous)];
+      const double* bits = table_bits(context_bucket(c, j, shift) * kTransformNeighbours + neighbour(previous));
       const auto cost = [&](int32_t level) {
         const double rec = level == 0 ? 0.0 : level - bias_;
         const double e = (magnitude - rec) * step;
@@ -703,7 +700,7 @@ void TransformModel::bits(const int32_t* levels, const uint32_t* classes, std::s
         row, c, step_index + gain,
         [&](int32_t q, uint32_t ctx) {
           const uint32_t a = static_cast<uint32_t>(q < 0 ? -static_cast<int64_t>(q) : q);
-          total += model_bits_[ctx][std::min<uint32_t>(a, kTransformEscape)];
+          total += table_bits(ctx)[std::min<uint32_t>(a, kTransformEscape)];
           if (a >= 1) total += 1;
           if (a >= kTransformEscape) total += escape_bits(a);
         },

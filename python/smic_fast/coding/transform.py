@@ -178,15 +178,15 @@ def learn_transform(
 
     # Dependent quantisation's levels are always a search under the tables (rdo 0 prices no
     # bits), so its first count already uses the final quantiser, and the tables and the levels
-    # they price are counted again until they settle: on MiniLM the held-out bits at cosine 0.95
-    # kept falling for 6 rounds (BENCHMARKS.md). The others start from plain dead-zone levels,
-    # then count once more with the rate-distortion choice the tables allow.
+    # they price are counted again until they settle (each round the search finds more non-zero
+    # levels worth their price). The others start from plain dead-zone levels, then count once
+    # more with the rate-distortion choice the tables allow.
     first_rdo, first_quantiser = (rdo, quantiser) if dependent else (0.0, "greedy")
     counts, gains = counted(_core.TransformModel(atom_class, mean, basis, scale, rounding, bias, flat, flat_gains,
                                                  first_rdo, first_quantiser))
     for _ in range((DEPENDENT_ROUNDS if dependent else 1) if rdo > 0 else 0):
         counts, gains = counted(_core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains,
                                                      rdo, quantiser))
-    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains,
-                                 rdo if rdo > 0 or dependent else 0.0, quantiser if rdo > 0 or dependent else "greedy")
+    model = _core.TransformModel(atom_class, mean, basis, scale, rounding, bias, counts, gains, rdo,
+                                 quantiser if rdo > 0 or dependent else "greedy")
     return Dictionary._from_core(dictionary._core.with_transform(model))
