@@ -65,6 +65,7 @@ void register_transform(py::module_& m) {
   m.attr("TRANSFORM_CONTEXTS") = smic::kTransformContexts;
   m.attr("TRANSFORM_ESCAPE") = smic::kTransformEscape;
   m.attr("TRANSFORM_GAINS") = smic::kTransformGains;
+  m.attr("TRANSFORM_TARGET_MIN_COSINE") = smic::kTransformTargetMinCosine;
   py::class_<TransformModel, TransformHolder>(m, "TransformModel", R"doc(
 The learned parts of a transform-coded refinement layer (C++; see smic_fast.coding.transform): each
 class's mean and principal axes of the residual after the atoms, the spread along each axis as

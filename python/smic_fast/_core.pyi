@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'TRANSFORM_CONTEXTS', 'TRANSFORM_ESCAPE', 'TRANSFORM_GAINS', 'TransformModel', 'append_collection', 'atom_screening', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_atom_screening', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
+__all__: list[str] = ['CodingDictionary', 'Collection', 'DecodeError', 'DictionaryMismatchError', 'FORMAT_VERSION', 'FormatError', 'ItemModels', 'OmpCoder', 'ResidualCode', 'SearchIndex', 'TRANSFORM_CONTEXTS', 'TRANSFORM_ESCAPE', 'TRANSFORM_GAINS', 'TRANSFORM_TARGET_MIN_COSINE', 'TransformModel', 'append_collection', 'atom_screening', 'atomic_write', 'choose_items', 'dequantize', 'encode_container', 'encode_residual', 'frequencies_from_counts', 'gemm_kernel', 'gemm_nt', 'learn_dictionary', 'learn_for_rate', 'omp', 'pack_varints', 'parse_container', 'quantize', 'range_decode_adaptive', 'range_decode_static', 'range_encode_adaptive', 'range_encode_static', 'refine', 'repack_collection', 'residual_levels', 'set_atom_screening', 'set_gemm_kernel', 'write_collection', 'write_collection_streaming']
 class DecodeError(ValueError):
     """
     Coded data is truncated, corrupted or inconsistent with its model.
@@ -591,4 +591,5 @@ FORMAT_VERSION: int = 4
 TRANSFORM_CONTEXTS: int = 120
 TRANSFORM_ESCAPE: int = 18
 TRANSFORM_GAINS: int = 25
+TRANSFORM_TARGET_MIN_COSINE: float = 0.5
 __version__: str = '0.1.0'

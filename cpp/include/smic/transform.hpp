@@ -1,5 +1,6 @@
-// Transform-coded refinement (collection format version 4): the residual r = e - ê between a
-// unit embedding and what its atoms decode to, rotated into the principal axes of the item's
+// Transform-coded refinement (collection format version 4): the residual r = e / cos(e, ê) - ê
+// between a unit embedding and what its atoms decode to (the reader renormalises, so this point
+// of e's ray decodes like e and has no radial part), rotated into the principal axes of the item's
 // class (a KLT learned per class on training residuals) and quantised with one dead-zone uniform
 // step for every coefficient. One step everywhere realises reverse water-filling: an axis whose
 // spread is below the step quantises to zero and costs almost nothing, so bits go where the
@@ -79,6 +80,9 @@ constexpr uint32_t kTransformGains = 2 * kTransformGainRange + 1;
 /// How levels are chosen, and for kDependent reconstructed (see above); stored in a dictionary's
 /// XQNT section.
 enum class TransformQuantiser : uint8_t { kGreedy = 0, kTrellis = 1, kDependent = 2 };
+/// Below this cosine between an item and its atoms' reconstruction ê, the encoder codes e - ê
+/// rather than e / cos(e, ê) - ê (see levels).
+constexpr float kTransformTargetMinCosine = 0.5f;
 /// Dependent quantisation's state machine: the next state by the parity of |level|.
 constexpr uint8_t kTransformNextState[4][2] = {{0, 2}, {2, 0}, {1, 3}, {3, 1}};
 
@@ -140,8 +144,10 @@ class TransformModel {
   /// Step index t = round(-4 log2 step): stored beside the levels, it places the contexts.
   static int32_t step_index(double step);
 
-  /// Levels (n x dim int32; entries from rank on are 0) of the residuals unit - decoded in
-  /// each item's class at `step`.
+  /// Levels (n x dim int32; entries from rank on are 0) of the residuals unit / cos - decoded
+  /// (cos = unit . decoded; unit - decoded where cos < kTransformTargetMinCosine) in each
+  /// item's class at `step`. Any point on unit's ray decodes alike (the reader renormalises);
+  /// this one is orthogonal to the decoded row, without the radial part unit - decoded has.
   void levels(const float* unit, const float* decoded, const uint32_t* classes, std::size_t n,
               double step, int32_t* out) const;
   /// decoded += mean + axes^T dequantised levels, then each row renormalised. Encoder and

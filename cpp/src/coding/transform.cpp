@@ -265,6 +265,12 @@ inline float dot(const float* axis, const float* r, std::size_t dim) {
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
 
+// How far along e's ray the residual aims: the reader renormalises what it rebuilds, so every
+// point of the ray decodes alike, and e / cos(e, x) leaves the residual orthogonal to the
+// decoded x (unit), without the radial part e - x carries; that codes held-out MiniLM items at
+// cosine 0.95 in 3% fewer bits. Items whose atoms decode far from them (or to nothing) aim at e.
+inline float target_scale(float cosine) { return cosine >= kTransformTargetMinCosine ? 1.0f / cosine : 1.0f; }
+
 // The dot products of one axis with n rows, or row += y * axis: the AVX2 kernel where the CPU
 // has it, else the portable loops above (the same floats either way).
 void dots(const float* axis, const float* rows, std::size_t n, std::size_t dim, float* out) {
@@ -308,8 +314,11 @@ void TransformModel::levels(const float* unit, const float* decoded, const uint3
     const std::size_t b = items.size();
     for (std::size_t u = 0; u < b; ++u) {
       const std::size_t i = items[u];
+      const float* e = unit + i * dim_;
+      const float* x = decoded + i * dim_;
+      const float scale = target_scale(dot(e, x, dim_));
       for (std::size_t k = 0; k < dim_; ++k)
-        r[u * dim_ + k] = (unit[i * dim_ + k] - decoded[i * dim_ + k]) - m[k];
+        r[u * dim_ + k] = (scale * e[k] - x[k]) - m[k];
     }
     std::size_t j = 0;
     for (; j + 2 <= rank_; j += 2) {  // two axes at a time (see transform_dots2_avx2)

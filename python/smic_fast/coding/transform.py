@@ -1,6 +1,6 @@
 """Learning the transform-coded refinement layer (format version 4).
 
-After its atoms, an item's residual r = e - ê is rotated into the principal axes of its class
+After its atoms, an item's residual r = e / cos(e, ê) - ê (see :func:`aimed_residuals`) is rotated into the principal axes of its class
 (a KLT learned per class on training residuals, the class being its first atom's group of
 atoms, which costs no bits) and quantised with one dead-zone step for every axis, then
 range-coded with context tables learned here. One step everywhere realises reverse
@@ -59,9 +59,22 @@ def _atom_classes(atoms: np.ndarray, usage: np.ndarray, n_classes: int, seed: in
     return labels.astype(np.uint16)
 
 
+def aimed_residuals(unit: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """What the layer codes of each item, float64 (n, d): e / cos(e, ê) - ê for unit rows e and
+    their atoms' unit reconstructions ê (e - ê where the cosine is under 1/2).
+
+    The reader renormalises what it rebuilds, so any point on e's ray decodes alike; this one
+    leaves the residual orthogonal to ê, without the radial part e - ê carries (the C++
+    encoder's ``target_scale``): 3% fewer bits at cosine 0.95 on held-out MiniLM items.
+    """
+    unit64, decoded64 = np.asarray(unit, dtype=np.float64), np.asarray(decoded, dtype=np.float64)
+    cosine = np.sum(unit64 * decoded64, axis=1, keepdims=True)
+    return unit64 / np.where(cosine >= _core.TRANSFORM_TARGET_MIN_COSINE, cosine, 1.0) - decoded64
+
+
 def learn_transform(
     dictionary: Dictionary, embeddings: np.ndarray, *, n_classes: int | None = None,
-    rank: int | None = None, shrinkage: float = 2.0, rounding: float = 0.45, bias: float = 0.05,
+    rank: int | None = None, shrinkage: float = 4.0, rounding: float = 0.45, bias: float = 0.05,
     rdo: float | None = None, quantiser: str = "dependent",
     steps: tuple[float, ...] = TRAINING_STEPS, seed: int = 0,
 ) -> Dictionary:
@@ -136,7 +149,7 @@ def learn_transform(
 
     symbols = dictionary.items_symbols(unit)
     decoded = dictionary.reconstruct(symbols)
-    residual = (unit - decoded).astype(np.float64)
+    residual = aimed_residuals(unit, decoded)
     first = np.where(symbols.counts > 0, symbols.first // 2, -1)
     usage = np.bincount(first[first >= 0], minlength=dictionary.n_atoms)
     atom_class = _atom_classes(dictionary.atoms.astype(np.float64), usage, n_classes, seed)

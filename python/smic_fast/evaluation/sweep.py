@@ -123,9 +123,10 @@ class SweepConfig:
     # 0.95 (0.021, 0.015 and 0.01 between: on the clustered set's isotropic residual the bits
     # grow 2.4x from one step of the coarser grid to the next above cosine 0.98, and 0.03 for
     # the same reason at 0.98 with dependent quantisation; 0.006 and 0.004 for the top end,
-    # where `residual`'s finest point otherwise made the curve)
-    transform: tuple[float, ...] = (0.14, 0.1, 0.07, 0.05, 0.035, 0.03, 0.025, 0.021, 0.018, 0.015, 0.012,
-                                    0.01, 0.008, 0.006, 0.004)
+    # where `residual`'s finest point otherwise made the curve; 0.2 and the steps between 0.14
+    # and 0.035 because linear reading between points overstates a convex curve's bits)
+    transform: tuple[float, ...] = (0.2, 0.14, 0.1, 0.085, 0.07, 0.06, 0.05, 0.042, 0.035, 0.03, 0.025, 0.021,
+                                    0.018, 0.015, 0.012, 0.01, 0.008, 0.006, 0.004)
     # the base the transform refines: 8 atoms at ratio step 1/8 and rd_lambda 1e-3 coded held-out
     # MiniLM items at 0.95 in 292 bits with it, where the finest setting (1/16, 0) needed 306
     # (bench_transform.py --base, at K = 512; BENCHMARKS.md)
