@@ -274,7 +274,8 @@ void register_collection(py::module_& m) {
         return to_array(smic::residual_levels(u, x, n, d, step), n, d);
       },
       py::arg("unit"), py::arg("decoded"), py::arg("step"),
-      "int32 levels of unit - decoded at step (round to nearest).");
+      "int32 levels of unit / cos - decoded at step (round to nearest; cos = unit . decoded, "
+      "unit - decoded where cos < TRANSFORM_TARGET_MIN_COSINE).");
   m.def(
       "pack_varints",
       [](const py::array& values) {

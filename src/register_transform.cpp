@@ -166,7 +166,8 @@ the context tables' counts. Immutable.
             return out;
           },
           py::arg("unit"), py::arg("decoded"), py::arg("classes"), py::arg("step"),
-          "(n, dim) int32 levels of the residuals unit - decoded in each item's class.")
+          "(n, dim) int32 levels of the residuals unit / cos - decoded in each item's class "
+          "(smic_fast.coding.transform.aimed_residuals).")
       .def(
           "refine",
           [](const TransformModel& t, const py::array& decoded, const py::array& levels,

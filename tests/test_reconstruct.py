@@ -82,12 +82,30 @@ def test_paper_layout_codes_and_reconstructs_bit_for_bit(embeddings):
     assert np.array_equal(d.reconstruct(symbols), paper_reconstruct(symbols, d.atoms, d.params))
 
 
+def aimed_float32(unit: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """What a refinement codes, written from docs/format.md in float32: s e - ê, s = 1 / c for
+    c = e . ê >= 1/2 (summed in eight interleaved lanes combined pairwise), else 1."""
+    products = (unit * decoded).astype(np.float32)
+    lanes = [np.cumsum(products[:, lane::8], axis=1, dtype=np.float32)[:, -1] for lane in range(8)]
+    c = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    aimed = c >= np.float32(0.5)
+    s = np.divide(np.float32(1), c, out=np.ones_like(c), where=aimed)
+    return (s[:, None] * unit - decoded).astype(np.float32)
+
+
 def test_refinement_matches_its_numpy_definition(embeddings):
     d = smic.Dictionary.fit(embeddings, n_atoms=24, n_iter=3)
     unit = smic.coding.dictionary.normalize_embeddings(embeddings)[0]
     decoded = d.reconstruct(d.items_symbols(unit))
     levels = smic._core.residual_levels(unit, decoded, 0.02)
-    np.testing.assert_array_equal(levels, smic.quantize(unit - decoded, 0.02))
+    np.testing.assert_array_equal(levels, smic.quantize(aimed_float32(unit, decoded), 0.02))
+    # the target is on the item's ray and orthogonal to the decoded row (where cos >= 1/2)
+    target = aimed_float32(unit, decoded).astype(np.float64) + decoded
+    cosine = np.sum(unit.astype(np.float64) * decoded, axis=1)
+    aimed = cosine >= smic._core.TRANSFORM_TARGET_MIN_COSINE
+    assert aimed.mean() > 0.5
+    np.testing.assert_allclose(np.sum((target - decoded) * decoded, axis=1)[aimed], 0, atol=1e-5)
+    np.testing.assert_allclose(target[aimed] * cosine[aimed, None], unit[aimed], atol=1e-5)
     out = decoded + dequantize(levels, 0.02)
     norms = np.linalg.norm(out.astype(np.float64), axis=1, keepdims=True)
     expected = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)

@@ -168,7 +168,7 @@ class TransformModel:
         """
     def levels(self, unit: numpy.ndarray, decoded: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
         """
-        (n, dim) int32 levels of the residuals unit - decoded in each item's class.
+        (n, dim) int32 levels of the residuals unit / cos - decoded in each item's class (smic_fast.coding.transform.aimed_residuals).
         """
     def refine(self, decoded: numpy.ndarray, levels: numpy.ndarray, classes: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
         """
@@ -569,7 +569,7 @@ def repack_collection(path: str, dictionary: CodingDictionary | None = None, n_t
     """
 def residual_levels(unit: numpy.ndarray, decoded: numpy.ndarray, step: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int32]:
     """
-    int32 levels of unit - decoded at step (round to nearest).
+    int32 levels of unit / cos - decoded at step (round to nearest; cos = unit . decoded, unit - decoded where cos < TRANSFORM_TARGET_MIN_COSINE).
     """
 def set_atom_screening(mode: str) -> None:
     """

@@ -20,6 +20,13 @@ def embeddings(seed: int, n: int = 40, dim: int = 16) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def save_expected(folder: Path, name: str, col) -> None:
+    """<name>.expected.npz: the decoded embeddings and every batch's symbols of `col`."""
+    np.savez(folder / f"{name}.expected.npz", embeddings=col.embeddings(),
+             **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(col._symbols())
+                for field in ("counts", "first", "rest_index", "rest_level")})
+
+
 def write_all(folder: Path = HERE) -> dict[str, Path]:
     e = embeddings(0)
     written = {}
@@ -33,10 +40,7 @@ def write_all(folder: Path = HERE) -> dict[str, Path]:
     smic.open(folder / "shared.smic", dictionary=shared).append(e[25:], ids=[f"x{i}" for i in range(15)])
     for name in ("own_float16", "paper_int8", "shared"):
         col = smic.open(folder / f"{name}.smic", dictionary=folder / "shared.smicd" if name == "shared" else None)
-        symbols = col._symbols()
-        np.savez(folder / f"{name}.expected.npz", embeddings=col.embeddings(),
-                 **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
-                    for field in ("counts", "first", "rest_index", "rest_level")})
+        save_expected(folder, name, col)
         written[name] = folder / f"{name}.smic"
     return written
 
@@ -58,10 +62,7 @@ def write_version3(folder: Path = HERE) -> dict[str, Path]:
         version3_again(name, e, dictionary, path, "smic-fast golden")
         col = smic.open(path, dictionary=None if name == "remaining" else folder / "shared.smicd")
         assert col.info()["format_version"] == 3 and col.info()["index_model"] == "remaining"
-        symbols = col._symbols()
-        np.savez(folder / f"{name}.expected.npz", embeddings=col.embeddings(),
-                 **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
-                    for field in ("counts", "first", "rest_index", "rest_level")})
+        save_expected(folder, name, col)
         written[name] = path
     return written
 
@@ -81,6 +82,17 @@ def version3_again(name: str, e: np.ndarray, dictionary: smic.Dictionary, path: 
                            embed_dictionary=embed, index_model="remaining")
     col = smic.open(path, dictionary=None if embed else dictionary)
     col.append(rest, ids=[f"v3_extra_{i}" for i in range(len(rest))])
+
+
+def recode_version3(folder: Path = HERE, name: str = "remaining_shared") -> dict[str, Path]:
+    """Version-3 file `name` and its expected values again with the dictionary it carries or
+    refers to: for an encoder that chooses other levels (the format unchanged)."""
+    path = folder / f"{name}.smic"
+    shared = VERSION3[name]
+    dictionary = (smic.open(path).dictionary if shared is None else smic.Dictionary.load(folder / shared))
+    version3_again(name, embeddings(0), dictionary, path, "smic-fast golden")
+    save_expected(folder, name, smic.open(path, dictionary=None if shared is None else dictionary))
+    return {name: path}
 
 
 #: Version 4 (the transform-coded refinement layer): file -> the .smicd (version 2, with its
@@ -108,10 +120,7 @@ def recode_version4(folder: Path = HERE, name: str = "transform") -> dict[str, P
     version4_again(embeddings(0), dictionary, path, "smic-fast golden")
     col = smic.open(path, dictionary=dictionary)
     assert col.info()["format_version"] == 4
-    symbols = col._symbols()
-    np.savez(folder / f"{name}.expected.npz", embeddings=col.embeddings(),
-             **{f"{field}_{i}": getattr(s, field) for i, s in enumerate(symbols)
-                for field in ("counts", "first", "rest_index", "rest_level")})
+    save_expected(folder, name, col)
     return {name: path}
 
 
@@ -140,4 +149,4 @@ if __name__ == "__main__":
     write_all()
     # write_version3() only for a new version-3 golden set (never over the version-1 files),
     # write_version4() likewise for version 4, write_dependent() for dependent quantisation,
-    # recode_version4(name=...) for an encoder change within version 4
+    # recode_version3(name=...) / recode_version4(name=...) for an encoder change within a version

@@ -32,7 +32,7 @@ struct ResidualScheme {
   const TransformModel* transform = nullptr;
 };
 
-/// Levels (n x dim) of unit - decoded under `scheme`; `classes` (n, the transform's classes of
+/// Levels (n x dim) of unit / cos - decoded (coding/residual_target.hpp) under `scheme`; `classes` (n, the transform's classes of
 /// the items) is needed with a transform only.
 std::vector<int32_t> residual_levels(const ResidualScheme& scheme, const float* unit,
                                      const float* decoded, const uint32_t* classes, std::size_t n,
@@ -50,7 +50,8 @@ constexpr double kMinResidualStep = 1e-4;
 /// Throws InvalidArgument unless step is finite and in [kMinResidualStep, 1].
 void check_residual_step(double step);
 
-/// (n x dim) int32 levels of unit - decoded (float32 difference) at `step`.
+/// (n x dim) int32 levels of unit / cos - decoded (float32, coding/residual_target.hpp: unit -
+/// decoded where cos < kTransformTargetMinCosine) at `step`.
 std::vector<int32_t> residual_levels(const float* unit, const float* decoded, std::size_t n,
                                      std::size_t dim, double step);
 

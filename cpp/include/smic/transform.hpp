@@ -80,8 +80,8 @@ constexpr uint32_t kTransformGains = 2 * kTransformGainRange + 1;
 /// How levels are chosen, and for kDependent reconstructed (see above); stored in a dictionary's
 /// XQNT section.
 enum class TransformQuantiser : uint8_t { kGreedy = 0, kTrellis = 1, kDependent = 2 };
-/// Below this cosine between an item and its atoms' reconstruction ê, the encoder codes e - ê
-/// rather than e / cos(e, ê) - ê (see levels).
+/// Below this cosine between an item and its atoms' reconstruction ê, either refinement layer's
+/// writer codes e - ê rather than e / cos(e, ê) - ê (see levels and residual_levels).
 constexpr float kTransformTargetMinCosine = 0.5f;
 /// Dependent quantisation's state machine: the next state by the parity of |level|.
 constexpr uint8_t kTransformNextState[4][2] = {{0, 2}, {2, 0}, {1, 3}, {3, 1}};

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "coding/residual_target.hpp"
 #include "format/bytes.hpp"
 #include "format/json.hpp"
 #include "smic/quantizer.hpp"
@@ -20,7 +21,8 @@ void check_residual_step(double step) {
 std::vector<int32_t> residual_levels(const float* unit, const float* decoded, std::size_t n,
                                      std::size_t dim, double step) {
   std::vector<float> difference(n * dim);
-  for (std::size_t i = 0; i < n * dim; ++i) difference[i] = unit[i] - decoded[i];
+  for (std::size_t i = 0; i < n; ++i)
+    detail::residual_target(unit + i * dim, decoded + i * dim, dim, difference.data() + i * dim);
   std::vector<int32_t> levels(n * dim);
   ScalarQuantizer{step, 0.5, 0.0}.quantize(difference.data(), difference.size(), levels.data());
   return levels;

@@ -8,6 +8,7 @@
 
 #include "format/bytes.hpp"
 #include "kernels/cpu.hpp"
+#include "coding/residual_target.hpp"
 #include "kernels/transform_kernels.hpp"
 #include "smic/coding_dictionary.hpp"
 #include "smic/error.hpp"
@@ -255,21 +256,6 @@ void class_blocks(const uint32_t* classes, std::size_t n, std::size_t n_classes,
     if (!pending[c].empty()) visit(static_cast<uint32_t>(c), pending[c]);
 }
 
-// sum_k axis[k] r[k] in eight interleaved float sums, combined pairwise: a fixed order.
-inline float dot(const float* axis, const float* r, std::size_t dim) {
-  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::size_t k = 0;
-  for (; k + 8 <= dim; k += 8)
-    for (int l = 0; l < 8; ++l) lanes[l] += axis[k + l] * r[k + l];
-  for (; k < dim; ++k) lanes[k & 7] += axis[k] * r[k];
-  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-}
-
-// How far along e's ray the residual aims: the reader renormalises what it rebuilds, so every
-// point of the ray decodes alike, and e / cos(e, x) leaves the residual orthogonal to the
-// decoded x (unit), without the radial part e - x carries; that codes held-out MiniLM items at
-// cosine 0.95 in 3% fewer bits. Items whose atoms decode far from them (or to nothing) aim at e.
-inline float target_scale(float cosine) { return cosine >= kTransformTargetMinCosine ? 1.0f / cosine : 1.0f; }
 
 // The dot products of one axis with n rows, or row += y * axis: the AVX2 kernel where the CPU
 // has it, else the portable loops above (the same floats either way).
@@ -277,7 +263,7 @@ void dots(const float* axis, const float* rows, std::size_t n, std::size_t dim, 
 #if defined(SMIC_HAVE_AVX2_KERNEL)
   if (use_avx2_kernels()) return transform_dots_avx2(axis, rows, n, dim, out);
 #endif
-  for (std::size_t u = 0; u < n; ++u) out[u] = dot(axis, rows + u * dim, dim);
+  for (std::size_t u = 0; u < n; ++u) out[u] = detail::lane_dot(axis, rows + u * dim, dim);
 }
 
 void dots2(const float* axis0, const float* axis1, const float* rows, std::size_t n, std::size_t dim,
@@ -286,8 +272,8 @@ void dots2(const float* axis0, const float* axis1, const float* rows, std::size_
   if (use_avx2_kernels()) return transform_dots2_avx2(axis0, axis1, rows, n, dim, out0, out1);
 #endif
   for (std::size_t u = 0; u < n; ++u) {
-    out0[u] = dot(axis0, rows + u * dim, dim);
-    out1[u] = dot(axis1, rows + u * dim, dim);
+    out0[u] = detail::lane_dot(axis0, rows + u * dim, dim);
+    out1[u] = detail::lane_dot(axis1, rows + u * dim, dim);
   }
 }
 
@@ -313,12 +299,9 @@ void TransformModel::levels(const float* unit, const float* decoded, const uint3
     const float* m = mean_.data() + c * dim_;
     const std::size_t b = items.size();
     for (std::size_t u = 0; u < b; ++u) {
-      const std::size_t i = items[u];
-      const float* e = unit + i * dim_;
-      const float* x = decoded + i * dim_;
-      const float scale = target_scale(dot(e, x, dim_));
-      for (std::size_t k = 0; k < dim_; ++k)
-        r[u * dim_ + k] = (scale * e[k] - x[k]) - m[k];
+      float* row = r.data() + u * dim_;
+      detail::residual_target(unit + items[u] * dim_, decoded + items[u] * dim_, dim_, row);
+      for (std::size_t k = 0; k < dim_; ++k) row[k] -= m[k];
     }
     std::size_t j = 0;
     for (; j + 2 <= rank_; j += 2) {  // two axes at a time (see transform_dots2_avx2)
