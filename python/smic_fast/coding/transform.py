@@ -64,8 +64,10 @@ def aimed_residuals(unit: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     their atoms' unit reconstructions ê (e - ê where the cosine is under 1/2).
 
     The reader renormalises what it rebuilds, so any point on e's ray decodes alike; this one
-    leaves the residual orthogonal to ê, without the radial part e - ê carries (the C++
-    encoder's ``target_scale``): 3% fewer bits at cosine 0.95 on held-out MiniLM items.
+    leaves the residual orthogonal to ê, without the radial part e - ê carries, and codes
+    new items in fewer bits at equal cosine (BENCHMARKS.md). Both C++ writers aim there
+    (``coding/residual_target.hpp``, in float32); this float64 copy is what the transform is
+    learned on.
     """
     unit64, decoded64 = np.asarray(unit, dtype=np.float64), np.asarray(decoded, dtype=np.float64)
     cosine = np.sum(unit64 * decoded64, axis=1, keepdims=True)
@@ -108,8 +110,8 @@ def learn_transform(
             quantisation of JPEG 2000 part 2 and VVC: two quantisers on interleaved grids, the
             one for each coefficient set by the parities of the levels before it, the levels
             found by a Viterbi search over the item. It packs reconstructions more densely than
-            one grid: on held-out MiniLM items it coded cosine 0.95 in 5% fewer bits than
-            ``"greedy"`` and 0.97 / 0.99 in 8% / 7% fewer (BENCHMARKS.md, issue 28), encoding
+            one grid: on held-out MiniLM items it coded cosine 0.95, 0.97 and 0.99 in 7% fewer
+            bits than ``"greedy"`` (BENCHMARKS.md, issue 28), encoding
             at about 0.6x greedy's speed. Older smic-fast builds refuse its dictionaries
             (unknown transform quantiser 2) rather than misread them. ``"greedy"`` picks each
             level among the dead-zone one (``rounding``), one less and 0 in coding order;
