@@ -32,8 +32,8 @@ struct ResidualScheme {
   const TransformModel* transform = nullptr;
 };
 
-/// Levels (n x dim) of unit / cos - decoded (coding/residual_target.hpp) under `scheme`; `classes` (n, the transform's classes of
-/// the items) is needed with a transform only.
+/// Levels (n x dim) of unit / cos - decoded (coding/residual_target.hpp) under `scheme`;
+/// `classes` (n, the transform's classes of the items) is needed with a transform only.
 std::vector<int32_t> residual_levels(const ResidualScheme& scheme, const float* unit,
                                      const float* decoded, const uint32_t* classes, std::size_t n,
                                      std::size_t dim);

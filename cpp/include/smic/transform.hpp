@@ -1,8 +1,8 @@
 // Transform-coded refinement (collection format version 4): the residual r = e / cos(e, ê) - ê
 // between a unit embedding and what its atoms decode to (the reader renormalises, so this point
-// of e's ray decodes like e and has no radial part), rotated into the principal axes of the item's
-// class (a KLT learned per class on training residuals) and quantised with one dead-zone uniform
-// step for every coefficient. One step everywhere realises reverse water-filling: an axis whose
+// of e's ray decodes like e and has no radial part), rotated into the principal axes of the
+// item's class (a KLT learned per class on training residuals) and quantised with one dead-zone
+// uniform step for every coefficient. One step everywhere realises reverse water-filling: an axis whose
 // spread is below the step quantises to zero and costs almost nothing, so bits go where the
 // residual's energy is. The levels are range-coded with static context models learned with the
 // transform: the context of coefficient j is the bucket of log2(sigma_cj / step) in quarter

@@ -6,9 +6,9 @@
 #include <cstring>
 #include <limits>
 
+#include "coding/residual_target.hpp"
 #include "format/bytes.hpp"
 #include "kernels/cpu.hpp"
-#include "coding/residual_target.hpp"
 #include "kernels/transform_kernels.hpp"
 #include "smic/coding_dictionary.hpp"
 #include "smic/error.hpp"
@@ -256,9 +256,8 @@ void class_blocks(const uint32_t* classes, std::size_t n, std::size_t n_classes,
     if (!pending[c].empty()) visit(static_cast<uint32_t>(c), pending[c]);
 }
 
-
 // The dot products of one axis with n rows, or row += y * axis: the AVX2 kernel where the CPU
-// has it, else the portable loops above (the same floats either way).
+// has it, else the portable loops (detail::lane_dot's order: the same floats either way).
 void dots(const float* axis, const float* rows, std::size_t n, std::size_t dim, float* out) {
 #if defined(SMIC_HAVE_AVX2_KERNEL)
   if (use_avx2_kernels()) return transform_dots_avx2(axis, rows, n, dim, out);

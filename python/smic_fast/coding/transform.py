@@ -1,10 +1,10 @@
 """Learning the transform-coded refinement layer (format version 4).
 
-After its atoms, an item's residual r = e / cos(e, ê) - ê (see :func:`aimed_residuals`) is rotated into the principal axes of its class
-(a KLT learned per class on training residuals, the class being its first atom's group of
-atoms, which costs no bits) and quantised with one dead-zone step for every axis, then
-range-coded with context tables learned here. One step everywhere realises reverse
-water-filling: axes whose spread is below the step quantise to zero and cost almost nothing.
+After its atoms, an item's residual r = e / cos(e, ê) - ê (see :func:`aimed_residuals`) is
+rotated into the principal axes of its class (a KLT learned per class on training residuals,
+the class being its first atom's group of atoms, which costs no bits) and quantised with one
+dead-zone step for every axis, then range-coded with context tables learned here. One step
+everywhere realises reverse water-filling: axes whose spread is below the step quantise to zero and cost almost nothing.
 The coding itself is C++ (``smic/transform.hpp``); this module learns its parameters with
 numpy (covariances and their eigendecompositions), on the items a dictionary was learned on
 or on any other training set, and returns the dictionary carrying them, so a shared
