@@ -70,6 +70,26 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 # ------------------------------------------------------------------------ the batcher
+def test_a_request_sent_after_the_last_result_is_not_taken_for_load():
+    """The worker marks a batch done before its clients see their results: a lone client's next
+    request, sent while the worker still reports the batch (here a slow metrics callback),
+    runs at once instead of waiting out max_wait_ms as if it had queued behind the batch."""
+    batcher = Batcher("t", lambda values: [v + 1 for v in values], max_batch_size=4, max_wait_ms=5000,
+                      max_queue=10, on_batch=lambda stats: time.sleep(0.2))
+    try:
+        async def sequential():
+            times = []
+            for i in range(3):
+                started = time.perf_counter()
+                assert await batcher.submit([i]) == [i + 1]
+                times.append(time.perf_counter() - started)
+            return times
+
+        assert max(asyncio.run(sequential())) < 2.5
+    finally:
+        batcher.close()
+
+
 def test_batches_never_exceed_the_limit_and_a_lone_request_is_not_delayed():
     sizes: list[int] = []
 

@@ -189,21 +189,25 @@ class Batcher(Generic[T, R]):
                 live.append(item)
             if live:
                 start = time.perf_counter()
+                error: Exception | None = None
                 try:
                     results = list(self.work([item.value for item in live]))
                     if len(results) != len(live):
                         raise RuntimeError(f"{self.name}: work returned {len(results)} results for {len(live)} items")
                 except Exception as exc:  # every item of the batch gets the error
-                    for item in live:
-                        self._resolve(item, error=exc)
-                else:
-                    for item, result in zip(live, results):
-                        self._resolve(item, result=result)
+                    results, error = [None] * len(live), exc
                 run_s = time.perf_counter() - start
+                # Before any client sees its result: a request sent after it found the worker
+                # idle and runs at once (set after, it could look queued behind this batch and
+                # wait max_wait for company).
+                self._last_done = time.monotonic()
+                for item, result in zip(live, results):
+                    self._resolve(item, result=result, error=error)
                 self._run_s_ewma = 0.8 * self._run_s_ewma + 0.2 * run_s
                 if self.on_batch is not None:
                     self.on_batch(BatchStats(len(live), max(i.queue_wait_s for i in live), run_s))
-            self._last_done = time.monotonic()
+            else:
+                self._last_done = time.monotonic()
 
     @staticmethod
     def _resolve(item: _Item[T], *, result: Any = None, error: BaseException | None = None) -> None:
