@@ -20,21 +20,9 @@ import numpy as np
 
 from _common import clustered, optional, parse_args
 from bench_transform import holdout_split
-from smic_fast.evaluation.bounds import distortion_of_cosine, kmeans_classes, mixture_rd_bound, reverse_water_filling
+from smic_fast.evaluation.bounds import mixture_rd_bound
 
 LEVELS = (0.9, 0.95, 0.97)
-
-
-def shrunk_mixture_bound(train: np.ndarray, cosines: tuple[float, ...], n_classes: int, ledoit_wolf) -> np.ndarray:
-    """mixture_rd_bound's classes and formula with each class's covariance shrunk by Ledoit–Wolf."""
-    labels = kmeans_classes(train, n_classes, seed=0)
-    counts = np.bincount(labels)
-    p = counts / counts.sum()
-    eigenvalues = [np.linalg.eigvalsh(ledoit_wolf(train[labels == c])[0]) for c in range(len(counts))]
-    weights = [np.full(len(e), pc) for e, pc in zip(eigenvalues, p)]
-    _, bits = reverse_water_filling(np.concatenate(eigenvalues), distortion_of_cosine(cosines),
-                                    np.concatenate(weights))
-    return bits - float(np.sum(p * np.log2(p)))
 
 
 def measure(name: str, e: np.ndarray, classes: list[int]) -> None:
@@ -50,7 +38,11 @@ def measure(name: str, e: np.ndarray, classes: list[int]) -> None:
         start = time.perf_counter()
         rows = {"sample": [mixture_rd_bound(x, LEVELS, n_classes=c) for x in halves.values()]}
         if covariance is not None:
-            rows["Ledoit–Wolf"] = [shrunk_mixture_bound(x, LEVELS, c, covariance.ledoit_wolf) for x in halves.values()]
+            def shrunk(rows: np.ndarray) -> np.ndarray:
+                return np.linalg.eigvalsh(covariance.ledoit_wolf(rows)[0])
+
+            rows["Ledoit–Wolf"] = [mixture_rd_bound(x, LEVELS, n_classes=c, eigenvalues_of=shrunk)
+                                   for x in halves.values()]
         for label, values in rows.items():
             cells = [f"{v:.1f}" for bits in values for v in bits]
             print(f"| {label} | {c} | " + " | ".join(cells) + f" |  ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -2,8 +2,8 @@
 // to what its atoms decode to (x, unit), e / cos(e, x), minus x. Every reader renormalises the
 // row it rebuilds, so any point of the ray decodes like e; this one has no radial part, which
 // e - x carries (1 - cos along x), and codes held-out MiniLM items in fewer bits at equal
-// cosine (BENCHMARKS.md: 2.6% for the one-table residual at cosine 0.95). Items whose atoms
-// decode far from them (cos < 1/2, or no atoms) aim at e itself. An encoder's choice: decoding
+// cosine (BENCHMARKS.md). Items whose atoms decode far from them (cos < 1/2, or no atoms) aim
+// at e itself. An encoder's choice: decoding
 // never needs the cosine. The arithmetic is float32 in a fixed order (docs/format.md writes it
 // out), so every writer picks the same levels.
 #pragma once

@@ -20,7 +20,7 @@ makes the mixture bound optimistic at high rates. numpy only.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,18 +136,22 @@ def kmeans_classes(rows: np.ndarray, n_classes: int, *, seed: int = 0, n_iter: i
 
 
 def mixture_rd_bound(train_unit: np.ndarray, cosines: float | Sequence[float] | np.ndarray,
-                     n_classes: int = 32, seed: int = 0) -> float | np.ndarray:
+                     n_classes: int = 32, seed: int = 0,
+                     eigenvalues_of: Callable[[np.ndarray], np.ndarray] = covariance_eigenvalues,
+                     ) -> float | np.ndarray:
     """Bits per item of a Gaussian mixture fitted on `train_unit` (k-means into `n_classes`
     classes, each with its own mean and sample covariance) at each mean cosine: the class
     entropy H(class) plus reverse water-filling with one water level over all classes'
     eigenvalues, each weighted by its class probability (the module docstring has the
-    formula); a float for a scalar cosine, else an array of their shape."""
+    formula); a float for a scalar cosine, else an array of their shape. `eigenvalues_of`
+    (a class's rows -> its covariance's eigenvalues) swaps in another covariance estimate,
+    a shrunk one for instance (benchmarks/bench_bounds.py)."""
     x = np.asarray(train_unit, dtype=np.float64)
     labels = kmeans_classes(x, min(n_classes, len(x)), seed=seed)
     counts = np.bincount(labels)
     p = counts / counts.sum()
     entropy = float(-np.sum(p * np.log2(p)))
-    eigenvalues = [covariance_eigenvalues(x[labels == c]) for c in range(len(counts))]
+    eigenvalues = [eigenvalues_of(x[labels == c]) for c in range(len(counts))]
     weights = [np.full(len(e), pc) for e, pc in zip(eigenvalues, p)]
     _, bits = reverse_water_filling(np.concatenate(eigenvalues), distortion_of_cosine(cosines),
                                     np.concatenate(weights))
